@@ -1,0 +1,65 @@
+"""A local Trino-compatible engine: the Trino client protocol over HTTP, SQL executed by DuckDB.
+
+The unmodified `trino` client talks to it as to a coordinator. It is the embedded default for the
+demo and the tests; deployments point the same code at a real Trino cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from report_pipeline.local_trino.engine import Engine, EngineConfig, open_database
+from report_pipeline.local_trino.errors import TrinoError
+from report_pipeline.local_trino.faults import Fault
+from report_pipeline.local_trino.sample_data import DEFAULT_DAYS, DEFAULT_EVENTS, DEFAULT_START, load_sample_data
+from report_pipeline.local_trino.server import LocalTrinoServer
+
+
+class LocalTrino:
+    """Engine + sample data + HTTP server, started together; usable as a context manager."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data: str | None = None,
+                 sample_events: int = DEFAULT_EVENTS, sample_start: dt.date = DEFAULT_START,
+                 sample_days: int = DEFAULT_DAYS, config: EngineConfig | None = None, catalog: str = "lake"):
+        config = replace(config or EngineConfig(), catalog=catalog)
+        database = open_database(data, config.catalog)
+        load_sample_data(database, config.catalog, sample_events, sample_start, sample_days)
+        self.engine = Engine(database, config)
+        self.server = LocalTrinoServer(self.engine, host, port)
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def catalog(self) -> str:
+        return self.engine.catalog
+
+    def inject(self, fault: Fault) -> Fault:
+        return self.engine.faults.add(fault)
+
+    def start(self) -> "LocalTrino":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.engine.close()
+
+    def __enter__(self) -> "LocalTrino":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+__all__ = ["EngineConfig", "Fault", "LocalTrino", "TrinoError"]

@@ -1,0 +1,275 @@
+"""From Trino SQL to a DuckDB plan.
+
+sqlglot parses the Trino dialect and writes DuckDB's. On the way the engine:
+- refuses what it cannot translate faithfully (NOT_SUPPORTED, naming the construct), before any
+  side effect, rather than returning a different answer than Trino would;
+- answers Trino's `system` catalog and the catalog-scoped `information_schema` from snapshots
+  (DuckDB's own information_schema spans every attached database);
+- classifies the statement so the response carries Trino's `updateType` and `updateCount`.
+Statements Trino's coordinator handles itself (USE, SET SESSION, PREPARE, EXECUTE, CALL, ...)
+are recognised in `session_command` and never reach DuckDB.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
+
+from report_pipeline.local_trino.errors import TrinoError
+
+
+class Catalog(Protocol):
+    """What translation needs to know about the data: implemented by the engine."""
+
+    def system_table(self, catalog: str | None, schema: str, table: str) -> exp.Expression | None: ...
+
+    def has_function(self, name: str) -> bool: ...
+
+
+@dataclass
+class Plan:
+    duckdb_sql: str
+    update_type: str | None = None      # None for a query that returns rows
+    counts_rows: bool = False           # whether the response carries updateCount
+    tables: list[tuple[str | None, str | None, str]] = field(default_factory=list)
+
+
+def parse(sql: str) -> exp.Expression:
+    """Parse exactly one Trino statement; a trailing semicolon is a syntax error, as in Trino."""
+    try:
+        statements = sqlglot.parse(sql, read="trino")
+    except (ParseError, TokenError) as error:
+        raise _syntax_error(error) from None
+    statements = [s for s in statements if s is not None]
+    if not statements:
+        raise TrinoError("SYNTAX_ERROR", "line 1:1: mismatched input '<EOF>'. Expecting: statement",
+                         line=1, column=1)
+    if len(statements) > 1 or sql.rstrip().endswith(";"):
+        raise TrinoError("SYNTAX_ERROR", "mismatched input ';': a request holds exactly one statement",
+                         line=1, column=1)
+    return statements[0]
+
+
+def _syntax_error(error: Exception) -> TrinoError:
+    details = getattr(error, "errors", None) or [{}]
+    first = details[0]
+    line, column = first.get("line") or 1, first.get("col") or 1
+    description = first.get("description") or str(error).splitlines()[0]
+    return TrinoError("SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column)
+
+
+def plan(sql: str, catalog: Catalog) -> Plan:
+    """Translate one Trino statement into DuckDB SQL, or fail as Trino would."""
+    tree = parse(sql)
+    if isinstance(tree, exp.Command):
+        keyword = str(tree.this).upper()
+        raise TrinoError("NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine")
+    _check_functions(tree, catalog)
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    # In CREATE/DROP SCHEMA the "table" node names the schema itself.
+    schema_node = tree.this if _is_schema_ddl(tree) else None
+    tables = []
+    for table in list(tree.find_all(exp.Table)):
+        if table is schema_node or not table.name or (not table.db and table.name.lower() in ctes):
+            continue
+        replacement = catalog.system_table(table.catalog or None, table.db, table.name)
+        if replacement is not None:
+            alias = table.alias_or_name
+            table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        else:
+            tables.append((table.catalog or None, table.db or None, table.name))
+    tree = tree.transform(_rewrite_version)
+    update_type, counts_rows = _update_type(tree)
+    try:
+        duckdb_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as error:
+        raise TrinoError("NOT_SUPPORTED", f"Not supported by the local engine: {error}") from None
+    return Plan(duckdb_sql, update_type, counts_rows, tables)
+
+
+ENGINE_VERSION = "476-local"
+
+
+def _is_schema_ddl(tree: exp.Expression) -> bool:
+    return isinstance(tree, (exp.Create, exp.Drop)) and (tree.args.get("kind") or "").upper() == "SCHEMA"
+
+
+def _rewrite_version(node: exp.Expression) -> exp.Expression:
+    # Trino's version() is the server version; DuckDB's would name DuckDB.
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "version" and not node.expressions:
+        return exp.Literal.string(ENGINE_VERSION)
+    return node
+
+
+def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
+    # A function sqlglot does not know is passed through by name; if DuckDB lacks it too, it has
+    # no translation (format_datetime's Joda patterns, say): say so instead of a confusing error.
+    for call in tree.find_all(exp.Anonymous):
+        name = call.name.lower()
+        if name != "version" and not catalog.has_function(name):
+            raise TrinoError("NOT_SUPPORTED", f"Function {name} is not supported by the local engine")
+
+
+_DDL_KINDS = {"TABLE", "SCHEMA", "VIEW"}
+
+
+def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
+    if isinstance(tree, exp.Query):
+        return None, False
+    if isinstance(tree, exp.Create):
+        kind = (tree.args.get("kind") or "TABLE").upper()
+        if kind not in _DDL_KINDS:
+            raise TrinoError("NOT_SUPPORTED", f"CREATE {kind} is not supported by the local engine")
+        as_select = kind == "TABLE" and isinstance(tree.expression, exp.Query)
+        return f"CREATE {kind}", as_select
+    if isinstance(tree, exp.Drop):
+        kind = (tree.args.get("kind") or "TABLE").upper()
+        if kind not in _DDL_KINDS:
+            raise TrinoError("NOT_SUPPORTED", f"DROP {kind} is not supported by the local engine")
+        return f"DROP {kind}", False
+    for node_type, update_type in ((exp.Insert, "INSERT"), (exp.Delete, "DELETE"),
+                                   (exp.Update, "UPDATE"), (exp.Merge, "MERGE")):
+        if isinstance(tree, node_type):
+            return update_type, True
+    if isinstance(tree, exp.Alter):
+        actions = tree.args.get("actions") or []
+        if any(isinstance(a, exp.AlterRename) for a in actions):
+            return "RENAME TABLE", False
+        if any(isinstance(a, exp.ColumnDef) for a in actions):
+            return "ADD COLUMN", False
+        return "ALTER TABLE", False
+    raise TrinoError("NOT_SUPPORTED", f"Statement {tree.key.upper()} is not supported by the local engine")
+
+
+# --- Statements the coordinator answers itself -------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionCommand:
+    kind: str           # execute_immediate, prepare, execute, deallocate, use, set_session, ...
+    args: dict
+
+
+_STRING = r"'((?:[^']|'')*)'"
+_IDENT = r'("(?:[^"]|"")+"|[A-Za-z_][\w$@]*)'
+_COMMANDS: list[tuple[str, re.Pattern]] = [
+    ("execute_immediate", re.compile(rf"^\s*EXECUTE\s+IMMEDIATE\s+{_STRING}\s*(?:USING\s+(?P<using>.+))?$",
+                                     re.I | re.S)),
+    ("prepare", re.compile(rf"^\s*PREPARE\s+{_IDENT}\s+FROM\s+(?P<body>.+)$", re.I | re.S)),
+    ("execute", re.compile(rf"^\s*EXECUTE\s+{_IDENT}\s*(?:USING\s+(?P<using>.+))?$", re.I | re.S)),
+    ("deallocate", re.compile(rf"^\s*DEALLOCATE\s+PREPARE\s+{_IDENT}\s*$", re.I | re.S)),
+    ("use", re.compile(rf"^\s*USE\s+{_IDENT}(?:\s*\.\s*{_IDENT})?\s*$", re.I | re.S)),
+    ("set_session", re.compile(r"^\s*SET\s+SESSION\s+(?P<name>[\w.]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S)),
+    ("reset_session", re.compile(r"^\s*RESET\s+SESSION\s+(?P<name>[\w.]+)\s*$", re.I | re.S)),
+    ("call", re.compile(r"^\s*CALL\s+(?P<procedure>[\w.\"]+)\s*\((?P<args>.*)\)\s*$", re.I | re.S)),
+    ("show_catalogs", re.compile(r"^\s*SHOW\s+CATALOGS\s*$", re.I)),
+    ("show_schemas", re.compile(rf"^\s*SHOW\s+SCHEMAS(?:\s+(?:FROM|IN)\s+{_IDENT})?\s*$", re.I)),
+    ("show_tables", re.compile(rf"^\s*SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+{_IDENT}(?:\s*\.\s*{_IDENT})?)?\s*$",
+                               re.I)),
+]
+
+
+def _unquote(identifier: str | None) -> str | None:
+    if identifier is None:
+        return None
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()
+
+
+def session_command(sql: str) -> SessionCommand | None:
+    """Recognise a statement the coordinator handles itself, or None for one DuckDB runs."""
+    for kind, pattern in _COMMANDS:
+        match = pattern.match(sql)
+        if not match:
+            continue
+        groups = [g for g in match.groups()]
+        if kind == "execute_immediate":
+            return SessionCommand(kind, {"sql": groups[0].replace("''", "'"), "using": match.group("using")})
+        if kind == "prepare":
+            return SessionCommand(kind, {"name": _unquote(groups[0]), "sql": match.group("body")})
+        if kind == "execute":
+            return SessionCommand(kind, {"name": _unquote(groups[0]), "using": match.group("using")})
+        if kind == "deallocate":
+            return SessionCommand(kind, {"name": _unquote(groups[0])})
+        if kind == "use":
+            first, second = _unquote(groups[0]), _unquote(groups[1])
+            catalog, schema = (first, second) if second else (None, first)
+            return SessionCommand(kind, {"catalog": catalog, "schema": schema})
+        if kind in ("set_session", "reset_session", "call"):
+            return SessionCommand(kind, match.groupdict())
+        if kind == "show_schemas":
+            return SessionCommand(kind, {"catalog": _unquote(groups[0])})
+        if kind == "show_tables":
+            first, second = _unquote(groups[0]), _unquote(groups[1])
+            catalog, schema = (first, second) if second else (None, first)
+            return SessionCommand(kind, {"catalog": catalog, "schema": schema})
+        return SessionCommand(kind, {})
+    return None
+
+
+def parse_parameters(using: str | None) -> list[exp.Expression]:
+    """The USING list of EXECUTE as expressions (the client renders values as Trino literals)."""
+    if not using:
+        return []
+    try:
+        select = sqlglot.parse_one(f"SELECT {using}", read="trino")
+    except (ParseError, TokenError) as error:
+        raise _syntax_error(error) from None
+    return list(select.expressions)
+
+
+def bind_parameters(sql: str, parameters: list[exp.Expression]) -> str:
+    """Put each parameter where its `?` stands, token-aware (a `?` inside a string stays)."""
+    try:
+        tokens = sqlglot.tokenize(sql, read="trino")
+    except TokenError as error:
+        raise _syntax_error(error) from None
+    marks = [t for t in tokens if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?"]
+    if len(marks) != len(parameters):
+        raise TrinoError("INVALID_PARAMETER_USAGE",
+                         f"Incorrect number of parameters: expected {len(marks)} but found {len(parameters)}")
+    pieces, position = [], 0
+    for mark, value in zip(marks, parameters):
+        pieces.append(sql[position:mark.start])
+        pieces.append(value.sql(dialect="trino"))
+        position = mark.end + 1
+    pieces.append(sql[position:])
+    return "".join(pieces)
+
+
+_ARGUMENT = re.compile(rf"\s*(?:(?P<name>\w+)\s*=>\s*)?(?:{_STRING}|(?P<number>-?\d+(?:\.\d+)?))\s*(?:,|$)", re.S)
+
+
+def procedure_arguments(text: str, names: list[str]) -> dict[str, str]:
+    """CALL arguments, positional or `name => value`, as a dict keyed by parameter name."""
+    result: dict[str, str] = {}
+    position, index = 0, 0
+    text = text.strip()
+    while position < len(text):
+        match = _ARGUMENT.match(text, position)
+        if not match or match.end() == position:
+            raise TrinoError("INVALID_PROCEDURE_ARGUMENT", f"Cannot parse procedure arguments: {text}")
+        name = (match.group("name") or (names[index] if index < len(names) else "")).lower()
+        if name not in names:
+            raise TrinoError("INVALID_PROCEDURE_ARGUMENT", f"Unknown argument name: {name or index + 1}")
+        string = match.group(2)
+        result[name] = string.replace("''", "'") if string is not None else match.group("number")
+        position, index = match.end(), index + 1
+    return result
+
+
+def literal_value(text: str) -> str:
+    """A SET SESSION value: a string literal, a number or a boolean, as its text."""
+    text = text.strip()
+    string = re.fullmatch(_STRING, text, re.S)
+    if string:
+        return string.group(1).replace("''", "'")
+    if re.fullmatch(r"-?\d+(?:\.\d+)?|true|false", text, re.I):
+        return text.lower()
+    raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property value must be a literal: {text}")
+

@@ -1,0 +1,338 @@
+"""The Trino client REST protocol (v1) over HTTP, in front of the engine.
+
+A statement is submitted with `POST /v1/statement` and answered with a QUEUED document whose
+`nextUri` the client polls. Every poll carries a token; the engine answers a repeated token with
+the same document (the client retries polls) and the next token with the next page. A poll waits
+up to a second for news (long polling), so progress flows without busy loops. `DELETE nextUri`
+cancels. `GET/DELETE /v1/query/{id}` look a query up or cancel it without its cursor. Under
+`/v1/local/` the engine exposes what only a test engine has: fault injection and counters.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote_plus, urlsplit
+
+from report_pipeline.local_trino.dialect import ENGINE_VERSION
+from report_pipeline.local_trino.engine import Engine
+from report_pipeline.local_trino.errors import TrinoError
+from report_pipeline.local_trino.faults import Fault
+from report_pipeline.local_trino.query import Query, QueryState, Session
+
+log = logging.getLogger(__name__)
+
+POLL_WAIT_SECONDS = 1.0
+_STATEMENT_PATH = re.compile(r"^/v1/statement/(queued|executing)/([\w]+)/([0-9a-f]+)/(\d+)$")
+_QUERY_PATH = re.compile(r"^/v1/query/([\w]+)$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"   # keep-alive: the client polls many times per statement
+    server_version = "local-trino/" + ENGINE_VERSION
+    server: "_HttpServer"
+
+    # --- dispatch -------------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            path = urlsplit(self.path).path
+            routes = [
+                (r"^/v1/statement$", {"POST": self._submit}),
+                (_STATEMENT_PATH.pattern, {"GET": self._poll, "DELETE": self._cancel_statement}),
+                (_QUERY_PATH.pattern, {"GET": self._query_info, "DELETE": self._cancel_query}),
+                (r"^/v1/info$", {"GET": self._server_info}),
+                (r"^/ui/query\.html$", {"GET": self._query_page}),
+                (r"^/v1/local/faults$", {"GET": self._list_faults, "POST": self._add_fault,
+                                         "DELETE": self._clear_faults}),
+                (r"^/v1/local/stats$", {"GET": self._engine_stats}),
+            ]
+            for pattern, handlers in routes:
+                match = re.match(pattern, path)
+                if match:
+                    handler = handlers.get(method)
+                    if handler is None:
+                        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+                    else:
+                        handler(*match.groups())
+                    return
+            self._error(HTTPStatus.NOT_FOUND, f"No resource at {path}")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as error:  # noqa: BLE001 - answer with a Trino-style error, never a traceback
+            log.exception("request %s %s failed", method, self.path)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}",
+                        name="GENERIC_INTERNAL_ERROR")
+
+    # --- statements -----------------------------------------------------------------------------
+    def _submit(self) -> None:
+        user = self.headers.get("X-Trino-User")
+        if not user:
+            self._error(HTTPStatus.BAD_REQUEST, "User must be set (X-Trino-User header)")
+            return
+        sql = self._body().decode("utf-8", errors="replace")
+        if not sql.strip():
+            self._error(HTTPStatus.BAD_REQUEST, "SQL statement is empty")
+            return
+        try:
+            session = self._session(user)
+        except ValueError as error:
+            self._error(HTTPStatus.BAD_REQUEST, str(error))
+            return
+        query = self.server.engine.submit(sql, session)
+        doc = self._base_document(query)
+        doc["nextUri"] = self._next_uri(query, "queued", 1)
+        self._json(HTTPStatus.OK, doc)
+
+    def _session(self, user: str) -> Session:
+        properties = {}
+        for item in _header_items(self.headers.get("X-Trino-Session", "")):
+            name, _, value = item.partition("=")
+            properties[name.strip()] = unquote_plus(value.strip())
+        prepared = {}
+        for item in _header_items(self.headers.get("X-Trino-Prepared-Statement", "")):
+            name, _, value = item.partition("=")
+            prepared[name.strip()] = unquote_plus(value.strip())
+        return Session(
+            user=user,
+            source=self.headers.get("X-Trino-Source"),
+            catalog=self.headers.get("X-Trino-Catalog") or None,
+            schema=self.headers.get("X-Trino-Schema") or None,
+            time_zone=self.headers.get("X-Trino-Time-Zone") or None,
+            properties=properties,
+            prepared=prepared,
+        )
+
+    def _poll(self, _phase: str, query_id: str, slug: str, token: str) -> None:
+        query = self._find(query_id, slug)
+        if query is None:
+            return
+        query.touch()
+        if query.drop_connections:
+            self._drop_connection()
+            return
+        token_number = int(token)
+        with query.page_lock:
+            if token_number == query.page_token and query.page_document is not None:
+                document = query.page_document
+            elif token_number == query.page_token + 1:
+                document = self._next_document(query, token_number)
+                query.page_token, query.page_document = token_number, document
+            else:
+                self._error(HTTPStatus.GONE, f"Token {token} of query {query_id} is no longer available")
+                return
+        self._query_headers = query.response_headers  # session changes made by the statement
+        self._json(HTTPStatus.OK, document)
+
+    def _next_document(self, query: Query, token: int) -> dict:
+        if query.result is None and not query.state.done:
+            query.wait(POLL_WAIT_SECONDS)
+        doc = self._base_document(query)
+        result = query.result
+        if query.error is None and result is not None:
+            try:
+                rows, last = query.next_rows(self.server.engine.config.page_rows)
+            except TrinoError as error:
+                query.fail(error)
+            else:
+                doc["columns"] = result.columns
+                if rows:
+                    doc["data"] = rows
+                if result.update_type:
+                    doc["updateType"] = result.update_type
+                if result.update_count is not None:
+                    doc["updateCount"] = result.update_count
+                if not last:
+                    doc["nextUri"] = self._next_uri(query, "executing", token + 1)
+                doc["stats"] = query.stats()
+                return doc
+        if query.error is not None:
+            doc["stats"] = query.stats()
+            doc["error"] = query.error.to_json()
+            return doc
+        doc["nextUri"] = self._next_uri(query, "executing", token + 1)
+        return doc
+
+    def _cancel_statement(self, _phase: str, query_id: str, slug: str, _token: str) -> None:
+        if self._find(query_id, slug) is not None:
+            self.server.engine.cancel(query_id)
+            self._no_content()
+
+    def _base_document(self, query: Query) -> dict:
+        return {"id": query.id, "infoUri": f"{self._base_url()}/ui/query.html?{query.id}",
+                "stats": query.stats()}
+
+    def _next_uri(self, query: Query, phase: str, token: int) -> str:
+        return f"{self._base_url()}/v1/statement/{phase}/{query.id}/{query.slug}/{token}"
+
+    def _find(self, query_id: str, slug: str) -> Query | None:
+        query = self.server.engine.get(query_id)
+        if query is None or query.slug != slug:
+            expired = self.server.engine.was_expired(query_id)
+            self._error(HTTPStatus.GONE if expired else HTTPStatus.NOT_FOUND, f"Query not found: {query_id}")
+            return None
+        return query
+
+    # --- query lookup ---------------------------------------------------------------------------
+    def _query_info(self, query_id: str) -> None:
+        query = self._lookup(query_id)
+        if query is not None:
+            self._json(HTTPStatus.OK, query.info(self._base_url()))
+
+    def _cancel_query(self, query_id: str) -> None:
+        if self._lookup(query_id) is not None:
+            self.server.engine.cancel(query_id)
+            self._no_content()
+
+    def _lookup(self, query_id: str) -> Query | None:
+        query = self.server.engine.get(query_id)
+        if query is None:
+            expired = self.server.engine.was_expired(query_id)
+            self._error(HTTPStatus.GONE if expired else HTTPStatus.NOT_FOUND,
+                        f"Query {query_id} has expired" if expired else f"Query not found: {query_id}",
+                        name="NOT_FOUND")
+        return query
+
+    def _query_page(self) -> None:
+        query_id = urlsplit(self.path).query
+        query = self._lookup(query_id)
+        if query is None:
+            return
+        info = query.info(self._base_url())
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in [("Query", info["queryId"]), ("State", info["state"]),
+                                    ("User", query.session.user), ("Source", query.session.source),
+                                    ("Error", query.error.message if query.error else ""),
+                                    *info["queryStats"].items()])
+        page = (f"<!doctype html><title>Query {html.escape(query.id)}</title>"
+                f"<h1>Query {html.escape(query.id)}</h1><table>{rows}</table>"
+                f"<pre>{html.escape(query.sql)}</pre>")
+        self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+
+    def _server_info(self) -> None:
+        self._json(HTTPStatus.OK, {"nodeVersion": {"version": ENGINE_VERSION}, "environment": "local",
+                                   "coordinator": True, "starting": False})
+
+    # --- local-engine extras --------------------------------------------------------------------
+    def _list_faults(self) -> None:
+        self._json(HTTPStatus.OK, [f.to_json() for f in self.server.engine.faults.list()])
+
+    def _add_fault(self) -> None:
+        try:
+            spec = json.loads(self._body() or b"{}")
+            fault = Fault(**{k: v for k, v in spec.items() if k not in ("id", "fired")})
+        except (ValueError, TypeError) as error:
+            self._error(HTTPStatus.BAD_REQUEST, f"Invalid fault: {error}")
+            return
+        self._json(HTTPStatus.CREATED, self.server.engine.faults.add(fault).to_json())
+
+    def _clear_faults(self) -> None:
+        self.server.engine.faults.clear()
+        self._no_content()
+
+    def _engine_stats(self) -> None:
+        engine = self.server.engine
+        states = [q.state for q in engine.queries()]
+        self._json(HTTPStatus.OK, {"running": engine.running, "peak_running": engine.peak_running,
+                                   "queries": len(states),
+                                   "active": sum(1 for s in states if not s.done),
+                                   "failed": sum(1 for s in states if s == QueryState.FAILED)})
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _base_url(self) -> str:
+        return f"http://{self.headers.get('Host') or self.server.address}"
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _json(self, status: HTTPStatus, document: object) -> None:
+        self._send(status, json.dumps(document, separators=(",", ":")).encode(), "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        query_headers = getattr(self, "_query_headers", None)
+        for name, values in (query_headers or {}).items():
+            for value in values:
+                self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _no_content(self) -> None:
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _error(self, status: HTTPStatus, message: str, name: str = "GENERIC_USER_ERROR") -> None:
+        error = TrinoError(name, message).to_json()
+        self._json(status, {"error": error, "message": message})
+
+    def _drop_connection(self) -> None:
+        # Close without answering: the client sees a dropped connection mid-statement.
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def _header_items(value: str) -> list[str]:
+    return [item for item in value.split(",") if item.strip()]
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    engine: Engine
+    address: str
+
+
+class LocalTrinoServer:
+    """The engine served over HTTP on a background thread; port 0 picks a free port."""
+
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0):
+        self.engine = engine
+        self._http = _HttpServer((host, port), _Handler)
+        self._http.engine = engine
+        self.host, self.port = self._http.server_address[:2]
+        self._http.address = f"{self.host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "LocalTrinoServer":
+        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="local-trino-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._http.serve_forever(poll_interval=0.1)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._http.shutdown()
+        self._http.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
