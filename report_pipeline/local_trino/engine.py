@@ -88,6 +88,10 @@ class Engine:
         for query in self.queries():
             query.fail(TrinoError("SERVER_SHUTTING_DOWN", "Server is shutting down"))
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._housekeeper.join(timeout=5)
+        for query in self.queries():
+            with query.page_lock:
+                query.release()
         self._db.close()
 
     # --- submission and lookup ------------------------------------------------------------------
@@ -97,8 +101,11 @@ class Engine:
             query_id = f"{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}_{self._counter:05d}_{self._node}"
             query = Query(query_id, secrets.token_hex(8), sql, session)
             self._queries[query_id] = query
-        self._pool.submit(self._run, query)
         return query
+
+    def start(self, query: Query) -> None:
+        """Schedule a submitted statement (apart from submit, so its first answer says QUEUED)."""
+        self._pool.submit(self._run, query)
 
     def get(self, query_id: str) -> Query | None:
         with self._lock:
@@ -353,6 +360,8 @@ class Engine:
                     with self._lock:
                         self._queries.pop(query.id, None)
                     self._expired.append(query.id)
+                    with query.page_lock:
+                        query.release()
 
     def _enforce_limits(self, query: Query, now: float) -> None:
         properties = query.session.properties

@@ -113,7 +113,7 @@ class Query:
         with self._changed:
             if self.state.done:
                 return False
-            self.error = error
+            self.error = error.with_traceback(None)  # a stored traceback would pin DuckDB objects
             self.state = QueryState.FAILED
             self.ended = time.time()
             duck, self._duck = self._duck, None
@@ -149,6 +149,7 @@ class Query:
         last = result.rows is not None or len(rows) < max_rows
         self.delivered_rows += len(rows)
         if last:
+            self.release()
             with self._changed:
                 if not self.state.done:
                     self.state = QueryState.FINISHED
@@ -156,6 +157,13 @@ class Query:
                     self._duck = None
                     self._changed.notify_all()
         return rows, last
+
+    def release(self) -> None:
+        """Close the DuckDB cursor that holds the result; call with `page_lock` held or from its owner."""
+        result = self.result
+        if result is not None and result.cursor is not None:
+            result.cursor.close()
+            result.cursor = None
 
     def progress(self) -> float:
         duck = self._duck

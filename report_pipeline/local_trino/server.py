@@ -96,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = self.server.engine.submit(sql, session)
         doc = self._base_document(query)
         doc["nextUri"] = self._next_uri(query, "queued", 1)
+        self.server.engine.start(query)
         self._json(HTTPStatus.OK, doc)
 
     def _session(self, user: str) -> Session:

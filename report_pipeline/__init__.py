@@ -1,0 +1,1 @@
+"""report_pipeline: long, multi-step Trino reports run as compensating sagas on Dagster."""
