@@ -101,7 +101,7 @@ def _is_schema_ddl(tree: exp.Expression) -> bool:
 
 def _rewrite_version(node: exp.Expression) -> exp.Expression:
     # Trino's version() is the server version; DuckDB's would name DuckDB.
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "version" and not node.expressions:
+    if isinstance(node, exp.CurrentVersion):
         return exp.Literal.string(ENGINE_VERSION)
     return node
 
@@ -111,7 +111,7 @@ def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
     # no translation (format_datetime's Joda patterns, say): say so instead of a confusing error.
     for call in tree.find_all(exp.Anonymous):
         name = call.name.lower()
-        if name != "version" and not catalog.has_function(name):
+        if not catalog.has_function(name):
             raise TrinoError("NOT_SUPPORTED", f"Function {name} is not supported by the local engine")
 
 
@@ -225,21 +225,31 @@ def parse_parameters(using: str | None) -> list[exp.Expression]:
 
 def bind_parameters(sql: str, parameters: list[exp.Expression]) -> str:
     """Put each parameter where its `?` stands, token-aware (a `?` inside a string stays)."""
-    try:
-        tokens = sqlglot.tokenize(sql, read="trino")
-    except TokenError as error:
-        raise _syntax_error(error) from None
-    marks = [t for t in tokens if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?"]
+    marks = _placeholders(sql)
     if len(marks) != len(parameters):
         raise TrinoError("INVALID_PARAMETER_USAGE",
                          f"Incorrect number of parameters: expected {len(marks)} but found {len(parameters)}")
     pieces, position = [], 0
-    for mark, value in zip(marks, parameters):
-        pieces.append(sql[position:mark.start])
+    for (start, end), value in zip(marks, parameters):
+        pieces.append(sql[position:start])
         pieces.append(value.sql(dialect="trino"))
-        position = mark.end + 1
+        position = end + 1
     pieces.append(sql[position:])
     return "".join(pieces)
+
+
+def _placeholders(sql: str, offset: int = 0) -> list[tuple[int, int]]:
+    """(start, end) of each `?` placeholder token."""
+    try:
+        tokens = sqlglot.tokenize(sql, read="trino")
+    except TokenError as error:
+        raise _syntax_error(error) from None
+    if len(tokens) == 2 and tokens[0].token_type == sqlglot.TokenType.COMMAND:
+        # sqlglot keeps the rest of an opaque command (CALL ...) as one string token: look inside it
+        start = sql.find(tokens[1].text, tokens[0].end + 1)
+        return _placeholders(tokens[1].text, offset + start)
+    return [(offset + t.start, offset + t.end) for t in tokens
+            if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?"]
 
 
 _ARGUMENT = re.compile(rf"\s*(?:(?P<name>\w+)\s*=>\s*)?(?:{_STRING}|(?P<number>-?\d+(?:\.\d+)?))\s*(?:,|$)", re.S)

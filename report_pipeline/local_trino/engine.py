@@ -157,6 +157,7 @@ class Engine:
         finally:
             with self._lock:
                 self._running -= 1
+            query.stopped.set()
 
     def _apply_fault(self, query: Query) -> None:
         fault = self.faults.take(query.sql)

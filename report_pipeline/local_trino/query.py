@@ -76,6 +76,7 @@ class Query:
         self._exhausted = False
         self._duck: Any = None           # the DuckDB connection running the statement
         self._cancelled = threading.Event()
+        self.stopped = threading.Event()  # set once no engine thread executes the statement any more
         self._changed = threading.Condition()
         self.page_token = 0              # the last token served, and its document (for retries)
         self.page_document: dict | None = None

@@ -1,0 +1,139 @@
+"""Cancelling, killing, timing out and looking up statements, also after their client is gone."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import trino
+
+from report_pipeline.local_trino import LocalTrino
+from report_pipeline_tests.conftest import run_in_thread, wait_until
+from report_pipeline_tests.local_trino import ENDLESS_QUERY
+
+
+def start_endless(cursor: trino.dbapi.Cursor, local_trino: LocalTrino, sql: str = ENDLESS_QUERY):
+    """Start a statement that only ends when stopped; return its thread, outcome and engine query."""
+    thread, outcome = run_in_thread(lambda: cursor.execute(sql) and cursor.fetchall())
+    wait_until(lambda: cursor.query_id is not None)
+    query = local_trino.engine.get(cursor.query_id)
+    wait_until(lambda: query.state.value == "RUNNING")
+    return thread, outcome, query
+
+
+def test_cancel_from_another_thread_stops_the_duckdb_statement_within_a_second(local_trino, cursor) -> None:
+    thread, outcome, query = start_endless(cursor, local_trino)
+    cancelled_at = time.monotonic()
+    cursor.cancel()
+    assert query.stopped.wait(1.0), "DuckDB kept executing the cancelled statement"
+    assert time.monotonic() - cancelled_at < 1.0
+    thread.join(5)
+    assert query.error.name == "USER_CANCELED"
+
+
+def test_cancelled_query_can_be_looked_up_after_its_client_is_gone(local_trino, connect) -> None:
+    connection = connect()
+    cursor = connection.cursor()
+    _, _, query = start_endless(cursor, local_trino)
+    cursor.cancel()
+    connection.close()
+    info = requests.get(f"{local_trino.url}/v1/query/{query.id}", timeout=10).json()
+    assert info["state"] == "FAILED"
+    assert info["errorCode"]["name"] == "USER_CANCELED"
+
+
+def test_finished_query_can_be_looked_up_by_id(local_trino, connect) -> None:
+    connection = connect()
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE scratch.lookup_probe AS SELECT 1 AS x")
+    cursor.fetchall()
+    query_id = cursor.query_id
+    connection.close()
+    try:
+        info = requests.get(f"{local_trino.url}/v1/query/{query_id}", timeout=10).json()
+        assert info["state"] == "FINISHED"
+        assert info["updateType"] == "CREATE TABLE"
+    finally:
+        connect().cursor().execute("DROP TABLE scratch.lookup_probe")
+
+
+def test_recent_queries_are_listed_in_system_runtime_queries(local_trino, cursor) -> None:
+    cursor.execute("SELECT 'runtime probe'")
+    cursor.fetchall()
+    probe_id = cursor.query_id
+    cursor.execute("SELECT state, query, error_code FROM system.runtime.queries WHERE query_id = ?", [probe_id])
+    assert cursor.fetchall() == [["FINISHED", "SELECT 'runtime probe'", None]]
+
+
+def test_failed_query_shows_its_error_in_system_runtime_queries(cursor) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError):
+        cursor.execute("SELECT * FROM runtime_missing_table")
+    failed_id = cursor.query_id
+    cursor.execute("SELECT state, error_type, error_code FROM system.runtime.queries WHERE query_id = ?",
+                   [failed_id])
+    assert cursor.fetchall() == [["FAILED", "USER_ERROR", "TABLE_NOT_FOUND"]]
+
+
+def test_unknown_query_lookup_is_404(local_trino) -> None:
+    response = requests.get(f"{local_trino.url}/v1/query/20260101_000000_99999_zzzzz", timeout=10)
+    assert response.status_code == 404
+
+
+def test_delete_by_query_id_cancels_the_statement(local_trino, cursor) -> None:
+    thread, outcome, query = start_endless(cursor, local_trino)
+    response = requests.delete(f"{local_trino.url}/v1/query/{query.id}", timeout=10)
+    assert response.status_code == 204
+    thread.join(5)
+    assert isinstance(outcome["error"], trino.exceptions.TrinoUserError)
+    assert outcome["error"].error_name == "USER_CANCELED"
+    assert query.stopped.wait(1.0)
+
+
+def test_kill_query_fails_the_target_with_the_message(local_trino, connect) -> None:
+    victim = connect().cursor()
+    thread, outcome, query = start_endless(victim, local_trino)
+    admin = connect().cursor()
+    admin.execute("CALL system.runtime.kill_query(query_id => ?, message => ?)", [query.id, "runaway report"])
+    assert admin.fetchall() == [[True]]
+    thread.join(5)
+    error = outcome["error"]
+    assert error.error_name == "ADMINISTRATIVELY_KILLED"
+    assert error.message == "Query killed. Message: runaway report"
+    assert query.stopped.wait(1.0)
+
+
+def test_kill_of_an_unknown_query_is_not_found(cursor) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute("CALL system.runtime.kill_query(query_id => '20260101_000000_99999_zzzzz', message => 'x')")
+    assert raised.value.error_name == "NOT_FOUND"
+
+
+def test_query_max_run_time_fails_a_long_statement(connect) -> None:
+    cursor = connect(session_properties={"query_max_run_time": "1s"}).cursor()
+    started = time.monotonic()
+    with pytest.raises(trino.exceptions.TrinoQueryError) as raised:
+        cursor.execute(ENDLESS_QUERY)
+        cursor.fetchall()
+    assert raised.value.error_name == "EXCEEDED_TIME_LIMIT"
+    assert raised.value.error_type == "INSUFFICIENT_RESOURCES"
+    assert time.monotonic() - started < 5
+
+
+def test_progress_stats_advance_while_a_statement_runs(local_trino, connect) -> None:
+    setup = connect().cursor()
+    setup.execute("CREATE TABLE scratch.progress_input AS SELECT range AS x FROM range(2000000)")
+    setup.fetchall()
+    seen: list[dict] = []
+    cursor = connect().cursor(stats_callback=seen.append)
+    try:
+        cursor.execute("SELECT sum(hash(p.x * r.range) % 7) FROM scratch.progress_input p CROSS JOIN range(150) r")
+        cursor.fetchall()
+    finally:
+        setup.execute("DROP TABLE scratch.progress_input")
+    running = [s for s in seen if s["state"] == "RUNNING"]
+    assert running, "no RUNNING stats were reported"
+    assert all(0 < s["progressPercentage"] < 100 for s in running)
+    assert 0 < running[0]["processedRows"] < seen[-1]["processedRows"] == 2000000
+    assert seen[-1]["progressPercentage"] == 100
+    assert [s["elapsedTimeMillis"] for s in seen] == sorted(s["elapsedTimeMillis"] for s in seen)
