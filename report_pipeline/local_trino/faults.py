@@ -43,7 +43,10 @@ class Fault:
         if self.error_type is not None:
             self.error_type = ErrorType(self.error_type).value
         error_code(self.error_name, self.error_type)  # fails early on an unknown error name
-        re.compile(self.pattern)
+        try:
+            re.compile(self.pattern)
+        except re.error as error:
+            raise ValueError(f"invalid pattern {self.pattern!r}: {error}") from None
 
     def to_json(self) -> dict:
         return asdict(self)

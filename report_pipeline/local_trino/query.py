@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import duckdb
+
 from report_pipeline.local_trino.errors import TrinoError
 
 # DuckDB stores tables in row groups of this many rows; one row group counts as one "split".
@@ -105,7 +107,10 @@ class Query:
                 return
             self.result = result
             if result.rows is not None:
-                self.state = QueryState.FINISHING
+                # An update or a coordinator answer is complete (and committed) once computed,
+                # whether or not the client ever fetches its one row.
+                self.state = QueryState.FINISHED
+                self.ended = time.time()
             self._progress = 100.0
             self._changed.notify_all()
 
@@ -121,7 +126,10 @@ class Query:
             self._cancelled.set()
             self._changed.notify_all()
         if duck is not None:
-            duck.interrupt()
+            try:
+                duck.interrupt()
+            except duckdb.ConnectionException:
+                pass  # the statement finished and closed its connection meanwhile
         return True
 
     def pause(self, seconds: float) -> None:

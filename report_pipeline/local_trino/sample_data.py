@@ -53,7 +53,7 @@ def load_sample_data(connection: duckdb.DuckDBPyConnection, catalog: str, events
         CREATE OR REPLACE TABLE {prefix}.events AS
         SELECT i::BIGINT AS event_id,
                -- squaring a uniform fraction skews activity towards low user ids
-               (((h % 10007) / 10007.0) ** 2 * {users})::BIGINT AS user_id,
+               floor(((h % 10007) / 10007.0) ** 2 * {users})::BIGINT AS user_id,
                ($event_types)[1 + ((h >> 3) % {len(EVENT_TYPES)})::INTEGER] AS event_type,
                ($start::DATE + ((h >> 11) % {days})::INTEGER) AS event_date,
                ($start::DATE + ((h >> 11) % {days})::INTEGER)::TIMESTAMP

@@ -1,0 +1,54 @@
+"""Rendering report SQL: values become bound parameters, generated tables become quoted names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from report_pipeline.trino.sql import QualifiedName, SqlRenderError, parameter_names, render
+
+SUMMARY = QualifiedName("lake", "scratch", "summary_abc123")
+
+
+def test_named_values_become_positional_parameters_in_order() -> None:
+    statement = render("SELECT * FROM t WHERE d BETWEEN :start_date AND :end_date AND n > :min_events",
+                       {}, {"start_date": dt.date(2026, 1, 1), "end_date": dt.date(2026, 1, 2), "min_events": 3})
+    assert statement.sql == "SELECT * FROM t WHERE d BETWEEN ? AND ? AND n > ?"
+    assert statement.parameters == [dt.date(2026, 1, 1), dt.date(2026, 1, 2), 3]
+
+
+def test_a_value_used_twice_is_bound_twice() -> None:
+    statement = render("SELECT :x, :x", {}, {"x": 1})
+    assert statement.parameters == [1, 1]
+
+
+def test_colon_inside_strings_and_comments_is_not_a_parameter() -> None:
+    statement = render("SELECT ':not_a_param' -- :nor_this\n, :real", {}, {"real": 5})
+    assert statement.parameters == [5]
+    assert "':not_a_param'" in statement.sql
+
+
+def test_table_placeholder_becomes_a_quoted_qualified_name() -> None:
+    statement = render("DROP TABLE IF EXISTS ${summary};", {"summary": SUMMARY}, {})
+    assert statement.sql == 'DROP TABLE IF EXISTS "lake"."scratch"."summary_abc123"'
+
+
+def test_missing_value_is_an_error_naming_it() -> None:
+    with pytest.raises(SqlRenderError, match=":min_events"):
+        render("SELECT :min_events", {}, {})
+
+
+def test_missing_table_is_an_error_naming_it() -> None:
+    with pytest.raises(SqlRenderError, match="summary"):
+        render("SELECT * FROM ${summary}", {}, {})
+
+
+@pytest.mark.parametrize("bad", ["Upper", "has-dash", "x;drop", "a b", '"quoted"', "", "1starts_with_digit"])
+def test_identifier_parts_are_validated(bad: str) -> None:
+    with pytest.raises(SqlRenderError):
+        QualifiedName("lake", "scratch", bad)
+
+
+def test_parameter_names_lists_what_a_file_needs() -> None:
+    assert parameter_names("SELECT :a FROM t WHERE b = :b AND c = ':c'") == ["a", "b"]
