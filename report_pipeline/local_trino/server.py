@@ -35,6 +35,7 @@ _QUERY_PATH = re.compile(r"^/v1/query/([\w]+)$")
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"   # keep-alive: the client polls many times per statement
+    disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for an ACK
     server_version = "local-trino/" + ENGINE_VERSION
     server: "_HttpServer"
 

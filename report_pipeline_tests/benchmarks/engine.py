@@ -1,0 +1,114 @@
+"""B6: the local engine against DuckDB directly, on the same generated data.
+
+A CTAS over all events plus the daily report's aggregation, timed end to end through the `trino`
+client (HTTP, translation, JSON) and as the same translated SQL on a plain DuckDB connection,
+alternating runs so both see the same machine state. Then a 1M-row fetch through the client.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import sqlglot
+import trino
+from tabulate import tabulate
+
+from report_pipeline.local_trino import LocalTrino
+from report_pipeline.local_trino.engine import open_database
+from report_pipeline.local_trino.sample_data import load_sample_data
+
+CTAS = """CREATE TABLE scratch.bench_summary AS
+SELECT user_id, count(*) AS event_count, count_if(event_type = 'purchase') AS purchases
+FROM analytics.events
+WHERE event_date BETWEEN DATE '2026-01-01' AND DATE '2026-03-31'
+GROUP BY user_id HAVING count(*) > 1"""
+AGGREGATE = """SELECT u.country, avg(s.event_count) AS avg_events, sum(s.purchases) AS purchases
+FROM analytics.users u JOIN scratch.bench_summary s ON u.id = s.user_id
+GROUP BY u.country ORDER BY avg_events DESC"""
+DROP = "DROP TABLE IF EXISTS scratch.bench_summary"
+
+
+def _through_engine(cursor: trino.dbapi.Cursor) -> float:
+    started = time.perf_counter()
+    for sql in (CTAS, AGGREGATE):
+        cursor.execute(sql)
+        cursor.fetchall()
+    elapsed = time.perf_counter() - started
+    cursor.execute(DROP)
+    cursor.fetchall()
+    return elapsed
+
+
+def _direct(connection, statements: list[str]) -> float:
+    started = time.perf_counter()
+    connection.execute(statements[0])
+    connection.execute(statements[1]).fetchall()
+    elapsed = time.perf_counter() - started
+    connection.execute(statements[2])
+    return elapsed
+
+
+def main(events: int, repeats: int, fetch_rows: int, output: str) -> None:
+    print(f"generating {events:,} sample events twice (engine and direct DuckDB) ...", flush=True)
+    direct = open_database(None, "lake")
+    load_sample_data(direct, "lake", events)
+    direct.execute("SET integer_division = true")
+    direct.execute("USE lake.main")
+    translated = [sqlglot.transpile(s, read="trino", write="duckdb")[0] for s in (CTAS, AGGREGATE, DROP)]
+
+    with LocalTrino(sample_events=events) as engine:
+        connection = trino.dbapi.connect(host=engine.host, port=engine.port, user="bench",
+                                         catalog=engine.catalog, schema="main")
+        cursor = connection.cursor()
+        _through_engine(cursor)            # warm-up: caches, first HTTP connection
+        _direct(direct, translated)
+        engine_times, direct_times = [], []
+        for _ in range(repeats):
+            engine_times.append(_through_engine(cursor))
+            direct_times.append(_direct(direct, translated))
+
+        fetch_times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            cursor.execute(f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
+                           f"LIMIT {fetch_rows}")
+            fetched = len(cursor.fetchall())
+            fetch_times.append(time.perf_counter() - started)
+        direct_fetch = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            direct.execute(f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
+                           f"LIMIT {fetch_rows}").fetchall()
+            direct_fetch.append(time.perf_counter() - started)
+        connection.close()
+
+    engine_s, direct_s = statistics.median(engine_times), statistics.median(direct_times)
+    fetch_s, direct_fetch_s = statistics.median(fetch_times), statistics.median(direct_fetch)
+    results = {
+        "events": events,
+        "repeats": repeats,
+        "ctas_aggregate_engine_s": engine_s,
+        "ctas_aggregate_duckdb_s": direct_s,
+        "ctas_aggregate_ratio": engine_s / direct_s,
+        "ctas_aggregate_goal_ratio": 1.3,
+        "fetch_rows": fetched,
+        "fetch_engine_rows_per_s": fetched / fetch_s,
+        "fetch_duckdb_rows_per_s": fetched / direct_fetch_s,
+    }
+    rows = [
+        ["B6a CTAS + aggregation, 10M events" if events == 10_000_000 else f"B6a CTAS + aggregation, {events:,} events",
+         f"{engine_s:.3f} s", f"{direct_s:.3f} s", f"{engine_s / direct_s:.2f}x", "<= 1.30x",
+         "met" if engine_s / direct_s <= 1.3 else "NOT MET"],
+        [f"B6b fetch {fetched:,} rows", f"{fetched / fetch_s:,.0f} rows/s", f"{fetched / direct_fetch_s:,.0f} rows/s",
+         f"{fetch_s / direct_fetch_s:.1f}x", "(figure)", ""],
+    ]
+    print()
+    print(tabulate(rows, headers=["benchmark", "local engine", "DuckDB direct", "ratio", "goal", ""]))
+    print(f"\nmedian of {repeats} alternating runs each; all runs (s): engine {[round(t, 3) for t in engine_times]}, "
+          f"duckdb {[round(t, 3) for t in direct_times]}")
+    Path(output).mkdir(exist_ok=True)
+    (Path(output) / "engine.json").write_text(json.dumps(results, indent=2))
+    print(f"results written to {Path(output) / 'engine.json'}")
