@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
 import signal
 import sys
 import threading
@@ -26,6 +27,12 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _catalog(text: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", text) or text in ("system", "memory", "temp", "main"):
+        raise argparse.ArgumentTypeError(f"not a usable catalog name: {text!r}")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -34,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     engine.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     engine.add_argument("--data", help="DuckDB file holding the catalog (default: in memory)")
-    engine.add_argument("--catalog", default="lake", help="catalog name (default: lake)")
+    engine.add_argument("--catalog", type=_catalog, default="lake", help="catalog name (default: lake)")
     engine.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
                         help=f"sample events to generate if the tables are missing (default: {DEFAULT_EVENTS})")
 

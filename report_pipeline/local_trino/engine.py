@@ -208,7 +208,9 @@ class Engine:
         schema = session.schema or "main"
         duck.execute("SET enable_progress_bar = true")   # makes query_progress() report
         duck.execute("SET enable_progress_bar_print = false")
-        duck.execute(f'USE "{catalog}"."{schema}"' if self._schema_exists(schema) else f'USE "{catalog}"')
+        # USE takes no parameters; the catalog is validated and the schema is one that exists
+        target = f"{_quoted(catalog)}.{_quoted(schema)}" if self._schema_exists(schema) else _quoted(catalog)
+        duck.execute(f"USE {target}")
         if session.time_zone:
             if not _TIME_ZONE.fullmatch(session.time_zone):
                 raise TrinoError("INVALID_FUNCTION_ARGUMENT", f"Time zone not supported: {session.time_zone}")
@@ -397,6 +399,10 @@ class _CatalogView:
         return self._engine.has_function(name)
 
 
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 def _validate_session_property(name: str, value: str) -> None:
     if "." not in name and name not in SESSION_PROPERTIES:
         raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist")
@@ -520,7 +526,9 @@ _SYSTEM_TABLES = {
 
 def open_database(path: str | None, catalog: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the catalog attached (from a file, or in memory)."""
-    if catalog in ("system", "temp", "memory", "main"):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", catalog):
+        raise ValueError(f"invalid catalog name {catalog!r}: use lower-case letters, digits and _")
+    if catalog in ("system", "temp", "memory", "main", "information_schema"):
         raise ValueError(f"catalog name {catalog!r} is reserved")
     connection = duckdb.connect(":memory:")
     target = path if path else ":memory:"
