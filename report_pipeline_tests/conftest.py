@@ -2,17 +2,70 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
+import psycopg2
 import pytest
+import sqlalchemy as sa
 import trino
 
 from report_pipeline.local_trino import LocalTrino
 
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
 TEST_EVENTS = 20_000
+
+
+PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
+      "user": os.environ.get("PGUSER", "postgres"), "password": os.environ.get("PGPASSWORD", "")}
+
+
+def _postgres_admin() -> psycopg2.extensions.connection:
+    """A connection to the server's `postgres` database; starts a stopped local cluster once."""
+    try:
+        return psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+    except psycopg2.OperationalError:
+        versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
+        if not versions or not shutil.which("pg_ctlcluster"):
+            pytest.fail(f"PostgreSQL is not reachable on {PG['host']}:{PG['port']} and no local cluster is "
+                        "installed to start (apt-get install postgresql, or set PGHOST/PGPORT)", pytrace=False)
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+        for _ in range(30):
+            try:
+                return psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+            except psycopg2.OperationalError:
+                time.sleep(1)
+        pytest.fail(f"PostgreSQL {versions[-1]} was started but does not answer on {PG['host']}:{PG['port']}",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[dict]:
+    """A fresh database for this test session on the real server, dropped afterwards."""
+    name = f"report_pipeline_test_{secrets.token_hex(4)}"
+    admin = _postgres_admin()
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**PG, "dbname": name}
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_database: dict) -> str:
+    db = postgres_database
+    auth = db["user"] + (f":{db['password']}" if db["password"] else "")
+    return f"postgresql+psycopg2://{auth}@{db['host']}:{db['port']}/{db['dbname']}"
 
 
 @pytest.fixture(scope="session")

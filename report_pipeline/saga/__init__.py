@@ -1,0 +1,31 @@
+"""The saga engine: steps with an action and a compensation, explicit states, a durable ledger.
+
+It knows nothing of Dagster or Trino: the orchestration layer calls `SagaCoordinator` and hands it
+a `StepRunner` that performs the actual work.
+"""
+
+from report_pipeline.saga.coordinator import SagaCoordinator, StepRunner
+from report_pipeline.saga.errors import (
+    PermanentStepError,
+    SagaFenced,
+    StepCancelled,
+    StepError,
+    StepTimedOut,
+    TransientStepError,
+)
+from report_pipeline.saga.model import (
+    AttemptKind,
+    AttemptStatus,
+    CompensationPolicy,
+    FailureKind,
+    SagaDefinition,
+    SagaState,
+    StepDefinition,
+    StepResult,
+)
+
+__all__ = [
+    "AttemptKind", "AttemptStatus", "CompensationPolicy", "FailureKind", "PermanentStepError", "SagaCoordinator",
+    "SagaDefinition", "SagaFenced", "SagaState", "StepCancelled", "StepDefinition", "StepError", "StepResult",
+    "StepRunner", "StepTimedOut", "TransientStepError",
+]

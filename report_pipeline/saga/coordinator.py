@@ -1,0 +1,242 @@
+"""The saga's rules: fenced step execution, compensation in reverse order, re-execution.
+
+- A step runs only while the saga is RUNNING, and records what it will create before it starts
+  (so a compensation knows what it may remove, even after a crash mid-statement).
+- A step that succeeds after compensation began undoes itself at once (late completions are fenced).
+- Compensation undoes every step with live or partial effects, most recently finished first, the
+  failed step's own partial effects included; each undo is retried on transient errors and recorded.
+  An undo that keeps failing ends the saga in FAILED_NEEDS_MANUAL: never swallowed.
+- A run that re-executes an ended saga takes it back to RUNNING and first restores the steps it
+  will skip whose effects a compensation removed.
+Everything is decided from the ledger, so any process (op, hook, sensor) can pick the saga up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+import structlog
+
+from report_pipeline.saga.errors import SagaFenced, StepError
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.model import (
+    AttemptKind,
+    AttemptStatus,
+    CompensationPolicy,
+    FailureKind,
+    SagaDefinition,
+    SagaState,
+    StepAttempt,
+    StepDefinition,
+    StepResult,
+)
+
+log = structlog.get_logger("report_pipeline.saga")
+
+_FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
+
+
+class StepRunner(Protocol):
+    """Performs a step's work; raises StepError subclasses to say whether a retry may help."""
+
+    def resources(self, step: StepDefinition) -> list[str]: ...
+
+    def run_action(self, step: StepDefinition) -> StepResult: ...
+
+    def run_compensation(self, step: StepDefinition) -> StepResult: ...
+
+
+class SagaCoordinator:
+    def __init__(self, ledger: SqlLedger, definition: SagaDefinition, *,
+                 policy: CompensationPolicy = CompensationPolicy(), sleep: Callable[[float], None] = time.sleep):
+        self.ledger = ledger
+        self.definition = definition
+        self.policy = policy
+        self._sleep = sleep
+
+    # --- starting and joining -------------------------------------------------------------------
+    def start(self, saga_id: str, parameters: dict, run_id: str | None) -> bool:
+        """Begin a saga (RUNNING); False if it exists already (a retry of the first step)."""
+        created = self.ledger.create_saga(saga_id, self.definition.name, parameters, run_id)
+        if created:
+            log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=None, new_state="RUNNING",
+                     saga=self.definition.name)
+        return created
+
+    def join(self, saga_id: str, step: str, run_id: str, parent_run_id: str | None,
+             steps_in_run: Collection[str] | None, runner: StepRunner) -> list[str]:
+        """Prepare `step` of `run_id` to run: take the saga over if this run re-executes it, and
+        restore the ancestors the run skips whose effects were compensated. Returns what was restored."""
+        old = self.ledger.begin_rerun(saga_id, run_id, parent_run_id)
+        if old is not None:
+            log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
+                     new_state="RUNNING", reason="re-execution")
+        skipped = set(self._ancestors(step)) - set(steps_in_run or self._all_steps())
+        if not skipped:
+            return []
+        restored = []
+        with self.ledger.exclusive(saga_id):
+            generation = self.ledger.get_saga(saga_id).generation
+            attempts = self.ledger.attempts(saga_id)
+            effects = self._effects(attempts)
+            for name in self.definition.order():
+                if name not in skipped or name in self._succeeded_in(attempts, generation):
+                    continue
+                if effects.get(name) == "live":
+                    self.ledger.record_carried(saga_id, name, run_id)
+                else:
+                    log.info("restoring skipped step", saga_id=saga_id, run_id=run_id, step=name)
+                    self.execute_step(saga_id, name, run_id, 1, runner, check_completion=False)
+                    restored.append(name)
+        return restored
+
+    # --- steps ----------------------------------------------------------------------------------
+    def execute_step(self, saga_id: str, step_name: str, run_id: str | None, attempt: int, runner: StepRunner,
+                     check_completion: bool = True) -> StepResult:
+        step = self.definition.step(step_name)
+        bound = log.bind(saga_id=saga_id, run_id=run_id, step=step_name, attempt=attempt)
+        if step.compensable and self._effects(self.ledger.attempts(saga_id)).get(step_name):
+            # leftovers of an earlier attempt or run (partial effects, or rows of a previous report)
+            bound.info("clearing earlier effects before the step runs again")
+            if not self._compensate_step(saga_id, step, run_id, runner):
+                raise StepError(f"could not clear earlier effects of step {step_name}")
+        attempt_id = self.ledger.start_attempt(saga_id, step_name, AttemptKind.ACTION, run_id, attempt,
+                                               require_running=True, resource_names=runner.resources(step))
+        bound.info("step started")
+        try:
+            result = runner.run_action(step)
+        except BaseException as error:
+            self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
+            bound.warning("step failed", error=str(error), error_name=getattr(error, "error_name", None),
+                          transient=getattr(error, "transient", False))
+            raise
+        state = self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result)
+        bound.info("step succeeded", query_id=result.query_id, rows=result.rows)
+        if state != SagaState.RUNNING:
+            bound.warning("step finished after compensation began: undoing it", saga_state=state.value)
+            with self.ledger.exclusive(saga_id):
+                if step.compensable and not self._compensate_step(saga_id, step, run_id, runner):
+                    self._set_needs_manual(saga_id, run_id, [step_name])
+            raise SagaFenced(saga_id, state.value)
+        if check_completion:
+            self._complete_if_done(saga_id, run_id)
+        return result
+
+    def _complete_if_done(self, saga_id: str, run_id: str | None) -> None:
+        generation = self.ledger.get_saga(saga_id).generation
+        attempts = self.ledger.attempts(saga_id)
+        effects = self._effects(attempts)
+        succeeded = self._succeeded_in(attempts, generation)
+        if all(s.name in succeeded and (effects.get(s.name) == "live" or not s.compensable)
+               for s in self.definition.steps):
+            old = self.ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.SUCCEEDED, "all steps succeeded",
+                                         run_id)
+            if old is not None:
+                log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
+                         new_state="SUCCEEDED")
+
+    @staticmethod
+    def _succeeded_in(attempts: list[StepAttempt], generation: int) -> set[str]:
+        return {a.step for a in attempts if a.kind == AttemptKind.ACTION and a.status == AttemptStatus.SUCCEEDED
+                and a.generation == generation}
+
+    # --- compensation ---------------------------------------------------------------------------
+    def compensate(self, saga_id: str, failure: FailureKind, runner: StepRunner, *, run_id: str | None = None,
+                   failed_step: str | None = None, error: str | None = None) -> SagaState:
+        """Undo the saga's effects in reverse order; returns the state it ends in."""
+        bound = log.bind(saga_id=saga_id, run_id=run_id, failed_step=failed_step)
+        reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
+        old = self.ledger.transition(saga_id, {SagaState.RUNNING}, failure.state, reason, run_id,
+                                     failure_kind=failure.value, failed_step=failed_step, error=error)
+        if old is not None:
+            bound.info("saga transition", old_state=old.value, new_state=failure.state.value, reason=reason)
+        with self.ledger.exclusive(saga_id):
+            old = self.ledger.transition(saga_id, {*_FAILURE_STATES, SagaState.FAILED_NEEDS_MANUAL},
+                                         SagaState.COMPENSATING, "compensation started", run_id)
+            if old is not None:
+                bound.info("saga transition", old_state=old.value, new_state="COMPENSATING")
+            failed: list[str] = []
+            for step in self._pending_compensation(saga_id):
+                if not self._compensate_step(saga_id, step, run_id, runner):
+                    failed.append(step.name)
+            if failed:
+                self._set_needs_manual(saga_id, run_id, failed)
+            else:
+                old = self.ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED,
+                                             "every completed step was undone", run_id)
+                if old is not None:
+                    bound.info("saga transition", old_state=old.value, new_state="COMPENSATED")
+        return self.ledger.get_saga(saga_id).state
+
+    def _set_needs_manual(self, saga_id: str, run_id: str | None, failed: list[str]) -> None:
+        reason = f"compensation failed for {', '.join(failed)}"
+        old = self.ledger.transition(saga_id, {SagaState.COMPENSATING, SagaState.COMPENSATED, *_FAILURE_STATES},
+                                     SagaState.FAILED_NEEDS_MANUAL, reason, run_id)
+        log.error("saga needs manual intervention", saga_id=saga_id, run_id=run_id, failed_steps=failed,
+                  old_state=old.value if old else None, new_state="FAILED_NEEDS_MANUAL")
+
+    def _pending_compensation(self, saga_id: str) -> list[StepDefinition]:
+        """Steps with live or partial effects, the most recently active first."""
+        attempts = self.ledger.attempts(saga_id)
+        effects = self._effects(attempts)
+        last_activity: dict[str, int] = {}
+        for attempt in attempts:
+            if attempt.kind == AttemptKind.ACTION:
+                last_activity[attempt.step] = attempt.id
+        names = [n for n in effects if effects[n] and self.definition.step(n).compensable]
+        names.sort(key=lambda n: last_activity[n], reverse=True)
+        return [self.definition.step(n) for n in names]
+
+    def _compensate_step(self, saga_id: str, step: StepDefinition, run_id: str | None, runner: StepRunner) -> bool:
+        bound = log.bind(saga_id=saga_id, run_id=run_id, step=step.name)
+        for attempt in range(1, self.policy.max_attempts + 1):
+            attempt_id = self.ledger.start_attempt(saga_id, step.name, AttemptKind.COMPENSATION, run_id, attempt,
+                                                   require_running=False)
+            try:
+                result = runner.run_compensation(step)
+            except Exception as error:  # noqa: BLE001 - recorded, logged, retried, and surfaced as state
+                self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
+                transient = getattr(error, "transient", True) if isinstance(error, StepError) else True
+                bound.error("compensation failed", attempt=attempt, error=str(error), transient=transient)
+                if not transient or attempt == self.policy.max_attempts:
+                    return False
+                self._sleep(self.policy.delay(attempt))
+                continue
+            self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result)
+            bound.info("compensation succeeded", attempt=attempt, query_id=result.query_id)
+            return True
+        return False
+
+    # --- derived state --------------------------------------------------------------------------
+    @staticmethod
+    def _effects(attempts: list[StepAttempt]) -> dict[str, str | None]:
+        """Per step: "live" (its action succeeded and was not undone), "partial" (an action failed
+        or is still running since the last undo) or None (nothing of it remains)."""
+        effects: dict[str, str | None] = {}
+        for attempt in attempts:
+            if attempt.kind == AttemptKind.ACTION:
+                if attempt.status == AttemptStatus.SUCCEEDED:
+                    effects[attempt.step] = "live"
+                elif effects.get(attempt.step) != "live":
+                    effects[attempt.step] = "partial"
+            elif attempt.status == AttemptStatus.SUCCEEDED:
+                effects[attempt.step] = None
+        return effects
+
+    def effects(self, saga_id: str) -> dict[str, str | None]:
+        return self._effects(self.ledger.attempts(saga_id))
+
+    def _ancestors(self, step: str) -> list[str]:
+        seen: list[str] = []
+        stack = list(self.definition.step(step).depends_on)
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.append(name)
+                stack.extend(self.definition.step(name).depends_on)
+        return seen
+
+    def _all_steps(self) -> list[str]:
+        return [s.name for s in self.definition.steps]

@@ -1,0 +1,345 @@
+"""The saga ledger: the durable record of every saga, step attempt and state transition.
+
+One implementation over SQLAlchemy Core serves PostgreSQL (production: the same server as the
+Dagster instance) and SQLite (only for the zero-setup demo). Every write is one transaction; a
+write that depends on the saga's state first locks the saga's row (`SELECT ... FOR UPDATE`), so
+concurrent steps of one saga serialise their checks while different sagas never wait on each other.
+The schema is created and migrated here (`migrate`), under an advisory lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable, Collection, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+from report_pipeline.saga.errors import SagaFenced, StepError
+from report_pipeline.saga.model import (
+    AttemptKind,
+    AttemptStatus,
+    SagaRecord,
+    SagaState,
+    StepAttempt,
+    StepResult,
+    Transition,
+    check_transition,
+)
+
+metadata = sa.MetaData()
+
+sagas = sa.Table(
+    "sagas", metadata,
+    sa.Column("saga_id", sa.String(64), primary_key=True),
+    sa.Column("saga_name", sa.String(128), nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    # each run that takes the saga over (a re-execution) starts a new generation of step attempts
+    sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("failure_kind", sa.String(32)),
+    sa.Column("failed_step", sa.String(128)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sagas_state", "state"),
+)
+
+step_attempts = sa.Table(
+    "saga_step_attempts", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("saga_id", sa.String(64), sa.ForeignKey("sagas.saga_id"), nullable=False),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 0: carried over from an earlier generation
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("query_id", sa.String(128)),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("error", sa.Text),
+    sa.Column("error_name", sa.String(128)),
+    sa.Index("ix_saga_step_attempts_saga_id", "saga_id"),
+)
+
+transitions = sa.Table(
+    "saga_transitions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("saga_id", sa.String(64), sa.ForeignKey("sagas.saga_id"), nullable=False),
+    sa.Column("old_state", sa.String(32)),
+    sa.Column("new_state", sa.String(32), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Index("ix_saga_transitions_saga_id", "saga_id"),
+)
+
+resources = sa.Table(
+    "saga_resources", metadata,
+    sa.Column("saga_id", sa.String(64), sa.ForeignKey("sagas.saga_id"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "saga_runs", metadata,
+    sa.Column("saga_id", sa.String(64), sa.ForeignKey("sagas.saga_id"), primary_key=True),
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+schema_version = sa.Table(
+    "saga_ledger_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# Upgrades of an existing ledger, as (version, function of alembic Operations). A new ledger is
+# created from the table definitions above and stamped with the latest version, as alembic advises.
+MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = []
+LATEST_VERSION = 1
+_MIGRATION_LOCK = 0x5A6A_1ED6  # advisory lock key shared by every process that migrates
+
+
+_local_locks: dict[str, threading.Lock] = {}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class SqlLedger:
+    def __init__(self, url_or_engine: str | sa.Engine):
+        if isinstance(url_or_engine, sa.Engine):
+            self.engine = url_or_engine
+        else:
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if url_or_engine.startswith("sqlite"):
+                options["connect_args"] = {"timeout": 30}
+            self.engine = sa.create_engine(url_or_engine, **options)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def exclusive(self, saga_id: str) -> Iterator[None]:
+        """Hold the saga's exclusive lock (compensation, restoring skipped steps) across processes.
+
+        On PostgreSQL a session advisory lock, released by the server if the holder dies; on SQLite
+        (the single-process demo) a lock within this process.
+        """
+        if self.engine.dialect.name != "postgresql":
+            with _local_locks.setdefault(saga_id, threading.Lock()):
+                yield
+            return
+        key = int.from_bytes(hashlib.sha256(saga_id.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+
+    # --- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Create or upgrade the ledger's tables; safe to call from many processes at once."""
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            inspector = sa.inspect(connection)
+            if not inspector.has_table(schema_version.name):
+                metadata.create_all(connection)
+                connection.execute(schema_version.insert().values(version=LATEST_VERSION, applied_at=_now()))
+                return LATEST_VERSION
+            current = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            operations = Operations(MigrationContext.configure(connection))
+            for version, upgrade in MIGRATIONS:
+                if version > current:
+                    upgrade(operations)
+                    connection.execute(schema_version.insert().values(version=version, applied_at=_now()))
+                    current = version
+            return current
+
+    # --- sagas and transitions ------------------------------------------------------------------
+    def create_saga(self, saga_id: str, saga_name: str, parameters: dict[str, Any], run_id: str | None) -> bool:
+        """Record a new RUNNING saga; False (and no change) if it exists already."""
+        with self.engine.begin() as connection:
+            if connection.execute(sa.select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id)).first():
+                return False
+            now = _now()
+            connection.execute(sagas.insert().values(
+                saga_id=saga_id, saga_name=saga_name, parameters=parameters, state=SagaState.RUNNING.value,
+                run_id=run_id, created_at=now, updated_at=now))
+            connection.execute(transitions.insert().values(
+                saga_id=saga_id, old_state=None, new_state=SagaState.RUNNING.value, at=now,
+                reason="saga started", run_id=run_id))
+            if run_id:
+                connection.execute(runs.insert().values(saga_id=saga_id, run_id=run_id, parent_run_id=None,
+                                                        kind="run", linked_at=now))
+            return True
+
+    def get_saga(self, saga_id: str) -> SagaRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).mappings().first()
+        return _saga(row) if row else None
+
+    def list_sagas(self, states: Collection[SagaState] | None = None, limit: int = 100) -> list[SagaRecord]:
+        query = sa.select(sagas).order_by(sagas.c.created_at.desc()).limit(limit)
+        if states is not None:
+            query = query.where(sagas.c.state.in_([s.value for s in states]))
+        with self.engine.connect() as connection:
+            return [_saga(r) for r in connection.execute(query).mappings()]
+
+    def transition(self, saga_id: str, allowed_from: Collection[SagaState], new: SagaState, reason: str,
+                   run_id: str | None = None, **fields: Any) -> SagaState | None:
+        """Move the saga to `new` if it is in one of `allowed_from`; the old state, or None if it was not."""
+        with self.engine.begin() as connection:
+            current = self._lock(connection, saga_id)
+            if current not in allowed_from:
+                return None
+            if current != new:
+                check_transition(current, new)
+                self._record_transition(connection, saga_id, current, new, reason, run_id, fields)
+            return current
+
+    def _lock(self, connection: sa.Connection, saga_id: str) -> SagaState:
+        state = connection.execute(
+            sa.select(sagas.c.state).where(sagas.c.saga_id == saga_id).with_for_update()).scalar()
+        if state is None:
+            raise KeyError(f"no saga {saga_id}")
+        return SagaState(state)
+
+    @staticmethod
+    def _record_transition(connection: sa.Connection, saga_id: str, old: SagaState, new: SagaState, reason: str,
+                           run_id: str | None, fields: dict[str, Any]) -> None:
+        now = _now()
+        connection.execute(sagas.update().where(sagas.c.saga_id == saga_id).values(
+            state=new.value, updated_at=now, **fields))
+        connection.execute(transitions.insert().values(
+            saga_id=saga_id, old_state=old.value, new_state=new.value, at=now, reason=reason, run_id=run_id))
+
+    def transitions(self, saga_id: str) -> list[Transition]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(transitions).where(transitions.c.saga_id == saga_id)
+                                      .order_by(transitions.c.id)).mappings().all()
+        return [Transition(r["saga_id"], SagaState(r["old_state"]) if r["old_state"] else None,
+                           SagaState(r["new_state"]), r["at"], r["reason"], r["run_id"]) for r in rows]
+
+    # --- runs -----------------------------------------------------------------------------------
+    def link_run(self, saga_id: str, run_id: str, parent_run_id: str | None, kind: str) -> bool:
+        """Tie a (re-)execution or compensation run to the saga; False if it was tied already."""
+        with self.engine.begin() as connection:
+            exists = connection.execute(sa.select(runs.c.run_id).where(
+                runs.c.saga_id == saga_id, runs.c.run_id == run_id)).first()
+            if exists:
+                return False
+            connection.execute(runs.insert().values(saga_id=saga_id, run_id=run_id, parent_run_id=parent_run_id,
+                                                    kind=kind, linked_at=_now()))
+            return True
+
+    def runs(self, saga_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(
+                sa.select(runs).where(runs.c.saga_id == saga_id).order_by(runs.c.linked_at)).mappings()]
+
+    def begin_rerun(self, saga_id: str, run_id: str, parent_run_id: str | None) -> SagaState | None:
+        """A new run takes over the saga: back to RUNNING from an ended attempt. Old state, or None."""
+        with self.engine.begin() as connection:
+            current = self._lock(connection, saga_id)
+            row = connection.execute(sa.select(sagas.c.run_id).where(sagas.c.saga_id == saga_id)).scalar()
+            if row == run_id:
+                return None          # this run drives the saga already
+            if current not in (SagaState.COMPENSATED, SagaState.SUCCEEDED, SagaState.FAILED_NEEDS_MANUAL):
+                return None
+            self._record_transition(connection, saga_id, current, SagaState.RUNNING,
+                                    f"re-executed by run {run_id}", run_id,
+                                    {"run_id": run_id, "failure_kind": None, "failed_step": None, "error": None,
+                                     "generation": sagas.c.generation + 1})
+            connection.execute(runs.insert().values(saga_id=saga_id, run_id=run_id, parent_run_id=parent_run_id,
+                                                    kind="reexecution", linked_at=_now()))
+            return current
+
+    # --- step attempts --------------------------------------------------------------------------
+    def start_attempt(self, saga_id: str, step: str, kind: AttemptKind, run_id: str | None, attempt: int,
+                      require_running: bool, resource_names: Collection[str] = ()) -> int:
+        """Record an attempt as RUNNING, with the resources it will create; fenced on the saga's state."""
+        with self.engine.begin() as connection:
+            state = self._lock(connection, saga_id)
+            if require_running and state != SagaState.RUNNING:
+                raise SagaFenced(saga_id, state.value)
+            now = _now()
+            for name in resource_names:
+                known = connection.execute(sa.select(resources.c.name).where(
+                    resources.c.saga_id == saga_id, resources.c.name == name)).first()
+                if not known:
+                    connection.execute(resources.insert().values(saga_id=saga_id, name=name, step=step,
+                                                                 recorded_at=now))
+            generation = connection.execute(sa.select(sagas.c.generation).where(sagas.c.saga_id == saga_id)).scalar()
+            return connection.execute(step_attempts.insert().values(
+                saga_id=saga_id, step=step, kind=kind.value, status=AttemptStatus.RUNNING.value, run_id=run_id,
+                generation=generation, attempt=attempt, started_at=now).returning(step_attempts.c.id)).scalar_one()
+
+    def record_carried(self, saga_id: str, step: str, run_id: str) -> None:
+        """Note in the current generation that a skipped step's effects from an earlier one still stand."""
+        with self.engine.begin() as connection:
+            self._lock(connection, saga_id)
+            generation = connection.execute(sa.select(sagas.c.generation).where(sagas.c.saga_id == saga_id)).scalar()
+            now = _now()
+            connection.execute(step_attempts.insert().values(
+                saga_id=saga_id, step=step, kind=AttemptKind.ACTION.value, status=AttemptStatus.SUCCEEDED.value,
+                run_id=run_id, generation=generation, attempt=0, started_at=now, ended_at=now))
+
+    def finish_attempt(self, saga_id: str, attempt_id: int, status: AttemptStatus, result: StepResult | None = None,
+                       error: BaseException | None = None) -> SagaState:
+        """Close an attempt; returns the saga's state at that moment (a late success checks it)."""
+        values: dict[str, Any] = {"status": status.value, "ended_at": _now()}
+        if result is not None:
+            values.update(query_id=result.query_id, rows=result.rows, bytes=result.bytes)
+        if error is not None:
+            values["error"] = str(error)
+            if isinstance(error, StepError):
+                values["error_name"] = error.error_name
+                if error.query_id:
+                    values["query_id"] = error.query_id
+            else:
+                values["error_name"] = type(error).__name__
+        with self.engine.begin() as connection:
+            state = self._lock(connection, saga_id)
+            connection.execute(step_attempts.update().where(step_attempts.c.id == attempt_id).values(**values))
+            return state
+
+    def attempts(self, saga_id: str) -> list[StepAttempt]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(step_attempts).where(step_attempts.c.saga_id == saga_id)
+                                      .order_by(step_attempts.c.id)).mappings().all()
+        return [StepAttempt(r["id"], r["saga_id"], r["step"], AttemptKind(r["kind"]), AttemptStatus(r["status"]),
+                            r["run_id"], r["attempt"], r["started_at"], r["ended_at"], r["query_id"], r["rows"],
+                            r["bytes"], r["error"], r["error_name"], r["generation"]) for r in rows]
+
+    def resources(self, saga_id: str) -> dict[str, str]:
+        """Resource name -> the step that created it."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(resources.c.name, resources.c.step)
+                                      .where(resources.c.saga_id == saga_id)).all()
+        return {name: step for name, step in rows}
+
+
+def _saga(row: Any) -> SagaRecord:
+    return SagaRecord(row["saga_id"], row["saga_name"], dict(row["parameters"]), SagaState(row["state"]),
+                      row["created_at"], row["updated_at"], row["run_id"], row["failure_kind"], row["failed_step"],
+                      row["error"], row["generation"])

@@ -1,0 +1,185 @@
+"""States, transitions and the shape of a saga."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from report_pipeline.saga.errors import InvalidTransition
+
+
+class SagaState(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"                  # a step failed; compensation follows
+    TIMED_OUT = "TIMED_OUT"            # a step ran past its limit; compensation follows
+    CANCELLED = "CANCELLED"            # the run was terminated; compensation follows
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    FAILED_NEEDS_MANUAL = "FAILED_NEEDS_MANUAL"  # a compensation kept failing: a person must act
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({SagaState.SUCCEEDED, SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL})
+
+_S = SagaState
+ALLOWED_TRANSITIONS: dict[SagaState, frozenset[SagaState]] = {
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.TIMED_OUT, _S.CANCELLED}),
+    _S.FAILED: frozenset({_S.COMPENSATING}),
+    _S.TIMED_OUT: frozenset({_S.COMPENSATING}),
+    _S.CANCELLED: frozenset({_S.COMPENSATING}),
+    _S.COMPENSATING: frozenset({_S.COMPENSATED, _S.FAILED_NEEDS_MANUAL}),
+    # a late completion after compensation, whose own undo fails
+    _S.COMPENSATED: frozenset({_S.RUNNING, _S.FAILED_NEEDS_MANUAL}),
+    # re-execution starts a new attempt at the whole saga; a person may retry compensation
+    _S.FAILED_NEEDS_MANUAL: frozenset({_S.COMPENSATING, _S.RUNNING}),
+    _S.SUCCEEDED: frozenset({_S.RUNNING}),
+}
+
+
+def check_transition(old: SagaState, new: SagaState) -> None:
+    if new not in ALLOWED_TRANSITIONS[old]:
+        raise InvalidTransition(f"saga cannot go from {old} to {new}")
+
+
+class FailureKind(StrEnum):
+    """Why a saga stopped running; decides the state it passes through before compensation."""
+
+    STEP_FAILED = "step_failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+
+    @property
+    def state(self) -> SagaState:
+        return {FailureKind.TIMED_OUT: SagaState.TIMED_OUT,
+                FailureKind.CANCELLED: SagaState.CANCELLED}.get(self, SagaState.FAILED)
+
+
+class AttemptKind(StrEnum):
+    ACTION = "action"
+    COMPENSATION = "compensation"
+
+
+class AttemptStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class CompensationPolicy:
+    """How hard to try an undo before declaring the saga FAILED_NEEDS_MANUAL."""
+
+    max_attempts: int = 4
+    initial_delay_seconds: float = 1.0
+    backoff: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return self.initial_delay_seconds * self.backoff ** (attempt - 1)
+
+
+@dataclass(frozen=True)
+class StepDefinition:
+    name: str
+    depends_on: tuple[str, ...] = ()
+    compensable: bool = True           # False: nothing to undo (a cleanup step)
+    resources: tuple[str, ...] = ()    # what the action creates, recorded before it runs
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: tuple[StepDefinition, ...]
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"saga {self.name}: step names must be unique")
+        for step in self.steps:
+            unknown = set(step.depends_on) - set(names)
+            if unknown:
+                raise ValueError(f"saga {self.name}: step {step.name} depends on unknown {sorted(unknown)}")
+        try:
+            tuple(TopologicalSorter({s.name: s.depends_on for s in self.steps}).static_order())
+        except CycleError as error:
+            raise ValueError(f"saga {self.name}: steps form a cycle {error.args[1]}") from None
+
+    def step(self, name: str) -> StepDefinition:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"saga {self.name} has no step {name!r}")
+
+    def order(self) -> list[str]:
+        """The steps in an order that respects dependencies (ties broken by declaration)."""
+        sorter = TopologicalSorter({s.name: s.depends_on for s in self.steps})
+        sorter.prepare()
+        position = {s.name: i for i, s in enumerate(self.steps)}
+        ordered: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            ordered.extend(ready)
+            sorter.done(*ready)
+        return ordered
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step's statement did, for the ledger and the UI."""
+
+    query_id: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    elapsed_seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    saga_id: str
+    saga_name: str
+    parameters: dict[str, Any]
+    state: SagaState
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    run_id: str | None = None          # the run currently driving the saga
+    failure_kind: str | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    generation: int = 1
+
+
+@dataclass(frozen=True)
+class StepAttempt:
+    id: int
+    saga_id: str
+    step: str
+    kind: AttemptKind
+    status: AttemptStatus
+    run_id: str | None
+    attempt: int
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    query_id: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    error_name: str | None = None
+    generation: int = 1
+
+
+@dataclass(frozen=True)
+class Transition:
+    saga_id: str
+    old_state: SagaState | None
+    new_state: SagaState
+    at: dt.datetime
+    reason: str
+    run_id: str | None = None

@@ -1,0 +1,103 @@
+"""A scripted step runner: the saga engine's collaborator, recording what it was asked to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import secrets
+
+import pytest
+import sqlalchemy as sa
+
+from report_pipeline.saga import (
+    CompensationPolicy,
+    PermanentStepError,
+    SagaCoordinator,
+    SagaDefinition,
+    StepDefinition,
+    StepResult,
+    TransientStepError,
+)
+from report_pipeline.saga.ledger import SqlLedger
+
+CHAIN = SagaDefinition("chain", (
+    StepDefinition("create_temp", resources=("temp",)),
+    StepDefinition("write_report", depends_on=("create_temp",)),
+    StepDefinition("drop_temp", depends_on=("write_report",), compensable=False),
+))
+FAN_OUT = SagaDefinition("fan_out", (
+    StepDefinition("left", resources=("left_table",)),
+    StepDefinition("right", resources=("right_table",)),
+    StepDefinition("join", depends_on=("left", "right")),
+    StepDefinition("cleanup", depends_on=("join",), compensable=False),
+))
+
+
+@dataclass
+class ScriptedRunner:
+    """Runs nothing remote: each call is recorded, and scripted failures are raised in order."""
+
+    action_failures: dict[str, list[Exception]] = field(default_factory=dict)
+    compensation_failures: dict[str, list[Exception]] = field(default_factory=dict)
+    always_fail_compensation: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def resources(self, step: StepDefinition) -> list[str]:
+        return [f"scratch.saga_{name}" for name in step.resources]
+
+    def run_action(self, step: StepDefinition) -> StepResult:
+        self.calls.append(("action", step.name))
+        failures = self.action_failures.get(step.name)
+        if failures:
+            raise failures.pop(0)
+        return StepResult(query_id=f"q-{step.name}", rows=1)
+
+    def run_compensation(self, step: StepDefinition) -> StepResult:
+        self.calls.append(("compensation", step.name))
+        if step.name in self.always_fail_compensation:
+            raise TransientStepError(f"cannot undo {step.name}", error_name="HIVE_METASTORE_ERROR")
+        failures = self.compensation_failures.get(step.name)
+        if failures:
+            raise failures.pop(0)
+        return StepResult(query_id=f"undo-{step.name}")
+
+    def compensations(self) -> list[str]:
+        return [name for kind, name in self.calls if kind == "compensation"]
+
+
+def transient(message: str = "metastore unavailable") -> TransientStepError:
+    return TransientStepError(message, error_name="HIVE_METASTORE_ERROR")
+
+
+def permanent(message: str = "table not found") -> PermanentStepError:
+    return PermanentStepError(message, error_name="TABLE_NOT_FOUND")
+
+
+def isolated_schema_url(postgres_url: str) -> str:
+    """A URL whose connections work in a new, empty schema: each test gets a ledger of its own."""
+    schema = f"test_{secrets.token_hex(4)}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{postgres_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger(request, tmp_path) -> Iterator[SqlLedger]:
+    """The ledger on the real PostgreSQL server (production) and on SQLite (the demo)."""
+    if request.param == "postgresql":
+        ledger = SqlLedger(isolated_schema_url(request.getfixturevalue("postgres_url")))
+    else:
+        ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.migrate()
+    yield ledger
+    ledger.close()
+
+
+FAST = CompensationPolicy(max_attempts=3, initial_delay_seconds=0.0)
+
+
+def coordinator(ledger: SqlLedger, definition: SagaDefinition = CHAIN) -> SagaCoordinator:
+    return SagaCoordinator(ledger, definition, policy=FAST)

@@ -1,0 +1,80 @@
+"""The ledger's own guarantees: schema management, transactional transitions, isolation of sagas."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from report_pipeline.saga import AttemptKind, FailureKind, SagaFenced, SagaState
+from report_pipeline.saga.errors import InvalidTransition
+from report_pipeline.saga.ledger import LATEST_VERSION, SqlLedger
+from report_pipeline_tests.saga.conftest import FAN_OUT, ScriptedRunner, coordinator, isolated_schema_url, permanent
+
+
+def test_migrate_is_idempotent(ledger) -> None:
+    assert ledger.migrate() == LATEST_VERSION
+    assert ledger.migrate() == LATEST_VERSION
+
+
+def test_concurrent_migrations_do_not_collide(postgres_url) -> None:
+    url = isolated_schema_url(postgres_url)
+    with ThreadPoolExecutor(4) as pool:
+        versions = list(pool.map(lambda _: SqlLedger(url).migrate(), range(4)))
+    assert versions == [LATEST_VERSION] * 4
+
+
+def test_creating_an_existing_saga_changes_nothing(ledger) -> None:
+    assert ledger.create_saga("s", "chain", {"a": 1}, "run-1") is True
+    assert ledger.create_saga("s", "chain", {"a": 2}, "run-2") is False
+    assert ledger.get_saga("s").parameters == {"a": 1}
+
+
+def test_parameters_round_trip(ledger) -> None:
+    ledger.create_saga("s", "chain", {"start_date": "2026-01-01", "min_events": 5}, "run-1")
+    assert ledger.get_saga("s").parameters == {"start_date": "2026-01-01", "min_events": 5}
+
+
+def test_disallowed_transition_raises_and_changes_nothing(ledger) -> None:
+    ledger.create_saga("s", "chain", {}, "run-1")
+    with pytest.raises(InvalidTransition):
+        ledger.transition("s", {SagaState.RUNNING}, SagaState.COMPENSATED, "skipping ahead")
+    assert ledger.get_saga("s").state == SagaState.RUNNING
+    assert len(ledger.transitions("s")) == 1
+
+
+def test_transition_from_an_unexpected_state_is_a_no_op(ledger) -> None:
+    ledger.create_saga("s", "chain", {}, "run-1")
+    assert ledger.transition("s", {SagaState.COMPENSATING}, SagaState.COMPENSATED, "not now") is None
+    assert ledger.get_saga("s").state == SagaState.RUNNING
+
+
+def test_attempt_start_is_fenced_on_the_saga_state(ledger) -> None:
+    ledger.create_saga("s", "chain", {}, "run-1")
+    ledger.transition("s", {SagaState.RUNNING}, SagaState.FAILED, "failed")
+    with pytest.raises(SagaFenced):
+        ledger.start_attempt("s", "step", AttemptKind.ACTION, "run-1", 1, require_running=True)
+    assert ledger.attempts("s") == []
+
+
+def test_concurrent_sagas_do_not_interfere(ledger) -> None:
+    def run(saga_id: str) -> SagaState:
+        saga = coordinator(ledger, FAN_OUT)
+        failing = {"join": [permanent()]} if saga_id.endswith(("1", "3", "5")) else {}
+        runner = ScriptedRunner(action_failures=failing)
+        saga.start(saga_id, {"n": saga_id}, f"run-{saga_id}")
+        for name in saga.definition.order():
+            try:
+                saga.execute_step(saga_id, name, f"run-{saga_id}", 1, runner)
+            except Exception as error:  # noqa: BLE001
+                return saga.compensate(saga_id, FailureKind.STEP_FAILED, runner, failed_step=name, error=str(error))
+        return ledger.get_saga(saga_id).state
+
+    ids = [f"saga-{i}" for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        results = dict(zip(ids, pool.map(run, ids)))
+    for saga_id, state in results.items():
+        expected = SagaState.COMPENSATED if saga_id.endswith(("1", "3", "5")) else SagaState.SUCCEEDED
+        assert state == expected == ledger.get_saga(saga_id).state
+        assert {a.saga_id for a in ledger.attempts(saga_id)} == {saga_id}
+        assert ledger.get_saga(saga_id).parameters == {"n": saga_id}
