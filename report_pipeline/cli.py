@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
                         help=f"sample events to generate if the tables are missing (default: {DEFAULT_EVENTS})")
 
+    reports = commands.add_parser("reports", help="work with report definitions")
+    report_commands = reports.add_subparsers(dest="reports_command", required=True)
+    validate = report_commands.add_parser("validate", help="check every report spec and its SQL files")
+    validate.add_argument("--dir", help="reports folder (default: the packaged reports)")
+
     demo = commands.add_parser("demo", help="run the daily country report on the embedded engine")
     demo.add_argument("--start-date", type=_date, default=dt.date(2026, 1, 1))
     demo.add_argument("--end-date", type=_date, default=dt.date(2026, 1, 31))
@@ -66,11 +71,38 @@ def _serve_local_trino(args: argparse.Namespace) -> None:
     print("local engine stopped", flush=True)
 
 
+def _validate_reports(directory: str | None) -> int:
+    from pathlib import Path
+
+    from report_pipeline.reports import REPORTS_DIR, ReportSpecError, load_report
+    from report_pipeline.reports.spec import SPEC_FILE
+
+    root = Path(directory) if directory else REPORTS_DIR
+    folders = sorted(p for p in root.iterdir() if (p / SPEC_FILE).is_file())
+    if not folders:
+        print(f"no reports (folders with {SPEC_FILE}) under {root}", file=sys.stderr)
+        return 1
+    failures = 0
+    for folder in folders:
+        try:
+            spec = load_report(folder)
+        except ReportSpecError as error:
+            failures += 1
+            print(f"FAIL {folder.name}: {error}")
+            continue
+        files = sum(len(s.action) + len(s.compensation) + bool(s.preview) for s in spec.steps.values())
+        print(f"ok   {spec.name}: {len(spec.steps)} steps ({' -> '.join(spec.saga_definition().order())}), "
+              f"{files} SQL files, parameters {', '.join(spec.parameters)}")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "local-trino":
         _serve_local_trino(args)
+    elif args.command == "reports":
+        sys.exit(_validate_reports(args.dir))
     elif args.command == "demo":
         from report_pipeline import demo
 

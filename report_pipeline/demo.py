@@ -1,48 +1,66 @@
-"""`make demo`: the daily country report on the embedded local engine, through the real trino client."""
+"""`make demo`: daily_country_report as a saga on Dagster, on the embedded local engine.
+
+One run succeeds; one has a fault injected into its second step and is compensated. Everything is
+temporary and local: the engine with sample data, a Dagster instance in a temporary directory, and
+the saga ledger in SQLite there too (REPORT_PIPELINE_LEDGER_URL points it at PostgreSQL instead).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+import os
+import tempfile
 
+import dagster as dg
 import trino
 from tabulate import tabulate
 
-from report_pipeline.local_trino import LocalTrino
-from report_pipeline.reports import REPORTS_DIR
-from report_pipeline.trino.sql import QualifiedName, render
+from report_pipeline.local_trino import Fault, LocalTrino
+from report_pipeline.observability.status import describe_saga
+from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
+from report_pipeline.saga.ledger import SqlLedger
 
-REPORT_DIR = REPORTS_DIR / "daily_country_report"
+REPORT = "daily_country_report"
 
 
-def run_daily_country_report(host: str, port: int, catalog: str, start_date: dt.date, end_date: dt.date,
-                             min_events: int) -> tuple[list[str], list[list]]:
-    """Create the summary, aggregate it, and drop it again (even when the aggregation fails)."""
-    summary = QualifiedName(catalog, "scratch", f"summary_demo_{secrets.token_hex(4)}")
-    values = {"start_date": start_date, "end_date": end_date, "min_events": min_events}
-    tables = {"summary": summary}
-    with trino.dbapi.connect(host=host, port=port, user="report_pipeline", catalog=catalog,
-                             schema="analytics", source="report_pipeline.demo") as connection:
-        cursor = connection.cursor()
-
-        def run(file: str) -> list[list]:
-            statement = render((REPORT_DIR / file).read_text(), tables, values)
-            cursor.execute(statement.sql, statement.parameters)
-            return cursor.fetchall()
-
-        run("create_summary.sql")
-        try:
-            rows = run("country_averages.sql")
-            columns = [d.name for d in cursor.description]
-        finally:
-            run("drop_summary.sql")
-    return columns, rows
+def run_report(instance: dg.DagsterInstance, parameters: dict) -> dg.DagsterRun:
+    job = dg.build_reconstructable_job("report_pipeline.definitions", "report_job", reconstructable_args=(REPORT,))
+    config = {"ops": {START_OP: {"config": parameters}}}
+    with dg.execute_job(job, instance=instance, run_config=config) as result:
+        return instance.get_run_by_id(result.run_id)
 
 
 def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
-    with LocalTrino() as engine:
-        print(f"local Trino-compatible engine at {engine.url} (catalog {engine.catalog}, sample data)")
-        columns, rows = run_daily_country_report(engine.host, engine.port, engine.catalog,
-                                                 start_date, end_date, min_events)
-    print(f"\ndaily_country_report  {start_date} .. {end_date}, users with more than {min_events} events\n")
-    print(tabulate(rows, headers=columns, floatfmt=".2f"))
+    parameters = {"start_date": start_date.isoformat(), "end_date": end_date.isoformat(), "min_events": min_events}
+    with tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home, LocalTrino() as engine:
+        os.environ.update(TRINO_HOST=engine.host, TRINO_PORT=str(engine.port), TRINO_USER="demo",
+                          TRINO_CATALOG=engine.catalog)
+        os.environ.setdefault("REPORT_PIPELINE_LEDGER_URL", f"sqlite:///{home}/ledger.sqlite")
+        ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
+        print(f"local Trino-compatible engine at {engine.url}; Dagster instance in {home}\n")
+        with dg.DagsterInstance.local_temp(home) as instance:
+            print(f"1) {REPORT} {parameters}")
+            run = run_report(instance, parameters)
+            saga_id = run.tags[SAGA_ID_TAG]
+            print(f"   run {run.run_id}: {run.status.value}\n")
+            print(_report_table(engine, saga_id), "\n")
+            print(describe_saga(ledger, saga_id), "\n")
+
+            engine.inject(Fault(pattern=r"INSERT INTO reports\.daily_country_report", action="error",
+                                error_name="PERMISSION_DENIED",
+                                message="Access Denied: Cannot insert into table reports.daily_country_report"))
+            print(f"2) {REPORT} {parameters}, with a fault injected into its second step (write_report)")
+            run = run_report(instance, parameters)
+            saga_id = run.tags[SAGA_ID_TAG]
+            print(f"   run {run.run_id}: {run.status.value}\n")
+            print(describe_saga(ledger, saga_id), "\n")
+        ledger.close()
+
+
+def _report_table(engine: LocalTrino, saga_id: str) -> str:
+    with trino.dbapi.connect(host=engine.host, port=engine.port, user="demo", catalog=engine.catalog) as c:
+        cursor = c.cursor()
+        cursor.execute("SELECT country, active_users, avg_events FROM reports.daily_country_report "
+                       "WHERE saga_id = ? ORDER BY avg_events DESC", [saga_id])
+        rows = cursor.fetchall()
+    return tabulate(rows, headers=["country", "active users", "avg events"], floatfmt=".2f")

@@ -1,5 +1,18 @@
-"""Report definitions: one folder per report, holding its SQL files (forward steps and undos)."""
+"""Report definitions: one folder per report, holding `report.yaml` and its SQL files."""
+
+from __future__ import annotations
 
 from pathlib import Path
 
+from report_pipeline.reports.spec import SPEC_FILE, ReportSpec, ReportSpecError, load_report
+
 REPORTS_DIR = Path(__file__).parent
+
+
+def load_reports(directory: Path = REPORTS_DIR) -> dict[str, ReportSpec]:
+    """Every report folder under `directory`, validated; the first invalid one raises."""
+    return {folder.name: load_report(folder)
+            for folder in sorted(p for p in directory.iterdir() if (p / SPEC_FILE).is_file())}
+
+
+__all__ = ["REPORTS_DIR", "ReportSpec", "ReportSpecError", "load_report", "load_reports"]

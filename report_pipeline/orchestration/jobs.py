@@ -1,0 +1,243 @@
+"""One Dagster job per report spec: a `start_saga` op, then one op per step, wired as the spec's DAG.
+
+Ops pass nothing to each other (state lives in the ledger and in Trino), so re-execution needs no
+stored outputs. Each op hands its step to the saga engine; the failure hook hands the saga to the
+compensation. What the UI shows: run tags `saga/id` and `saga/state`, op metadata (Trino query id,
+rows, bytes, elapsed time, a link to the query in the Trino UI, the report preview), and progress
+lines in the run's log while a statement runs.
+"""
+
+# no `from __future__ import annotations`: Dagster reads the config class from the annotation
+
+import time
+from typing import Any
+
+import dagster as dg
+import pydantic
+from tabulate import tabulate
+
+from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.reports.runner import ReportStepRunner
+from report_pipeline.reports.spec import ParameterError, ReportSpec, parameters_to_json
+from report_pipeline.saga import (
+    FailureKind,
+    SagaCoordinator,
+    SagaFenced,
+    SagaState,
+    StepCancelled,
+    StepError,
+    StepResult,
+    StepTimedOut,
+    TransientStepError,
+)
+from report_pipeline.trino.client import QueryProgress
+
+SAGA_ID_TAG = "saga/id"
+SAGA_STATE_TAG = "saga/state"
+START_OP = "start_saga"
+PROGRESS_INTERVAL_SECONDS = 2.0
+
+# Parallel branches of a report must really run at once: each step is a process. forkserver with the
+# project preloaded keeps the cost of starting a step process low.
+EXECUTOR = dg.multiprocess_executor.configured({
+    "max_concurrent": 4,
+    "start_method": {"forkserver": {"preload_modules": ["report_pipeline.definitions"]}},
+})
+
+
+def saga_id_of(run: dg.DagsterRun) -> str:
+    """A saga is identified by its root run: re-executions continue the same saga."""
+    return run.root_run_id or run.run_id
+
+
+class _SagaScope:
+    """What an op or hook of one run needs to talk to the saga engine."""
+
+    def __init__(self, spec: ReportSpec, run: dg.DagsterRun, trino: TrinoResource, ledger: LedgerResource,
+                 log: Any):
+        self.spec = spec
+        self.run = run
+        self.saga_id = saga_id_of(run)
+        self.ledger = ledger.ledger
+        self.coordinator = SagaCoordinator(self.ledger, spec.saga_definition())
+        self.trino = trino
+        self.log = log
+        self._last_progress: dict[str, tuple[float, str]] = {}
+
+    def runner(self, parameters: dict[str, Any]) -> ReportStepRunner:
+        return ReportStepRunner(
+            self.spec, self.trino.client(), self.saga_id, parameters, scratch_schema=self.trino.scratch_schema,
+            recorded_resources=lambda: set(self.ledger.resources(self.saga_id)),
+            on_progress=self._report_progress)
+
+    def saved_parameters(self) -> dict[str, Any]:
+        saga = self.ledger.get_saga(self.saga_id)
+        if saga is None:
+            raise dg.Failure(f"saga {self.saga_id} was never started (its start_saga step did not succeed)")
+        return self.spec.parse_parameters(saga.parameters)
+
+    def _report_progress(self, step: str, progress: QueryProgress) -> None:
+        # a line when the query's state changes, and every PROGRESS_INTERVAL_SECONDS while it runs
+        now = time.monotonic()
+        last_time, last_state = self._last_progress.get(step, (0.0, ""))
+        if progress.state == "QUEUED" or (progress.state == last_state
+                                          and now - last_time < PROGRESS_INTERVAL_SECONDS):
+            return
+        self._last_progress[step] = (now, progress.state)
+        percent = f"{progress.percent:.0f}%" if progress.percent is not None else "-"
+        self.log.info(
+            f"{step}: Trino query {progress.query_id} {progress.state} {percent} "
+            f"({progress.completed_splits}/{progress.total_splits} splits, {progress.processed_rows:,} rows, "
+            f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)")
+
+
+def _tag_state(context: dg.OpExecutionContext | dg.HookContext, scope: _SagaScope) -> SagaState:
+    state = scope.ledger.get_saga(scope.saga_id).state
+    context.instance.add_run_tags(context.run_id, {SAGA_ID_TAG: scope.saga_id, SAGA_STATE_TAG: state.value})
+    return state
+
+
+def _config_class(spec: ReportSpec) -> type[dg.Config]:
+    """The launchpad's typed config: dates as ISO strings (Dagster config has no date type)."""
+    fields: dict[str, Any] = {}
+    for name, parameter in spec.parameters.items():
+        annotation = int if parameter.type == "integer" else str
+        default = ... if parameter.default is None else parameter.default
+        fields[name] = (annotation, pydantic.Field(default=default, description=parameter.description or None))
+    class_name = "".join(part.title() for part in spec.name.split("_")) + "Parameters"
+    return pydantic.create_model(class_name, __base__=dg.Config, **fields)
+
+
+def _start_op(spec: ReportSpec) -> dg.OpDefinition:
+    config_class = _config_class(spec)
+
+    @dg.op(name=f"{spec.name}__{START_OP}", out=dg.Out(dg.Nothing), required_resource_keys={"trino", "ledger"},
+           description=f"Validate the parameters of {spec.name} and record the saga in the ledger.")
+    def start_saga(context: dg.OpExecutionContext, config: config_class):  # type: ignore[valid-type]
+        try:
+            parameters = spec.parse_parameters(config.model_dump())
+        except ParameterError as error:
+            raise dg.Failure(description=f"Invalid parameters for {spec.name}: {error}",
+                             metadata={name: problem for name, problem in error.problems.items()},
+                             allow_retries=False) from None
+        scope = _SagaScope(spec, context.run, context.resources.trino, context.resources.ledger, context.log)
+        created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id)
+        _tag_state(context, scope)
+        context.log.info(f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
+                         f"with {parameters_to_json(parameters)}")
+        yield dg.Output(None, metadata={"saga_id": scope.saga_id, **parameters_to_json(parameters)})
+
+    return start_saga
+
+
+def _failure(kind: FailureKind, step: str, error: BaseException) -> dg.Failure:
+    metadata: dict[str, Any] = {"failure_kind": kind.value, "error": str(error)}
+    if isinstance(error, StepError):
+        metadata.update(error_name=error.error_name or "", query_id=error.query_id or "")
+    return dg.Failure(description=f"step {step} failed ({kind.value}): {error}", metadata=metadata,
+                      allow_retries=False)
+
+
+def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
+    step = spec.steps[step_name]
+    ins = {dep: dg.In(dg.Nothing) for dep in step.depends_on} or {START_OP: dg.In(dg.Nothing)}
+
+    @dg.op(name=f"{spec.name}__{step_name}", ins=ins, out=dg.Out(dg.Nothing), pool="trino",
+           required_resource_keys={"trino", "ledger"}, tags={"kind": "trino"},
+           description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}")
+    def run_step(context: dg.OpExecutionContext):
+        scope = _SagaScope(spec, context.run, context.resources.trino, context.resources.ledger, context.log)
+        runner = scope.runner(scope.saved_parameters())
+        in_run = context.run.step_keys_to_execute
+        restored = scope.coordinator.join(scope.saga_id, step_name, context.run_id, context.run.parent_run_id,
+                                          in_run, runner)
+        if restored:
+            context.log.info(f"restored steps skipped by this re-execution: {', '.join(restored)}")
+        try:
+            result = scope.coordinator.execute_step(scope.saga_id, step_name, context.run_id,
+                                                    context.retry_number + 1, runner)
+        except TransientStepError as error:
+            if context.retry_number < step.retry.max_retries:
+                delay = step.retry.delay_seconds * step.retry.backoff ** context.retry_number
+                context.log.warning(f"{step_name}: transient failure, retry in {delay:.1f}s: {error}")
+                raise dg.RetryRequested(max_retries=step.retry.max_retries, seconds_to_wait=delay) from error
+            raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
+        except StepTimedOut as error:
+            raise _failure(FailureKind.TIMED_OUT, step_name, error) from error
+        except StepCancelled as error:
+            raise _failure(FailureKind.CANCELLED, step_name, error) from error
+        except (StepError, SagaFenced) as error:
+            raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
+        state = _tag_state(context, scope)
+        yield dg.Output(None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state))
+
+    return run_step
+
+
+def _metadata(result: StepResult, trino_ui: str, state: SagaState) -> dict[str, Any]:
+    details = result.details
+    metadata: dict[str, Any] = {
+        "trino_query_id": result.query_id or "",
+        "rows": dg.MetadataValue.int(result.rows or 0),
+        "processed_rows": dg.MetadataValue.int(details.get("processed_rows", 0)),
+        "processed_bytes": dg.MetadataValue.int(result.bytes or 0),
+        "elapsed_seconds": dg.MetadataValue.float(round(result.elapsed_seconds or 0.0, 3)),
+        "saga_state": state.value,
+    }
+    if details.get("info_uri"):
+        metadata["trino_ui"] = dg.MetadataValue.url(details["info_uri"])
+    elif result.query_id:
+        metadata["trino_ui"] = dg.MetadataValue.url(f"{trino_ui}/ui/query.html?{result.query_id}")
+    if "preview_rows" in details:
+        table = tabulate(details["preview_rows"], headers=details["preview_columns"], tablefmt="github",
+                         floatfmt=".2f")
+        metadata["report_preview"] = dg.MetadataValue.md(table)
+        metadata["report_row_count"] = dg.MetadataValue.int(details["report_row_count"])
+    return metadata
+
+
+def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
+    @dg.failure_hook(name=f"{spec.name}__compensate", required_resource_keys={"trino", "ledger"})
+    def compensate(context: dg.HookContext) -> None:
+        run = context.instance.get_run_by_id(context.run_id)
+        scope = _SagaScope(spec, run, context.resources.trino, context.resources.ledger, context.log)
+        if scope.ledger.get_saga(scope.saga_id) is None:
+            context.log.info(f"{context.op.name} failed before the saga started: nothing to compensate")
+            return
+        error = context.op_exception
+        metadata = getattr(error, "metadata", None) or {}
+        kind = FailureKind(_metadata_text(metadata, "failure_kind") or FailureKind.STEP_FAILED.value)
+        message = _metadata_text(metadata, "error") or getattr(error, "description", None) or str(error)
+        state = scope.coordinator.compensate(scope.saga_id, kind, scope.runner(scope.saved_parameters()),
+                                             run_id=context.run_id, failed_step=context.op.name, error=message)
+        _tag_state(context, scope)
+        if state == SagaState.FAILED_NEEDS_MANUAL:
+            context.log.error(f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
+                              f"see the ledger for the failed undo")
+        else:
+            context.log.info(f"saga {scope.saga_id} is {state.value}")
+
+    return compensate
+
+
+def _metadata_text(metadata: dict[str, Any], key: str) -> str | None:
+    value = metadata.get(key)
+    return getattr(value, "value", value)
+
+
+def build_report_job(spec: ReportSpec, executor: dg.ExecutorDefinition = EXECUTOR) -> dg.JobDefinition:
+    definition = spec.saga_definition()
+    start = _start_op(spec)
+    ops = {name: _step_op(spec, name) for name in definition.order()}
+
+    @dg.job(name=spec.name, description=spec.description.strip(), hooks={_compensation_hook(spec)},
+            executor_def=executor, tags={"report": spec.name, "owner": spec.owner})
+    def report_job() -> None:
+        started = start.alias(START_OP)()
+        done: dict[str, Any] = {}
+        for name in definition.order():
+            step = spec.steps[name]
+            inputs = {dep: done[dep] for dep in step.depends_on} or {START_OP: started}
+            done[name] = ops[name].alias(name)(**inputs)
+
+    return report_job

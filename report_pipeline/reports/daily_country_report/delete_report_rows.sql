@@ -1,0 +1,1 @@
+DELETE FROM reports.daily_country_report WHERE saga_id = :saga_id

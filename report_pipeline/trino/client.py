@@ -1,0 +1,153 @@
+"""Running one statement on Trino with the real client: progress while it runs, cancel when stopped.
+
+`TrinoClient.execute` submits a rendered statement with bound parameters, reports the query's
+progress (from the stats Trino sends with every poll) to a callback, enforces a time limit both on
+the server (`query_max_run_time`) and here (cancelling the query), cancels the query if the
+calling thread is interrupted (a Dagster termination arrives as an exception), and turns failures
+into the saga engine's error classes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trino
+
+from report_pipeline.saga import StepTimedOut
+from report_pipeline.trino.errors import classify
+from report_pipeline.trino.sql import Statement
+
+
+@dataclass(frozen=True)
+class TrinoSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    user: str = "report_pipeline"
+    catalog: str = "lake"
+    schema: str = "analytics"
+    http_scheme: str = "http"
+    password: str | None = None          # with HTTPS: basic authentication; comes from the environment
+    source: str = "report_pipeline"
+    request_timeout_seconds: float = 30.0
+
+    @property
+    def ui_url(self) -> str:
+        return f"{self.http_scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class QueryProgress:
+    query_id: str | None
+    state: str
+    percent: float | None
+    completed_splits: int
+    total_splits: int
+    processed_rows: int
+    processed_bytes: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    query_id: str | None
+    info_uri: str | None
+    update_type: str | None
+    row_count: int | None                # rows written (DML/CTAS) or rows returned
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    processed_rows: int = 0
+    processed_bytes: int = 0
+    elapsed_seconds: float = 0.0
+
+
+class TrinoClient:
+    def __init__(self, settings: TrinoSettings):
+        self.settings = settings
+
+    def connect(self, session_properties: dict[str, str] | None = None) -> trino.dbapi.Connection:
+        s = self.settings
+        auth = trino.auth.BasicAuthentication(s.user, s.password) if s.password else None
+        return trino.dbapi.connect(host=s.host, port=s.port, user=s.user, catalog=s.catalog, schema=s.schema,
+                                   http_scheme=s.http_scheme, auth=auth, source=s.source,
+                                   request_timeout=s.request_timeout_seconds,
+                                   session_properties=session_properties or {})
+
+    def execute(self, statement: Statement, *, timeout_seconds: float | None = None,
+                on_progress: Callable[[QueryProgress], None] | None = None) -> QueryOutcome:
+        properties = {"query_max_run_time": f"{int(timeout_seconds)}s"} if timeout_seconds else {}
+        started = time.monotonic()
+        timed_out = threading.Event()
+
+        def report(stats: dict) -> None:
+            if on_progress is not None:
+                on_progress(_progress(stats, time.monotonic() - started))
+
+        with self.connect(properties) as connection:
+            cursor = connection.cursor(stats_callback=report)
+            watchdog = _Watchdog(timeout_seconds, cursor, timed_out) if timeout_seconds else None
+            try:
+                cursor.execute(statement.sql, statement.parameters)
+                rows = cursor.fetchall()
+            except BaseException as error:
+                if isinstance(error, Exception) and not timed_out.is_set():
+                    raise classify(error) from error
+                _cancel_quietly(cursor)
+                if timed_out.is_set():
+                    raise StepTimedOut(f"statement exceeded its time limit of {timeout_seconds:.0f}s",
+                                       error_name="EXCEEDED_TIME_LIMIT", query_id=cursor.query_id) from error
+                raise  # interrupted (run terminated): the query is cancelled, the interrupt goes on
+            finally:
+                if watchdog is not None:
+                    watchdog.stop()
+            if timed_out.is_set():   # cancelled by the watchdog just as the last page arrived
+                raise StepTimedOut(f"statement exceeded its time limit of {timeout_seconds:.0f}s",
+                                   error_name="EXCEEDED_TIME_LIMIT", query_id=cursor.query_id)
+            stats = cursor.stats or {}
+            if cursor.update_type is None:
+                row_count: int | None = len(rows)
+            else:   # DML and CTAS report rows written; DDL reports none
+                row_count = cursor.rowcount if cursor.rowcount is not None and cursor.rowcount >= 0 else None
+            return QueryOutcome(
+                query_id=cursor.query_id, info_uri=cursor.info_uri, update_type=cursor.update_type,
+                row_count=row_count,
+                columns=[d.name for d in cursor.description or []], rows=rows,
+                processed_rows=int(stats.get("processedRows") or 0),
+                processed_bytes=int(stats.get("processedBytes") or 0),
+                elapsed_seconds=time.monotonic() - started)
+
+
+class _Watchdog:
+    """Cancels the query when its time is up (the server-side limit is the second line of defence)."""
+
+    def __init__(self, seconds: float, cursor: trino.dbapi.Cursor, fired: threading.Event):
+        self._timer = threading.Timer(seconds, self._fire, args=(cursor, fired))
+        self._timer.daemon = True
+        self._timer.start()
+
+    @staticmethod
+    def _fire(cursor: trino.dbapi.Cursor, fired: threading.Event) -> None:
+        fired.set()
+        _cancel_quietly(cursor)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
+def _cancel_quietly(cursor: trino.dbapi.Cursor) -> None:
+    try:
+        cursor.cancel()
+    except Exception:  # noqa: BLE001 - best effort: the query may have ended or the server be gone
+        pass
+
+
+def _progress(stats: dict, elapsed: float) -> QueryProgress:
+    return QueryProgress(
+        query_id=stats.get("queryId"), state=stats.get("state", "UNKNOWN"),
+        percent=stats.get("progressPercentage"),
+        completed_splits=int(stats.get("completedSplits") or 0), total_splits=int(stats.get("totalSplits") or 0),
+        processed_rows=int(stats.get("processedRows") or 0), processed_bytes=int(stats.get("processedBytes") or 0),
+        elapsed_seconds=elapsed)

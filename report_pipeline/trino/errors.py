@@ -1,0 +1,41 @@
+"""Trino's failures sorted once into what the saga engine acts on: retry, fail, time out, cancel.
+
+Transient: the cluster or a connector was unavailable or short of resources (EXTERNAL,
+INSUFFICIENT_RESOURCES, the internal errors of a node or transport failing, HTTP 502/503/504,
+lost connections). Everything else, user errors above all, fails the step at once.
+"""
+
+from __future__ import annotations
+
+import requests
+import trino.exceptions as trino_errors
+
+from report_pipeline.saga import PermanentStepError, StepCancelled, StepError, TransientStepError
+
+TRANSIENT_INTERNAL_ERRORS = {
+    "TOO_MANY_REQUESTS_FAILED", "PAGE_TRANSPORT_ERROR", "PAGE_TRANSPORT_TIMEOUT", "NO_NODES_AVAILABLE",
+    "REMOTE_TASK_ERROR", "SERVER_SHUTTING_DOWN", "SERVER_STARTING_UP", "REMOTE_HOST_GONE", "ABANDONED_TASK",
+    "REMOTE_BUFFER_CLOSE_FAILED",
+}
+CANCELLED_ERRORS = {"USER_CANCELED", "ADMINISTRATIVELY_KILLED"}
+
+
+def classify(error: BaseException) -> StepError:
+    """The saga's view of a failure raised by the trino client."""
+    if isinstance(error, trino_errors.TrinoQueryError):
+        name, kind = error.error_name, error.error_type
+        message = f"{name}: {error.message}"
+        if name in CANCELLED_ERRORS:
+            return StepCancelled(message, error_name=name, query_id=error.query_id)
+        transient = (kind in ("EXTERNAL", "INSUFFICIENT_RESOURCES")
+                     or (kind == "INTERNAL_ERROR" and name in TRANSIENT_INTERNAL_ERRORS))
+        cls = TransientStepError if transient else PermanentStepError
+        return cls(message, error_name=name, query_id=error.query_id)
+    if isinstance(error, (trino_errors.Http502Error, trino_errors.Http503Error, trino_errors.Http504Error)):
+        return TransientStepError(str(error), error_name=type(error).__name__)
+    if isinstance(error, (trino_errors.TrinoConnectionError, requests.exceptions.ConnectionError,
+                          requests.exceptions.Timeout)):
+        return TransientStepError(f"connection to Trino lost: {error}", error_name="CONNECTION_LOST")
+    if isinstance(error, trino_errors.HttpError):
+        return PermanentStepError(str(error), error_name=type(error).__name__)
+    return PermanentStepError(f"{type(error).__name__}: {error}", error_name=type(error).__name__)

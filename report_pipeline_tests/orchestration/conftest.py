@@ -1,0 +1,114 @@
+"""Reports run as real Dagster jobs: multiprocess executor, Postgres run storage, the local engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+import trino
+
+from report_pipeline.local_trino import LocalTrino
+from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
+from report_pipeline.reports import load_reports
+from report_pipeline.reports.spec import saga_key
+from report_pipeline.saga.ledger import SqlLedger
+
+DAILY_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5}
+WEEKLY_PARAMETERS = {"week_start": "2026-01-05", "min_active_days": 2}
+PARAMETERS = {"daily_country_report": DAILY_PARAMETERS, "weekly_engagement_report": WEEKLY_PARAMETERS}
+
+# A regular expression that matches the statement of each step's action (and nothing run before it).
+STEP_STATEMENTS = {
+    "daily_country_report": {
+        "create_summary": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_summary"',
+        "write_report": r"INSERT INTO reports\.daily_country_report",
+        "drop_summary": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_summary"',
+    },
+    "weekly_engagement_report": {
+        "build_activity": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_activity"',
+        "build_purchases": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_purchases"',
+        "write_report": r"INSERT INTO reports\.weekly_engagement_report",
+        "cleanup": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_activity"',
+    },
+}
+REPORTS = load_reports()
+
+
+@pytest.fixture(scope="session")
+def pipeline_env(local_trino: LocalTrino, postgres_url: str) -> Iterator[dict[str, str]]:
+    """The environment the code location reads, for this process and the step processes it starts."""
+    env = {"TRINO_HOST": local_trino.host, "TRINO_PORT": str(local_trino.port), "TRINO_USER": "pipeline-tests",
+           "TRINO_CATALOG": local_trino.catalog, "REPORT_PIPELINE_LEDGER_URL": postgres_url,
+           "REPORT_PIPELINE_LOG_FORMAT": "json"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(pipeline_env: dict, postgres_database: dict) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance whose run and event storage is the session's Postgres database."""
+    db = postgres_database
+    storage = {"postgres": {"postgres_db": {"username": db["user"], "password": db["password"],
+                                            "hostname": db["host"], "db_name": db["dbname"], "port": db["port"],
+                                            "scheme": "postgresql+psycopg2"}}}
+    with dg.instance_for_test(overrides={"storage": storage}) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def ledger(pipeline_env: dict) -> Iterator[SqlLedger]:
+    ledger = SqlLedger(pipeline_env["REPORT_PIPELINE_LEDGER_URL"])
+    ledger.migrate()
+    yield ledger
+    ledger.close()
+
+
+def launch(instance: dg.DagsterInstance, report: str, parameters: dict | None = None,
+           reexecute_from: str | None = None) -> dg.DagsterRun:
+    """Execute a report's job as a launched run would (reconstructable, multiprocess) and wait for it."""
+    job = dg.build_reconstructable_job("report_pipeline.definitions", "report_job", reconstructable_args=(report,))
+    options = {}
+    if reexecute_from:
+        options["reexecution_options"] = dg.ReexecutionOptions.from_failure(reexecute_from, instance)
+    else:
+        options["run_config"] = {"ops": {START_OP: {"config": parameters or PARAMETERS[report]}}}
+    with dg.execute_job(job, instance=instance, **options) as result:
+        return instance.get_run_by_id(result.run_id)
+
+
+def saga_of(run: dg.DagsterRun) -> str:
+    return run.tags[SAGA_ID_TAG]
+
+
+def scratch_tables(engine: LocalTrino, saga_id: str) -> list[str]:
+    rows = query(engine, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'scratch' "
+                         "AND table_name LIKE ?", [f"saga_{saga_key(saga_id)}_%"])
+    return [r[0] for r in rows]
+
+
+def report_rows(engine: LocalTrino, report: str, saga_id: str) -> list[list]:
+    exists = query(engine, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'reports' "
+                           "AND table_name = ?", [report])[0][0]
+    if not exists:
+        return []
+    return query(engine, f"SELECT * FROM reports.{report} WHERE saga_id = ?", [saga_id])  # report names are ours
+
+
+def query(engine: LocalTrino, sql: str, parameters: list | None = None) -> list[list]:
+    with trino.dbapi.connect(host=engine.host, port=engine.port, user="assertions", catalog=engine.catalog,
+                             schema="analytics") as connection:
+        cursor = connection.cursor()
+        cursor.execute(sql, parameters or [])
+        return cursor.fetchall()
+
+
+def step_events(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> list:
+    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=event_type).records]

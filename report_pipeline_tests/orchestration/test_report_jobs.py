@@ -1,0 +1,234 @@
+"""Reports as sagas on Dagster, end to end: the real instance on Postgres, real Trino client, real engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from report_pipeline.local_trino import Fault
+from report_pipeline.local_trino.sample_data import load_sample_data
+from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
+from report_pipeline_tests.conftest import TEST_EVENTS
+from report_pipeline_tests.orchestration.conftest import (
+    DAILY_PARAMETERS,
+    REPORTS,
+    STEP_STATEMENTS,
+    WEEKLY_PARAMETERS,
+    launch,
+    report_rows,
+    saga_of,
+    scratch_tables,
+    step_events,
+)
+
+FAILURE_CASES = [(report, step) for report, steps in STEP_STATEMENTS.items() for step in steps]
+
+
+def direct(sql: str, parameters: list) -> list[list]:
+    """The same computation directly on DuckDB over the same generated data."""
+    connection = duckdb.connect()
+    connection.execute("ATTACH ':memory:' AS lake")
+    load_sample_data(connection, "lake", TEST_EVENTS)
+    connection.execute("USE lake.analytics")
+    return [list(r) for r in connection.execute(sql, parameters).fetchall()]
+
+
+def test_daily_report_equals_the_direct_computation(dagster_instance, local_trino, ledger) -> None:
+    run = launch(dagster_instance, "daily_country_report")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    saga_id = saga_of(run)
+    rows = sorted((r[4], r[5], r[6]) for r in report_rows(local_trino, "daily_country_report", saga_id))
+    expected = direct("""
+        WITH s AS (SELECT user_id, count(*) AS n FROM events WHERE event_date BETWEEN ? AND ?
+                   GROUP BY user_id HAVING count(*) > ?)
+        SELECT u.country, count(*), avg(s.n) FROM users u JOIN s ON u.id = s.user_id GROUP BY u.country
+        ORDER BY 1""", [dt.date(2026, 1, 1), dt.date(2026, 1, 31), 5])
+    assert [tuple(r[:2]) for r in rows] == [tuple(e[:2]) for e in expected]
+    assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
+    assert ledger.get_saga(saga_id).state == SagaState.SUCCEEDED
+    assert scratch_tables(local_trino, saga_id) == []
+
+
+def test_weekly_report_equals_the_direct_computation(dagster_instance, local_trino) -> None:
+    run = launch(dagster_instance, "weekly_engagement_report")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    rows = sorted(tuple(r[2:]) for r in report_rows(local_trino, "weekly_engagement_report", saga_of(run)))
+    expected = direct("""
+        WITH a AS (SELECT user_id, count(*) AS events, count(DISTINCT event_date) AS days FROM events
+                   WHERE event_date >= ? AND event_date < ? GROUP BY user_id HAVING count(DISTINCT event_date) >= ?),
+             p AS (SELECT user_id, count(*) AS purchases FROM events WHERE event_type = 'purchase'
+                   AND event_date >= ? AND event_date < ? GROUP BY user_id)
+        SELECT u.country, count(*), avg(a.events), avg(a.days), sum(coalesce(p.purchases, 0))
+        FROM a JOIN users u ON u.id = a.user_id LEFT JOIN p ON p.user_id = a.user_id GROUP BY u.country
+        ORDER BY 1""", [dt.date(2026, 1, 5), dt.date(2026, 1, 12), 2, dt.date(2026, 1, 5), dt.date(2026, 1, 12)])
+    assert [(r[0], r[1], r[4]) for r in rows] == [(e[0], e[1], e[4]) for e in expected]
+    assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
+    assert scratch_tables(local_trino, saga_of(run)) == []
+
+
+def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
+    run = launch(dagster_instance, "daily_country_report")
+    assert run.tags["saga/state"] == "SUCCEEDED"
+    outputs = {e.step_key: e.dagster_event.event_specific_data.metadata
+               for e in step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_OUTPUT)}
+    write = outputs["write_report"]
+    assert write["trino_query_id"].value
+    assert write["trino_ui"].value.endswith(write["trino_query_id"].value)
+    assert write["report_row_count"].value == 12
+    assert write["report_preview"].value.startswith("| country")
+    assert write["elapsed_seconds"].value > 0
+    assert outputs["create_summary"]["rows"].value > 0
+
+
+@pytest.mark.parametrize(("report", "failing_step"), FAILURE_CASES)
+def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, local_trino, ledger, report,
+                                                        failing_step) -> None:
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS[report][failing_step], action="error",
+                             error_name="PERMISSION_DENIED", message="Access Denied (injected)"))
+    run = launch(dagster_instance, report)
+    saga_id = saga_of(run)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    saga = ledger.get_saga(saga_id)
+    assert (saga.state, saga.failed_step) == (SagaState.COMPENSATED, failing_step)
+    assert run.tags["saga/state"] == "COMPENSATED"
+    attempts = ledger.attempts(saga_id)
+    actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
+    assert [a.step for a in actions if a.status == AttemptStatus.FAILED] == [failing_step]   # a user error: no retry
+    spec = REPORTS[report]
+    expected = [a.step for a in sorted(actions, key=lambda a: a.id, reverse=True) if spec.steps[a.step].compensation]
+    assert [a.step for a in attempts if a.kind == AttemptKind.COMPENSATION] == expected
+    assert [t.new_state for t in ledger.transitions(saga_id)] == [
+        SagaState.RUNNING, SagaState.FAILED, SagaState.COMPENSATING, SagaState.COMPENSATED]
+    assert scratch_tables(local_trino, saga_id) == []
+    assert report_rows(local_trino, report, saga_id) == []
+
+
+def test_compensation_failing_once_then_succeeding_ends_compensated(dagster_instance, local_trino, ledger) -> None:
+    steps = STEP_STATEMENTS["daily_country_report"]
+    local_trino.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
+    local_trino.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
+                             error_type="EXTERNAL", times=1))
+    run = launch(dagster_instance, "daily_country_report")
+    saga_id = saga_of(run)
+    assert ledger.get_saga(saga_id).state == SagaState.COMPENSATED
+    undo = [(a.step, a.status) for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION]
+    assert undo == [("write_report", AttemptStatus.SUCCEEDED), ("create_summary", AttemptStatus.FAILED),
+                    ("create_summary", AttemptStatus.SUCCEEDED)]
+    assert scratch_tables(local_trino, saga_id) == []
+
+
+def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instance, local_trino, ledger) -> None:
+    steps = STEP_STATEMENTS["daily_country_report"]
+    local_trino.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
+    local_trino.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
+                             error_type="EXTERNAL", times=None))
+    run = launch(dagster_instance, "daily_country_report")
+    saga_id = saga_of(run)
+    local_trino.engine.faults.clear()
+    saga = ledger.get_saga(saga_id)
+    assert saga.state == SagaState.FAILED_NEEDS_MANUAL
+    assert run.tags["saga/state"] == "FAILED_NEEDS_MANUAL"
+    failed = [a for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION and a.step == "create_summary"]
+    assert len(failed) == 4 and all(a.error_name == "HIVE_METASTORE_ERROR" for a in failed)
+    errors = [r.event_log_entry.user_message for r in dagster_instance.get_records_for_run(run.run_id).records
+              if r.event_log_entry.level >= 40]
+    assert any("FAILED_NEEDS_MANUAL" in message for message in errors)
+    # what a person would find and remove: the summary table is still there, and the ledger names it
+    assert len(scratch_tables(local_trino, saga_id)) == 1
+    assert list(ledger.resources(saga_id)) == [f"lake.scratch.{scratch_tables(local_trino, saga_id)[0]}"]
+
+
+@pytest.mark.parametrize("parameters", [
+    {**DAILY_PARAMETERS, "end_date": "2025-12-31"},           # end before start
+    {**DAILY_PARAMETERS, "start_date": "2026-13-01"},         # not a date
+    {**DAILY_PARAMETERS, "min_events": -1},                   # below the minimum
+    {**DAILY_PARAMETERS, "start_date": "2024-01-01"},         # range longer than a year
+])
+def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, local_trino, ledger, parameters) -> None:
+    statements_before = len(local_trino.engine.queries())
+    run = launch(dagster_instance, "daily_country_report", parameters)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert ledger.get_saga(run.run_id) is None
+    assert len(local_trino.engine.queries()) == statements_before
+    failure = step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)[0]
+    assert failure.step_key == "start_saga"
+    assert "Invalid parameters for daily_country_report" in failure.dagster_event.event_specific_data.error.message
+
+
+def test_transient_error_is_retried_and_the_saga_succeeds(dagster_instance, local_trino, ledger) -> None:
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="error",
+                             error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL", times=1))
+    run = launch(dagster_instance, "daily_country_report")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    attempts = [(a.attempt, a.status) for a in ledger.attempts(saga_of(run))
+                if a.step == "create_summary" and a.kind == AttemptKind.ACTION]
+    assert attempts == [(1, AttemptStatus.FAILED), (2, AttemptStatus.SUCCEEDED)]
+
+
+def test_parallel_branches_run_at_the_same_time(dagster_instance, local_trino, ledger) -> None:
+    steps = STEP_STATEMENTS["weekly_engagement_report"]
+    for step in ("build_activity", "build_purchases"):
+        local_trino.inject(Fault(pattern=steps[step], action="stall", seconds=3))
+    run = launch(dagster_instance, "weekly_engagement_report")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    spans = {a.step: (a.started_at, a.ended_at) for a in ledger.attempts(saga_of(run))
+             if a.step in ("build_activity", "build_purchases")}
+    (a_start, a_end), (b_start, b_end) = spans["build_activity"], spans["build_purchases"]
+    assert a_start < b_end and b_start < a_end, f"branches did not overlap: {spans}"
+
+
+def test_progress_is_logged_while_a_long_statement_runs(dagster_instance, local_trino) -> None:
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="stall",
+                             seconds=7))
+    run = launch(dagster_instance, "daily_country_report")
+    lines = [r.event_log_entry for r in dagster_instance.get_records_for_run(run.run_id).records
+             if r.event_log_entry.step_key == "create_summary"
+             and "create_summary: Trino query" in (r.event_log_entry.user_message or "")]
+    running = [e.timestamp for e in lines if " RUNNING " in e.user_message]
+    assert len(running) >= 3
+    assert max(b - a for a, b in zip(running, running[1:])) <= 5
+
+
+def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, local_trino, ledger, tmp_path) -> None:
+    # Two runs at once, each in its own process as launched runs are (`dagster job execute`).
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}))
+    env = {**os.environ, "DAGSTER_HOME": dagster_instance.root_directory}
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "report_pipeline.definitions",
+               "-j", "daily_country_report", "-c", str(config)]
+    before = {r.run_id for r in dagster_instance.get_runs()}
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=180) == 0, process.stderr.read()[-3000:]
+    runs = [r for r in dagster_instance.get_runs() if r.run_id not in before]
+    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+    first, second = (saga_of(r) for r in runs)
+    assert first != second
+    assert set(ledger.resources(first)).isdisjoint(ledger.resources(second))
+    assert len(report_rows(local_trino, "daily_country_report", first)) == 12
+    assert len(report_rows(local_trino, "daily_country_report", second)) == 12
+    assert scratch_tables(local_trino, first) == scratch_tables(local_trino, second) == []
+
+
+def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instance, local_trino, ledger) -> None:
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
+                             error_name="PERMISSION_DENIED"))
+    failed = launch(dagster_instance, "daily_country_report")
+    saga_id = saga_of(failed)
+    assert ledger.get_saga(saga_id).state == SagaState.COMPENSATED
+    rerun = launch(dagster_instance, "daily_country_report", reexecute_from=failed.run_id)
+    assert rerun.status == dg.DagsterRunStatus.SUCCESS
+    assert saga_of(rerun) == saga_id
+    assert ledger.get_saga(saga_id).state == SagaState.SUCCEEDED
+    assert len(report_rows(local_trino, "daily_country_report", saga_id)) == 12
+    assert scratch_tables(local_trino, saga_id) == []
+    assert [(r["run_id"], r["kind"]) for r in ledger.runs(saga_id)] == [
+        (failed.run_id, "run"), (rerun.run_id, "reexecution")]
