@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PGHOST ?= 127.0.0.1
 PGPORT ?= 5432
 
-.PHONY: install test demo bench local-trino postgres clean
+.PHONY: install test demo dev bench local-trino postgres clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,9 @@ test: install postgres
 
 demo: install
 	$(BIN)/report-pipeline demo
+
+dev: install postgres
+	$(BIN)/report-pipeline dev
 
 bench: install
 	$(BIN)/python -m report_pipeline_tests.benchmarks

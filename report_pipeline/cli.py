@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     validate = report_commands.add_parser("validate", help="check every report spec and its SQL files")
     validate.add_argument("--dir", help="reports folder (default: the packaged reports)")
 
+    dev = commands.add_parser("dev", help="the Dagster UI and daemon on the local engine and local PostgreSQL")
+    dev.add_argument("--ui-port", type=int, default=3000)
+    dev.add_argument("--trino-port", type=int, default=8080)
+    dev.add_argument("--database", default="report_pipeline_dev", help="PostgreSQL database (created if missing)")
+
     demo = commands.add_parser("demo", help="run the daily country report on the embedded engine")
     demo.add_argument("--start-date", type=_date, default=dt.date(2026, 1, 1))
     demo.add_argument("--end-date", type=_date, default=dt.date(2026, 1, 31))
@@ -101,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "local-trino":
         _serve_local_trino(args)
+    elif args.command == "dev":
+        from report_pipeline.dev import run_dev
+
+        sys.exit(run_dev(args.ui_port, args.trino_port, args.database))
     elif args.command == "reports":
         sys.exit(_validate_reports(args.dir))
     elif args.command == "demo":

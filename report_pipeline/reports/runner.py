@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+
 from report_pipeline.reports.spec import ReportSpec
 from report_pipeline.saga import StepDefinition, StepResult
 from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClient
 from report_pipeline.trino.sql import QualifiedName, render, table_placeholders
 
 PREVIEW_ROWS = 20
+log = structlog.get_logger("report_pipeline.reports")
 
 
 class ReportStepRunner:
@@ -66,7 +69,14 @@ class ReportStepRunner:
     def _run(self, step: str, file: str, timeout_seconds: float) -> QueryOutcome:
         statement = render(self.spec.sql_text(file), self.tables, self.values)
         progress = (lambda p: self._on_progress(step, p)) if self._on_progress else None
-        outcome = self.client.execute(statement, timeout_seconds=timeout_seconds, on_progress=progress)
+        bound = log.bind(report=self.spec.name, saga_id=self.saga_id, step=step, sql_file=file)
+        try:
+            outcome = self.client.execute(statement, timeout_seconds=timeout_seconds, on_progress=progress)
+        except Exception as error:
+            bound.warning("statement failed", query_id=getattr(error, "query_id", None), error=str(error))
+            raise
+        bound.info("statement finished", query_id=outcome.query_id, rows=outcome.row_count,
+                   elapsed_seconds=round(outcome.elapsed_seconds, 3))
         if self._on_statement:
             self._on_statement(step, file, outcome)
         return outcome

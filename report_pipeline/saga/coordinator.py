@@ -33,7 +33,7 @@ from report_pipeline.saga.model import (
     StepResult,
 )
 
-log = structlog.get_logger("report_pipeline.saga")
+log = structlog.get_logger("report_pipeline.saga")  # bound to the report in each coordinator
 
 _FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
 
@@ -55,14 +55,14 @@ class SagaCoordinator:
         self.definition = definition
         self.policy = policy
         self._sleep = sleep
+        self.log = log.bind(report=definition.name)
 
     # --- starting and joining -------------------------------------------------------------------
     def start(self, saga_id: str, parameters: dict, run_id: str | None) -> bool:
         """Begin a saga (RUNNING); False if it exists already (a retry of the first step)."""
         created = self.ledger.create_saga(saga_id, self.definition.name, parameters, run_id)
         if created:
-            log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=None, new_state="RUNNING",
-                     saga=self.definition.name)
+            self.log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=None, new_state="RUNNING")
         return created
 
     def join(self, saga_id: str, step: str, run_id: str, parent_run_id: str | None,
@@ -71,7 +71,7 @@ class SagaCoordinator:
         restore the ancestors the run skips whose effects were compensated. Returns what was restored."""
         old = self.ledger.begin_rerun(saga_id, run_id, parent_run_id)
         if old is not None:
-            log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
+            self.log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
                      new_state="RUNNING", reason="re-execution")
         skipped = set(self._ancestors(step)) - set(steps_in_run or self._all_steps())
         if not skipped:
@@ -87,7 +87,7 @@ class SagaCoordinator:
                 if effects.get(name) == "live":
                     self.ledger.record_carried(saga_id, name, run_id)
                 else:
-                    log.info("restoring skipped step", saga_id=saga_id, run_id=run_id, step=name)
+                    self.log.info("restoring skipped step", saga_id=saga_id, run_id=run_id, step=name)
                     self.execute_step(saga_id, name, run_id, 1, runner, check_completion=False)
                     restored.append(name)
         return restored
@@ -96,7 +96,7 @@ class SagaCoordinator:
     def execute_step(self, saga_id: str, step_name: str, run_id: str | None, attempt: int, runner: StepRunner,
                      check_completion: bool = True) -> StepResult:
         step = self.definition.step(step_name)
-        bound = log.bind(saga_id=saga_id, run_id=run_id, step=step_name, attempt=attempt)
+        bound = self.log.bind(saga_id=saga_id, run_id=run_id, step=step_name, attempt=attempt)
         if step.compensable and self._effects(self.ledger.attempts(saga_id)).get(step_name):
             # leftovers of an earlier attempt or run (partial effects, or rows of a previous report)
             bound.info("clearing earlier effects before the step runs again")
@@ -134,7 +134,7 @@ class SagaCoordinator:
             old = self.ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.SUCCEEDED, "all steps succeeded",
                                          run_id)
             if old is not None:
-                log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
+                self.log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
                          new_state="SUCCEEDED")
 
     @staticmethod
@@ -146,7 +146,7 @@ class SagaCoordinator:
     def compensate(self, saga_id: str, failure: FailureKind, runner: StepRunner, *, run_id: str | None = None,
                    failed_step: str | None = None, error: str | None = None) -> SagaState:
         """Undo the saga's effects in reverse order; returns the state it ends in."""
-        bound = log.bind(saga_id=saga_id, run_id=run_id, failed_step=failed_step)
+        bound = self.log.bind(saga_id=saga_id, run_id=run_id, failed_step=failed_step)
         reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
         old = self.ledger.transition(saga_id, {SagaState.RUNNING}, failure.state, reason, run_id,
                                      failure_kind=failure.value, failed_step=failed_step, error=error)
@@ -174,7 +174,7 @@ class SagaCoordinator:
         reason = f"compensation failed for {', '.join(failed)}"
         old = self.ledger.transition(saga_id, {SagaState.COMPENSATING, SagaState.COMPENSATED, *_FAILURE_STATES},
                                      SagaState.FAILED_NEEDS_MANUAL, reason, run_id)
-        log.error("saga needs manual intervention", saga_id=saga_id, run_id=run_id, failed_steps=failed,
+        self.log.error("saga needs manual intervention", saga_id=saga_id, run_id=run_id, failed_steps=failed,
                   old_state=old.value if old else None, new_state="FAILED_NEEDS_MANUAL")
 
     def _pending_compensation(self, saga_id: str) -> list[StepDefinition]:
@@ -190,7 +190,7 @@ class SagaCoordinator:
         return [self.definition.step(n) for n in names]
 
     def _compensate_step(self, saga_id: str, step: StepDefinition, run_id: str | None, runner: StepRunner) -> bool:
-        bound = log.bind(saga_id=saga_id, run_id=run_id, step=step.name)
+        bound = self.log.bind(saga_id=saga_id, run_id=run_id, step=step.name)
         for attempt in range(1, self.policy.max_attempts + 1):
             attempt_id = self.ledger.start_attempt(saga_id, step.name, AttemptKind.COMPENSATION, run_id, attempt,
                                                    require_running=False)
