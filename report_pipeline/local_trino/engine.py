@@ -101,6 +101,11 @@ class Engine:
             query_id = f"{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}_{self._counter:05d}_{self._node}"
             query = Query(query_id, secrets.token_hex(8), sql, session)
             self._queries[query_id] = query
+        # decided at submission, so a fault holds from the client's very first poll
+        query.fault = self.faults.take(sql)
+        if query.fault is not None:
+            log.info("fault %s (%s) applies to statement %s", query.fault.id, query.fault.action, query_id)
+            query.drop_connections = query.fault.action == "drop"
         return query
 
     def start(self, query: Query) -> None:
@@ -160,13 +165,10 @@ class Engine:
             query.stopped.set()
 
     def _apply_fault(self, query: Query) -> None:
-        fault = self.faults.take(query.sql)
-        if fault is None:
+        fault = query.fault
+        if fault is None or fault.action == "drop":
             return
-        log.info("fault %s (%s) applies to statement %s", fault.id, fault.action, query.id)
-        if fault.action == "drop":
-            query.drop_connections = True
-        elif fault.action == "stall":
+        if fault.action == "stall":
             query.begin(QueryState.RUNNING)
             query.pause(fault.seconds)
         else:

@@ -66,6 +66,7 @@ class Query:
         self.error: TrinoError | None = None
         self.result: Result | None = None
         self.response_headers: dict[str, list[str]] = {}
+        self.fault: Any = None              # the injected fault this statement is subject to, if any
         self.drop_connections = False
         self.created = time.time()
         self.started: float | None = None
