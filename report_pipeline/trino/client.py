@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
+import structlog
 import trino
 
-from report_pipeline.saga import StepTimedOut
-from report_pipeline.trino.errors import classify
-from report_pipeline.trino.sql import Statement
+from report_pipeline.saga import StepError, StepTimedOut
+from report_pipeline.trino.errors import classify, classify_error_code
+from report_pipeline.trino.sql import Statement, is_read_only
+
+log = structlog.get_logger("report_pipeline.trino")
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,11 @@ class TrinoClient:
                 rows = cursor.fetchall()
             except BaseException as error:
                 if isinstance(error, Exception) and not timed_out.is_set():
-                    raise classify(error) from error
+                    step_error = classify(error)
+                    if step_error.error_name == "CONNECTION_LOST" and cursor.query_id and not is_read_only(statement.sql):
+                        # a write whose outcome is unknown: ask Trino what became of it before anyone retries
+                        return self._settle(cursor.query_id, statement, started, timeout_seconds, step_error)
+                    raise step_error from error
                 _cancel_quietly(cursor)
                 if timed_out.is_set():
                     raise StepTimedOut(f"statement exceeded its time limit of {timeout_seconds:.0f}s",
@@ -118,6 +126,64 @@ class TrinoClient:
                 processed_rows=int(stats.get("processedRows") or 0),
                 processed_bytes=int(stats.get("processedBytes") or 0),
                 elapsed_seconds=time.monotonic() - started)
+
+
+    def _settle(self, query_id: str, statement: Statement, started: float, timeout_seconds: float | None,
+                lost: StepError) -> QueryOutcome:
+        """The outcome of a statement whose connection was lost, from the coordinator's query record.
+
+        FINISHED: it succeeded. FAILED: its own error. Still running: wait for it (within the step's
+        time limit). Unknown (the coordinator restarted or forgot it): it did not complete there, and
+        the step's retry first undoes any partial effect before submitting it again.
+        """
+        deadline = started + (timeout_seconds or 3600)
+        log.warning("connection lost mid-statement: looking the query up", query_id=query_id)
+        while True:
+            info = self.query_info(query_id)
+            state = (info or {}).get("state")
+            if state == "FINISHED":
+                log.info("lost statement had finished", query_id=query_id)
+                return QueryOutcome(query_id=query_id, info_uri=f"{self.settings.ui_url}/ui/query.html?{query_id}",
+                                    update_type=info.get("updateType"), row_count=None,
+                                    elapsed_seconds=time.monotonic() - started)
+            if state == "FAILED":
+                error = info.get("errorCode") or {}
+                raise classify_error_code(error.get("name"), error.get("type"),
+                                          (info.get("failureInfo") or {}).get("message", "failed"), query_id)
+            if state is None and info is not None:
+                raise lost
+            if time.monotonic() > deadline:
+                self.cancel(query_id)
+                raise StepTimedOut(f"statement {query_id} exceeded its time limit while its outcome was unknown",
+                                   error_name="EXCEEDED_TIME_LIMIT", query_id=query_id)
+            time.sleep(1.0)
+
+    def query_info(self, query_id: str, attempts: int = 5) -> dict | None:
+        """`GET /v1/query/{id}`: the record, {} if the coordinator does not know the query, None if unreachable."""
+        url = f"{self.settings.ui_url}/v1/query/{query_id}"
+        for attempt in range(attempts):
+            try:
+                response = requests.get(url, headers={"X-Trino-User": self.settings.user}, auth=self._auth(),
+                                        timeout=self.settings.request_timeout_seconds)
+            except requests.RequestException:
+                time.sleep(min(2.0 ** attempt, 8.0))
+                continue
+            if response.status_code in (404, 410):
+                return {}
+            if response.ok:
+                return response.json()
+            time.sleep(min(2.0 ** attempt, 8.0))
+        return None
+
+    def cancel(self, query_id: str) -> None:
+        try:
+            requests.delete(f"{self.settings.ui_url}/v1/query/{query_id}", headers={"X-Trino-User": self.settings.user},
+                            auth=self._auth(), timeout=self.settings.request_timeout_seconds)
+        except requests.RequestException:
+            log.warning("could not cancel query", query_id=query_id)
+
+    def _auth(self) -> tuple[str, str] | None:
+        return (self.settings.user, self.settings.password) if self.settings.password else None
 
 
 class _Watchdog:

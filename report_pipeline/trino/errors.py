@@ -20,17 +20,21 @@ TRANSIENT_INTERNAL_ERRORS = {
 CANCELLED_ERRORS = {"USER_CANCELED", "ADMINISTRATIVELY_KILLED"}
 
 
+def classify_error_code(name: str | None, kind: str | None, message: str, query_id: str | None) -> StepError:
+    """The saga's view of a Trino error given by name and type (from a response or a query record)."""
+    text = f"{name}: {message}"
+    if name in CANCELLED_ERRORS:
+        return StepCancelled(text, error_name=name, query_id=query_id)
+    transient = (kind in ("EXTERNAL", "INSUFFICIENT_RESOURCES")
+                 or (kind == "INTERNAL_ERROR" and name in TRANSIENT_INTERNAL_ERRORS))
+    cls = TransientStepError if transient else PermanentStepError
+    return cls(text, error_name=name, query_id=query_id)
+
+
 def classify(error: BaseException) -> StepError:
     """The saga's view of a failure raised by the trino client."""
     if isinstance(error, trino_errors.TrinoQueryError):
-        name, kind = error.error_name, error.error_type
-        message = f"{name}: {error.message}"
-        if name in CANCELLED_ERRORS:
-            return StepCancelled(message, error_name=name, query_id=error.query_id)
-        transient = (kind in ("EXTERNAL", "INSUFFICIENT_RESOURCES")
-                     or (kind == "INTERNAL_ERROR" and name in TRANSIENT_INTERNAL_ERRORS))
-        cls = TransientStepError if transient else PermanentStepError
-        return cls(message, error_name=name, query_id=error.query_id)
+        return classify_error_code(error.error_name, error.error_type, error.message, error.query_id)
     if isinstance(error, (trino_errors.Http502Error, trino_errors.Http503Error, trino_errors.Http504Error)):
         return TransientStepError(str(error), error_name=type(error).__name__)
     if isinstance(error, (trino_errors.TrinoConnectionError, requests.exceptions.ConnectionError,

@@ -55,6 +55,15 @@ class Statement:
     parameters: list[Any]
 
 
+def is_read_only(sql: str) -> bool:
+    """Whether a statement only reads (SELECT, WITH, SHOW, ...): safe to submit again."""
+    try:
+        tree = sqlglot.parse_one(sql, read="trino")
+    except sqlglot.errors.SqlglotError:
+        return False
+    return isinstance(tree, sqlglot.exp.Query) or isinstance(tree, sqlglot.exp.Describe)
+
+
 def parameter_names(sql: str) -> list[str]:
     """The `:name` parameters of a SQL text, in order of appearance (repeats included)."""
     return [name for name, _, _ in _named_parameters(sql)]

@@ -85,3 +85,28 @@ def test_unreachable_server_is_transient() -> None:
     client = TrinoClient(TrinoSettings(host="127.0.0.1", port=9, request_timeout_seconds=2))
     with pytest.raises(TransientStepError):
         client.execute(Statement("SELECT 1", []))
+
+
+def test_write_whose_connection_drops_is_looked_up_not_resubmitted(client, local_trino) -> None:
+    local_trino.inject(Fault(pattern="lost_write_probe", action="drop"))
+    try:
+        outcome = client.execute(Statement("CREATE TABLE scratch.lost_write_probe AS SELECT 1 AS x", []))
+        assert outcome.update_type == "CREATE TABLE"
+        submitted = [q for q in local_trino.engine.queries() if "lost_write_probe" in q.sql]
+        assert len(submitted) == 1 and submitted[0].id == outcome.query_id
+    finally:
+        client.execute(Statement("DROP TABLE IF EXISTS scratch.lost_write_probe", []))
+
+
+def test_failed_write_whose_connection_drops_reports_its_own_error(client, local_trino) -> None:
+    local_trino.inject(Fault(pattern="lost_failing_probe", action="drop"))
+    with pytest.raises(PermanentStepError) as raised:
+        client.execute(Statement("INSERT INTO no_such_table SELECT 'lost_failing_probe'", []))
+    assert raised.value.error_name == "TABLE_NOT_FOUND"
+
+
+def test_read_whose_connection_drops_is_transient(client, local_trino) -> None:
+    local_trino.inject(Fault(pattern="lost_read_probe", action="drop"))
+    with pytest.raises(TransientStepError) as raised:
+        client.execute(Statement("SELECT 'lost_read_probe'", []))
+    assert raised.value.error_name == "CONNECTION_LOST"
