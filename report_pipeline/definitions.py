@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
+import os
+from pathlib import Path
+
+from report_pipeline.orchestration.compensation import build_backstop_sensor, build_compensation_job
 from report_pipeline.orchestration.jobs import build_report_job
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
-from report_pipeline.reports import load_reports
+from report_pipeline.reports import REPORTS_DIR, load_reports
 
 
-def build_definitions() -> dg.Definitions:
+def build_definitions(reports_dir: Path = REPORTS_DIR) -> dg.Definitions:
+    specs = load_reports(reports_dir)
+    compensation_job = build_compensation_job(specs)
     return dg.Definitions(
-        jobs=[build_report_job(spec) for spec in load_reports().values()],
+        jobs=[*(build_report_job(spec) for spec in specs.values()), compensation_job],
+        sensors=[build_backstop_sensor(compensation_job)],
         resources={
             "trino": TrinoResource(host=dg.EnvVar("TRINO_HOST"), port=dg.EnvVar.int("TRINO_PORT"),
                                    user=dg.EnvVar("TRINO_USER"), catalog=dg.EnvVar("TRINO_CATALOG")),
@@ -20,7 +27,8 @@ def build_definitions() -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+# Reports ship in the package; REPORT_PIPELINE_REPORTS_DIR points a deployment (or a test) at others.
+defs = build_definitions(Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR))
 
 
 def report_job(name: str) -> dg.JobDefinition:

@@ -69,9 +69,11 @@ def postgres_url(postgres_database: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def local_trino() -> Iterator[LocalTrino]:
-    """One engine for the whole session; tests that change it clean up after themselves."""
-    with LocalTrino(sample_events=TEST_EVENTS) as engine:
+def local_trino(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino]:
+    """One engine for the whole session, its catalog in a file so it can be restarted mid-test;
+    tests that change it clean up after themselves."""
+    data = tmp_path_factory.mktemp("local-trino") / "lake.duckdb"
+    with LocalTrino(sample_events=TEST_EVENTS, data=str(data)) as engine:
         yield engine
 
 

@@ -22,10 +22,11 @@ class LocalTrino:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data: str | None = None,
                  sample_events: int = DEFAULT_EVENTS, sample_start: dt.date = DEFAULT_START,
                  sample_days: int = DEFAULT_DAYS, config: EngineConfig | None = None, catalog: str = "lake"):
-        config = replace(config or EngineConfig(), catalog=catalog)
-        database = open_database(data, config.catalog)
-        load_sample_data(database, config.catalog, sample_events, sample_start, sample_days)
-        self.engine = Engine(database, config)
+        self._config = replace(config or EngineConfig(), catalog=catalog)
+        self._data = data
+        database = open_database(data, self._config.catalog)
+        load_sample_data(database, self._config.catalog, sample_events, sample_start, sample_days)
+        self.engine = Engine(database, self._config)
         self.server = LocalTrinoServer(self.engine, host, port)
 
     @property
@@ -54,6 +55,17 @@ class LocalTrino:
     def stop(self) -> None:
         self.server.stop()
         self.engine.close()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop (failing every running statement, forgetting its query history) and start again on the
+        same address; with a data file the tables survive, as a coordinator's catalogs would."""
+        import time
+
+        host, port = self.host, self.port
+        self.stop()
+        time.sleep(down_seconds)
+        self.engine = Engine(open_database(self._data, self._config.catalog), self._config)
+        self.server = LocalTrinoServer(self.engine, host, port).start()
 
     def __enter__(self) -> "LocalTrino":
         return self.start()

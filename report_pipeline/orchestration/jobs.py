@@ -53,11 +53,9 @@ def saga_id_of(run: dg.DagsterRun) -> str:
 class _SagaScope:
     """What an op or hook of one run needs to talk to the saga engine."""
 
-    def __init__(self, spec: ReportSpec, run: dg.DagsterRun, trino: TrinoResource, ledger: LedgerResource,
-                 log: Any):
+    def __init__(self, spec: ReportSpec, saga_id: str, trino: TrinoResource, ledger: LedgerResource, log: Any):
         self.spec = spec
-        self.run = run
-        self.saga_id = saga_id_of(run)
+        self.saga_id = saga_id
         self.ledger = ledger.ledger
         self.coordinator = SagaCoordinator(self.ledger, spec.saga_definition())
         self.trino = trino
@@ -91,9 +89,12 @@ class _SagaScope:
             f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)")
 
 
-def _tag_state(context: dg.OpExecutionContext | dg.HookContext, scope: _SagaScope) -> SagaState:
+def _tag_state(context: dg.OpExecutionContext | dg.HookContext, scope: "_SagaScope",
+               *other_runs: str) -> SagaState:
+    """Show the saga's state on the run (and on other runs of the saga, for a compensation run)."""
     state = scope.ledger.get_saga(scope.saga_id).state
-    context.instance.add_run_tags(context.run_id, {SAGA_ID_TAG: scope.saga_id, SAGA_STATE_TAG: state.value})
+    for run_id in (context.run_id, *other_runs):
+        context.instance.add_run_tags(run_id, {SAGA_ID_TAG: scope.saga_id, SAGA_STATE_TAG: state.value})
     return state
 
 
@@ -120,7 +121,8 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
             raise dg.Failure(description=f"Invalid parameters for {spec.name}: {error}",
                              metadata={name: problem for name, problem in error.problems.items()},
                              allow_retries=False) from None
-        scope = _SagaScope(spec, context.run, context.resources.trino, context.resources.ledger, context.log)
+        scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
+                           context.log)
         created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id)
         _tag_state(context, scope)
         context.log.info(f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
@@ -146,7 +148,8 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
            required_resource_keys={"trino", "ledger"}, tags={"kind": "trino"},
            description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}")
     def run_step(context: dg.OpExecutionContext):
-        scope = _SagaScope(spec, context.run, context.resources.trino, context.resources.ledger, context.log)
+        scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
+                           context.log)
         runner = scope.runner(scope.saved_parameters())
         in_run = context.run.step_keys_to_execute
         restored = scope.coordinator.join(scope.saga_id, step_name, context.run_id, context.run.parent_run_id,
@@ -168,6 +171,13 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
             raise _failure(FailureKind.CANCELLED, step_name, error) from error
         except (StepError, SagaFenced) as error:
             raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
+        except dg.DagsterExecutionInterruptedError:
+            # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
+            # run on termination, so record it; the saga backstop sensor compensates the saga.
+            scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, failed_step=step_name,
+                                   error="run terminated")
+            _tag_state(context, scope)
+            raise
         state = _tag_state(context, scope)
         yield dg.Output(None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state))
 
@@ -200,7 +210,7 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
     @dg.failure_hook(name=f"{spec.name}__compensate", required_resource_keys={"trino", "ledger"})
     def compensate(context: dg.HookContext) -> None:
         run = context.instance.get_run_by_id(context.run_id)
-        scope = _SagaScope(spec, run, context.resources.trino, context.resources.ledger, context.log)
+        scope = _SagaScope(spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log)
         if scope.ledger.get_saga(scope.saga_id) is None:
             context.log.info(f"{context.op.name} failed before the saga started: nothing to compensate")
             return

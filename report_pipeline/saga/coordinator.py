@@ -69,6 +69,12 @@ class SagaCoordinator:
              steps_in_run: Collection[str] | None, runner: StepRunner) -> list[str]:
         """Prepare `step` of `run_id` to run: take the saga over if this run re-executes it, and
         restore the ancestors the run skips whose effects were compensated. Returns what was restored."""
+        saga = self.ledger.get_saga(saga_id)
+        if saga is not None and not saga.state.terminal and saga.run_id not in (None, run_id):
+            # A re-execution starts only from an ended run: the one driving the saga stopped without
+            # finishing it (killed, terminated). Undo that attempt before this run takes over.
+            self.compensate(saga_id, FailureKind.CRASHED, runner, run_id=run_id,
+                            error=f"run {saga.run_id} ended with the saga {saga.state.value}")
         old = self.ledger.begin_rerun(saga_id, run_id, parent_run_id)
         if old is not None:
             self.log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=old.value,
@@ -147,11 +153,7 @@ class SagaCoordinator:
                    failed_step: str | None = None, error: str | None = None) -> SagaState:
         """Undo the saga's effects in reverse order; returns the state it ends in."""
         bound = self.log.bind(saga_id=saga_id, run_id=run_id, failed_step=failed_step)
-        reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
-        old = self.ledger.transition(saga_id, {SagaState.RUNNING}, failure.state, reason, run_id,
-                                     failure_kind=failure.value, failed_step=failed_step, error=error)
-        if old is not None:
-            bound.info("saga transition", old_state=old.value, new_state=failure.state.value, reason=reason)
+        self.stop(saga_id, failure, run_id=run_id, failed_step=failed_step, error=error)
         with self.ledger.exclusive(saga_id):
             old = self.ledger.transition(saga_id, {*_FAILURE_STATES, SagaState.FAILED_NEEDS_MANUAL},
                                          SagaState.COMPENSATING, "compensation started", run_id)
@@ -169,6 +171,16 @@ class SagaCoordinator:
                 if old is not None:
                     bound.info("saga transition", old_state=old.value, new_state="COMPENSATED")
         return self.ledger.get_saga(saga_id).state
+
+    def stop(self, saga_id: str, failure: FailureKind, *, run_id: str | None = None, failed_step: str | None = None,
+             error: str | None = None) -> None:
+        """Record why a RUNNING saga stopped (FAILED, TIMED_OUT, CANCELLED); compensation comes next."""
+        reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
+        old = self.ledger.transition(saga_id, {SagaState.RUNNING}, failure.state, reason, run_id,
+                                     failure_kind=failure.value, failed_step=failed_step, error=error)
+        if old is not None:
+            self.log.info("saga transition", saga_id=saga_id, run_id=run_id, failed_step=failed_step,
+                          old_state=old.value, new_state=failure.state.value, reason=reason)
 
     def _set_needs_manual(self, saga_id: str, run_id: str | None, failed: list[str]) -> None:
         reason = f"compensation failed for {', '.join(failed)}"

@@ -257,6 +257,13 @@ class SqlLedger:
             return [dict(r) for r in connection.execute(
                 sa.select(runs).where(runs.c.saga_id == saga_id).order_by(runs.c.linked_at)).mappings()]
 
+    def latest_run(self, saga_id: str) -> dict[str, Any] | None:
+        """The run most recently tied to the saga (the first run, a re-execution or a compensation)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(runs).where(runs.c.saga_id == saga_id)
+                                     .order_by(runs.c.linked_at.desc()).limit(1)).mappings().first()
+        return dict(row) if row else None
+
     def begin_rerun(self, saga_id: str, run_id: str, parent_run_id: str | None) -> SagaState | None:
         """A new run takes over the saga: back to RUNNING from an ended attempt. Old state, or None."""
         with self.engine.begin() as connection:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pytest
 import trino
+import yaml
 
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
-from report_pipeline.reports import load_reports
+from report_pipeline.reports import REPORTS_DIR, load_reports
 from report_pipeline.reports.spec import saga_key
 from report_pipeline.saga.ledger import SqlLedger
 
@@ -36,12 +39,34 @@ STEP_STATEMENTS = {
 REPORTS = load_reports()
 
 
+# The shipped reports with test-sized limits: same SQL, short time limits and quick retries.
+STEP_TIMEOUT_SECONDS = 4
+RETRY = {"max_retries": 2, "delay_seconds": 0.2, "backoff": 1.5}
+
+
 @pytest.fixture(scope="session")
-def pipeline_env(local_trino: LocalTrino, postgres_url: str) -> Iterator[dict[str, str]]:
-    """The environment the code location reads, for this process and the step processes it starts."""
+def test_reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reports")
+    for folder in (p for p in REPORTS_DIR.iterdir() if (p / "report.yaml").is_file()):
+        shutil.copytree(folder, root / folder.name)
+        spec_path = root / folder.name / "report.yaml"
+        document = yaml.safe_load(spec_path.read_text())
+        for step in document["steps"].values():
+            step.update(timeout_seconds=STEP_TIMEOUT_SECONDS, retry=RETRY)
+        spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pipeline_env(local_trino: LocalTrino, postgres_url: str, postgres_database: dict,
+                 test_reports_dir: Path) -> Iterator[dict[str, str]]:
+    """The environment the code location reads, for this process and the processes it starts."""
+    db = postgres_database
     env = {"TRINO_HOST": local_trino.host, "TRINO_PORT": str(local_trino.port), "TRINO_USER": "pipeline-tests",
            "TRINO_CATALOG": local_trino.catalog, "REPORT_PIPELINE_LEDGER_URL": postgres_url,
-           "REPORT_PIPELINE_LOG_FORMAT": "json"}
+           "REPORT_PIPELINE_LOG_FORMAT": "json", "REPORT_PIPELINE_REPORTS_DIR": str(test_reports_dir),
+           "DAGSTER_PG_HOST": db["host"], "DAGSTER_PG_PORT": str(db["port"]), "DAGSTER_PG_USERNAME": db["user"],
+           "DAGSTER_PG_PASSWORD": db["password"], "DAGSTER_PG_DB": db["dbname"]}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
@@ -112,3 +137,13 @@ def query(engine: LocalTrino, sql: str, parameters: list | None = None) -> list[
 
 def step_events(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> list:
     return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=event_type).records]
+
+
+@pytest.fixture(scope="session")
+def dagster_stack(pipeline_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator["DagsterStack"]:
+    """One webserver and one daemon for every test that needs them."""
+    from report_pipeline_tests.orchestration.stack import DagsterStack
+
+    stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), pipeline_env).start()
+    yield stack
+    stack.stop()

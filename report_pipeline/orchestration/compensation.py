@@ -1,0 +1,89 @@
+"""The `compensate_saga` job and the sensor that launches it when a run ended without finishing its saga.
+
+Failure hooks cover a step that fails cleanly. They do not run when a run is terminated or its
+process is killed, and a run that hangs is failed by run monitoring. The backstop sensor reads the
+ledger: every saga that is not in a terminal state although the last run tied to it has ended gets
+a `compensate_saga` run (visible in the UI, its config naming the saga). Run keys make the request
+once per saga generation and attempt; the ledger is the cursor, so nothing is missed across daemon
+restarts, and each tick handles every such saga at once.
+"""
+
+import dagster as dg
+
+from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, _SagaScope, _tag_state
+from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.saga import FailureKind, SagaState
+
+COMPENSATE_JOB = "compensate_saga"
+COMPENSATE_OP = "compensate"
+BACKSTOP_INTERVAL_SECONDS = 5
+MAX_COMPENSATION_RUNS = 3     # then a person must look: the saga is set FAILED_NEEDS_MANUAL
+_KIND_BY_STATE = {SagaState.CANCELLED: FailureKind.CANCELLED, SagaState.TIMED_OUT: FailureKind.TIMED_OUT}
+
+
+class CompensateSagaConfig(dg.Config):
+    saga_id: str
+    reason: str = "requested"
+
+
+def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
+    @dg.op(name=COMPENSATE_OP, required_resource_keys={"trino", "ledger"},
+           description="Undo a saga whose run ended without finishing it (terminated, killed, timed out).")
+    def compensate_saga(context: dg.OpExecutionContext, config: CompensateSagaConfig) -> None:
+        ledger = context.resources.ledger.ledger
+        saga = ledger.get_saga(config.saga_id)
+        if saga is None:
+            raise dg.Failure(f"no saga {config.saga_id} in the ledger")
+        spec = specs.get(saga.saga_name)
+        if spec is None:
+            raise dg.Failure(f"saga {saga.saga_id} belongs to report {saga.saga_name}, which this code location "
+                             f"does not define")
+        ledger.link_run(saga.saga_id, context.run_id, saga.run_id, "compensation")
+        scope = _SagaScope(spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log)
+        context.log.info(f"compensating saga {saga.saga_id} ({saga.state.value}): {config.reason}")
+        state = scope.coordinator.compensate(
+            saga.saga_id, _KIND_BY_STATE.get(saga.state, FailureKind.CRASHED),
+            scope.runner(scope.saved_parameters()), run_id=context.run_id, failed_step=saga.failed_step,
+            error=config.reason)
+        _tag_state(context, scope, *([saga.run_id] if saga.run_id else []))
+        if state == SagaState.FAILED_NEEDS_MANUAL:
+            raise dg.Failure(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
+                             f"see the ledger for the failed undo", allow_retries=False)
+        context.log.info(f"saga {saga.saga_id} is {state.value}")
+
+    @dg.job(name=COMPENSATE_JOB, executor_def=dg.in_process_executor,
+            description="Compensates one saga; launched by saga_backstop_sensor, or by hand with the saga id.")
+    def compensate_saga_job() -> None:
+        compensate_saga()
+
+    return compensate_saga_job
+
+
+def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(name="saga_backstop_sensor", job=job, minimum_interval_seconds=BACKSTOP_INTERVAL_SECONDS,
+               required_resource_keys={"ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Compensates sagas left unfinished by terminated, killed or timed-out runs.")
+    def saga_backstop_sensor(context: dg.SensorEvaluationContext):
+        ledger = context.resources.ledger.ledger
+        unfinished = [s for s in ledger.list_sagas(limit=1000) if not s.state.terminal]
+        for saga in unfinished:
+            latest = ledger.latest_run(saga.saga_id)
+            run = context.instance.get_run_by_id(latest["run_id"]) if latest else None
+            if run is None or not run.is_finished:
+                continue
+            attempts = sum(1 for r in ledger.runs(saga.saga_id) if r["kind"] == "compensation")
+            if attempts >= MAX_COMPENSATION_RUNS:
+                ledger.transition(saga.saga_id, {saga.state}, SagaState.FAILED_NEEDS_MANUAL,
+                                  f"{attempts} compensation runs ended without compensating the saga")
+                continue
+            reason = f"run {run.run_id} ended {run.status.value} with the saga {saga.state.value}"
+            context.log.info(f"saga {saga.saga_id}: {reason}")
+            yield dg.RunRequest(
+                run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",
+                run_config={"ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}},
+                tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name})
+
+    return saga_backstop_sensor
+
+
+__all__ = ["build_backstop_sensor", "build_compensation_job"]
