@@ -10,15 +10,16 @@ from pathlib import Path
 from report_pipeline.orchestration.compensation import build_backstop_sensor, build_compensation_job
 from report_pipeline.orchestration.jobs import build_report_job
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.orchestration.sweeper import build_sweeper_sensor
 from report_pipeline.reports import REPORTS_DIR, load_reports
 
 
-def build_definitions(reports_dir: Path = REPORTS_DIR) -> dg.Definitions:
+def build_definitions(reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: float = 3600) -> dg.Definitions:
     specs = load_reports(reports_dir)
     compensation_job = build_compensation_job(specs)
     return dg.Definitions(
         jobs=[*(build_report_job(spec) for spec in specs.values()), compensation_job],
-        sensors=[build_backstop_sensor(compensation_job)],
+        sensors=[build_backstop_sensor(compensation_job), build_sweeper_sensor(sweep_min_age_seconds)],
         resources={
             "trino": TrinoResource(host=dg.EnvVar("TRINO_HOST"), port=dg.EnvVar.int("TRINO_PORT"),
                                    user=dg.EnvVar("TRINO_USER"), catalog=dg.EnvVar("TRINO_CATALOG")),
@@ -28,7 +29,9 @@ def build_definitions(reports_dir: Path = REPORTS_DIR) -> dg.Definitions:
 
 
 # Reports ship in the package; REPORT_PIPELINE_REPORTS_DIR points a deployment (or a test) at others.
-defs = build_definitions(Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR))
+# REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS: how old a finished saga's scratch table must be to be swept.
+defs = build_definitions(Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR),
+                         float(os.environ.get("REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS") or 3600))
 
 
 def report_job(name: str) -> dg.JobDefinition:

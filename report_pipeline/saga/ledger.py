@@ -100,6 +100,22 @@ runs = sa.Table(
     sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+sweeper_sightings = sa.Table(
+    "saga_sweeper_sightings", metadata,
+    sa.Column("table_name", sa.String(512), primary_key=True),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+)
+
+sweeps = sa.Table(
+    "saga_sweeps", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(512), nullable=False),
+    sa.Column("saga_id", sa.String(64)),
+    sa.Column("saga_state", sa.String(32)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("dropped_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 schema_version = sa.Table(
     "saga_ledger_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -280,6 +296,35 @@ class SqlLedger:
             connection.execute(runs.insert().values(saga_id=saga_id, run_id=run_id, parent_run_id=parent_run_id,
                                                     kind="reexecution", linked_at=_now()))
             return current
+
+    def find_saga_by_key(self, key: str) -> SagaRecord | None:
+        """The saga whose id, lower-cased without dashes, is `key` (as scratch table names carry it)."""
+        normalized = sa.func.lower(sa.func.replace(sagas.c.saga_id, "-", ""))
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(sagas).where(normalized == key.lower())).mappings().first()
+        return _saga(row) if row else None
+
+    # --- the scratch sweeper's records ----------------------------------------------------------
+    def first_seen(self, table_name: str) -> dt.datetime:
+        """When the sweeper first saw a table it cannot tie to a saga (recorded on first sight)."""
+        with self.engine.begin() as connection:
+            seen = connection.execute(sa.select(sweeper_sightings.c.first_seen)
+                                      .where(sweeper_sightings.c.table_name == table_name)).scalar()
+            if seen is None:
+                seen = _now()
+                connection.execute(sweeper_sightings.insert().values(table_name=table_name, first_seen=seen))
+            return seen if seen.tzinfo else seen.replace(tzinfo=dt.timezone.utc)
+
+    def record_sweep(self, table_name: str, saga: SagaRecord | None, reason: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sweeps.insert().values(
+                table_name=table_name, saga_id=saga.saga_id if saga else None,
+                saga_state=saga.state.value if saga else None, reason=reason, dropped_at=_now()))
+            connection.execute(sweeper_sightings.delete().where(sweeper_sightings.c.table_name == table_name))
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(sa.select(sweeps).order_by(sweeps.c.id)).mappings()]
 
     # --- step attempts --------------------------------------------------------------------------
     def start_attempt(self, saga_id: str, step: str, kind: AttemptKind, run_id: str | None, attempt: int,

@@ -99,7 +99,8 @@ class TrinoClient:
             except BaseException as error:
                 if isinstance(error, Exception) and not timed_out.is_set():
                     step_error = classify(error)
-                    if step_error.error_name == "CONNECTION_LOST" and cursor.query_id and not is_read_only(statement.sql):
+                    if (step_error.error_name in ("CONNECTION_LOST", "QUERY_LOST") and cursor.query_id
+                            and not is_read_only(statement.sql)):
                         # a write whose outcome is unknown: ask Trino what became of it before anyone retries
                         return self._settle(cursor.query_id, statement, started, timeout_seconds, step_error)
                     raise step_error from error

@@ -41,5 +41,8 @@ def classify(error: BaseException) -> StepError:
                           requests.exceptions.Timeout)):
         return TransientStepError(f"connection to Trino lost: {error}", error_name="CONNECTION_LOST")
     if isinstance(error, trino_errors.HttpError):
+        if str(error).startswith(("error 404", "error 410")):
+            # the coordinator no longer knows a query it accepted (it restarted, or expired it)
+            return TransientStepError(f"query lost by the coordinator: {error}", error_name="QUERY_LOST")
         return PermanentStepError(str(error), error_name=type(error).__name__)
     return PermanentStepError(f"{type(error).__name__}: {error}", error_name=type(error).__name__)
