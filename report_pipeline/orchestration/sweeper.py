@@ -40,7 +40,7 @@ def sweep_scratch_tables(trino, ledger, min_age_seconds: float, now: dt.datetime
             since = _aware(saga.updated_at)    # when the saga reached its terminal state
             reason = f"its saga is {saga.state.value}"
         else:
-            since = ledger.first_seen(str(qualified))
+            since = ledger.first_seen(str(qualified), now)
             reason = "no saga in the ledger owns it"
         if (now - since).total_seconds() < min_age_seconds:
             continue

@@ -305,13 +305,13 @@ class SqlLedger:
         return _saga(row) if row else None
 
     # --- the scratch sweeper's records ----------------------------------------------------------
-    def first_seen(self, table_name: str) -> dt.datetime:
+    def first_seen(self, table_name: str, now: dt.datetime | None = None) -> dt.datetime:
         """When the sweeper first saw a table it cannot tie to a saga (recorded on first sight)."""
         with self.engine.begin() as connection:
             seen = connection.execute(sa.select(sweeper_sightings.c.first_seen)
                                       .where(sweeper_sightings.c.table_name == table_name)).scalar()
             if seen is None:
-                seen = _now()
+                seen = now or _now()
                 connection.execute(sweeper_sightings.insert().values(table_name=table_name, first_seen=seen))
             return seen if seen.tzinfo else seen.replace(tzinfo=dt.timezone.utc)
 

@@ -80,7 +80,9 @@ MAX_ATTEMPTS = RETRY["max_retries"] + 1
 CASES = [
     Case("user_error", _inject(**USER_ERROR), SagaState.COMPENSATED, action_attempts=1),
     Case("transient_then_success", _inject(times=1, **TRANSIENT), SagaState.SUCCEEDED, action_attempts=2),
-    Case("transient_exhausted", _inject(times=None, **TRANSIENT), SagaState.COMPENSATED,
+    # exactly as many failures as the step has attempts: the undos that follow (a drop step's
+    # statement is also its predecessor's undo) find the cluster healthy again
+    Case("transient_exhausted", _inject(times=MAX_ATTEMPTS, **TRANSIENT), SagaState.COMPENSATED,
          action_attempts=MAX_ATTEMPTS),
     Case("step_timeout", _inject(action="stall", seconds=STEP_TIMEOUT_SECONDS * 10), SagaState.COMPENSATED,
          action_attempts=1),

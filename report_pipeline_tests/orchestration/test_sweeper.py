@@ -87,7 +87,7 @@ def test_sweeper_sensor_reports_what_it_dropped(local_trino, ledger, trino_resou
     sensor = build_sweeper_sensor(min_age_seconds=0)
     resources = {"trino": trino_resource, "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"])}
     with dg.build_sensor_context(resources=resources) as context:
-        result = sensor(context)
-    assert isinstance(result, dg.SkipReason)
+        result = sensor.evaluate_tick(context)
+    assert result.run_requests == []
     assert f"lake.scratch.{name}" in result.skip_message
     assert name not in scratch(local_trino)
