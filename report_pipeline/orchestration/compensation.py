@@ -69,14 +69,19 @@ def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
         for saga in unfinished:
             latest = ledger.latest_run(saga.saga_id)
             run = context.instance.get_run_by_id(latest["run_id"]) if latest else None
-            if run is None or not run.is_finished:
-                continue
+            if run is not None and not run.is_finished:
+                continue          # still going (a run the instance does not know cannot be)
             attempts = sum(1 for r in ledger.runs(saga.saga_id) if r["kind"] == "compensation")
             if attempts >= MAX_COMPENSATION_RUNS:
-                ledger.transition(saga.saga_id, {saga.state}, SagaState.FAILED_NEEDS_MANUAL,
-                                  f"{attempts} compensation runs ended without compensating the saga")
+                reason = f"{attempts} compensation runs ended without compensating the saga"
+                ledger.transition(saga.saga_id, {SagaState.RUNNING}, SagaState.FAILED, reason,
+                                  failure_kind=FailureKind.CRASHED.value)
+                ledger.transition(saga.saga_id, {SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED,
+                                                 SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, reason)
+                context.log.error(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: {reason}")
                 continue
-            reason = f"run {run.run_id} ended {run.status.value} with the saga {saga.state.value}"
+            ended = f"ended {run.status.value}" if run else "is unknown to this instance"
+            reason = f"run {latest['run_id'] if latest else '?'} {ended} with the saga {saga.state.value}"
             context.log.info(f"saga {saga.saga_id}: {reason}")
             yield dg.RunRequest(
                 run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",

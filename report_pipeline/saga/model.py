@@ -31,9 +31,10 @@ TERMINAL_STATES = frozenset({SagaState.SUCCEEDED, SagaState.COMPENSATED, SagaSta
 _S = SagaState
 ALLOWED_TRANSITIONS: dict[SagaState, frozenset[SagaState]] = {
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.TIMED_OUT, _S.CANCELLED}),
-    _S.FAILED: frozenset({_S.COMPENSATING}),
-    _S.TIMED_OUT: frozenset({_S.COMPENSATING}),
-    _S.CANCELLED: frozenset({_S.COMPENSATING}),
+    # a failed undo (of a late completion) may come before the compensation proper
+    _S.FAILED: frozenset({_S.COMPENSATING, _S.FAILED_NEEDS_MANUAL}),
+    _S.TIMED_OUT: frozenset({_S.COMPENSATING, _S.FAILED_NEEDS_MANUAL}),
+    _S.CANCELLED: frozenset({_S.COMPENSATING, _S.FAILED_NEEDS_MANUAL}),
     _S.COMPENSATING: frozenset({_S.COMPENSATED, _S.FAILED_NEEDS_MANUAL}),
     # a late completion after compensation, whose own undo fails
     _S.COMPENSATED: frozenset({_S.RUNNING, _S.FAILED_NEEDS_MANUAL}),

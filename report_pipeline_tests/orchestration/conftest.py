@@ -40,7 +40,7 @@ REPORTS = load_reports()
 
 
 # The shipped reports with test-sized limits: same SQL, short time limits and quick retries.
-STEP_TIMEOUT_SECONDS = 4
+STEP_TIMEOUT_SECONDS = 6
 RETRY = {"max_retries": 2, "delay_seconds": 0.2, "backoff": 1.5}
 
 

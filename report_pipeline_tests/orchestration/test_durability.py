@@ -129,7 +129,7 @@ def test_reexecute_all_replaces_the_report_rows(dagster_stack, local_trino, ledg
 
 def test_backstop_ignores_sagas_whose_run_is_still_going(dagster_stack, local_trino, ledger) -> None:
     pattern = STEP_STATEMENTS["daily_country_report"]["create_summary"]
-    local_trino.inject(Fault(pattern=pattern, action="stall", seconds=3))  # under the 4 s step limit
+    local_trino.inject(Fault(pattern=pattern, action="stall", seconds=3))  # under the step time limit
     run_id = dagster_stack.launch("daily_country_report",
                                   {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}})
     assert dagster_stack.wait_for_run(run_id, timeout=90) == "SUCCESS"

@@ -20,6 +20,7 @@ from report_pipeline_tests.orchestration.conftest import (
     DAILY_PARAMETERS,
     REPORTS,
     STEP_STATEMENTS,
+    STEP_TIMEOUT_SECONDS,
     WEEKLY_PARAMETERS,
     launch,
     report_rows,
@@ -193,7 +194,7 @@ def test_parallel_branches_run_at_the_same_time(dagster_instance, local_trino, l
 
 def test_progress_is_logged_while_a_long_statement_runs(dagster_instance, local_trino) -> None:
     local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="stall",
-                             seconds=7))
+                             seconds=STEP_TIMEOUT_SECONDS - 0.5))
     run = launch(dagster_instance, "daily_country_report")
     lines = [r.event_log_entry for r in dagster_instance.get_records_for_run(run.run_id).records
              if r.event_log_entry.step_key == "create_summary"
