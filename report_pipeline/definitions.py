@@ -11,15 +11,21 @@ from report_pipeline.orchestration.compensation import build_backstop_sensor, bu
 from report_pipeline.orchestration.jobs import build_report_job
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
 from report_pipeline.orchestration.sweeper import build_sweeper_sensor
+from report_pipeline.orchestration.triggers import build_arrival_sensor, build_schedule
 from report_pipeline.reports import REPORTS_DIR, load_reports
 
 
 def build_definitions(reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: float = 3600) -> dg.Definitions:
     specs = load_reports(reports_dir)
+    jobs = {name: build_report_job(spec) for name, spec in specs.items()}
     compensation_job = build_compensation_job(specs)
+    schedules = [build_schedule(specs[name], job) for name, job in jobs.items()]
+    arrival_sensors = [build_arrival_sensor(specs[name], job) for name, job in jobs.items()]
     return dg.Definitions(
-        jobs=[*(build_report_job(spec) for spec in specs.values()), compensation_job],
-        sensors=[build_backstop_sensor(compensation_job), build_sweeper_sensor(sweep_min_age_seconds)],
+        jobs=[*jobs.values(), compensation_job],
+        schedules=[s for s in schedules if s is not None],
+        sensors=[build_backstop_sensor(compensation_job), build_sweeper_sensor(sweep_min_age_seconds),
+                 *(s for s in arrival_sensors if s is not None)],
         resources={
             "trino": TrinoResource(host=dg.EnvVar("TRINO_HOST"), port=dg.EnvVar.int("TRINO_PORT"),
                                    user=dg.EnvVar("TRINO_USER"), catalog=dg.EnvVar("TRINO_CATALOG")),

@@ -17,6 +17,7 @@ import pydantic
 from tabulate import tabulate
 
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.orchestration.triggers import PARTITION_TAG, TRIGGER_TAG, partitioned_config, trigger_of
 from report_pipeline.reports.runner import ReportStepRunner
 from report_pipeline.reports.spec import ParameterError, ReportSpec, parameters_to_json
 from report_pipeline.saga import (
@@ -123,7 +124,12 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
                              allow_retries=False) from None
         scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
                            context.log)
-        created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id)
+        trigger = trigger_of(context.run)
+        partition = context.partition_key if context.has_partition_key else None
+        created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id,
+                                          trigger=trigger, partition=partition)
+        context.instance.add_run_tags(context.run_id, {TRIGGER_TAG: trigger, **({PARTITION_TAG: partition}
+                                                                                 if partition else {})})
         _tag_state(context, scope)
         context.log.info(f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
                          f"with {parameters_to_json(parameters)}")
@@ -241,7 +247,8 @@ def build_report_job(spec: ReportSpec, executor: dg.ExecutorDefinition = EXECUTO
     ops = {name: _step_op(spec, name) for name in definition.order()}
 
     @dg.job(name=spec.name, description=spec.description.strip(), hooks={_compensation_hook(spec)},
-            executor_def=executor, tags={"report": spec.name, "owner": spec.owner})
+            executor_def=executor, tags={"report": spec.name, "owner": spec.owner},
+            config=partitioned_config(spec, START_OP))
     def report_job() -> None:
         started = start.alias(START_OP)()
         done: dict[str, Any] = {}

@@ -65,6 +65,36 @@ class RetrySpec(_Strict):
     backoff: float = Field(default=2.0, ge=1)
 
 
+class PartitionSpec(_Strict):
+    """Time partitions: each run covers one day or one week and fills date parameters from it."""
+
+    cadence: Literal["daily", "weekly"]
+    start: str                                             # first partition (ISO date; a Monday if weekly)
+    fills: dict[str, Literal["first_day", "last_day"]]     # parameter -> which day of the window
+
+    @field_validator("start")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        dt.date.fromisoformat(value)
+        return value
+
+    def window(self, partition_key: str) -> tuple[dt.date, dt.date]:
+        first = dt.date.fromisoformat(partition_key)
+        return first, first + dt.timedelta(days=0 if self.cadence == "daily" else 6)
+
+    def values(self, partition_key: str) -> dict[str, str]:
+        first, last = self.window(partition_key)
+        return {name: (first if day == "first_day" else last).isoformat() for name, day in self.fills.items()}
+
+
+class ArrivalSpec(_Strict):
+    """How to tell that a partition's data is complete: a cheap query returning the newest complete day."""
+
+    sql: str
+    interval_seconds: int = Field(default=300, ge=30)
+    max_partitions_per_tick: int = Field(default=7, ge=1)
+
+
 class StepSpec(_Strict):
     action: tuple[str, ...]
     compensation: tuple[str, ...] = ()
@@ -84,7 +114,10 @@ class ReportSpec(_Strict):
     name: str = Field(pattern=IDENTIFIER)
     description: str
     owner: str
-    schedule: str | None = None
+    schedule: str | None = None          # cron (UTC) for the partitioned job's schedule
+    partitions: PartitionSpec | None = None
+    arrival: ArrivalSpec | None = None
+    sla_minutes: int = Field(default=120, ge=1)   # a saga RUNNING longer than this raises an alert
     tables: tuple[str, ...] = ()
     parameters: dict[str, ParameterSpec]
     date_ranges: tuple[DateRangeCheck, ...] = ()
@@ -105,6 +138,19 @@ class ReportSpec(_Strict):
             unknown = set(step.creates) - set(self.tables)
             if unknown:
                 problems.append(f"step {name} creates undeclared tables {sorted(unknown)}")
+        if (self.schedule or self.arrival) and self.partitions is None:
+            problems.append("a schedule or an arrival sensor needs partitions (which parameters a run fills)")
+        if self.partitions is not None:
+            for name in self.partitions.fills:
+                if self.parameters.get(name, ParameterSpec(type="string")).type != "date":
+                    problems.append(f"partitions fill {name!r}, which is not a date parameter")
+            if self.partitions.cadence == "weekly" and dt.date.fromisoformat(self.partitions.start).weekday() != 0:
+                problems.append("weekly partitions must start on a Monday")
+        if self.schedule is not None:
+            try:
+                self.schedule_fields()
+            except ValueError as error:
+                problems.append(str(error))
         for check in self.date_ranges:
             for field in (check.start, check.end):
                 if self.parameters.get(field, ParameterSpec(type="string")).type != "date":
@@ -112,6 +158,19 @@ class ReportSpec(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def schedule_fields(self) -> dict[str, int]:
+        """The schedule's cron as the time of day (and weekday) a partition's run starts."""
+        fields = (self.schedule or "").split()
+        weekly = self.partitions is not None and self.partitions.cadence == "weekly"
+        if len(fields) != 5 or not all(f.isdigit() for f in fields[:2]) or fields[2:4] != ["*", "*"] \
+                or (fields[4] == "*") == weekly or (weekly and not fields[4].isdigit()):
+            shape = "M H * * D (weekly)" if weekly else "M H * * * (daily)"
+            raise ValueError(f"schedule {self.schedule!r} must have the form {shape} for {'weekly' if weekly else 'daily'} partitions")
+        result = {"minute_of_hour": int(fields[0]), "hour_of_day": int(fields[1])}
+        if weekly:
+            result["day_of_week"] = int(fields[4])
+        return result
 
     # --- the saga ---------------------------------------------------------------------------------
     def saga_definition(self) -> SagaDefinition:
@@ -215,6 +274,11 @@ def load_report(folder: Path) -> ReportSpec:
     except (ValidationError, TypeError) as error:
         raise ReportSpecError(f"{path}: {error}") from None
     sql = {}
+    if spec.arrival is not None:
+        try:
+            sql[spec.arrival.sql] = (folder / spec.arrival.sql).read_text()
+        except OSError as error:
+            raise ReportSpecError(f"{path}: arrival: cannot read {spec.arrival.sql}: {error}") from None
     for step_name, step in spec.steps.items():
         for file in (*step.action, *step.compensation, *([step.preview] if step.preview else [])):
             try:

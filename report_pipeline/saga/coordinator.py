@@ -58,9 +58,11 @@ class SagaCoordinator:
         self.log = log.bind(report=definition.name)
 
     # --- starting and joining -------------------------------------------------------------------
-    def start(self, saga_id: str, parameters: dict, run_id: str | None) -> bool:
+    def start(self, saga_id: str, parameters: dict, run_id: str | None, *, trigger: str | None = None,
+              partition: str | None = None) -> bool:
         """Begin a saga (RUNNING); False if it exists already (a retry of the first step)."""
-        created = self.ledger.create_saga(saga_id, self.definition.name, parameters, run_id)
+        created = self.ledger.create_saga(saga_id, self.definition.name, parameters, run_id, trigger=trigger,
+                                          partition=partition)
         if created:
             self.log.info("saga transition", saga_id=saga_id, run_id=run_id, old_state=None, new_state="RUNNING")
         return created

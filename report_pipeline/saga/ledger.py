@@ -39,6 +39,8 @@ sagas = sa.Table(
     sa.Column("saga_id", sa.String(64), primary_key=True),
     sa.Column("saga_name", sa.String(128), nullable=False),
     sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("trigger", sa.String(256)),          # manual, schedule:<name>, sensor:<name>, backfill:<id>
+    sa.Column("partition_key", sa.String(64)),
     sa.Column("state", sa.String(32), nullable=False),
     # each run that takes the saga over (a re-execution) starts a new generation of step attempts
     sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
@@ -192,7 +194,8 @@ class SqlLedger:
             return current
 
     # --- sagas and transitions ------------------------------------------------------------------
-    def create_saga(self, saga_id: str, saga_name: str, parameters: dict[str, Any], run_id: str | None) -> bool:
+    def create_saga(self, saga_id: str, saga_name: str, parameters: dict[str, Any], run_id: str | None,
+                    trigger: str | None = None, partition: str | None = None) -> bool:
         """Record a new RUNNING saga; False (and no change) if it exists already."""
         with self.engine.begin() as connection:
             if connection.execute(sa.select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id)).first():
@@ -200,7 +203,7 @@ class SqlLedger:
             now = _now()
             connection.execute(sagas.insert().values(
                 saga_id=saga_id, saga_name=saga_name, parameters=parameters, state=SagaState.RUNNING.value,
-                run_id=run_id, created_at=now, updated_at=now))
+                run_id=run_id, trigger=trigger, partition_key=partition, created_at=now, updated_at=now))
             connection.execute(transitions.insert().values(
                 saga_id=saga_id, old_state=None, new_state=SagaState.RUNNING.value, at=now,
                 reason="saga started", run_id=run_id))
@@ -394,4 +397,4 @@ class SqlLedger:
 def _saga(row: Any) -> SagaRecord:
     return SagaRecord(row["saga_id"], row["saga_name"], dict(row["parameters"]), SagaState(row["state"]),
                       row["created_at"], row["updated_at"], row["run_id"], row["failure_kind"], row["failed_step"],
-                      row["error"], row["generation"])
+                      row["error"], row["generation"], row["trigger"], row["partition_key"])

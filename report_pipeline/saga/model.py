@@ -155,6 +155,8 @@ class SagaRecord:
     failed_step: str | None = None
     error: str | None = None
     generation: int = 1
+    trigger: str | None = None
+    partition: str | None = None
 
 
 @dataclass(frozen=True)
