@@ -118,6 +118,20 @@ sweeps = sa.Table(
     sa.Column("dropped_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+alerts = sa.Table(
+    "saga_alerts", metadata,
+    sa.Column("alert_key", sa.String(256), primary_key=True),   # one alert per saga outcome, ever
+    sa.Column("saga_id", sa.String(64)),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),         # pending, delivered, logged, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+)
+
 schema_version = sa.Table(
     "saga_ledger_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -328,6 +342,37 @@ class SqlLedger:
     def sweeps(self) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             return [dict(r) for r in connection.execute(sa.select(sweeps).order_by(sweeps.c.id)).mappings()]
+
+    # --- alerts ---------------------------------------------------------------------------------
+    def record_alert(self, key: str, saga_id: str | None, kind: str, payload: dict[str, Any]) -> bool:
+        """Queue an alert; False if one with this key exists (so each outcome alerts exactly once)."""
+        with self.engine.begin() as connection:
+            if connection.execute(sa.select(alerts.c.alert_key).where(alerts.c.alert_key == key)).first():
+                return False
+            now = _now()
+            connection.execute(alerts.insert().values(alert_key=key, saga_id=saga_id, kind=kind, payload=payload,
+                                                      status="pending", attempts=0, next_attempt_at=now,
+                                                      created_at=now))
+            return True
+
+    def due_alerts(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(
+                sa.select(alerts).where(alerts.c.status == "pending", alerts.c.next_attempt_at <= (now or _now()))
+                .order_by(alerts.c.created_at)).mappings()]
+
+    def update_alert(self, key: str, **values: Any) -> None:
+        if values.get("status") in ("delivered", "logged"):
+            values.setdefault("delivered_at", _now())
+        with self.engine.begin() as connection:
+            connection.execute(alerts.update().where(alerts.c.alert_key == key).values(**values))
+
+    def alerts(self, saga_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(alerts).order_by(alerts.c.created_at)
+        if saga_id is not None:
+            query = query.where(alerts.c.saga_id == saga_id)
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
 
     # --- step attempts --------------------------------------------------------------------------
     def start_attempt(self, saga_id: str, step: str, kind: AttemptKind, run_id: str | None, attempt: int,

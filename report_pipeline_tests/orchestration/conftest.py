@@ -143,10 +143,22 @@ def step_events(instance: dg.DagsterInstance, run_id: str, event_type: dg.Dagste
 
 
 @pytest.fixture(scope="session")
-def dagster_stack(pipeline_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator["DagsterStack"]:
+def stack_alerts() -> Iterator["Receiver"]:
+    """The webhook the shared daemon posts its alerts to."""
+    from report_pipeline_tests.orchestration.receiver import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def dagster_stack(pipeline_env: dict, stack_alerts, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator["DagsterStack"]:
     """One webserver and one daemon for every test that needs them."""
     from report_pipeline_tests.orchestration.stack import DagsterStack
 
-    stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), pipeline_env).start()
+    env = {**pipeline_env, "REPORT_PIPELINE_ALERT_WEBHOOK_URL": stack_alerts.url, "REPORT_PIPELINE_ALERT_FORMAT": "json"}
+    stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), env).start()
     yield stack
     stack.stop()

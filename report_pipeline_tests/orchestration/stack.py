@@ -35,17 +35,30 @@ class DagsterStack:
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> "DagsterStack":
-        workspace = str(PROJECT_ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
-        for name, command in (
-                ("webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
-                               "-w", workspace]),
-                ("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace])):
-            log = open(self.logs / f"{name}.log", "w")
-            self.processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env=self.env, stdout=log,
-                                                   stderr=subprocess.STDOUT, start_new_session=True))
+        self.processes.append(self._spawn("webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1",
+                                                        "-p", str(self.port), "-w", self._workspace]))
+        self.processes.append(self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", self._workspace]))
         self._wait_until_ready()
         return self
+
+    @property
+    def _workspace(self) -> str:
+        return str(PROJECT_ROOT / "workspace.yaml")
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "a")
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def restart_daemon(self) -> None:
+        """Stop the daemon (its sensors lose any state held in memory) and start a new one."""
+        daemon = self.processes.pop()
+        os.killpg(daemon.pid, 15)
+        daemon.wait(timeout=30)
+        bin_dir = Path(sys.executable).parent
+        self.processes.append(self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", self._workspace]))
+        self._wait_until_ready()
 
     def _wait_until_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""Alerts about sagas: what to say (alerts.py) and how it reaches people (webhook.py)."""

@@ -1,0 +1,150 @@
+"""Alerts: one per saga outcome, delivered to a real local HTTP receiver, retried, deduplicated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import dagster as dg
+import pytest
+
+from report_pipeline.alerting.alerts import AlertKind
+from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor
+from report_pipeline.orchestration.resources import LedgerResource
+from report_pipeline.saga import SagaState
+from report_pipeline_tests.orchestration.conftest import (
+    DAILY_PARAMETERS,
+    PARAMETERS,
+    REPORTS,
+    STEP_STATEMENTS,
+    launch,
+)
+from report_pipeline_tests.orchestration.receiver import Receiver
+
+WEBHOOK_ENV = "TEST_ALERT_WEBHOOK_URL"
+
+
+@pytest.fixture
+def receiver(monkeypatch) -> Receiver:
+    receiver = Receiver()
+    monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
+    yield receiver
+    receiver.stop()
+
+
+def evaluate(instance, pipeline_env, fmt: str = "json") -> str:
+    """One tick of a freshly built sensor (as after a daemon restart: no state but the ledger)."""
+    resources = {"ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
+                 "alerts": AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format=fmt)}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        return build_alert_sensor(REPORTS).evaluate_tick(context).skip_message
+
+
+@pytest.fixture(scope="module")
+def compensated_run(dagster_instance, local_trino) -> str:
+    from report_pipeline.local_trino import Fault
+
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
+                             error_name="PERMISSION_DENIED", message="Access Denied (injected)"))
+    return launch(dagster_instance, "daily_country_report").run_id
+
+
+def test_compensated_saga_alerts_once_with_its_context(dagster_instance, pipeline_env, receiver,
+                                                       compensated_run) -> None:
+    evaluate(dagster_instance, pipeline_env)
+    [message] = receiver.about(compensated_run)
+    assert message["kind"] == AlertKind.RUN_FAILED and message["severity"] == "warning"
+    assert message["report"] == "daily_country_report" and message["saga_state"] == "COMPENSATED"
+    assert message["failed_step"] == "write_report" and "Access Denied" in message["error"]
+    assert message["parameters"] == DAILY_PARAMETERS and message["trigger"] == "manual"
+    assert message["compensation"] == "undone: write_report, create_summary"
+    assert message["run_url"].endswith(f"/runs/{compensated_run}")
+    evaluate(dagster_instance, pipeline_env)            # a later tick, and a "restarted" sensor: nothing new
+    assert len(receiver.about(compensated_run)) == 1
+
+
+def test_failed_delivery_is_retried_with_backoff(dagster_instance, pipeline_env, receiver, ledger) -> None:
+    saga_id = f"alert-retry-{uuid.uuid4()}"
+    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
+    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.TIMED_OUT, "create_summary timed out",
+                      failure_kind="timed_out", failed_step="create_summary")
+    ledger.transition(saga_id, {SagaState.TIMED_OUT}, SagaState.COMPENSATING, "compensation")
+    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
+    receiver.refuse = 100
+    evaluate(dagster_instance, pipeline_env)
+    [row] = ledger.alerts(saga_id)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, "webhook answered HTTP 503")
+    assert "secret-token" not in row["last_error"]
+    receiver.refuse = 0
+    ledger.update_alert(row["alert_key"], next_attempt_at=dt.datetime.now(dt.timezone.utc))   # backoff elapsed
+    evaluate(dagster_instance, pipeline_env)
+    [message] = receiver.about(saga_id)
+    assert message["kind"] == AlertKind.TIMED_OUT
+    assert ledger.alerts(saga_id)[0]["status"] == "delivered"
+
+
+def test_failed_needs_manual_is_critical_and_slack_formatted(dagster_instance, pipeline_env, receiver,
+                                                              ledger) -> None:
+    saga_id = f"alert-manual-{uuid.uuid4()}"
+    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
+    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "write_report failed",
+                      failure_kind="step_failed", failed_step="write_report", error="PERMISSION_DENIED: no")
+    ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation")
+    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, "undo failed")
+    evaluate(dagster_instance, pipeline_env, fmt="slack")
+    [message] = receiver.about(saga_id)
+    assert message["text"].startswith(":rotating_light: daily_country_report: FAILED_NEEDS_MANUAL")
+    assert any(block["type"] == "section" and "fields" in block for block in message["blocks"])
+
+
+def test_saga_running_past_its_sla_alerts_as_stuck(dagster_instance, pipeline_env, receiver, ledger) -> None:
+    import sqlalchemy as sa
+
+    from report_pipeline.saga.ledger import sagas
+
+    saga_id = f"alert-stuck-{uuid.uuid4()}"
+    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=REPORTS["daily_country_report"].sla_minutes + 5)
+    with ledger.engine.begin() as connection:
+        connection.execute(sa.update(sagas).where(sagas.c.saga_id == saga_id).values(updated_at=long_ago))
+    evaluate(dagster_instance, pipeline_env)
+    [message] = receiver.about(saga_id)
+    assert message["kind"] == AlertKind.STUCK and "running for more than 60 min" in message["error"]
+    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done")   # stop it being stuck
+
+
+def test_run_that_failed_before_its_saga_alerts(dagster_instance, pipeline_env, receiver) -> None:
+    run = launch(dagster_instance, "daily_country_report", {**DAILY_PARAMETERS, "min_events": -1})
+    evaluate(dagster_instance, pipeline_env)
+    [message] = receiver.about(run.run_id)
+    assert message["kind"] == AlertKind.RUN_FAILED_BEFORE_SAGA and "min_events" in message["error"]
+
+
+def test_without_a_webhook_the_alert_is_logged(dagster_instance, pipeline_env, ledger, monkeypatch) -> None:
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    saga_id = f"alert-logged-{uuid.uuid4()}"
+    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
+    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated", failure_kind="cancelled")
+    ledger.transition(saga_id, {SagaState.CANCELLED}, SagaState.COMPENSATING, "compensation")
+    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
+    evaluate(dagster_instance, pipeline_env)
+    [row] = ledger.alerts(saga_id)
+    assert row["status"] == "logged" and row["kind"] == AlertKind.RUN_CANCELED
+
+
+def test_daemon_delivers_one_alert_even_across_a_daemon_restart(dagster_stack, stack_alerts, local_trino) -> None:
+    from report_pipeline.local_trino import Fault
+
+    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
+                             error_name="PERMISSION_DENIED"))
+    run_id = dagster_stack.launch("daily_country_report",
+                                  {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}})
+    assert dagster_stack.wait_for_run(run_id) == "FAILURE"
+    deadline = time.monotonic() + 90
+    while not stack_alerts.about(run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [m["kind"] for m in stack_alerts.about(run_id)] == ["run_failed"]
+    dagster_stack.restart_daemon()
+    time.sleep(35)                      # two alert-sensor ticks of the new daemon
+    assert len(stack_alerts.about(run_id)) == 1
