@@ -56,13 +56,18 @@ def run_worker_pid(instance_url_stack, run_id: str) -> int:
     raise AssertionError(f"no run worker pid in the events of {run_id}")
 
 
+def launch_and_hold(stack, engine, report: str, step: str, stall_seconds: float):
+    """Launch a report whose `step` statement stalls on the engine; return the run and that statement."""
+    pattern = STEP_STATEMENTS[report][step]
+    engine.inject(Fault(pattern=pattern, action="stall", seconds=stall_seconds))
+    run_id = stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
+    return run_id, running_statement(engine, pattern)
+
+
 @pytest.mark.parametrize(("report", "step"), CASES)
 def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(dagster_stack, local_trino, ledger,
                                                                         report, step) -> None:
-    pattern = STEP_STATEMENTS[report][step]
-    local_trino.inject(Fault(pattern=pattern, action="stall", seconds=120))
-    run_id = dagster_stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
-    statement = running_statement(local_trino, pattern)
+    run_id, statement = launch_and_hold(dagster_stack, local_trino, report, step, stall_seconds=120)
     terminated = time.monotonic()
     dagster_stack.terminate(run_id)
     assert statement.stopped.wait(2.0), "the Trino statement kept running after the run was terminated"
@@ -82,10 +87,7 @@ def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(dagster_
 @pytest.mark.parametrize(("report", "step"), CASES)
 def test_kill_9_of_the_run_worker_is_compensated_and_the_late_step_fenced(dagster_stack, local_trino, ledger,
                                                                          report, step) -> None:
-    pattern = STEP_STATEMENTS[report][step]
-    local_trino.inject(Fault(pattern=pattern, action="stall", seconds=6))
-    run_id = dagster_stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
-    statement = running_statement(local_trino, pattern)
+    run_id, statement = launch_and_hold(dagster_stack, local_trino, report, step, stall_seconds=6)
     pid = run_worker_pid(dagster_stack, run_id)
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
