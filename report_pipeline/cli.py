@@ -33,6 +33,33 @@ def _catalog(text: str) -> str:
     return text
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _saga_state(text: str) -> str:
+    from report_pipeline.saga import SagaState
+
+    if text.upper() not in SagaState.__members__:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(SagaState.__members__)}")
+    return text.upper()
+
+
+def _ledger():
+    """The saga ledger named by REPORT_PIPELINE_LEDGER_URL (the URL is a secret: never printed)."""
+    import os
+
+    from report_pipeline.saga.ledger import SqlLedger
+
+    url = os.environ.get("REPORT_PIPELINE_LEDGER_URL")
+    if not url:
+        sys.exit("error: set REPORT_PIPELINE_LEDGER_URL to the saga ledger's database URL")
+    return SqlLedger(url)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--trino-port", type=int, default=8080)
     dev.add_argument("--database", default="report_pipeline_dev", help="PostgreSQL database (created if missing)")
 
+    metrics = commands.add_parser("metrics", help="serve Prometheus metrics computed from the saga ledger")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    metrics.add_argument("--port", type=int, default=9108, help="port (default: 9108)")
+    metrics.add_argument("--stuck-after", type=_positive_seconds, default=None, metavar="SECONDS",
+                         help="a live saga with no sign of life for this long counts as stuck (default: "
+                              "REPORT_PIPELINE_STUCK_AFTER_SECONDS or 900)")
+
+    status = commands.add_parser("status", help="the recent sagas, or one saga's steps, progress and compensations")
+    status.add_argument("saga_id", nargs="?", help="a saga id (the root run id); omit for the recent sagas")
+    status.add_argument("--follow", "-f", action="store_true",
+                        help="redraw every --interval seconds; with a saga id, until it reaches an end state")
+    status.add_argument("--interval", type=_positive_seconds, default=1.0, help="seconds between redraws")
+    status.add_argument("--limit", type=int, default=20, help="how many recent sagas (default: 20)")
+    status.add_argument("--state", action="append", type=_saga_state, help="only sagas in this state (repeatable)")
+
     demo = commands.add_parser("demo", help="run the daily country report on the embedded engine")
     demo.add_argument("--start-date", type=_date, default=dt.date(2026, 1, 1))
     demo.add_argument("--end-date", type=_date, default=dt.date(2026, 1, 31))
@@ -74,6 +116,21 @@ def _serve_local_trino(args: argparse.Namespace) -> None:
         print(f"local Trino-compatible engine listening on {engine.url} (catalog {engine.catalog})", flush=True)
         stop.wait()
     print("local engine stopped", flush=True)
+
+
+def _serve_metrics(args: argparse.Namespace) -> None:
+    import os
+
+    from report_pipeline.observability.metrics import DEFAULT_STUCK_AFTER_SECONDS, serve_metrics
+
+    stuck_after = args.stuck_after or float(os.environ.get("REPORT_PIPELINE_STUCK_AFTER_SECONDS")
+                                            or DEFAULT_STUCK_AFTER_SECONDS)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"serving saga metrics on http://{args.host}:{args.port}/metrics (stuck after {stuck_after:.0f}s)",
+          flush=True)
+    serve_metrics(_ledger(), args.host, args.port, stuck_after, stop)
 
 
 def _validate_reports(directory: str | None) -> int:
@@ -112,6 +169,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_dev(args.ui_port, args.trino_port, args.database))
     elif args.command == "reports":
         sys.exit(_validate_reports(args.dir))
+    elif args.command == "metrics":
+        _serve_metrics(args)
+    elif args.command == "status":
+        from report_pipeline.observability.status import show_status
+
+        sys.exit(show_status(_ledger(), args.saga_id, follow=args.follow, interval=args.interval, limit=args.limit,
+                             states=args.state))
     elif args.command == "demo":
         from report_pipeline import demo
 

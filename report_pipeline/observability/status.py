@@ -1,31 +1,186 @@
-"""A saga's story from the ledger, as text: its state, transitions, step attempts and resources."""
+"""Sagas as text, from the ledger: the recent ones, or one saga's steps, progress and compensations.
+
+Serves `report-pipeline status` (engineers on a box without the UI) and the demo's printout.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
 
 from tabulate import tabulate
 
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.model import AttemptKind, AttemptStatus, SagaRecord, SagaState, StepAttempt
+
+# `status --follow SAGA_ID` exits with the saga's outcome, for scripts that wait on one
+EXIT_CODES = {SagaState.SUCCEEDED: 0, SagaState.COMPENSATED: 1, SagaState.FAILED_NEEDS_MANUAL: 2}
+_CLEAR = "\x1b[H\x1b[2J"
+
+# a step's state in the saga's current generation, from its attempts
+PENDING, RUNNING, SUCCEEDED, FAILED, COMPENSATED, UNDO_FAILED = (
+    "pending", "running", "succeeded", "failed", "compensated", "undo failed")
 
 
-def describe_saga(ledger: SqlLedger, saga_id: str) -> str:
+def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False, interval: float = 1.0,
+                limit: int = 20, states: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Print the view once, or redraw it until the saga ends (or Ctrl-C); the exit code."""
+    wanted = [SagaState(s) for s in states] if states else None
+    last = None
+    try:
+        while True:
+            if saga_id is None:
+                text = describe_recent(ledger, limit, wanted)
+            else:
+                saga = ledger.get_saga(saga_id)
+                if saga is None:
+                    print(f"no saga {saga_id} in the ledger", file=sys.stderr)
+                    return 1
+                text = describe_saga(ledger, saga_id)
+            if out.isatty() and follow:
+                out.write(_CLEAR + text + "\n")
+            elif text != last:
+                out.write(text + "\n" + ("\n" if follow else ""))
+            out.flush()
+            last = text
+            if not follow:
+                return 0
+            if saga_id is not None and saga.state.terminal:
+                return EXIT_CODES[saga.state]
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _report_steps(report: str) -> list[str]:
+    """The report's steps in execution order, if this machine has its spec (else the ledger's order)."""
+    from report_pipeline.reports import REPORTS_DIR, ReportSpecError, load_report
+
+    folder = Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR) / report
+    try:
+        return load_report(folder).saga_definition().order()
+    except (ReportSpecError, OSError):
+        return []
+
+
+def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None = None) -> str:
+    """One saga: header, each step (in `steps` order, then any other the ledger knows), compensations,
+    transitions and the tables it created."""
     saga = ledger.get_saga(saga_id)
     if saga is None:
         return f"no saga {saga_id}"
+    steps = _report_steps(saga.saga_name) if steps is None else steps
+    attempts = ledger.attempts(saga_id)
+    current = [a for a in attempts if a.generation == saga.generation]
     lines = [f"saga {saga.saga_id}  report {saga.saga_name}  state {saga.state.value}  "
-             f"generation {saga.generation}", f"parameters {saga.parameters}"]
+             f"generation {saga.generation}",
+             f"started {_time(saga.created_at)}  updated {_time(saga.updated_at)}  "
+             f"{'took' if saga.state.terminal else 'running for'} {_duration(saga)}  "
+             f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  run {saga.run_id or '-'}",
+             f"parameters {saga.parameters}"]
     if saga.failed_step:
         lines.append(f"failed step {saga.failed_step} ({saga.failure_kind}): {saga.error}")
+    if saga.state == SagaState.FAILED_NEEDS_MANUAL:
+        lines.append("NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may still "
+                     "exist; see the runbook in the README")
+
+    names = list(steps) + [a.step for a in current if a.step not in steps]
+    rows = [_step_row(name, [a for a in current if a.step == name]) for name in dict.fromkeys(names)]
+    lines += ["", "steps:", tabulate(rows, headers=["step", "state", "attempts", "trino query", "progress", "rows",
+                                                    "seconds", "error"])]
+
+    undos = [a for a in attempts if a.kind == AttemptKind.COMPENSATION]
+    if undos:
+        lines += ["", "compensations:", tabulate(
+            [[a.step, a.generation, a.attempt, a.status.value, a.query_id or "", _seconds(a), a.error or ""]
+             for a in undos], headers=["step", "generation", "#", "status", "trino query", "seconds", "error"])]
+
     lines += ["", "transitions:", tabulate(
-        [[t.at.strftime("%H:%M:%S.%f")[:-3], t.old_state.value if t.old_state else "-", t.new_state.value,
-          t.reason] for t in ledger.transitions(saga_id)], headers=["time", "from", "to", "reason"])]
-    lines += ["", "step attempts:", tabulate(
-        [[a.step, a.kind.value, a.attempt, a.status.value, a.query_id or "", "" if a.rows is None else a.rows,
-          _seconds(a), a.error_name or ""] for a in ledger.attempts(saga_id)],
-        headers=["step", "kind", "#", "status", "trino query", "rows", "seconds", "error"])]
+        [[_time(t.at), t.old_state.value if t.old_state else "-", t.new_state.value, t.reason]
+         for t in ledger.transitions(saga_id)], headers=["time", "from", "to", "reason"])]
+
+    created = ledger.resources(saga_id)
+    if created:
+        lines += ["", "tables (recorded before the step that creates them ran):",
+                  tabulate(sorted(created.items()), headers=["table", "created by"])]
     return "\n".join(lines)
 
 
-def _seconds(attempt) -> str:
-    if attempt.ended_at is None:
+def describe_recent(ledger: SqlLedger, limit: int = 20, states: Sequence[SagaState] | None = None) -> str:
+    """The most recent sagas, newest first."""
+    sagas = ledger.list_sagas(states=states, limit=limit)
+    if not sagas:
+        return "no sagas in the ledger" + (f" in state {', '.join(s.value for s in states)}" if states else "")
+    rows = [[s.saga_id, s.saga_name, s.state.value, s.trigger or "", s.partition or "", _time(s.created_at),
+             _duration(s), _where(ledger, s)] for s in sagas]
+    return tabulate(rows, headers=["saga", "report", "state", "trigger", "partition", "started", "duration",
+                                   "step / failure"])
+
+
+def _step_row(name: str, attempts: list[StepAttempt]) -> list[object]:
+    actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
+    last = actions[-1] if actions else None
+    failed = next((a for a in reversed(attempts) if a.status == AttemptStatus.FAILED), None)
+    return [name, _step_state(attempts), len([a for a in actions if a.attempt > 0]),
+            (last.query_id or "") if last else "", _progress(last), "" if last is None or last.rows is None
+            else f"{last.rows:,}", _seconds(last) if last else "",
+            (failed.error_name or "") if failed else ""]
+
+
+def _step_state(attempts: list[StepAttempt]) -> str:
+    state = PENDING
+    for attempt in attempts:
+        if attempt.kind == AttemptKind.ACTION:
+            state = {AttemptStatus.RUNNING: RUNNING, AttemptStatus.SUCCEEDED: SUCCEEDED}.get(attempt.status, FAILED)
+        elif attempt.status == AttemptStatus.SUCCEEDED:
+            state = COMPENSATED
+        elif attempt.status == AttemptStatus.FAILED:
+            state = UNDO_FAILED
+    return state
+
+
+def _progress(attempt: StepAttempt | None) -> str:
+    if attempt is None or attempt.status != AttemptStatus.RUNNING:
         return ""
+    progress = attempt.progress
+    if progress is None:
+        return "submitted"
+    percent = f" {progress.percent:.0f}%" if progress.percent is not None else ""
+    rows = f" {progress.rows:,} rows" if progress.rows else ""
+    return f"{progress.state}{percent}{rows}"
+
+
+def _where(ledger: SqlLedger, saga: SagaRecord) -> str:
+    if saga.failed_step:
+        return f"{saga.failed_step}: {saga.failure_kind}"
+    if saga.state == SagaState.RUNNING:
+        running = [a.step for a in ledger.attempts(saga.saga_id)
+                   if a.status == AttemptStatus.RUNNING and a.generation == saga.generation]
+        return ", ".join(dict.fromkeys(running))
+    return ""
+
+
+def _duration(saga: SagaRecord) -> str:
+    end = saga.updated_at if saga.state.terminal else dt.datetime.now(dt.timezone.utc)
+    seconds = (_utc(end) - _utc(saga.created_at)).total_seconds()
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
+
+
+def _seconds(attempt: StepAttempt) -> str:
+    if attempt.ended_at is None:
+        return f"{(dt.datetime.now(dt.timezone.utc) - _utc(attempt.started_at)).total_seconds():.1f}+"
     return f"{(attempt.ended_at - attempt.started_at).total_seconds():.2f}"
+
+
+def _time(moment: dt.datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -41,10 +41,11 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
         ledger.link_run(saga.saga_id, context.run_id, saga.run_id, "compensation")
         scope = _SagaScope(spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log)
         context.log.info(f"compensating saga {saga.saga_id} ({saga.state.value}): {config.reason}")
-        state = scope.coordinator.compensate(
-            saga.saga_id, _KIND_BY_STATE.get(saga.state, FailureKind.CRASHED),
-            scope.runner(scope.saved_parameters()), run_id=context.run_id, failed_step=saga.failed_step,
-            error=config.reason)
+        with scope.log_context(context.run_id, saga.failed_step):
+            state = scope.coordinator.compensate(
+                saga.saga_id, _KIND_BY_STATE.get(saga.state, FailureKind.CRASHED),
+                scope.runner(scope.saved_parameters()), run_id=context.run_id, failed_step=saga.failed_step,
+                error=config.reason)
         _tag_state(context, scope, *([saga.run_id] if saga.run_id else []))
         if state == SagaState.FAILED_NEEDS_MANUAL:
             raise dg.Failure(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "

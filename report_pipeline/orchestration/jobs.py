@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 import pydantic
+import structlog
 from tabulate import tabulate
 
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
@@ -27,6 +28,7 @@ from report_pipeline.saga import (
     SagaState,
     StepCancelled,
     StepError,
+    StepProgress,
     StepResult,
     StepTimedOut,
     TransientStepError,
@@ -37,6 +39,7 @@ SAGA_ID_TAG = "saga/id"
 SAGA_STATE_TAG = "saga/state"
 START_OP = "start_saga"
 PROGRESS_INTERVAL_SECONDS = 2.0
+log = structlog.get_logger("report_pipeline.orchestration")
 
 # Parallel branches of a report must really run at once: each step is a process. forkserver with the
 # project preloaded keeps the cost of starting a step process low.
@@ -75,14 +78,28 @@ class _SagaScope:
             raise dg.Failure(f"saga {self.saga_id} was never started (its start_saga step did not succeed)")
         return self.spec.parse_parameters(saga.parameters)
 
+    def log_context(self, run_id: str, step: str | None = None) -> Any:
+        """Every JSON log line written meanwhile carries the saga, run and step (the client adds the query)."""
+        return structlog.contextvars.bound_contextvars(saga_id=self.saga_id, run_id=run_id, report=self.spec.name,
+                                                       step=step)
+
     def _report_progress(self, step: str, progress: QueryProgress) -> None:
-        # a line when the query's state changes, and every PROGRESS_INTERVAL_SECONDS while it runs
+        # noted when the query's state changes, and every PROGRESS_INTERVAL_SECONDS while it runs
         now = time.monotonic()
         last_time, last_state = self._last_progress.get(step, (0.0, ""))
-        if progress.state == "QUEUED" or (progress.state == last_state
-                                          and now - last_time < PROGRESS_INTERVAL_SECONDS):
+        if progress.state == last_state and now - last_time < PROGRESS_INTERVAL_SECONDS:
             return
         self._last_progress[step] = (now, progress.state)
+        try:   # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
+            self.ledger.record_progress(self.saga_id, step, StepProgress(
+                progress.state, progress.percent, progress.processed_rows, progress.processed_bytes))
+        except Exception as error:  # noqa: BLE001
+            log.warning("could not record progress", error=str(error))
+        log.info("statement progress", state=progress.state, percent=progress.percent,
+                 processed_rows=progress.processed_rows, processed_bytes=progress.processed_bytes,
+                 elapsed_seconds=round(progress.elapsed_seconds, 1))
+        if progress.state == "QUEUED":
+            return
         percent = f"{progress.percent:.0f}%" if progress.percent is not None else "-"
         self.log.info(
             f"{step}: Trino query {progress.query_id} {progress.state} {percent} "
@@ -126,8 +143,9 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
                            context.log)
         trigger = trigger_of(context.run)
         partition = context.partition_key if context.has_partition_key else None
-        created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id,
-                                          trigger=trigger, partition=partition)
+        with scope.log_context(context.run_id, START_OP):
+            created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id,
+                                              trigger=trigger, partition=partition)
         context.instance.add_run_tags(context.run_id, {TRIGGER_TAG: trigger, **({PARTITION_TAG: partition}
                                                                                  if partition else {})})
         _tag_state(context, scope)
@@ -156,38 +174,45 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
     def run_step(context: dg.OpExecutionContext):
         scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
                            context.log)
-        runner = scope.runner(scope.saved_parameters())
-        in_run = context.run.step_keys_to_execute
-        restored = scope.coordinator.join(scope.saga_id, step_name, context.run_id, context.run.parent_run_id,
-                                          in_run, runner)
-        if restored:
-            context.log.info(f"restored steps skipped by this re-execution: {', '.join(restored)}")
-        try:
-            result = scope.coordinator.execute_step(scope.saga_id, step_name, context.run_id,
-                                                    context.retry_number + 1, runner)
-        except TransientStepError as error:
-            if context.retry_number < step.retry.max_retries:
-                delay = step.retry.delay_seconds * step.retry.backoff ** context.retry_number
-                context.log.warning(f"{step_name}: transient failure, retry in {delay:.1f}s: {error}")
-                raise dg.RetryRequested(max_retries=step.retry.max_retries, seconds_to_wait=delay) from error
-            raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
-        except StepTimedOut as error:
-            raise _failure(FailureKind.TIMED_OUT, step_name, error) from error
-        except StepCancelled as error:
-            raise _failure(FailureKind.CANCELLED, step_name, error) from error
-        except (StepError, SagaFenced) as error:
-            raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
-        except dg.DagsterExecutionInterruptedError:
-            # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
-            # run on termination, so record it; the saga backstop sensor compensates the saga.
-            scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, failed_step=step_name,
-                                   error="run terminated")
-            _tag_state(context, scope)
-            raise
-        state = _tag_state(context, scope)
+        with scope.log_context(context.run_id, step_name):
+            result, state = _run_step(context, scope, step_name, step)
         yield dg.Output(None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state))
 
     return run_step
+
+
+def _run_step(context: dg.OpExecutionContext, scope: _SagaScope, step_name: str,
+              step: Any) -> tuple[StepResult, SagaState]:
+    """The step through the saga engine, with Dagster's retry, failure and termination semantics."""
+    runner = scope.runner(scope.saved_parameters())
+    in_run = context.run.step_keys_to_execute
+    restored = scope.coordinator.join(scope.saga_id, step_name, context.run_id, context.run.parent_run_id,
+                                      in_run, runner)
+    if restored:
+        context.log.info(f"restored steps skipped by this re-execution: {', '.join(restored)}")
+    try:
+        result = scope.coordinator.execute_step(scope.saga_id, step_name, context.run_id,
+                                                context.retry_number + 1, runner)
+    except TransientStepError as error:
+        if context.retry_number < step.retry.max_retries:
+            delay = step.retry.delay_seconds * step.retry.backoff ** context.retry_number
+            context.log.warning(f"{step_name}: transient failure, retry in {delay:.1f}s: {error}")
+            raise dg.RetryRequested(max_retries=step.retry.max_retries, seconds_to_wait=delay) from error
+        raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
+    except StepTimedOut as error:
+        raise _failure(FailureKind.TIMED_OUT, step_name, error) from error
+    except StepCancelled as error:
+        raise _failure(FailureKind.CANCELLED, step_name, error) from error
+    except (StepError, SagaFenced) as error:
+        raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
+    except dg.DagsterExecutionInterruptedError:
+        # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
+        # run on termination, so record it; the saga backstop sensor compensates the saga.
+        scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, failed_step=step_name,
+                               error="run terminated")
+        _tag_state(context, scope)
+        raise
+    return result, _tag_state(context, scope)
 
 
 def _metadata(result: StepResult, trino_ui: str, state: SagaState) -> dict[str, Any]:
@@ -224,8 +249,9 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
         metadata = getattr(error, "metadata", None) or {}
         kind = FailureKind(_metadata_text(metadata, "failure_kind") or FailureKind.STEP_FAILED.value)
         message = _metadata_text(metadata, "error") or getattr(error, "description", None) or str(error)
-        state = scope.coordinator.compensate(scope.saga_id, kind, scope.runner(scope.saved_parameters()),
-                                             run_id=context.run_id, failed_step=context.op.name, error=message)
+        with scope.log_context(context.run_id, context.op.name):
+            state = scope.coordinator.compensate(scope.saga_id, kind, scope.runner(scope.saved_parameters()),
+                                                 run_id=context.run_id, failed_step=context.op.name, error=message)
         _tag_state(context, scope)
         if state == SagaState.FAILED_NEEDS_MANUAL:
             context.log.error(f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "

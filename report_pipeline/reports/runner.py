@@ -50,6 +50,7 @@ class ReportStepRunner:
         return StepResult(query_id=last.query_id, rows=last.row_count,
                           bytes=sum(o.processed_bytes for o in outcomes),
                           elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
+                          queued_seconds=_total_queued(outcomes),
                           details={**details, "info_uri": last.info_uri,
                                    "processed_rows": sum(o.processed_rows for o in outcomes)})
 
@@ -64,7 +65,8 @@ class ReportStepRunner:
             outcomes.append(self._run(step.name, file, spec.timeout_seconds))
         last = outcomes[-1] if outcomes else None
         return StepResult(query_id=last.query_id if last else None, rows=last.row_count if last else None,
-                          elapsed_seconds=sum(o.elapsed_seconds for o in outcomes))
+                          elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
+                          queued_seconds=_total_queued(outcomes))
 
     def _run(self, step: str, file: str, timeout_seconds: float) -> QueryOutcome:
         statement = render(self.spec.sql_text(file), self.tables, self.values)
@@ -83,3 +85,8 @@ class ReportStepRunner:
 
     def table(self, name: str) -> QualifiedName:
         return self.tables[name]
+
+
+def _total_queued(outcomes: list[QueryOutcome]) -> float | None:
+    queued = [o.queued_seconds for o in outcomes if o.queued_seconds is not None]
+    return sum(queued) if queued else None

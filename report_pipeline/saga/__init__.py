@@ -21,11 +21,12 @@ from report_pipeline.saga.model import (
     SagaDefinition,
     SagaState,
     StepDefinition,
+    StepProgress,
     StepResult,
 )
 
 __all__ = [
     "AttemptKind", "AttemptStatus", "CompensationPolicy", "FailureKind", "PermanentStepError", "SagaCoordinator",
-    "SagaDefinition", "SagaFenced", "SagaState", "StepCancelled", "StepDefinition", "StepError", "StepResult",
+    "SagaDefinition", "SagaFenced", "SagaState", "StepCancelled", "StepDefinition", "StepError", "StepProgress", "StepResult",
     "StepRunner", "StepTimedOut", "TransientStepError",
 ]

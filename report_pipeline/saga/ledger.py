@@ -27,6 +27,7 @@ from report_pipeline.saga.model import (
     SagaRecord,
     SagaState,
     StepAttempt,
+    StepProgress,
     StepResult,
     Transition,
     check_transition,
@@ -70,6 +71,13 @@ step_attempts = sa.Table(
     sa.Column("bytes", sa.BigInteger),
     sa.Column("error", sa.Text),
     sa.Column("error_name", sa.String(128)),
+    # version 2: time the statements waited in the engine's queue, and live progress while running
+    sa.Column("queued_seconds", sa.Float),
+    sa.Column("progress_state", sa.String(32)),
+    sa.Column("progress_percent", sa.Float),
+    sa.Column("progress_rows", sa.BigInteger),
+    sa.Column("progress_bytes", sa.BigInteger),
+    sa.Column("progress_at", sa.DateTime(timezone=True)),
     sa.Index("ix_saga_step_attempts_saga_id", "saga_id"),
 )
 
@@ -141,8 +149,15 @@ schema_version = sa.Table(
 
 # Upgrades of an existing ledger, as (version, function of alembic Operations). A new ledger is
 # created from the table definitions above and stamped with the latest version, as alembic advises.
-MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = []
-LATEST_VERSION = 1
+def _v2_statement_stats_and_progress(operations: Operations) -> None:
+    for name in ("queued_seconds", "progress_state", "progress_percent", "progress_rows", "progress_bytes",
+                 "progress_at"):
+        column = step_attempts.c[name]
+        operations.add_column(step_attempts.name, sa.Column(name, column.type))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = [(2, _v2_statement_stats_and_progress)]
+LATEST_VERSION = 2
 _MIGRATION_LOCK = 0x5A6A_1ED6  # advisory lock key shared by every process that migrates
 
 
@@ -409,7 +424,8 @@ class SqlLedger:
         """Close an attempt; returns the saga's state at that moment (a late success checks it)."""
         values: dict[str, Any] = {"status": status.value, "ended_at": _now()}
         if result is not None:
-            values.update(query_id=result.query_id, rows=result.rows, bytes=result.bytes)
+            values.update(query_id=result.query_id, rows=result.rows, bytes=result.bytes,
+                          queued_seconds=result.queued_seconds)
         if error is not None:
             values["error"] = str(error)
             if isinstance(error, StepError):
@@ -423,13 +439,24 @@ class SqlLedger:
             connection.execute(step_attempts.update().where(step_attempts.c.id == attempt_id).values(**values))
             return state
 
+    def record_progress(self, saga_id: str, step: str, progress: StepProgress) -> None:
+        """Note how far the step's running attempt has got (shown by `report-pipeline status`)."""
+        running = (sa.select(sa.func.max(step_attempts.c.id))
+                   .where(step_attempts.c.saga_id == saga_id, step_attempts.c.step == step,
+                          step_attempts.c.status == AttemptStatus.RUNNING.value).scalar_subquery())
+        with self.engine.begin() as connection:
+            connection.execute(step_attempts.update().where(step_attempts.c.id == running).values(
+                progress_state=progress.state, progress_percent=progress.percent, progress_rows=progress.rows,
+                progress_bytes=progress.bytes, progress_at=_now()))
+
     def attempts(self, saga_id: str) -> list[StepAttempt]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(step_attempts).where(step_attempts.c.saga_id == saga_id)
                                       .order_by(step_attempts.c.id)).mappings().all()
         return [StepAttempt(r["id"], r["saga_id"], r["step"], AttemptKind(r["kind"]), AttemptStatus(r["status"]),
                             r["run_id"], r["attempt"], r["started_at"], r["ended_at"], r["query_id"], r["rows"],
-                            r["bytes"], r["error"], r["error_name"], r["generation"]) for r in rows]
+                            r["bytes"], r["error"], r["error_name"], r["generation"], r["queued_seconds"],
+                            _progress(r)) for r in rows]
 
     def resources(self, saga_id: str) -> dict[str, str]:
         """Resource name -> the step that created it."""
@@ -437,6 +464,13 @@ class SqlLedger:
             rows = connection.execute(sa.select(resources.c.name, resources.c.step)
                                       .where(resources.c.saga_id == saga_id)).all()
         return {name: step for name, step in rows}
+
+
+def _progress(row: Any) -> StepProgress | None:
+    if row["progress_at"] is None:
+        return None
+    return StepProgress(row["progress_state"], row["progress_percent"], row["progress_rows"], row["progress_bytes"],
+                        row["progress_at"])
 
 
 def _saga(row: Any) -> SagaRecord:

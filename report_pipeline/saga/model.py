@@ -139,7 +139,19 @@ class StepResult:
     rows: int | None = None
     bytes: int | None = None
     elapsed_seconds: float | None = None
+    queued_seconds: float | None = None      # time the statements waited in the engine's queue
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """How far a running step has got, as its engine last reported."""
+
+    state: str                 # the engine's own word: QUEUED, RUNNING, FINISHING...
+    percent: float | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,8 @@ class StepAttempt:
     error: str | None = None
     error_name: str | None = None
     generation: int = 1
+    queued_seconds: float | None = None
+    progress: StepProgress | None = None
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class QueryOutcome:
     processed_rows: int = 0
     processed_bytes: int = 0
     elapsed_seconds: float = 0.0
+    queued_seconds: float | None = None
 
 
 class TrinoClient:
@@ -87,10 +88,13 @@ class TrinoClient:
         timed_out = threading.Event()
 
         def report(stats: dict) -> None:
+            # from the moment Trino names the query, every log line of the statement carries its id
+            if stats.get("queryId") and structlog.contextvars.get_contextvars().get("query_id") != stats["queryId"]:
+                structlog.contextvars.bind_contextvars(query_id=stats["queryId"])
             if on_progress is not None:
                 on_progress(_progress(stats, time.monotonic() - started))
 
-        with self.connect(properties) as connection:
+        with self.connect(properties) as connection, structlog.contextvars.bound_contextvars(query_id=None):
             cursor = connection.cursor(stats_callback=report)
             watchdog = _Watchdog(timeout_seconds, cursor, timed_out) if timeout_seconds else None
             try:
@@ -126,7 +130,8 @@ class TrinoClient:
                 columns=[d.name for d in cursor.description or []], rows=rows,
                 processed_rows=int(stats.get("processedRows") or 0),
                 processed_bytes=int(stats.get("processedBytes") or 0),
-                elapsed_seconds=time.monotonic() - started)
+                elapsed_seconds=time.monotonic() - started,
+                queued_seconds=stats["queuedTimeMillis"] / 1000 if "queuedTimeMillis" in stats else None)
 
 
     def _settle(self, query_id: str, statement: Statement, started: float, timeout_seconds: float | None,

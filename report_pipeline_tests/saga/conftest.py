@@ -51,7 +51,7 @@ class ScriptedRunner:
         failures = self.action_failures.get(step.name)
         if failures:
             raise failures.pop(0)
-        return StepResult(query_id=f"q-{step.name}", rows=1)
+        return StepResult(query_id=f"q-{step.name}", rows=1, bytes=1000, queued_seconds=0.02)
 
     def run_compensation(self, step: StepDefinition) -> StepResult:
         self.calls.append(("compensation", step.name))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 
-from report_pipeline.saga import AttemptKind, FailureKind, SagaFenced, SagaState
+from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, SagaFenced, SagaState, StepProgress, StepResult
 from report_pipeline.saga.errors import InvalidTransition
 from report_pipeline.saga.ledger import LATEST_VERSION, SqlLedger
 from report_pipeline_tests.saga.conftest import FAN_OUT, ScriptedRunner, coordinator, isolated_schema_url, permanent
@@ -22,6 +25,38 @@ def test_concurrent_migrations_do_not_collide(postgres_url) -> None:
     with ThreadPoolExecutor(4) as pool:
         versions = list(pool.map(lambda _: SqlLedger(url).migrate(), range(4)))
     assert versions == [LATEST_VERSION] * 4
+
+
+def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
+    ledger.create_saga("old", "chain", {}, "run-1")
+    attempt = ledger.start_attempt("old", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True)
+    v2_columns = ["queued_seconds", "progress_state", "progress_percent", "progress_rows", "progress_bytes",
+                  "progress_at"]
+    with ledger.engine.begin() as connection:    # what version 1 looked like
+        operations = Operations(MigrationContext.configure(connection))
+        with operations.batch_alter_table("saga_step_attempts") as batch:
+            for column in v2_columns:
+                batch.drop_column(column)
+        connection.execute(sa.text("DELETE FROM saga_ledger_version"))
+        connection.execute(sa.text("INSERT INTO saga_ledger_version (version, applied_at) "
+                                   "VALUES (1, CURRENT_TIMESTAMP)"))
+    assert ledger.migrate() == 2
+    columns = {c["name"] for c in sa.inspect(ledger.engine).get_columns("saga_step_attempts")}
+    assert set(v2_columns) <= columns
+    ledger.record_progress("old", "create_temp", StepProgress("RUNNING", 50.0, 10, 100))
+    [kept] = ledger.attempts("old")
+    assert (kept.id, kept.progress.percent) == (attempt, 50.0)
+
+
+def test_progress_is_recorded_on_the_steps_running_attempt(ledger) -> None:
+    ledger.create_saga("s", "chain", {}, "run-1")
+    attempt = ledger.start_attempt("s", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True)
+    ledger.record_progress("s", "create_temp", StepProgress("RUNNING", 12.5, 1000, 2000))
+    ledger.finish_attempt("s", attempt, AttemptStatus.SUCCEEDED, result=StepResult(queued_seconds=0.3))
+    ledger.record_progress("s", "create_temp", StepProgress("RUNNING", 99.0, 1, 1))   # too late: nothing open
+    [recorded] = ledger.attempts("s")
+    assert (recorded.progress.state, recorded.progress.percent, recorded.progress.rows, recorded.progress.bytes,
+            recorded.queued_seconds) == ("RUNNING", 12.5, 1000, 2000, 0.3)
 
 
 def test_creating_an_existing_saga_changes_nothing(ledger) -> None:

@@ -1,0 +1,48 @@
+"""Sagas in every state, made with the real saga engine and ledger (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+from report_pipeline.saga import AttemptKind, FailureKind, SagaState, StepError
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator, ledger, permanent  # noqa: F401
+
+PARAMETERS = {"day": "2026-01-01"}
+
+
+def run_chain(ledger: SqlLedger, saga_id: str, runner: ScriptedRunner | None = None) -> SagaState:
+    """Every step of the CHAIN saga in order; the first failure compensates. The state it ends in."""
+    saga = coordinator(ledger)
+    runner = runner or ScriptedRunner()
+    saga.start(saga_id, PARAMETERS, f"run-{saga_id}")
+    for name in saga.definition.order():
+        try:
+            saga.execute_step(saga_id, name, f"run-{saga_id}", 1, runner)
+        except StepError as error:
+            return saga.compensate(saga_id, FailureKind.STEP_FAILED, runner, run_id=f"run-{saga_id}",
+                                   failed_step=name, error=str(error))
+    return ledger.get_saga(saga_id).state
+
+
+def make_saga(ledger: SqlLedger, saga_id: str, state: SagaState) -> None:
+    """A CHAIN saga left in `state`, as the engine would leave it."""
+    saga = coordinator(ledger)
+    run_id = f"run-{saga_id}"
+    if state == SagaState.SUCCEEDED:
+        run_chain(ledger, saga_id)
+    elif state == SagaState.COMPENSATED:
+        run_chain(ledger, saga_id, ScriptedRunner(action_failures={"write_report": [permanent()]}))
+    elif state == SagaState.FAILED_NEEDS_MANUAL:
+        run_chain(ledger, saga_id, ScriptedRunner(action_failures={"write_report": [permanent()]},
+                                                  always_fail_compensation={"create_temp"}))
+    else:
+        saga.start(saga_id, PARAMETERS, run_id)
+        saga.execute_step(saga_id, "create_temp", run_id, 1, ScriptedRunner())
+        # write_report is under way: its attempt is open
+        ledger.start_attempt(saga_id, "write_report", AttemptKind.ACTION, run_id, 1, require_running=True)
+        kind = {SagaState.FAILED: FailureKind.STEP_FAILED, SagaState.TIMED_OUT: FailureKind.TIMED_OUT,
+                SagaState.CANCELLED: FailureKind.CANCELLED, SagaState.COMPENSATING: FailureKind.STEP_FAILED}
+        if state in kind:
+            saga.stop(saga_id, kind[state], run_id=run_id, failed_step="write_report", error="boom")
+        if state == SagaState.COMPENSATING:
+            ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation started", run_id)
+    assert ledger.get_saga(saga_id).state == state

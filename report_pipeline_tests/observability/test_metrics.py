@@ -1,0 +1,217 @@
+"""Metrics computed from the ledger: what each saga outcome adds, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from report_pipeline.observability.metrics import LedgerCollector
+from report_pipeline.saga import SagaState, StepProgress
+from report_pipeline.saga.ledger import SqlLedger, sagas, step_attempts
+from report_pipeline_tests.observability.conftest import make_saga, run_chain
+from report_pipeline_tests.saga.conftest import ScriptedRunner, permanent, transient
+
+CHAIN = "chain"
+
+
+class Scrape:
+    def __init__(self, ledger: SqlLedger, stuck_after_seconds: float = 900):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(LedgerCollector(ledger, stuck_after_seconds))
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def names(self) -> set[str]:
+        return {family.name for family in self.registry.collect()}
+
+
+def test_each_outcome_counts_one_execution_by_final_state(ledger) -> None:
+    for saga_id, state in [("s1", SagaState.SUCCEEDED), ("s2", SagaState.SUCCEEDED), ("c1", SagaState.COMPENSATED),
+                           ("m1", SagaState.FAILED_NEEDS_MANUAL)]:
+        make_saga(ledger, saga_id, state)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 2
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="compensated") == 1
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="failed_needs_manual") == 1
+
+
+def test_a_live_saga_is_not_an_ended_execution(ledger) -> None:
+    make_saga(ledger, "r1", SagaState.RUNNING)
+    assert Scrape(ledger).value("saga_executions_total", saga_name=CHAIN, status="succeeded") is None
+
+
+def test_a_reexecution_that_succeeds_counts_as_a_second_execution(ledger) -> None:
+    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    ledger.begin_rerun("c1", "run-2", "run-c1")
+    ledger.transition("c1", {SagaState.RUNNING}, SagaState.SUCCEEDED, "all steps succeeded", "run-2")
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="compensated") == 1
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 1
+    assert scrape.value("saga_duration_seconds_count", saga_name=CHAIN, status="succeeded") == 1
+
+
+def test_saga_duration_runs_from_start_to_end_state(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    saga = ledger.get_saga("s1")
+    took = (saga.updated_at - saga.created_at).total_seconds()
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_duration_seconds_count", saga_name=CHAIN, status="succeeded") == 1
+    assert scrape.value("saga_duration_seconds_sum", saga_name=CHAIN, status="succeeded") == pytest.approx(took, abs=0.01)
+    assert scrape.value("saga_duration_seconds_bucket", saga_name=CHAIN, status="succeeded", le="1.0") == 1
+
+
+def test_step_durations_are_labelled_by_step_and_outcome(ledger) -> None:
+    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_step_duration_seconds_count", saga_name=CHAIN, step_name="create_temp",
+                        status="succeeded") == 1
+    assert scrape.value("saga_step_duration_seconds_count", saga_name=CHAIN, step_name="write_report",
+                        status="failed") == 1
+    assert scrape.value("saga_step_duration_seconds_count", saga_name=CHAIN, step_name="drop_temp",
+                        status="succeeded") is None
+
+
+def test_histogram_buckets_are_cumulative(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    with ledger.engine.begin() as connection:   # one slow attempt: 42 s
+        first = connection.execute(sa.select(sa.func.min(step_attempts.c.id))).scalar()
+        start = connection.execute(sa.select(step_attempts.c.started_at).where(step_attempts.c.id == first)).scalar()
+        connection.execute(step_attempts.update().where(step_attempts.c.id == first)
+                           .values(ended_at=start + dt.timedelta(seconds=42)))
+    scrape = Scrape(ledger)
+    bucket = lambda le: scrape.value("saga_step_duration_seconds_bucket", saga_name=CHAIN,  # noqa: E731
+                                     step_name="create_temp", status="succeeded", le=le)
+    assert (bucket("30.0"), bucket("60.0"), bucket("+Inf")) == (0, 1, 1)
+    assert scrape.value("saga_step_duration_seconds_sum", saga_name=CHAIN, step_name="create_temp",
+                        status="succeeded") == pytest.approx(42, abs=0.01)
+
+
+def test_compensations_count_each_undo_attempt_by_outcome(ledger) -> None:
+    runner = ScriptedRunner(action_failures={"write_report": [permanent()]},
+                            compensation_failures={"create_temp": [transient()]})
+    assert run_chain(ledger, "c1", runner) == SagaState.COMPENSATED
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="create_temp", outcome="failed") == 1
+    assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="create_temp",
+                        outcome="succeeded") == 1
+    assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="write_report",
+                        outcome="succeeded") == 1
+
+
+def test_sagas_by_state_shows_every_state_including_zero(ledger) -> None:
+    make_saga(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
+    make_saga(ledger, "r1", SagaState.RUNNING)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_sagas", saga_name=CHAIN, state="FAILED_NEEDS_MANUAL") == 1
+    assert scrape.value("saga_sagas", saga_name=CHAIN, state="RUNNING") == 1
+    assert scrape.value("saga_sagas", saga_name=CHAIN, state="COMPENSATED") == 0
+
+
+def _age(ledger: SqlLedger, saga_id: str, seconds: float) -> None:
+    """Move every moment recorded for the saga `seconds` into the past."""
+    shift = dt.timedelta(seconds=seconds)
+    with ledger.engine.begin() as connection:
+        for row in connection.execute(sa.select(step_attempts).where(step_attempts.c.saga_id == saga_id)).mappings():
+            moments = {k: row[k] - shift for k in ("started_at", "ended_at", "progress_at") if row[k] is not None}
+            connection.execute(step_attempts.update().where(step_attempts.c.id == row["id"]).values(**moments))
+        row = connection.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).mappings().one()
+        connection.execute(sagas.update().where(sagas.c.saga_id == saga_id).values(
+            created_at=row["created_at"] - shift, updated_at=row["updated_at"] - shift))
+
+
+def test_a_live_saga_silent_longer_than_the_threshold_is_stuck(ledger) -> None:
+    make_saga(ledger, "r1", SagaState.RUNNING)
+    make_saga(ledger, "r2", SagaState.COMPENSATING)
+    make_saga(ledger, "fresh", SagaState.RUNNING)
+    _age(ledger, "r1", 1000)
+    _age(ledger, "r2", 1000)
+    scrape = Scrape(ledger, stuck_after_seconds=900)
+    assert scrape.value("saga_stuck_sagas", saga_name=CHAIN) == 2
+    assert scrape.value("saga_oldest_active_age_seconds", saga_name=CHAIN) == pytest.approx(1000, abs=5)
+
+
+def test_query_progress_is_a_sign_of_life(ledger) -> None:
+    make_saga(ledger, "r1", SagaState.RUNNING)
+    _age(ledger, "r1", 1000)
+    ledger.record_progress("r1", "write_report", StepProgress("RUNNING", 40.0, 1000, 10_000))
+    assert Scrape(ledger, stuck_after_seconds=900).value("saga_stuck_sagas", saga_name=CHAIN) == 0
+
+
+def test_an_ended_saga_is_never_stuck(ledger) -> None:
+    make_saga(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
+    _age(ledger, "m1", 10_000)
+    assert Scrape(ledger, stuck_after_seconds=900).value("saga_stuck_sagas", saga_name=CHAIN) == 0
+
+
+def test_trino_statement_figures_come_from_finished_attempts(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    make_saga(ledger, "s2", SagaState.SUCCEEDED)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_trino_rows_total", saga_name=CHAIN, step_name="create_temp") == 2
+    assert scrape.value("saga_trino_processed_bytes_total", saga_name=CHAIN, step_name="create_temp") == 2000
+    assert scrape.value("saga_trino_queued_seconds_count", saga_name=CHAIN) == 6
+    assert scrape.value("saga_trino_queued_seconds_sum", saga_name=CHAIN) == pytest.approx(0.12)
+
+
+def test_trino_errors_are_counted_by_error_name(ledger) -> None:
+    runner = ScriptedRunner(action_failures={"write_report": [transient(), permanent()]})
+    saga = run_chain.__globals__["coordinator"](ledger)
+    saga.start("e1", {}, "run-e1")
+    saga.execute_step("e1", "create_temp", "run-e1", 1, runner)
+    for attempt in (1, 2):
+        with pytest.raises(Exception):
+            saga.execute_step("e1", "write_report", "run-e1", attempt, runner)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_trino_errors_total", saga_name=CHAIN, error_name="HIVE_METASTORE_ERROR") == 1
+    assert scrape.value("saga_trino_errors_total", saga_name=CHAIN, error_name="TABLE_NOT_FOUND") == 1
+
+
+def test_an_error_name_that_is_not_a_code_is_reported_as_other(ledger) -> None:
+    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    with ledger.engine.begin() as connection:
+        connection.execute(step_attempts.update().where(step_attempts.c.error_name.is_not(None))
+                           .values(error_name="weird: value with spaces"))
+    assert Scrape(ledger).value("saga_trino_errors_total", saga_name=CHAIN, error_name="OTHER") == 1
+
+
+def test_alerts_are_counted_once_settled_and_pending_until_then(ledger) -> None:
+    ledger.record_alert("a1", "s1", "saga_compensated", {})
+    ledger.record_alert("a2", "s2", "saga_compensated", {})
+    ledger.record_alert("a3", "s3", "saga_failed_needs_manual", {})
+    ledger.update_alert("a1", status="delivered", attempts=2)
+    ledger.update_alert("a3", status="failed", attempts=5)
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_alert_deliveries_total", kind="saga_compensated", outcome="delivered") == 1
+    assert scrape.value("saga_alert_deliveries_total", kind="saga_failed_needs_manual", outcome="failed") == 1
+    assert scrape.value("saga_alerts_pending", kind="saga_compensated") == 1
+    assert scrape.value("saga_alert_delivery_attempts_total", kind="saga_failed_needs_manual") == 5
+
+
+def test_a_second_exporter_reports_the_same_figures(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    first, second = Scrape(ledger), Scrape(ledger)
+    samples = lambda scrape: sorted((s.name, tuple(sorted(s.labels.items())), s.value)  # noqa: E731
+                                    for f in scrape.registry.collect() for s in f.samples
+                                    if f.name != "saga_ledger_scrape_duration_seconds"
+                                    and not f.name.startswith("saga_oldest"))
+    assert samples(first) == samples(second)
+
+
+def test_every_family_is_exported_even_before_the_first_saga(ledger) -> None:
+    assert Scrape(ledger).names() >= {
+        "saga_executions", "saga_duration_seconds", "saga_step_duration_seconds", "saga_compensations",
+        "saga_sagas", "saga_stuck_sagas", "saga_trino_queued_seconds", "saga_trino_rows",
+        "saga_trino_processed_bytes", "saga_trino_errors", "saga_alert_deliveries", "saga_alerts_pending",
+        "saga_ledger_up"}
+
+
+def test_an_unreachable_ledger_reports_up_0_instead_of_failing_the_scrape() -> None:
+    ledger = SqlLedger("postgresql+psycopg2://nobody@127.0.0.1:1/none?connect_timeout=2")
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_ledger_up") == 0
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") is None
