@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PGHOST ?= 127.0.0.1
 PGPORT ?= 5432
 
-.PHONY: install test demo dev bench local-trino postgres clean
+.PHONY: install test demo dev bench local-trino postgres system-packages metrics status clean
 
 install: $(INSTALLED)
 
@@ -20,6 +20,14 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
+
+# Debian packages the tests use: promtool (package prometheus) checks and unit-tests the alert rules.
+system-packages:
+	@command -v promtool >/dev/null && exit 0; \
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	echo "installing Debian's prometheus package (for promtool)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+		|| { echo "error: could not install promtool; run: apt-get install prometheus" >&2; exit 1; }
 
 # Use the PostgreSQL server on $(PGHOST):$(PGPORT); start the local cluster if it is installed but stopped.
 postgres:
@@ -33,7 +41,7 @@ postgres:
 	echo "       Install one (apt-get install postgresql) or set PGHOST/PGPORT to a running server." >&2; \
 	exit 1
 
-test: install postgres
+test: install system-packages postgres
 	$(BIN)/pytest
 
 demo: install
@@ -44,6 +52,13 @@ dev: install postgres
 
 bench: install
 	$(BIN)/python -m report_pipeline_tests.benchmarks
+
+# The metrics endpoint and the status view read the ledger named by REPORT_PIPELINE_LEDGER_URL.
+metrics: install
+	$(BIN)/report-pipeline metrics
+
+status: install
+	$(BIN)/report-pipeline status
 
 local-trino: install
 	$(BIN)/report-pipeline local-trino

@@ -38,6 +38,7 @@ DEFAULT_STUCK_AFTER_SECONDS = 900
 _ERROR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _TERMINAL = [s.value for s in TERMINAL_STATES]
 _ALERT_OUTCOMES = ("delivered", "logged", "failed")
+_ATTEMPT_OUTCOMES = (AttemptStatus.SUCCEEDED.value, AttemptStatus.FAILED.value)
 
 
 class LedgerCollector(Collector):
@@ -90,10 +91,14 @@ class LedgerCollector(Collector):
     def _executions(self, connection: sa.Connection) -> Metric:
         family = CounterMetricFamily("saga_executions", "Saga executions that ended, by final state",
                                      labels=["saga_name", "status"])
+        # every outcome of every known report from zero, so the first failure is an increase to alert on
+        counts = {(name, state.value): 0 for name in _saga_names(connection) for state in TERMINAL_STATES}
         ended = self._ended_executions().subquery()
-        rows = connection.execute(sa.select(ended.c.saga_name, ended.c.new_state, sa.func.count())
-                                  .group_by(ended.c.saga_name, ended.c.new_state))
-        for saga_name, state, count in rows:
+        for saga_name, state, count in connection.execute(
+                sa.select(ended.c.saga_name, ended.c.new_state, sa.func.count())
+                .group_by(ended.c.saga_name, ended.c.new_state)):
+            counts[saga_name, state] = count
+        for (saga_name, state), count in sorted(counts.items()):
             family.add_metric([saga_name, state.lower()], count)
         return family
 
@@ -124,12 +129,16 @@ class LedgerCollector(Collector):
     def _compensations(self, connection: sa.Connection) -> Metric:
         family = CounterMetricFamily("saga_compensations", "Attempts to undo a step, by outcome",
                                      labels=["saga_name", "step_name", "outcome"])
-        rows = connection.execute(
-            sa.select(sagas.c.saga_name, step_attempts.c.step, step_attempts.c.status, sa.func.count())
-            .join(sagas, sagas.c.saga_id == step_attempts.c.saga_id)
-            .where(step_attempts.c.kind == AttemptKind.COMPENSATION.value, step_attempts.c.ended_at.is_not(None))
-            .group_by(sagas.c.saga_name, step_attempts.c.step, step_attempts.c.status))
-        for saga_name, step, status, count in rows:
+        steps = connection.execute(sa.select(sagas.c.saga_name, step_attempts.c.step).distinct()
+                                   .join(sagas, sagas.c.saga_id == step_attempts.c.saga_id))
+        counts = {(name, step, outcome): 0 for name, step in steps for outcome in _ATTEMPT_OUTCOMES}
+        for saga_name, step, status, count in connection.execute(
+                sa.select(sagas.c.saga_name, step_attempts.c.step, step_attempts.c.status, sa.func.count())
+                .join(sagas, sagas.c.saga_id == step_attempts.c.saga_id)
+                .where(step_attempts.c.kind == AttemptKind.COMPENSATION.value, step_attempts.c.ended_at.is_not(None))
+                .group_by(sagas.c.saga_name, step_attempts.c.step, step_attempts.c.status)):
+            counts[saga_name, step, status] = count
+        for (saga_name, step, status), count in sorted(counts.items()):
             family.add_metric([saga_name, step, status.lower()], count)
         return family
 
@@ -240,6 +249,10 @@ class LedgerCollector(Collector):
         yield deliveries
         yield attempts
         yield pending
+
+
+def _saga_names(connection: sa.Connection) -> list[str]:
+    return list(connection.execute(sa.select(sagas.c.saga_name).distinct()).scalars())
 
 
 def _histogram(connection: sa.Connection, name: str, documentation: str, source: Any, labels: Sequence[str],

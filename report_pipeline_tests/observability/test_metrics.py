@@ -39,9 +39,11 @@ def test_each_outcome_counts_one_execution_by_final_state(ledger) -> None:
     assert scrape.value("saga_executions_total", saga_name=CHAIN, status="failed_needs_manual") == 1
 
 
-def test_a_live_saga_is_not_an_ended_execution(ledger) -> None:
+def test_a_live_saga_is_not_an_ended_execution_but_its_report_starts_every_outcome_at_zero(ledger) -> None:
     make_saga(ledger, "r1", SagaState.RUNNING)
-    assert Scrape(ledger).value("saga_executions_total", saga_name=CHAIN, status="succeeded") is None
+    scrape = Scrape(ledger)
+    for status in ("succeeded", "compensated", "failed_needs_manual"):
+        assert scrape.value("saga_executions_total", saga_name=CHAIN, status=status) == 0
 
 
 def test_a_reexecution_that_succeeds_counts_as_a_second_execution(ledger) -> None:
@@ -100,6 +102,8 @@ def test_compensations_count_each_undo_attempt_by_outcome(ledger) -> None:
                         outcome="succeeded") == 1
     assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="write_report",
                         outcome="succeeded") == 1
+    assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="write_report",
+                        outcome="failed") == 0
 
 
 def test_sagas_by_state_shows_every_state_including_zero(ledger) -> None:
