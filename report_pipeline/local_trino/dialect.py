@@ -69,6 +69,7 @@ def plan(sql: str, catalog: Catalog) -> Plan:
     if isinstance(tree, exp.Command):
         keyword = str(tree.this).upper()
         raise TrinoError("NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine")
+    tree = tree.transform(_rewrite_bit_shifts)
     _check_functions(tree, catalog)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     # In CREATE/DROP SCHEMA the "table" node names the schema itself.
@@ -103,6 +104,18 @@ def _rewrite_version(node: exp.Expression) -> exp.Expression:
     # Trino's version() is the server version; DuckDB's would name DuckDB.
     if isinstance(node, exp.CurrentVersion):
         return exp.Literal.string(ENGINE_VERSION)
+    return node
+
+
+_SHIFTS = {"bitwise_left_shift": exp.BitwiseLeftShift, "bitwise_right_shift": exp.BitwiseRightShift}
+
+
+def _rewrite_bit_shifts(node: exp.Expression) -> exp.Expression:
+    # Trino's shift functions are DuckDB's << and >> operators (on the non-negative values they are
+    # meant for, the same results)
+    if isinstance(node, exp.Anonymous) and node.name.lower() in _SHIFTS and len(node.expressions) == 2:
+        value, shift = node.expressions
+        return _SHIFTS[node.name.lower()](this=value.copy(), expression=shift.copy())
     return node
 
 

@@ -71,6 +71,9 @@ class Engine:
         self._node = secrets.token_hex(3)[:5]
         self._running = 0
         self.peak_running = 0
+        # the same, per client source (X-Trino-Source): which component put the load on the engine
+        self._running_by_source: collections.Counter[str] = collections.Counter()
+        self.peak_running_by_source: dict[str, int] = {}
         self._pool = ThreadPoolExecutor(config.max_running_queries, thread_name_prefix="local-trino-query")
         self._stopping = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="local-trino-housekeeping",
@@ -141,11 +144,21 @@ class Engine:
     def running(self) -> int:
         return self._running
 
+    def reset_peak(self) -> None:
+        """Start measuring the most statements running at once afresh (from those running now)."""
+        with self._lock:
+            self.peak_running = self._running
+            self.peak_running_by_source = {s: n for s, n in self._running_by_source.items() if n}
+
     # --- execution ------------------------------------------------------------------------------
     def _run(self, query: Query) -> None:
         with self._lock:
+            source = query.session.source or ""
             self._running += 1
+            self._running_by_source[source] += 1
             self.peak_running = max(self.peak_running, self._running)
+            self.peak_running_by_source[source] = max(self.peak_running_by_source.get(source, 0),
+                                                      self._running_by_source[source])
         try:
             query.begin(QueryState.PLANNING)
             self._apply_fault(query)
@@ -162,6 +175,7 @@ class Engine:
         finally:
             with self._lock:
                 self._running -= 1
+                self._running_by_source[source] -= 1
             query.stopped.set()
 
     def _apply_fault(self, query: Query) -> None:

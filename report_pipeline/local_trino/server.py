@@ -250,6 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         states = [q.state for q in engine.queries()]
         self._json(HTTPStatus.OK, {"running": engine.running, "peak_running": engine.peak_running,
+                                   "peak_running_by_source": engine.peak_running_by_source,
                                    "queries": len(states),
                                    "active": sum(1 for s in states if not s.done),
                                    "failed": sum(1 for s in states if s == QueryState.FAILED)})

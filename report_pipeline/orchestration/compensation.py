@@ -87,7 +87,9 @@ def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
             yield dg.RunRequest(
                 run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",
                 run_config={"ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}},
-                tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name})
+                # ahead of queued report runs: cleanup must not wait behind new work
+                tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name,
+                      "dagster/priority": "10"})
 
     return saga_backstop_sensor
 

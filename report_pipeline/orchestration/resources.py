@@ -12,6 +12,13 @@ from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 
 
+# Client sources (X-Trino-Source) of the project's statements: report steps and their undos, the
+# scratch sweeper, the data-arrival sensors.
+STEP_SOURCE = "report_pipeline"
+SWEEPER_SOURCE = "report_pipeline-sweeper"
+ARRIVAL_SOURCE = "report_pipeline-arrival"
+
+
 class TrinoResource(dg.ConfigurableResource):
     """Where the reports run. Secrets are read from the environment at run time, never from config."""
 
@@ -24,10 +31,11 @@ class TrinoResource(dg.ConfigurableResource):
     http_scheme: str = "http"
     password_env_var: str = "TRINO_PASSWORD"
 
-    def client(self) -> TrinoClient:
+    def client(self, source: str = STEP_SOURCE) -> TrinoClient:
+        """A client whose queries name `source`: Trino's UI shows it, and resource groups can select on it."""
         return TrinoClient(TrinoSettings(
             host=self.host, port=self.port, user=self.user, catalog=self.catalog, schema=self.schema_name,
-            http_scheme=self.http_scheme, password=os.environ.get(self.password_env_var) or None))
+            http_scheme=self.http_scheme, password=os.environ.get(self.password_env_var) or None, source=source))
 
 
 class LedgerResource(dg.ConfigurableResource):

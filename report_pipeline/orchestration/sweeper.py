@@ -13,6 +13,7 @@ import re
 import dagster as dg
 import structlog
 
+from report_pipeline.orchestration.resources import SWEEPER_SOURCE
 from report_pipeline.trino.sql import QualifiedName, Statement
 
 SAGA_TABLE = re.compile(r"^saga_([a-z0-9]{1,40})_([a-z][a-z0-9_]*)$")
@@ -22,7 +23,7 @@ log = structlog.get_logger("report_pipeline.sweeper")
 
 def sweep_scratch_tables(trino, ledger, min_age_seconds: float, now: dt.datetime | None = None) -> list[str]:
     """One pass of the sweeper; returns the tables it dropped."""
-    client = trino.client()
+    client = trino.client(SWEEPER_SOURCE)
     catalog, schema = client.settings.catalog, trino.scratch_schema
     listed = client.execute(Statement("SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
                                       [schema])).rows

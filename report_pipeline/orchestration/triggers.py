@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from report_pipeline.orchestration.resources import ARRIVAL_SOURCE
 from report_pipeline.reports.spec import ReportSpec
 from report_pipeline.trino.sql import render
 
@@ -72,7 +73,7 @@ def build_arrival_sensor(spec: ReportSpec, job: dg.JobDefinition) -> dg.SensorDe
                description=f"Runs {spec.name} for each partition whose data is complete ({arrival.sql}).")
     def arrival_sensor(context: dg.SensorEvaluationContext):
         statement = render(spec.sql_text(arrival.sql), {}, {})
-        rows = context.resources.trino.client().execute(statement, timeout_seconds=60).rows
+        rows = context.resources.trino.client(ARRIVAL_SOURCE).execute(statement, timeout_seconds=60).rows
         newest = _as_date(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
         if newest is None:
             return dg.SkipReason("no complete data yet")

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from report_pipeline.observability.metrics import LedgerCollector
 from report_pipeline.saga.ledger import SqlLedger
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "report_pipeline" / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "report_pipeline.json"
 # Grafana's variables, replaced by what they stand for when a panel is drawn
