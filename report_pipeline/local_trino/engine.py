@@ -204,7 +204,9 @@ class Engine:
             query.begin(QueryState.RUNNING)
             duck.execute(plan.duckdb_sql)
             if plan.update_type is not None:
-                count = duck.fetchone()[0] if plan.counts_rows else None
+                row = duck.fetchone() if plan.counts_rows else None
+                # CREATE TABLE IF NOT EXISTS ... AS on an existing table writes nothing: Trino says 0 rows
+                count = (row[0] if row else 0) if plan.counts_rows else None
                 query.succeed(_update(plan.update_type, count))
                 duck.close()
                 return

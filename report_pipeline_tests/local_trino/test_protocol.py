@@ -80,6 +80,21 @@ def test_update_documents_carry_update_type_and_count(local_trino: LocalTrino) -
         walk(local_trino, "DROP TABLE IF EXISTS scratch.protocol_ctas")
 
 
+def test_create_table_if_not_exists_as_on_an_existing_table_writes_nothing(local_trino: LocalTrino) -> None:
+    sql = "CREATE TABLE IF NOT EXISTS scratch.protocol_ctas_twice AS SELECT * FROM events WHERE event_id < 10"
+    try:
+        assert walk(local_trino, sql)[-1]["updateCount"] == 10
+        again = walk(local_trino, sql)[-1]
+        assert (again["updateType"], again["updateCount"], again.get("error")) == ("CREATE TABLE", 0, None)
+    finally:
+        walk(local_trino, "DROP TABLE IF EXISTS scratch.protocol_ctas_twice")
+
+
+def test_bit_shift_functions_are_translated(local_trino: LocalTrino) -> None:
+    last = walk(local_trino, "SELECT bitwise_right_shift(256, 4), bitwise_left_shift(1, 10)")[-1]
+    assert last["data"] == [[16, 1024]]
+
+
 def test_stats_have_every_field_the_client_reads(local_trino: LocalTrino) -> None:
     stats = walk(local_trino, "SELECT count(*) FROM events")[-1]["stats"]
     for field in ("state", "queued", "scheduled", "nodes", "totalSplits", "queuedSplits", "runningSplits",

@@ -1,0 +1,232 @@
+"""docker-compose.yml and the files it mounts, checked without a Docker engine: structure, start-up
+order, health checks, localhost ports, secrets from .env, names the code reads, Trino's catalog, the
+sample-data bootstrap, and both workspace files loading the same code location."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trino
+import yaml
+
+from report_pipeline.local_trino import LocalTrino
+from report_pipeline.local_trino.sample_data import load_sample_data
+from report_pipeline_tests.conftest import wait_until
+from report_pipeline_tests.orchestration.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "report_pipeline" / "deploy"
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+ONE_SHOT = {"trino-bootstrap"}
+APP_SERVICES = {"code-location", "dagster-webserver", "dagster-daemon", "metrics"}
+ENV_EXAMPLE = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+
+
+def java_properties(path: Path) -> dict[str, str]:
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", "!")):
+            key, separator, value = line.partition("=")
+            assert separator, f"{path.name}: not a key=value line: {line!r}"
+            entries[key.strip()] = value.strip()
+    return entries
+
+
+def test_the_stack_has_every_part() -> None:
+    assert set(SERVICES) == {"postgres", "trino", "trino-bootstrap", "code-location", "dagster-webserver",
+                             "dagster-daemon", "metrics", "prometheus", "grafana"}
+
+
+def test_images_are_pinned() -> None:
+    for name, service in SERVICES.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), name
+
+
+def test_every_long_running_service_has_a_health_check() -> None:
+    for name, service in SERVICES.items():
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), name
+
+
+def test_start_up_order_waits_for_health_not_just_start() -> None:
+    for name, service in SERVICES.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            if dependency in ONE_SHOT:
+                assert rule["condition"] == "service_completed_successfully", name
+            else:
+                assert rule["condition"] == "service_healthy", name
+                assert "healthcheck" in SERVICES[dependency]
+    # the code location starts only once the sample data is there, the UI and daemon once it serves
+    assert "trino-bootstrap" in SERVICES["code-location"]["depends_on"]
+    assert "code-location" in SERVICES["dagster-webserver"]["depends_on"]
+    assert "code-location" in SERVICES["dagster-daemon"]["depends_on"]
+
+
+def test_every_published_port_is_bound_to_localhost() -> None:
+    ports = [(name, port) for name, service in SERVICES.items() for port in service.get("ports", [])]
+    assert len(ports) >= 6
+    for name, port in ports:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_every_file_the_stack_mounts_or_builds_from_exists() -> None:
+    mounts = [volume.split(":")[0] for service in SERVICES.values() for volume in service.get("volumes", [])
+              if volume.startswith("./")]
+    assert len(mounts) >= 8
+    for source in mounts:
+        assert (ROOT / source).exists(), source
+    build = COMPOSE["x-app"]["build"]
+    dockerfile = ROOT / build["context"] / build["dockerfile"]
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY"):
+            *sources, _target = line.split()[1:]
+            for source in sources:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_every_variable_the_compose_file_reads_is_documented_in_env_example() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text)) - {"ENV"}   # ${ENV:...}: Trino's, in a comment
+    assert used and used <= set(ENV_EXAMPLE), used - set(ENV_EXAMPLE)
+    required = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*):\?", text))
+    assert {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required   # secrets never have defaults
+    assert (ROOT / ".gitignore").read_text().splitlines().count(".env") == 1
+
+
+def code_reads(name: str) -> bool:
+    sources = [p.read_text() for p in (ROOT / "report_pipeline").rglob("*.py")] + [(ROOT / "dagster.yaml").read_text()]
+    return any(re.search(rf"""["'\s]{name}["'\s}}]""", source) for source in sources)
+
+
+def test_the_app_environment_sets_only_names_the_code_reads() -> None:
+    names = set(COMPOSE["x-app"]["environment"]) | set(SERVICES["dagster-daemon"]["environment"])
+    unknown = {name for name in names if not code_reads(name) and name != "TRINO_POOL_LIMIT"}
+    assert unknown == set()
+    assert "TRINO_POOL_LIMIT" in SERVICES["dagster-daemon"]["command"][-1]
+
+
+def test_the_app_environment_sets_everything_the_code_location_needs() -> None:
+    definitions = (ROOT / "report_pipeline" / "definitions.py").read_text()
+    needed = set(re.findall(r'EnvVar(?:\.int)?\("([A-Z_]+)"\)', definitions))
+    needed |= set(re.findall(r"\{env: ([A-Z_]+)\}", (ROOT / "dagster.yaml").read_text()))
+    assert {"TRINO_HOST", "REPORT_PIPELINE_LEDGER_URL", "DAGSTER_PG_HOST"} <= needed
+    assert needed <= set(COMPOSE["x-app"]["environment"])
+
+
+def test_app_services_share_one_image_and_environment() -> None:
+    for name in APP_SERVICES:
+        assert SERVICES[name]["image"] == COMPOSE["x-app"]["image"], name
+        assert set(COMPOSE["x-app"]["environment"]) <= set(SERVICES[name]["environment"]), name
+
+
+def test_the_trino_catalog_is_valid_and_gets_its_secrets_from_the_environment() -> None:
+    catalog = DEPLOY / "trino" / "catalog" / "lake.properties"
+    properties = java_properties(catalog)
+    assert properties["connector.name"] == "postgresql"
+    assert re.fullmatch(r"jdbc:postgresql://postgres:5432/\w+", properties["connection-url"])
+    database = properties["connection-url"].rsplit("/", 1)[1]
+    assert f"CREATE DATABASE {database};" in (DEPLOY / "postgres" / "init.sql").read_text()
+    secrets = set(re.findall(r"\$\{ENV:([A-Z_]+)\}", catalog.read_text()))
+    assert secrets == {"POSTGRES_USER", "POSTGRES_PASSWORD"}
+    assert secrets <= set(SERVICES["trino"]["environment"])
+    assert "password" not in {k for k, v in properties.items() if "${ENV:" not in v and "password" in k}
+    # the catalog's name is the one the code location is told to use
+    assert catalog.stem == COMPOSE["x-app"]["environment"]["TRINO_CATALOG"]
+
+
+def test_the_bootstrap_builds_the_sample_warehouse_and_can_run_again(tmp_path: Path) -> None:
+    statements = [s for s in (DEPLOY / "trino" / "bootstrap.sql").read_text().split(";")
+                  if any(line.strip() and not line.strip().startswith("--") for line in s.splitlines())]
+    with LocalTrino(sample_events=0) as engine:
+        cursor = trino.dbapi.connect(host=engine.host, port=engine.port, user="bootstrap",
+                                     catalog=engine.catalog).cursor()
+        for _ in range(2):           # a restarted stack runs it again: nothing changes, nothing fails
+            for statement in statements:
+                cursor.execute(statement)
+                cursor.fetchall()
+        cursor.execute("SELECT count(*), count(DISTINCT user_id), min(event_date), max(event_date) "
+                       "FROM analytics.events")
+        events, users, first, last = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM analytics.users")
+        assert (events, users, cursor.fetchone()[0]) == (50_000, 1000, 1000)
+        assert (first.date().isoformat(), last.date().isoformat()) == ("2026-01-01", "2026-03-31")
+        bootstrap_columns = {table: _columns(cursor, table) for table in ("users", "events")}
+    with LocalTrino(sample_events=100) as engine:   # the local engine's own sample warehouse
+        cursor = trino.dbapi.connect(host=engine.host, port=engine.port, user="x", catalog=engine.catalog).cursor()
+        assert bootstrap_columns == {table: _columns(cursor, table) for table in ("users", "events")}
+    assert load_sample_data   # the generator the bootstrap mirrors
+
+
+def _columns(cursor, table: str) -> list[str]:
+    cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'analytics' "
+                   "AND table_name = ? ORDER BY ordinal_position", [table])
+    return [row[0] for row in cursor.fetchall()]
+
+
+def test_prometheus_scrapes_the_metrics_service_and_grafana_reads_that_prometheus() -> None:
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [target] = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    command = SERVICES["metrics"]["command"]
+    assert target == f"metrics:{command[command.index('--port') + 1]}"
+    datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+                                .read_text())["datasources"][0]
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "report_pipeline.json").read_text())
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "report_pipeline.yml")
+                              .read_text())["providers"][0]
+    assert any(v.split(":")[1] == provider["options"]["path"] for v in SERVICES["grafana"]["volumes"]
+               if v.startswith("./report_pipeline/deploy/grafana/dashboards"))
+
+
+# --- the two workspace files -------------------------------------------------------------------
+def validate(workspace: Path, home: Path) -> subprocess.CompletedProcess:
+    dagster = Path(sys.executable).parent / "dagster"
+    return subprocess.run([str(dagster), "definitions", "validate", "-w", str(workspace)], cwd=ROOT,
+                          env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=180)
+
+
+def test_both_workspace_files_name_the_same_location_and_module() -> None:
+    [local] = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
+    [stack] = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())["load_from"]
+    assert local["python_module"]["location_name"] == stack["grpc_server"]["location_name"] == "report_pipeline"
+    command = SERVICES["code-location"]["command"]
+    assert command[command.index("-m") + 1] == local["python_module"]["module_name"]
+    assert (stack["grpc_server"]["host"], str(stack["grpc_server"]["port"])) == (
+        "code-location", command[command.index("-p") + 1])
+
+
+def test_the_local_workspace_loads(tmp_path: Path) -> None:
+    result = validate(ROOT / "workspace.yaml", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "report_pipeline" in result.stdout + result.stderr
+
+
+def test_the_stack_workspace_loads_from_a_code_server_started_like_the_compose_service(tmp_path: Path) -> None:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "dagster"), *SERVICES["code-location"]["command"][1:]]
+    command[command.index("-h") + 1], command[command.index("-p") + 1] = "127.0.0.1", str(port)
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+        workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
+        path = tmp_path / "workspace.yaml"
+        path.write_text(yaml.safe_dump(workspace))
+        health = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check", "-p", str(port)]
+        wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0, timeout=120, interval=1)
+        result = validate(path, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "report_pipeline" in result.stdout + result.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
