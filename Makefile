@@ -42,7 +42,7 @@ postgres:
 	exit 1
 
 test: install system-packages postgres
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 demo: install
 	$(BIN)/report-pipeline demo

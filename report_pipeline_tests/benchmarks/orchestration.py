@@ -1,0 +1,300 @@
+"""B1-B5: what the orchestration costs, how fast it recovers, how it holds under load.
+
+Everything runs here for real: the local engine over HTTP, a fresh PostgreSQL database holding the
+Dagster instance (the repository's dagster.yaml) and the saga ledger, and for B3-B5 a real
+dagster-webserver and dagster-daemon driven over GraphQL as the UI drives them.
+
+- B1 `daily_country_report` through Dagster (`execute_job`, each executor) against a bare script
+  sending the same statements with the `trino` client, alternating runs.
+- B2 from the failing step's end to the saga's COMPENSATED, minus the undo statements' own time.
+- B3 from `terminateRun` to the engine's statement stopping.
+- B4 from `kill -9` of the run worker to the saga's COMPENSATED.
+- B5 many runs submitted at once with a pool of 3.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import dagster as dg
+import psycopg2
+import trino
+import yaml
+
+from report_pipeline.local_trino import Fault, LocalTrino
+from report_pipeline.orchestration.jobs import EXECUTOR, START_OP, build_report_job
+from report_pipeline.orchestration.resources import STEP_SOURCE
+from report_pipeline.reports import REPORTS_DIR, load_reports
+from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.trino.sql import render
+
+REPORT = "daily_country_report"
+PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-03-31", "min_events": 5}
+STEPS = 3
+ROOT = Path(__file__).resolve().parents[2]
+PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
+      "user": os.environ.get("PGUSER", "postgres"), "password": os.environ.get("PGPASSWORD", "")}
+STATEMENT = {
+    "create_summary": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_summary"',
+    "write_report": r"INSERT INTO reports\.daily_country_report",
+    "drop_summary": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_summary"',
+}
+EXECUTORS = {
+    "in-process": dg.in_process_executor,
+    "multiprocess (spawn)": dg.multiprocess_executor.configured({"max_concurrent": 4}),
+    "multiprocess (forkserver, preloaded) [default]": EXECUTOR,
+}
+
+
+def report_job_with(report: str, executor: str) -> dg.JobDefinition:
+    """The report's job with one of EXECUTORS (reconstructable target for B1)."""
+    from report_pipeline.definitions import defs
+
+    spec = load_reports(Path(os.environ["REPORT_PIPELINE_REPORTS_DIR"]))[report]
+    return dg.Definitions(jobs=[build_report_job(spec, EXECUTORS[executor])],
+                          resources=defs.resources).resolve_job_def(report)
+
+
+# --- set-up -------------------------------------------------------------------------------------
+@contextmanager
+def environment(events: int) -> Iterator[dict[str, Any]]:
+    """A fresh database, the engine, the reports without schedules or sensors, DAGSTER_HOME."""
+    work = Path(tempfile.mkdtemp(prefix="report-pipeline-bench-"))
+    name = f"report_pipeline_bench_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    reports = work / "reports"
+    for folder in (p for p in REPORTS_DIR.iterdir() if (p / "report.yaml").is_file()):
+        shutil.copytree(folder, reports / folder.name)
+        spec_path = reports / folder.name / "report.yaml"
+        document = yaml.safe_load(spec_path.read_text())
+        document.pop("schedule", None)     # the daemon must start no runs of its own meanwhile
+        document.pop("arrival", None)
+        spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    home = work / "dagster-home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    auth = PG["user"] + (f":{PG['password']}" if PG["password"] else "")
+    saved = dict(os.environ)
+    try:
+        with LocalTrino(data=str(work / "lake.duckdb"), sample_events=events) as engine:
+            os.environ.update({
+                "TRINO_HOST": engine.host, "TRINO_PORT": str(engine.port), "TRINO_USER": "bench",
+                "TRINO_CATALOG": engine.catalog, "REPORT_PIPELINE_REPORTS_DIR": str(reports),
+                "REPORT_PIPELINE_LEDGER_URL": f"postgresql+psycopg2://{auth}@{PG['host']}:{PG['port']}/{name}",
+                "REPORT_PIPELINE_LOG_FORMAT": "json", "DAGSTER_HOME": str(home),
+                "DAGSTER_PG_HOST": PG["host"], "DAGSTER_PG_PORT": str(PG["port"]), "DAGSTER_PG_USERNAME": PG["user"],
+                "DAGSTER_PG_PASSWORD": PG["password"], "DAGSTER_PG_DB": name})
+            ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
+            ledger.migrate()
+            with dg.DagsterInstance.get() as instance:
+                yield {"engine": engine, "ledger": ledger, "instance": instance, "home": home, "work": work}
+            ledger.close()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _launch(instance: dg.DagsterInstance, executor: str | None = None) -> dg.DagsterRun:
+    if executor is None:
+        job = dg.build_reconstructable_job("report_pipeline.definitions", "report_job", reconstructable_args=(REPORT,))
+    else:
+        job = dg.build_reconstructable_job(__name__, "report_job_with", reconstructable_args=(REPORT, executor))
+    with dg.execute_job(job, instance=instance,
+                        run_config={"ops": {START_OP: {"config": PARAMETERS}}}) as result:
+        return instance.get_run_by_id(result.run_id)
+
+
+def _bare_script(engine: LocalTrino) -> float:
+    """The report's statements in order with the `trino` client, as a hand-written script would."""
+    spec = load_reports(Path(os.environ["REPORT_PIPELINE_REPORTS_DIR"]))[REPORT]
+    saga_id = str(uuid.uuid4())
+    tables = spec.scratch_tables(saga_id, engine.catalog, "scratch")
+    values = {**spec.parse_parameters(PARAMETERS), "saga_id": saga_id}
+    files = [f for name in spec.saga_definition().order() for f in
+             [*spec.steps[name].action, *([spec.steps[name].preview] if spec.steps[name].preview else [])]]
+    started = time.perf_counter()
+    with trino.dbapi.connect(host=engine.host, port=engine.port, user="bench", catalog=engine.catalog,
+                             schema="analytics") as connection:
+        cursor = connection.cursor()
+        for file in files:
+            statement = render(spec.sql_text(file), tables, values)
+            cursor.execute(statement.sql, statement.parameters)
+            cursor.fetchall()
+    return time.perf_counter() - started
+
+
+def _timed_run(instance: dg.DagsterInstance, executor: str) -> float:
+    started = time.perf_counter()
+    run = _launch(instance, executor)
+    elapsed = time.perf_counter() - started
+    assert run.status == dg.DagsterRunStatus.SUCCESS, f"{executor}: {run.status}"
+    return elapsed
+
+
+# --- B1, B2 -------------------------------------------------------------------------------------
+def b1_overhead(setup: dict, repeats: int) -> dict[str, Any]:
+    engine, instance = setup["engine"], setup["instance"]
+    _bare_script(engine)
+    for executor in EXECUTORS:           # warm-up: caches, forkserver and module imports on disk
+        _timed_run(instance, executor)
+    times: dict[str, list[float]] = {"bare": [], **{e: [] for e in EXECUTORS}}
+    for _ in range(repeats):             # alternating, so every variant sees the same machine state
+        times["bare"].append(_bare_script(engine))
+        for executor in EXECUTORS:
+            times[executor].append(_timed_run(instance, executor))
+    return {name: statistics.median(values) for name, values in times.items()} | {"all": times}
+
+
+def b2_failure_to_compensated(setup: dict, repeats: int) -> dict[str, Any]:
+    engine, instance, ledger = setup["engine"], setup["instance"], setup["ledger"]
+    figures = []
+    for _ in range(repeats):
+        engine.inject(Fault(pattern=STATEMENT["write_report"], action="error", error_name="PERMISSION_DENIED"))
+        run = _launch(instance)
+        saga_id = run.run_id
+        attempts = ledger.attempts(saga_id)
+        [failed] = [a for a in attempts if a.step == "write_report" and a.kind == AttemptKind.ACTION]
+        undos = [a for a in attempts if a.kind == AttemptKind.COMPENSATION]
+        compensated = [t.at for t in ledger.transitions(saga_id) if t.new_state == SagaState.COMPENSATED]
+        assert compensated and failed.status == AttemptStatus.FAILED, f"saga {saga_id} did not compensate"
+        undo_seconds = sum((a.ended_at - a.started_at).total_seconds() for a in undos)
+        figures.append((compensated[0] - failed.ended_at).total_seconds() - undo_seconds)
+    return {"median": statistics.median(figures), "all": figures}
+
+
+# --- B3-B5 on the real webserver and daemon -----------------------------------------------------
+def _running_statement(engine: LocalTrino, pattern: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [q for q in engine.engine.queries() if re.search(pattern, q.sql) and q.state.value == "RUNNING"]
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise TimeoutError(f"no statement matching {pattern} started within {timeout}s")
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)
+
+
+def b3_terminate_to_stopped(stack, engine: LocalTrino, repeats: int) -> dict[str, Any]:
+    figures = []
+    for _ in range(repeats):
+        engine.inject(Fault(pattern=STATEMENT["create_summary"], action="stall", seconds=120))
+        run_id = stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}})
+        statement = _running_statement(engine, STATEMENT["create_summary"])
+        started = time.monotonic()
+        stack.terminate(run_id)
+        statement.stopped.wait(30)
+        figures.append(time.monotonic() - started)
+        stack.wait_for_run(run_id, timeout=120)
+        engine.engine.faults.clear()
+    return {"median": statistics.median(figures), "all": figures}
+
+
+def b4_kill_to_compensated(stack, engine: LocalTrino, ledger: SqlLedger, repeats: int) -> dict[str, Any]:
+    from report_pipeline_tests.orchestration.test_durability import run_worker_pid
+
+    figures = []
+    for _ in range(repeats):
+        engine.inject(Fault(pattern=STATEMENT["write_report"], action="stall", seconds=5))
+        run_id = stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}})
+        _running_statement(engine, STATEMENT["write_report"])
+        pid = run_worker_pid(stack, run_id)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: ledger.get_saga(run_id).state.terminal, timeout=120)
+        figures.append(time.monotonic() - killed)
+        assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
+        engine.engine.faults.clear()
+    return {"median": statistics.median(figures), "all": figures}
+
+
+def b5_load(stack, engine: LocalTrino, ledger: SqlLedger, runs: int, pool: int, stall: float) -> dict[str, Any]:
+    dagster = Path(sys.executable).parent / "dagster"
+    subprocess.run([str(dagster), "instance", "concurrency", "set", "trino", str(pool)], check=True,
+                   env={**os.environ, **stack.env}, capture_output=True, timeout=120)
+    for pattern in STATEMENT.values():   # each step's statement is "heavy": it holds its slot for `stall` s
+        engine.inject(Fault(pattern=pattern, action="stall", seconds=stall, times=None))
+    engine.engine.reset_peak()
+    started = time.monotonic()
+    run_ids = [stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}}) for _ in range(runs)]
+    statuses = [stack.wait_for_run(run_id, timeout=3600) for run_id in run_ids]
+    elapsed = time.monotonic() - started
+    engine.engine.faults.clear()
+    states = [ledger.get_saga(run_id).state for run_id in run_ids]
+    return {"runs": runs, "pool": pool, "stall_seconds": stall, "elapsed_s": elapsed,
+            "runs_per_minute": runs / elapsed * 60, "peak": engine.engine.peak_running_by_source.get(STEP_SOURCE, 0),
+            "succeeded": statuses.count("SUCCESS"), "sagas_succeeded": states.count(SagaState.SUCCEEDED),
+            "lost": runs - len({r for r, s in zip(run_ids, statuses) if s in ("SUCCESS", "FAILURE", "CANCELED")})}
+
+
+def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], dict[str, Any]]:
+    from report_pipeline_tests.orchestration.stack import DagsterStack
+
+    results: dict[str, Any] = {}
+    with environment(events) as setup:
+        print(f"B1: {REPORT} through Dagster (3 executors) vs a bare trino-client script, "
+              f"{repeats} alternating runs ...", flush=True)
+        results["b1"] = b1 = b1_overhead(setup, repeats)
+        print(f"B2: failure to COMPENSATED, {repeats} runs ...", flush=True)
+        results["b2"] = b2_failure_to_compensated(setup, repeats)
+        print("starting dagster-webserver and dagster-daemon ...", flush=True)
+        stack = DagsterStack(setup["home"], {}).start()
+        try:
+            print(f"B3: terminate to statement stopped, {repeats} runs ...", flush=True)
+            results["b3"] = b3_terminate_to_stopped(stack, setup["engine"], repeats)
+            print(f"B4: kill -9 of the run worker to COMPENSATED, {repeats} runs ...", flush=True)
+            results["b4"] = b4_kill_to_compensated(stack, setup["engine"], setup["ledger"], repeats)
+            print(f"B5: {load_runs} runs submitted at once, pool 3 ...", flush=True)
+            results["b5"] = b5 = b5_load(stack, setup["engine"], setup["ledger"], load_runs, 3, 1.0)
+        finally:
+            stack.stop()
+
+    bare = b1["bare"]
+    rows = []
+    for executor in EXECUTORS:
+        per_step = (b1[executor] - bare) / STEPS * 1000
+        rows.append([f"B1 overhead, {executor}", f"{b1[executor]:.2f} s", f"{bare:.2f} s bare script",
+                     f"{b1[executor] / bare:.1f}x", f"{per_step:.0f} ms/step", "<= 150 ms/step",
+                     _verdict(per_step <= 150)])
+    for key, label, goal in (("b2", "B2 failure -> COMPENSATED (minus undo statements)", 0.5),
+                             ("b3", "B3 terminate -> statement stopped", 1.0),
+                             ("b4", "B4 kill -9 of run worker -> COMPENSATED", 15.0)):
+        rows.append([label, f"{results[key]['median']:.2f} s", "", "", "", f"< {goal:g} s",
+                     _verdict(results[key]["median"] < goal)])
+    rows.append([f"B5 {b5['runs']} runs at once, pool {b5['pool']} ({b5['stall_seconds']:g} s per statement)",
+                 f"{b5['runs_per_minute']:.1f} runs/min", f"max {b5['peak']} statements at once", "",
+                 f"{b5['sagas_succeeded']}/{b5['runs']} succeeded, {b5['lost']} lost", "<= 3 at once, none lost",
+                 _verdict(b5["peak"] <= 3 and b5["lost"] == 0 and b5["sagas_succeeded"] == b5["runs"])])
+    return rows, results
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
