@@ -84,10 +84,14 @@ class _SagaScope:
                                                        step=step)
 
     def _report_progress(self, step: str, progress: QueryProgress) -> None:
-        # noted when the query's state changes, and every PROGRESS_INTERVAL_SECONDS while it runs
+        # noted when the query starts running and every PROGRESS_INTERVAL_SECONDS while it runs (or
+        # waits in Trino's queue that long); how it ended is in the attempt's own record
         now = time.monotonic()
         last_time, last_state = self._last_progress.get(step, (0.0, ""))
         if progress.state == last_state and now - last_time < PROGRESS_INTERVAL_SECONDS:
+            return
+        if progress.state not in ("QUEUED", "RUNNING") or (
+                progress.state == "QUEUED" and progress.elapsed_seconds < PROGRESS_INTERVAL_SECONDS):
             return
         self._last_progress[step] = (now, progress.state)
         try:   # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
