@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from report_pipeline.local_trino import Fault
+from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline_tests.conftest import TEST_EVENTS
@@ -160,11 +161,15 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instanc
     {**DAILY_PARAMETERS, "start_date": "2024-01-01"},         # range longer than a year
 ])
 def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, local_trino, ledger, parameters) -> None:
-    statements_before = len(local_trino.engine.queries())
+    # counted by client source: the shared daemon's sweeper may query the engine meanwhile
+    def report_statements() -> int:
+        return sum(1 for q in local_trino.engine.queries() if q.session.source == STEP_SOURCE)
+
+    statements_before = report_statements()
     run = launch(dagster_instance, "daily_country_report", parameters)
     assert run.status == dg.DagsterRunStatus.FAILURE
     assert ledger.get_saga(run.run_id) is None
-    assert len(local_trino.engine.queries()) == statements_before
+    assert report_statements() == statements_before
     failure = step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)[0]
     assert failure.step_key == "start_saga"
     assert "Invalid parameters for daily_country_report" in failure.dagster_event.event_specific_data.error.message
