@@ -6,6 +6,7 @@ Serves `report-pipeline status` (engineers on a box without the UI) and the demo
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import sys
 import time
@@ -57,15 +58,17 @@ def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False,
         return 130
 
 
-def _report_steps(report: str) -> list[str]:
-    """The report's steps in execution order, if this machine has its spec (else the ledger's order)."""
+@functools.lru_cache(maxsize=64)
+def _report_steps(report: str) -> tuple[str, ...]:
+    """The report's steps in execution order, if this machine has its spec (else the ledger's order).
+    Read once per report: `--follow` redraws every second."""
     from report_pipeline.reports import REPORTS_DIR, ReportSpecError, load_report
 
     folder = Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR) / report
     try:
-        return load_report(folder).saga_definition().order()
+        return tuple(load_report(folder).saga_definition().order())
     except (ReportSpecError, OSError):
-        return []
+        return ()
 
 
 def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None = None) -> str:
