@@ -146,18 +146,22 @@ def test_a_restarted_exporter_reports_counters_that_did_not_go_backwards(mixed_r
                 if key[0].endswith(("_total", "_count", "_sum", "_bucket"))
                 and not key[0].startswith(("process_", "python_"))}
     assert len(counters) > 50
-    assert {key: again.get(key, -1.0) for key in counters} == pytest.approx(counters)
+    # the shared daemon may deliver alerts meanwhile: counters may grow, never fall or vanish
+    assert [key for key, before in counters.items() if again.get(key, -1.0) < before] == []
 
 
 def test_a_second_exporter_gives_the_same_figures(mixed_runs, pipeline_env, exporter) -> None:
+    same = lambda scrape: {k: v for k, v in scrape.items() if k[0].startswith("saga_")  # noqa: E731
+                           and not k[0].startswith(("saga_ledger_scrape", "saga_oldest"))}
     other = Exporter(pipeline_env)
     other.start()
     try:
-        ours, theirs = exporter.scrape(), other.scrape()
+        for _ in range(5):   # compare while the ledger holds still (the shared daemon may write to it)
+            ours, theirs, ours_after = exporter.scrape(), other.scrape(), exporter.scrape()
+            if same(ours) == same(ours_after):
+                break
     finally:
         other.stop()
-    same = lambda scrape: {k: v for k, v in scrape.items() if k[0].startswith("saga_")  # noqa: E731
-                           and not k[0].startswith(("saga_ledger_scrape", "saga_oldest"))}
     assert same(ours) == same(theirs)
 
 
