@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
                         help=f"sample events to generate if the tables are missing (default: {DEFAULT_EVENTS})")
 
+    server = commands.add_parser("trino-server", help="run a real single-node Trino (fetched and cached on first use)")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    server.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
+                        help=f"sample events to load if the tables are missing (default: {DEFAULT_EVENTS})")
+    server.add_argument("--data-dir", default=".trino-server",
+                        help="config, logs and Iceberg files (default: .trino-server)")
+    server.add_argument("--database-prefix", default="report_pipeline",
+                        help="PostgreSQL databases <prefix>_lake and <prefix>_iceberg hold the catalogs")
+
     reports = commands.add_parser("reports", help="work with report definitions")
     report_commands = reports.add_subparsers(dest="reports_command", required=True)
     validate = report_commands.add_parser("validate", help="check every report spec and its SQL files")
@@ -116,6 +126,38 @@ def _serve_local_trino(args: argparse.Namespace) -> None:
         print(f"local Trino-compatible engine listening on {engine.url} (catalog {engine.catalog})", flush=True)
         stop.wait()
     print("local engine stopped", flush=True)
+
+
+def _serve_trino_server(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from report_pipeline.postgres import PostgresSettings
+    from report_pipeline.trino_server import InstallError, TrinoServer, TrinoServerError, ensure_installed
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        installation = ensure_installed(log=lambda line: print(line, flush=True))
+        server = TrinoServer(installation, Path(args.data_dir), PostgresSettings.from_env(), host=args.host,
+                             port=args.port, lake_database=f"{args.database_prefix}_lake",
+                             iceberg_database=f"{args.database_prefix}_iceberg", sample_events=args.sample_rows)
+        print(f"starting Trino {installation.version} (log: {server.log_file})", flush=True)
+        server.start()
+    except (InstallError, TrinoServerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Trino {installation.version} listening on {server.url} (catalogs lake, iceberg, memory; "
+          f"started in {server.startup_seconds:.1f}s)", flush=True)
+    try:
+        while not stop.wait(1.0):
+            if server.wait_for_exit(0) is not None:
+                print(f"error: Trino exited; see {server.log_file}", file=sys.stderr)
+                return 1
+    finally:
+        server.stop()
+    print("Trino stopped", flush=True)
+    return 0
 
 
 def _serve_metrics(args: argparse.Namespace) -> None:
@@ -163,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "local-trino":
         _serve_local_trino(args)
+    elif args.command == "trino-server":
+        sys.exit(_serve_trino_server(args))
     elif args.command == "dev":
         from report_pipeline.dev import run_dev
 

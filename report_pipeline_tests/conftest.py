@@ -16,14 +16,16 @@ import pytest
 import sqlalchemy as sa
 import trino
 
+from report_pipeline.postgres import PostgresSettings
 from report_pipeline.local_trino import LocalTrino
 
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
 TEST_EVENTS = 20_000
 
 
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
-      "user": os.environ.get("PGUSER", "postgres"), "password": os.environ.get("PGPASSWORD", "")}
+# the server .ci/ensure-postgres set up (or PGHOST/PGPORT/PGUSER/PGPASSWORD)
+POSTGRES = PostgresSettings.from_env()
+PG = {"host": POSTGRES.host, "port": POSTGRES.port, "user": POSTGRES.user, "password": POSTGRES.password}
 
 
 def _postgres_admin() -> psycopg2.extensions.connection:

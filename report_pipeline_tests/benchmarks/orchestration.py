@@ -35,6 +35,7 @@ import psycopg2
 import trino
 import yaml
 
+from report_pipeline.postgres import PostgresSettings
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.orchestration.jobs import EXECUTOR, START_OP, build_report_job
 from report_pipeline.orchestration.resources import STEP_SOURCE
@@ -47,8 +48,9 @@ REPORT = "daily_country_report"
 PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-03-31", "min_events": 5}
 STEPS = 3
 ROOT = Path(__file__).resolve().parents[2]
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
-      "user": os.environ.get("PGUSER", "postgres"), "password": os.environ.get("PGPASSWORD", "")}
+# the server .ci/ensure-postgres set up (or PGHOST/PGPORT/PGUSER/PGPASSWORD)
+POSTGRES = PostgresSettings.from_env()
+PG = {"host": POSTGRES.host, "port": POSTGRES.port, "user": POSTGRES.user, "password": POSTGRES.password}
 STATEMENT = {
     "create_summary": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_summary"',
     "write_report": r"INSERT INTO reports\.daily_country_report",
