@@ -7,10 +7,13 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-PGHOST ?= 127.0.0.1
-PGPORT ?= 5432
+# The local PostgreSQL the tests, `make dev` and `make bench` use (defaults: report_pipeline/postgres.py).
+export PGHOST ?= 127.0.0.1
+export PGPORT ?= 5432
+export PGUSER ?= report_pipeline
+export PGPASSWORD ?= report_pipeline
 
-.PHONY: install test demo dev bench local-trino postgres system-packages metrics status clean
+.PHONY: install test demo dev bench local-trino trino postgres system-packages metrics status clean
 
 install: $(INSTALLED)
 
@@ -29,17 +32,10 @@ system-packages:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 		|| { echo "error: could not install promtool; run: apt-get install prometheus" >&2; exit 1; }
 
-# Use the PostgreSQL server on $(PGHOST):$(PGPORT); start the local cluster if it is installed but stopped.
+# A PostgreSQL server on $(PGHOST):$(PGPORT): used if one answers, else installed from Debian (as root or
+# with sudo), started, and given the role $(PGUSER) (see .ci/ensure-postgres).
 postgres:
-	@if pg_isready -q -h $(PGHOST) -p $(PGPORT) 2>/dev/null; then exit 0; fi; \
-	if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ] && [ -n "$$(ls /etc/postgresql)" ]; then \
-		echo "starting PostgreSQL $$(ls /etc/postgresql | tail -n1)"; \
-		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n1) main start || true; \
-		for i in $$(seq 30); do pg_isready -q -h $(PGHOST) -p $(PGPORT) && exit 0; sleep 1; done; \
-	fi; \
-	echo "error: no PostgreSQL server answers on $(PGHOST):$(PGPORT) and none could be started." >&2; \
-	echo "       Install one (apt-get install postgresql) or set PGHOST/PGPORT to a running server." >&2; \
-	exit 1
+	@bash .ci/ensure-postgres
 
 test: install system-packages postgres
 	$(BIN)/pytest --durations=15
@@ -50,7 +46,7 @@ demo: install
 dev: install postgres
 	$(BIN)/report-pipeline dev
 
-bench: install
+bench: install postgres
 	$(BIN)/python -m report_pipeline_tests.benchmarks
 
 # The metrics endpoint and the status view read the ledger named by REPORT_PIPELINE_LEDGER_URL.
@@ -63,5 +59,9 @@ status: install
 local-trino: install
 	$(BIN)/report-pipeline local-trino
 
+# A real Trino (fetched from Maven Central with its JVM on first use, cached in ~/.cache/report_pipeline).
+trino: install postgres
+	$(BIN)/report-pipeline trino-server
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info .trino-server
