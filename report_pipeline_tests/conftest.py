@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,8 +18,10 @@ import pytest
 import sqlalchemy as sa
 import trino
 
-from report_pipeline.postgres import PostgresSettings
-from report_pipeline.local_trino import LocalTrino
+from report_pipeline.fault_proxy import FaultProxy, ProxiedStatement
+from report_pipeline.local_trino import Fault, LocalTrino
+from report_pipeline.postgres import PostgresSettings, drop_database
+from report_pipeline.trino_server import InstallError, TrinoServer, TrinoServerError, ensure_installed
 
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
 TEST_EVENTS = 20_000
@@ -79,11 +83,90 @@ def local_trino(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino
         yield engine
 
 
+@pytest.fixture(scope="session")
+def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict) -> Iterator[TrinoServer]:
+    """One real Trino coordinator for the whole session (fetched and cached on first use), its `lake`
+    and `iceberg` catalogs in databases of its own beside the session's, with the same sample data
+    as the local engine."""
+    try:
+        installation = ensure_installed(log=lambda line: print(f"[trino] {line}", flush=True))
+    except InstallError as error:
+        pytest.fail(f"could not install the real Trino: {error}", pytrace=False)
+    name = postgres_database["dbname"]
+    server = TrinoServer(installation, tmp_path_factory.mktemp("trino-server"), POSTGRES, port=free_port(),
+                         lake_database=f"{name}_lake", iceberg_database=f"{name}_iceberg",
+                         sample_events=TEST_EVENTS)
+    try:
+        server.start()
+    except TrinoServerError as error:
+        pytest.fail(str(error), pytrace=False)
+    print(f"[trino] Trino {installation.version} up in {server.startup_seconds:.1f}s at {server.url}", flush=True)
+    yield server
+    server.stop()
+    for database in (server.lake_database, server.iceberg_database):
+        drop_database(POSTGRES, database)
+
+
+@pytest.fixture(scope="session")
+def trino_proxy(local_trino: LocalTrino) -> Iterator[FaultProxy]:
+    """What the code location connects to: the fault proxy, in front of the local engine unless a
+    test's `backend` points it at the real Trino."""
+    with FaultProxy(local_trino.url) as proxy:
+        yield proxy
+
+
+@dataclass
+class Backend:
+    """A Trino behind the fault proxy: `host`/`port`/`catalog` reach the server itself (assertions),
+    `inject` adds a fault in front of it, `statements` lists what clients sent through the proxy."""
+
+    name: str
+    server: LocalTrino | TrinoServer
+    proxy: FaultProxy
+    catalog: str = "lake"
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def inject(self, fault: Fault) -> Fault:
+        return self.proxy.inject(fault)
+
+    def statements(self, source: str | None = None) -> list[ProxiedStatement]:
+        return [s for s in self.proxy.statements() if source is None or s.source == source]
+
+
+BACKENDS = ["local", "trino"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, trino_proxy: FaultProxy, local_trino: LocalTrino) -> Iterator[Backend]:
+    """Each test that takes it runs once on the local engine and once on the real Trino, through one
+    code path: the proxy's upstream is switched for the test."""
+    server = local_trino if request.param == "local" else request.getfixturevalue("real_trino")
+    trino_proxy.upstream_url = server.url
+    try:
+        yield Backend(request.param, server, trino_proxy)
+    finally:
+        trino_proxy.faults.clear()
+        trino_proxy.upstream_url = local_trino.url
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "local_trino" in request.fixturenames:
         request.getfixturevalue("local_trino").engine.faults.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 Connect = Callable[..., trino.dbapi.Connection]

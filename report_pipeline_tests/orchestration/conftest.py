@@ -12,6 +12,7 @@ import pytest
 import trino
 import yaml
 
+from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
 from report_pipeline.reports import REPORTS_DIR, load_reports
@@ -61,11 +62,12 @@ def test_reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_env(local_trino: LocalTrino, postgres_url: str, postgres_database: dict,
+def pipeline_env(trino_proxy: FaultProxy, local_trino: LocalTrino, postgres_url: str, postgres_database: dict,
                  test_reports_dir: Path) -> Iterator[dict[str, str]]:
-    """The environment the code location reads, for this process and the processes it starts."""
+    """The environment the code location reads, for this process and the processes it starts: Trino
+    is the fault proxy, whose upstream a test's `backend` chooses (the local engine by default)."""
     db = postgres_database
-    env = {"TRINO_HOST": local_trino.host, "TRINO_PORT": str(local_trino.port), "TRINO_USER": "pipeline-tests",
+    env = {"TRINO_HOST": trino_proxy.host, "TRINO_PORT": str(trino_proxy.port), "TRINO_USER": "pipeline-tests",
            "TRINO_CATALOG": local_trino.catalog, "REPORT_PIPELINE_LEDGER_URL": postgres_url,
            "REPORT_PIPELINE_LOG_FORMAT": "json", "REPORT_PIPELINE_REPORTS_DIR": str(test_reports_dir),
            "DAGSTER_PG_HOST": db["host"], "DAGSTER_PG_PORT": str(db["port"]), "DAGSTER_PG_USERNAME": db["user"],

@@ -42,11 +42,11 @@ def direct(sql: str, parameters: list) -> list[list]:
     return [list(r) for r in connection.execute(sql, parameters).fetchall()]
 
 
-def test_daily_report_equals_the_direct_computation(dagster_instance, local_trino, ledger) -> None:
+def test_daily_report_equals_the_direct_computation(dagster_instance, backend, ledger) -> None:
     run = launch(dagster_instance, "daily_country_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
     saga_id = saga_of(run)
-    rows = sorted((r[4], r[5], r[6]) for r in report_rows(local_trino, "daily_country_report", saga_id))
+    rows = sorted((r[4], r[5], r[6]) for r in report_rows(backend, "daily_country_report", saga_id))
     expected = direct("""
         WITH s AS (SELECT user_id, count(*) AS n FROM events WHERE event_date BETWEEN ? AND ?
                    GROUP BY user_id HAVING count(*) > ?)
@@ -55,13 +55,13 @@ def test_daily_report_equals_the_direct_computation(dagster_instance, local_trin
     assert [tuple(r[:2]) for r in rows] == [tuple(e[:2]) for e in expected]
     assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
     assert ledger.get_saga(saga_id).state == SagaState.SUCCEEDED
-    assert scratch_tables(local_trino, saga_id) == []
+    assert scratch_tables(backend, saga_id) == []
 
 
-def test_weekly_report_equals_the_direct_computation(dagster_instance, local_trino) -> None:
+def test_weekly_report_equals_the_direct_computation(dagster_instance, backend) -> None:
     run = launch(dagster_instance, "weekly_engagement_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    rows = sorted(tuple(r[2:]) for r in report_rows(local_trino, "weekly_engagement_report", saga_of(run)))
+    rows = sorted(tuple(r[2:]) for r in report_rows(backend, "weekly_engagement_report", saga_of(run)))
     expected = direct("""
         WITH a AS (SELECT user_id, count(*) AS events, count(DISTINCT event_date) AS days FROM events
                    WHERE event_date >= ? AND event_date < ? GROUP BY user_id HAVING count(DISTINCT event_date) >= ?),
@@ -72,7 +72,7 @@ def test_weekly_report_equals_the_direct_computation(dagster_instance, local_tri
         ORDER BY 1""", [dt.date(2026, 1, 5), dt.date(2026, 1, 12), 2, dt.date(2026, 1, 5), dt.date(2026, 1, 12)])
     assert [(r[0], r[1], r[4]) for r in rows] == [(e[0], e[1], e[4]) for e in expected]
     assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
-    assert scratch_tables(local_trino, saga_of(run)) == []
+    assert scratch_tables(backend, saga_of(run)) == []
 
 
 def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
@@ -90,9 +90,9 @@ def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
 
 
 @pytest.mark.parametrize(("report", "failing_step"), FAILURE_CASES)
-def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, local_trino, ledger, report,
+def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, backend, ledger, report,
                                                         failing_step) -> None:
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS[report][failing_step], action="error",
+    backend.inject(Fault(pattern=STEP_STATEMENTS[report][failing_step], action="error",
                              error_name="PERMISSION_DENIED", message="Access Denied (injected)"))
     run = launch(dagster_instance, report)
     saga_id = saga_of(run)
@@ -115,14 +115,14 @@ def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, local_
         assert max(a.id for a in undos if a.step == step and a.status == AttemptStatus.SUCCEEDED) > last_action
     assert [t.new_state for t in ledger.transitions(saga_id)] == [
         SagaState.RUNNING, SagaState.FAILED, SagaState.COMPENSATING, SagaState.COMPENSATED]
-    assert scratch_tables(local_trino, saga_id) == []
-    assert report_rows(local_trino, report, saga_id) == []
+    assert scratch_tables(backend, saga_id) == []
+    assert report_rows(backend, report, saga_id) == []
 
 
-def test_compensation_failing_once_then_succeeding_ends_compensated(dagster_instance, local_trino, ledger) -> None:
+def test_compensation_failing_once_then_succeeding_ends_compensated(dagster_instance, backend, ledger) -> None:
     steps = STEP_STATEMENTS["daily_country_report"]
-    local_trino.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
-    local_trino.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
+    backend.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
+    backend.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
                              error_type="EXTERNAL", times=1))
     run = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(run)
@@ -130,17 +130,17 @@ def test_compensation_failing_once_then_succeeding_ends_compensated(dagster_inst
     undo = [(a.step, a.status) for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION]
     assert undo == [("write_report", AttemptStatus.SUCCEEDED), ("create_summary", AttemptStatus.FAILED),
                     ("create_summary", AttemptStatus.SUCCEEDED)]
-    assert scratch_tables(local_trino, saga_id) == []
+    assert scratch_tables(backend, saga_id) == []
 
 
-def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instance, local_trino, ledger) -> None:
+def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instance, backend, ledger) -> None:
     steps = STEP_STATEMENTS["daily_country_report"]
-    local_trino.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
-    local_trino.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
+    backend.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
+    backend.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
                              error_type="EXTERNAL", times=None))
     run = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(run)
-    local_trino.engine.faults.clear()
+    backend.proxy.faults.clear()
     saga = ledger.get_saga(saga_id)
     assert saga.state == SagaState.FAILED_NEEDS_MANUAL
     assert run.tags["saga/state"] == "FAILED_NEEDS_MANUAL"
@@ -150,8 +150,8 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instanc
               if r.event_log_entry.level >= 40]
     assert any("FAILED_NEEDS_MANUAL" in message for message in errors)
     # what a person would find and remove: the summary table is still there, and the ledger names it
-    assert len(scratch_tables(local_trino, saga_id)) == 1
-    assert list(ledger.resources(saga_id)) == [f"lake.scratch.{scratch_tables(local_trino, saga_id)[0]}"]
+    assert len(scratch_tables(backend, saga_id)) == 1
+    assert list(ledger.resources(saga_id)) == [f"lake.scratch.{scratch_tables(backend, saga_id)[0]}"]
 
 
 @pytest.mark.parametrize("parameters", [
@@ -160,10 +160,10 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instanc
     {**DAILY_PARAMETERS, "min_events": -1},                   # below the minimum
     {**DAILY_PARAMETERS, "start_date": "2024-01-01"},         # range longer than a year
 ])
-def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, local_trino, ledger, parameters) -> None:
+def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, backend, ledger, parameters) -> None:
     # counted by client source: the shared daemon's sweeper may query the engine meanwhile
     def report_statements() -> int:
-        return sum(1 for q in local_trino.engine.queries() if q.session.source == STEP_SOURCE)
+        return len(backend.statements(source=STEP_SOURCE))
 
     statements_before = report_statements()
     run = launch(dagster_instance, "daily_country_report", parameters)
@@ -175,8 +175,8 @@ def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, loca
     assert "Invalid parameters for daily_country_report" in failure.dagster_event.event_specific_data.error.message
 
 
-def test_transient_error_is_retried_and_the_saga_succeeds(dagster_instance, local_trino, ledger) -> None:
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="error",
+def test_transient_error_is_retried_and_the_saga_succeeds(dagster_instance, backend, ledger) -> None:
+    backend.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="error",
                              error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL", times=1))
     run = launch(dagster_instance, "daily_country_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
@@ -209,7 +209,7 @@ def test_progress_is_logged_while_a_long_statement_runs(dagster_instance, local_
     assert max(b - a for a, b in zip(running, running[1:])) <= 5
 
 
-def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, local_trino, ledger, tmp_path) -> None:
+def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, backend, ledger, tmp_path) -> None:
     # Two runs at once, each in its own process as launched runs are (`dagster job execute`).
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}))
@@ -226,13 +226,13 @@ def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, local_
     first, second = (saga_of(r) for r in runs)
     assert first != second
     assert set(ledger.resources(first)).isdisjoint(ledger.resources(second))
-    assert len(report_rows(local_trino, "daily_country_report", first)) == 12
-    assert len(report_rows(local_trino, "daily_country_report", second)) == 12
-    assert scratch_tables(local_trino, first) == scratch_tables(local_trino, second) == []
+    assert len(report_rows(backend, "daily_country_report", first)) == 12
+    assert len(report_rows(backend, "daily_country_report", second)) == 12
+    assert scratch_tables(backend, first) == scratch_tables(backend, second) == []
 
 
-def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instance, local_trino, ledger) -> None:
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
+def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instance, backend, ledger) -> None:
+    backend.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
                              error_name="PERMISSION_DENIED"))
     failed = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(failed)
@@ -241,7 +241,7 @@ def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instanc
     assert rerun.status == dg.DagsterRunStatus.SUCCESS
     assert saga_of(rerun) == saga_id
     assert ledger.get_saga(saga_id).state == SagaState.SUCCEEDED
-    assert len(report_rows(local_trino, "daily_country_report", saga_id)) == 12
-    assert scratch_tables(local_trino, saga_id) == []
+    assert len(report_rows(backend, "daily_country_report", saga_id)) == 12
+    assert scratch_tables(backend, saga_id) == []
     assert [(r["run_id"], r["kind"]) for r in ledger.runs(saga_id)] == [
         (failed.run_id, "run"), (rerun.run_id, "reexecution")]
