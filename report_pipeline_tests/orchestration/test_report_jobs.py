@@ -30,6 +30,16 @@ from report_pipeline_tests.orchestration.conftest import (
     step_events,
 )
 
+def upstream_of(spec, step: str) -> set[str]:
+    direct = set(spec.steps[step].depends_on)
+    return direct.union(*(upstream_of(spec, d) for d in direct))
+
+
+def runs_beside(spec, a: str, b: str) -> bool:
+    """Neither step waits for the other: they may run at the same time."""
+    return a not in upstream_of(spec, b) and b not in upstream_of(spec, a)
+
+
 FAILURE_CASES = [(report, step) for report, steps in STEP_STATEMENTS.items() for step in steps]
 
 
@@ -102,7 +112,11 @@ def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, backen
     assert run.tags["saga/state"] == "COMPENSATED"
     attempts = ledger.attempts(saga_id)
     actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
-    assert [a.step for a in actions if a.status == AttemptStatus.FAILED] == [failing_step]   # a user error: no retry
+    assert [a.step for a in actions if a.status == AttemptStatus.FAILED and a.step == failing_step] == [failing_step]
+    # Any other failed step ran beside it: on Trino's PostgreSQL connector a CTAS whose target the
+    # compensation drops meanwhile fails (JDBC_ERROR); the local engine's CTAS is atomic.
+    others = {a.step for a in actions if a.status == AttemptStatus.FAILED} - {failing_step}
+    assert all(runs_beside(REPORTS[report], step, failing_step) for step in others), others
     spec = REPORTS[report]
     expected = [a.step for a in sorted(actions, key=lambda a: a.id, reverse=True) if spec.steps[a.step].compensation]
     undos = [a for a in attempts if a.kind == AttemptKind.COMPENSATION]
