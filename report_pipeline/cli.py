@@ -228,5 +228,5 @@ def main(argv: list[str] | None = None) -> None:
         demo.main(args.start_date, args.end_date, args.min_events)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m report_pipeline.cli
     main()

@@ -10,7 +10,7 @@ from pathlib import Path
 from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor
 from report_pipeline.orchestration.compensation import build_backstop_sensor, build_compensation_job
 from report_pipeline.orchestration.jobs import build_report_job
-from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.orchestration.resources import LedgerResource, trino_resource_from_env
 from report_pipeline.orchestration.sweeper import build_sweeper_sensor
 from report_pipeline.orchestration.triggers import build_arrival_sensor, build_schedule
 from report_pipeline.reports import REPORTS_DIR, load_reports
@@ -29,8 +29,7 @@ def build_definitions(reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: fl
                  build_alert_sensor(specs),
                  *(s for s in arrival_sensors if s is not None)],
         resources={
-            "trino": TrinoResource(host=dg.EnvVar("TRINO_HOST"), port=dg.EnvVar.int("TRINO_PORT"),
-                                   user=dg.EnvVar("TRINO_USER"), catalog=dg.EnvVar("TRINO_CATALOG")),
+            "trino": trino_resource_from_env(),
             "ledger": LedgerResource(url=dg.EnvVar("REPORT_PIPELINE_LEDGER_URL")),
             "alerts": AlertsResource(format=os.environ.get("REPORT_PIPELINE_ALERT_FORMAT", "slack"),
                                      dagster_ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000")),

@@ -22,6 +22,7 @@ from report_pipeline.fault_proxy import FaultProxy, ProxiedStatement
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.postgres import PostgresSettings, drop_database
 from report_pipeline.trino_server import InstallError, TrinoServer, TrinoServerError, ensure_installed
+from report_pipeline_tests.credentials import TestCredentials, make_credentials
 
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
 TEST_EVENTS = 20_000
@@ -84,7 +85,13 @@ def local_trino(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino
 
 
 @pytest.fixture(scope="session")
-def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict) -> Iterator[TrinoServer]:
+def trino_credentials(tmp_path_factory: pytest.TempPathFactory) -> TestCredentials:
+    return make_credentials(tmp_path_factory.mktemp("trino-credentials"), https_port=free_port())
+
+
+@pytest.fixture(scope="session")
+def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict,
+               trino_credentials: TestCredentials) -> Iterator[TrinoServer]:
     """One real Trino coordinator for the whole session (fetched and cached on first use), its `lake`
     and `iceberg` catalogs in databases of its own beside the session's, with the same sample data
     as the local engine."""
@@ -95,7 +102,7 @@ def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict
     name = postgres_database["dbname"]
     server = TrinoServer(installation, tmp_path_factory.mktemp("trino-server"), POSTGRES, port=free_port(),
                          lake_database=f"{name}_lake", iceberg_database=f"{name}_iceberg",
-                         sample_events=TEST_EVENTS)
+                         sample_events=TEST_EVENTS, secure=trino_credentials.secure)
     try:
         server.start()
     except TrinoServerError as error:

@@ -143,6 +143,10 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
             raise dg.Failure(description=f"Invalid parameters for {spec.name}: {error}",
                              metadata={name: problem for name, problem in error.problems.items()},
                              allow_retries=False) from None
+        try:   # a misconfigured connection (say, a password over plain HTTP) stops here, before the saga
+            context.resources.trino.settings()
+        except ValueError as error:
+            raise dg.Failure(description=f"Invalid Trino settings: {error}", allow_retries=False) from None
         scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
                            context.log)
         trigger = trigger_of(context.run)

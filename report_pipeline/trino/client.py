@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import requests
 import structlog
@@ -33,14 +34,40 @@ class TrinoSettings:
     user: str = "report_pipeline"
     catalog: str = "lake"
     schema: str = "analytics"
-    http_scheme: str = "http"
-    password: str | None = None          # with HTTPS: basic authentication; comes from the environment
+    http_scheme: Literal["http", "https"] = "http"
+    verify: bool | str = True            # HTTPS: check the certificate (True), not (False), or a CA bundle path
+    password: str | None = None          # basic authentication (HTTPS only); from the environment
+    jwt: str | None = None               # bearer-token authentication (HTTPS only); from the environment
     source: str = "report_pipeline"
+    client_tags: tuple[str, ...] = ()    # for resource-group selectors
+    session_properties: Mapping[str, str] = field(default_factory=dict)
     request_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.http_scheme not in ("http", "https"):
+            raise ValueError(f"http_scheme must be http or https, not {self.http_scheme!r}")
+        if self.password and self.jwt:
+            raise ValueError("give a password or a JWT for Trino, not both")
+        if (self.password or self.jwt) and self.http_scheme != "https":
+            # Trino refuses credentials over plain HTTP: every statement would fail
+            raise ValueError("Trino password and JWT authentication need HTTPS: set the scheme to https")
+        if isinstance(self.verify, str) and not Path(self.verify).is_file():
+            raise ValueError(f"the CA bundle for Trino's certificate does not exist: {self.verify}")
 
     @property
     def ui_url(self) -> str:
         return f"{self.http_scheme}://{self.host}:{self.port}"
+
+    def auth(self) -> trino.auth.Authentication | None:
+        if self.jwt:
+            return trino.auth.JWTAuthentication(self.jwt)
+        if self.password:
+            return trino.auth.BasicAuthentication(self.user, self.password)
+        return None
+
+    def __repr__(self) -> str:   # never show a secret in a log line or a traceback
+        hidden = {"password": "***" if self.password else None, "jwt": "***" if self.jwt else None}
+        return f"TrinoSettings({', '.join(f'{k}={hidden.get(k, v)!r}' for k, v in vars(self).items())})"
 
 
 @dataclass(frozen=True)
@@ -75,11 +102,11 @@ class TrinoClient:
 
     def connect(self, session_properties: dict[str, str] | None = None) -> trino.dbapi.Connection:
         s = self.settings
-        auth = trino.auth.BasicAuthentication(s.user, s.password) if s.password else None
         return trino.dbapi.connect(host=s.host, port=s.port, user=s.user, catalog=s.catalog, schema=s.schema,
-                                   http_scheme=s.http_scheme, auth=auth, source=s.source,
+                                   http_scheme=s.http_scheme, auth=s.auth(), verify=s.verify, source=s.source,
+                                   client_tags=list(s.client_tags) or None,
                                    request_timeout=s.request_timeout_seconds,
-                                   session_properties=session_properties or {})
+                                   session_properties={**s.session_properties, **(session_properties or {})})
 
     def execute(self, statement: Statement, *, timeout_seconds: float | None = None,
                 on_progress: Callable[[QueryProgress], None] | None = None) -> QueryOutcome:
@@ -169,8 +196,7 @@ class TrinoClient:
         url = f"{self.settings.ui_url}/v1/query/{query_id}"
         for attempt in range(attempts):
             try:
-                response = requests.get(url, headers={"X-Trino-User": self.settings.user}, auth=self._auth(),
-                                        timeout=self.settings.request_timeout_seconds)
+                response = self._session().get(url, timeout=self.settings.request_timeout_seconds)
             except requests.RequestException:
                 time.sleep(min(2.0 ** attempt, 8.0))
                 continue
@@ -183,13 +209,20 @@ class TrinoClient:
 
     def cancel(self, query_id: str) -> None:
         try:
-            requests.delete(f"{self.settings.ui_url}/v1/query/{query_id}", headers={"X-Trino-User": self.settings.user},
-                            auth=self._auth(), timeout=self.settings.request_timeout_seconds)
+            self._session().delete(f"{self.settings.ui_url}/v1/query/{query_id}",
+                                   timeout=self.settings.request_timeout_seconds)
         except requests.RequestException:
             log.warning("could not cancel query", query_id=query_id)
 
-    def _auth(self) -> tuple[str, str] | None:
-        return (self.settings.user, self.settings.password) if self.settings.password else None
+    def _session(self) -> requests.Session:
+        """A session for the REST calls beside the protocol, with the client's user, TLS and credentials."""
+        session = requests.Session()
+        session.headers["X-Trino-User"] = self.settings.user
+        session.verify = self.settings.verify
+        auth = self.settings.auth()
+        if auth is not None:
+            auth.set_http_session(session)
+        return session
 
 
 class _Watchdog:

@@ -37,6 +37,9 @@ def classify(error: BaseException) -> StepError:
         return classify_error_code(error.error_name, error.error_type, error.message, error.query_id)
     if isinstance(error, (trino_errors.Http502Error, trino_errors.Http503Error, trino_errors.Http504Error)):
         return TransientStepError(str(error), error_name=type(error).__name__)
+    if isinstance(error, requests.exceptions.SSLError):
+        # a certificate that does not verify will not verify on a retry: fix the CA bundle or TRINO_VERIFY
+        return PermanentStepError(f"TLS failure talking to Trino: {error}", error_name="TLS_ERROR")
     if isinstance(error, (trino_errors.TrinoConnectionError, requests.exceptions.ConnectionError,
                           requests.exceptions.Timeout)):
         return TransientStepError(f"connection to Trino lost: {error}", error_name="CONNECTION_LOST")
