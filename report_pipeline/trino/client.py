@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -100,13 +101,17 @@ class TrinoClient:
     def __init__(self, settings: TrinoSettings):
         self.settings = settings
 
-    def connect(self, session_properties: dict[str, str] | None = None) -> trino.dbapi.Connection:
+    @contextmanager
+    def connect(self, session_properties: dict[str, str] | None = None) -> Iterator[trino.dbapi.Connection]:
         s = self.settings
-        return trino.dbapi.connect(host=s.host, port=s.port, user=s.user, catalog=s.catalog, schema=s.schema,
-                                   http_scheme=s.http_scheme, auth=s.auth(), verify=s.verify, source=s.source,
-                                   client_tags=list(s.client_tags) or None,
-                                   request_timeout=s.request_timeout_seconds,
-                                   session_properties={**s.session_properties, **(session_properties or {})})
+        with self._http_session() as http_session:
+            connection = trino.dbapi.connect(
+                host=s.host, port=s.port, user=s.user, catalog=s.catalog, schema=s.schema, http_scheme=s.http_scheme,
+                auth=s.auth(), http_session=http_session, source=s.source, client_tags=list(s.client_tags) or None,
+                request_timeout=s.request_timeout_seconds,
+                session_properties={**s.session_properties, **(session_properties or {})})
+            with connection:
+                yield connection
 
     def execute(self, statement: Statement, *, timeout_seconds: float | None = None,
                 on_progress: Callable[[QueryProgress], None] | None = None) -> QueryOutcome:
@@ -196,7 +201,8 @@ class TrinoClient:
         url = f"{self.settings.ui_url}/v1/query/{query_id}"
         for attempt in range(attempts):
             try:
-                response = self._session().get(url, timeout=self.settings.request_timeout_seconds)
+                with self._session() as session:
+                    response = session.get(url, timeout=self.settings.request_timeout_seconds)
             except requests.RequestException:
                 time.sleep(min(2.0 ** attempt, 8.0))
                 continue
@@ -209,16 +215,25 @@ class TrinoClient:
 
     def cancel(self, query_id: str) -> None:
         try:
-            self._session().delete(f"{self.settings.ui_url}/v1/query/{query_id}",
-                                   timeout=self.settings.request_timeout_seconds)
+            with self._session() as session:
+                session.delete(f"{self.settings.ui_url}/v1/query/{query_id}",
+                               timeout=self.settings.request_timeout_seconds)
         except requests.RequestException:
             log.warning("could not cancel query", query_id=query_id)
 
+    def _http_session(self) -> requests.Session:
+        """The HTTP session of every call to Trino. requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+        override a session's `verify` (they are set on many hosts), so an explicit CA bundle or
+        verify=False turns the environment off for this session; verify=True keeps it."""
+        session = requests.Session()
+        session.verify = self.settings.verify
+        session.trust_env = self.settings.verify is True
+        return session
+
     def _session(self) -> requests.Session:
         """A session for the REST calls beside the protocol, with the client's user, TLS and credentials."""
-        session = requests.Session()
+        session = self._http_session()
         session.headers["X-Trino-User"] = self.settings.user
-        session.verify = self.settings.verify
         auth = self.settings.auth()
         if auth is not None:
             auth.set_http_session(session)

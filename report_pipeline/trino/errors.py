@@ -37,7 +37,7 @@ def classify(error: BaseException) -> StepError:
         return classify_error_code(error.error_name, error.error_type, error.message, error.query_id)
     if isinstance(error, (trino_errors.Http502Error, trino_errors.Http503Error, trino_errors.Http504Error)):
         return TransientStepError(str(error), error_name=type(error).__name__)
-    if isinstance(error, requests.exceptions.SSLError):
+    if any(isinstance(e, requests.exceptions.SSLError) for e in _causes(error)):
         # a certificate that does not verify will not verify on a retry: fix the CA bundle or TRINO_VERIFY
         return PermanentStepError(f"TLS failure talking to Trino: {error}", error_name="TLS_ERROR")
     if isinstance(error, (trino_errors.TrinoConnectionError, requests.exceptions.ConnectionError,
@@ -49,3 +49,11 @@ def classify(error: BaseException) -> StepError:
             return TransientStepError(f"query lost by the coordinator: {error}", error_name="QUERY_LOST")
         return PermanentStepError(str(error), error_name=type(error).__name__)
     return PermanentStepError(f"{type(error).__name__}: {error}", error_name=type(error).__name__)
+
+
+def _causes(error: BaseException):
+    """The error and what it was raised from (the client wraps requests' errors in its own)."""
+    seen = 0
+    while error is not None and seen < 10:
+        yield error
+        error, seen = error.__cause__ or error.__context__, seen + 1
