@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlglot
 import trino
+from sqlglot import exp
 import yaml
 
 from report_pipeline.local_trino import LocalTrino
-from report_pipeline.local_trino.sample_data import load_sample_data
+from report_pipeline.trino_server import TRINO_VERSION
+from report_pipeline.trino_server.server import CATALOG_FILES
 from report_pipeline_tests.conftest import wait_until
 from report_pipeline_tests.orchestration.stack import free_port
 
@@ -116,8 +119,9 @@ def test_the_app_environment_sets_only_names_the_code_reads() -> None:
 
 
 def test_the_app_environment_sets_everything_the_code_location_needs() -> None:
-    definitions = (ROOT / "report_pipeline" / "definitions.py").read_text()
-    needed = set(re.findall(r'EnvVar(?:\.int)?\("([A-Z_]+)"\)', definitions))
+    code = "".join((ROOT / "report_pipeline" / path).read_text()
+                   for path in ("definitions.py", "orchestration/resources.py"))
+    needed = set(re.findall(r'EnvVar(?:\.int)?\("([A-Z_]+)"\)', code))
     needed |= set(re.findall(r"\{env: ([A-Z_]+)\}", (ROOT / "dagster.yaml").read_text()))
     assert {"TRINO_HOST", "REPORT_PIPELINE_LEDGER_URL", "DAGSTER_PG_HOST"} <= needed
     assert needed <= set(COMPOSE["x-app"]["environment"])
@@ -129,47 +133,80 @@ def test_app_services_share_one_image_and_environment() -> None:
         assert set(COMPOSE["x-app"]["environment"]) <= set(SERVICES[name]["environment"]), name
 
 
-def test_the_trino_catalog_is_valid_and_gets_its_secrets_from_the_environment() -> None:
-    catalog = DEPLOY / "trino" / "catalog" / "lake.properties"
-    properties = java_properties(catalog)
-    assert properties["connector.name"] == "postgresql"
-    assert re.fullmatch(r"jdbc:postgresql://postgres:5432/\w+", properties["connection-url"])
-    database = properties["connection-url"].rsplit("/", 1)[1]
-    assert f"CREATE DATABASE {database};" in (DEPLOY / "postgres" / "init.sql").read_text()
-    secrets = set(re.findall(r"\$\{ENV:([A-Z_]+)\}", catalog.read_text()))
-    assert secrets == {"POSTGRES_USER", "POSTGRES_PASSWORD"}
-    assert secrets <= set(SERVICES["trino"]["environment"])
-    assert "password" not in {k for k, v in properties.items() if "${ENV:" not in v and "password" in k}
-    # the catalog's name is the one the code location is told to use
-    assert catalog.stem == COMPOSE["x-app"]["environment"]["TRINO_CATALOG"]
+CATALOGS = DEPLOY / "trino" / "catalog"
 
 
-def test_the_bootstrap_builds_the_sample_warehouse_and_can_run_again(tmp_path: Path) -> None:
-    statements = [s for s in (DEPLOY / "trino" / "bootstrap.sql").read_text().split(";")
-                  if any(line.strip() and not line.strip().startswith("--") for line in s.splitlines())]
-    with LocalTrino(sample_events=0) as engine:
-        cursor = trino.dbapi.connect(host=engine.host, port=engine.port, user="bootstrap",
-                                     catalog=engine.catalog).cursor()
+def test_the_stack_runs_the_trino_release_the_tests_run() -> None:
+    for name in ("trino", "trino-bootstrap"):
+        assert SERVICES[name]["image"] == f"trinodb/trino:{TRINO_VERSION}", name
+
+
+def test_the_stack_mounts_every_catalog_the_tests_use() -> None:
+    mounted = {Path(v.split(":")[0]).name: v.split(":")[1] for v in SERVICES["trino"]["volumes"]
+               if v.startswith("./report_pipeline/deploy/trino/catalog/")}
+    assert mounted == {name: f"/etc/trino/catalog/{name}" for name in CATALOG_FILES}
+    assert {p.name for p in CATALOGS.glob("*.properties")} == set(CATALOG_FILES)
+
+
+@pytest.mark.parametrize("name", CATALOG_FILES)
+def test_each_catalog_gets_its_settings_and_secrets_from_the_environment(name) -> None:
+    text = (CATALOGS / name).read_text()
+    variables = set(re.findall(r"\$\{ENV:([A-Z_]+)\}", text))
+    assert variables <= set(SERVICES["trino"]["environment"])
+    properties = java_properties(CATALOGS / name)
+    assert not [k for k, v in properties.items() if "password" in k and "${ENV:" not in v]
+
+
+def test_the_catalog_databases_are_created_on_first_start() -> None:
+    init = (DEPLOY / "postgres" / "init.sql").read_text()
+    for variable in ("LAKE_JDBC_URL", "ICEBERG_CATALOG_JDBC_URL"):
+        url = SERVICES["trino"]["environment"][variable]
+        assert re.fullmatch(r"jdbc:postgresql://postgres:5432/\w+", url)
+        assert f"CREATE DATABASE {url.rsplit('/', 1)[1]};" in init
+    assert "iceberg_catalog.sql" in init
+    # the code location is told to use the catalog the reports' tables live in
+    assert java_properties(CATALOGS / "lake.properties")["connector.name"] == "postgresql"
+    assert COMPOSE["x-app"]["environment"]["TRINO_CATALOG"] == "lake"
+
+
+def bootstrap_statements(catalog: str) -> list[str]:
+    """bootstrap.sql's statements, its catalog renamed on the parsed form (the real Trino's `lake`
+    already holds the session's sample data)."""
+    statements = sqlglot.parse((DEPLOY / "trino" / "bootstrap.sql").read_text(), read="trino")
+    for statement in statements:
+        for table in statement.find_all(exp.Table):
+            if table.catalog == "lake":
+                table.set("catalog", exp.to_identifier(catalog))
+    return [s.sql(dialect="trino") for s in statements]
+
+
+def test_the_bootstrap_builds_the_local_engines_sample_warehouse_on_real_trino(real_trino) -> None:
+    with trino.dbapi.connect(host=real_trino.host, port=real_trino.port, user="bootstrap",
+                             catalog="memory", request_timeout=120) as connection:
+        cursor = connection.cursor()
         for _ in range(2):           # a restarted stack runs it again: nothing changes, nothing fails
-            for statement in statements:
+            for statement in bootstrap_statements("memory"):
                 cursor.execute(statement)
                 cursor.fetchall()
-        cursor.execute("SELECT count(*), count(DISTINCT user_id), min(event_date), max(event_date) "
-                       "FROM analytics.events")
-        events, users, first, last = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM analytics.users")
-        assert (events, users, cursor.fetchone()[0]) == (50_000, 1000, 1000)
-        assert (first.date().isoformat(), last.date().isoformat()) == ("2026-01-01", "2026-03-31")
-        bootstrap_columns = {table: _columns(cursor, table) for table in ("users", "events")}
-    with LocalTrino(sample_events=100) as engine:   # the local engine's own sample warehouse
-        cursor = trino.dbapi.connect(host=engine.host, port=engine.port, user="x", catalog=engine.catalog).cursor()
-        assert bootstrap_columns == {table: _columns(cursor, table) for table in ("users", "events")}
-    assert load_sample_data   # the generator the bootstrap mirrors
+        built = {table: _rows(cursor, f"memory.analytics.{table}") for table in ("users", "events")}
+        bootstrap_columns = {table: _columns(cursor, "memory", table) for table in ("users", "events")}
+    with LocalTrino(sample_events=50_000) as engine:   # the local engine's own sample warehouse
+        with trino.dbapi.connect(host=engine.host, port=engine.port, user="x", catalog=engine.catalog) as c:
+            cursor = c.cursor()
+            assert bootstrap_columns == {t: _columns(cursor, engine.catalog, t) for t in ("users", "events")}
+            expected = {table: _rows(cursor, f"{engine.catalog}.analytics.{table}") for table in ("users", "events")}
+    assert len(built["events"]) == 50_000 and len(built["users"]) == 1000
+    assert built == expected
 
 
-def _columns(cursor, table: str) -> list[str]:
-    cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'analytics' "
-                   "AND table_name = ? ORDER BY ordinal_position", [table])
+def _rows(cursor, table: str) -> list[list]:
+    cursor.execute(f"SELECT * FROM {table} ORDER BY 1")
+    return cursor.fetchall()
+
+
+def _columns(cursor, catalog: str, table: str) -> list[str]:
+    cursor.execute(f"SELECT column_name FROM {catalog}.information_schema.columns "
+                   "WHERE table_schema = 'analytics' AND table_name = ? ORDER BY ordinal_position", [table])
     return [row[0] for row in cursor.fetchall()]
 
 

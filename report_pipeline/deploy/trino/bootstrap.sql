@@ -18,8 +18,9 @@ FROM (SELECT id, (id * 2654435761) % 4294967296 AS h FROM UNNEST(sequence(0, 999
 CREATE TABLE IF NOT EXISTS lake.analytics.events AS
 SELECT
     i AS event_id,
-    -- squaring a uniform fraction skews activity towards low user ids
-    CAST(floor(power((h % 10007) / 10007.0, 2) * 1000) AS bigint) AS user_id,
+    -- squaring a uniform fraction skews activity towards low user ids; in double, as the local
+    -- generator computes it (`/ 10007.0` would be Trino's decimal division, rounded to one place)
+    CAST(floor(power(CAST(h % 10007 AS double) / 10007, 2) * 1000) AS bigint) AS user_id,
     element_at(ARRAY['page_view', 'click', 'search', 'add_to_cart', 'purchase'],
                CAST(bitwise_right_shift(h, 3) % 5 AS integer) + 1) AS event_type,
     date_add('day', CAST(bitwise_right_shift(h, 11) % 90 AS integer), DATE '2026-01-01') AS event_date,
