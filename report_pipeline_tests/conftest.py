@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -145,6 +146,23 @@ class Backend:
 
     def statements(self, source: str | None = None) -> list[ProxiedStatement]:
         return [s for s in self.proxy.statements() if source is None or s.source == source]
+
+    def running_queries(self, pattern: str) -> list[RunningQuery]:
+        """The server's queries whose text matches `pattern` and that have not ended: the local
+        engine's own list, or Trino's `system.runtime.queries`."""
+        if isinstance(self.server, LocalTrino):
+            return [RunningQuery(q.id, q.state.value) for q in self.server.engine.queries()
+                    if re.search(pattern, q.sql) and not q.state.done]
+        rows = self.server.execute("SELECT query_id, state, query FROM system.runtime.queries "
+                                   "WHERE state NOT IN ('FINISHED', 'FAILED')")
+        return [RunningQuery(query_id, state) for query_id, state, text in rows
+                if re.search(pattern, text.replace("''", "'"))]
+
+
+@dataclass(frozen=True)
+class RunningQuery:
+    query_id: str
+    state: str
 
 
 BACKENDS = ["local", "trino"]

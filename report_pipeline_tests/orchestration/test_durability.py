@@ -17,33 +17,25 @@ import pytest
 
 from report_pipeline.local_trino import Fault
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
-from report_pipeline_tests.conftest import wait_until
+from report_pipeline_tests.conftest import BACKENDS, wait_until
 from report_pipeline_tests.orchestration.conftest import PARAMETERS, STEP_STATEMENTS, report_rows, scratch_tables
+from report_pipeline_tests.orchestration.holding import holdable, holding
 
-CASES = [(report, step) for report, steps in STEP_STATEMENTS.items() for step in steps]
-
-
-def running_statement(engine, pattern: str, timeout: float = 60):
-    """The engine's query for a step's statement, once it is RUNNING."""
-    found = []
-
-    def running() -> bool:
-        found[:] = [q for q in engine.engine.queries() if re.search(pattern, q.sql) and q.state.value == "RUNNING"]
-        return bool(found)
-
-    wait_until(running, timeout=timeout, interval=0.05)
-    return found[0]
+# Every step on the local engine; on the real Trino the steps a lock can hold (holding.py).
+CASES = [pytest.param(backend, report, step, id=f"{backend}-{report}-{step}")
+         for backend in BACKENDS for report, steps in STEP_STATEMENTS.items() for step in steps
+         if holdable(backend, report, step)]
 
 
-def assert_compensated_cleanly(ledger, engine, report: str, saga_id: str) -> None:
+def assert_compensated_cleanly(ledger, backend, report: str, saga_id: str) -> None:
     saga = ledger.get_saga(saga_id)
     assert saga.state == SagaState.COMPENSATED
     attempts = ledger.attempts(saga_id)
     assert all(a.status != AttemptStatus.RUNNING for a in attempts)
     assert all(a.status == AttemptStatus.SUCCEEDED for a in attempts if a.kind == AttemptKind.COMPENSATION)
     assert [t.new_state for t in ledger.transitions(saga_id)][-2:] == [SagaState.COMPENSATING, SagaState.COMPENSATED]
-    assert scratch_tables(engine, saga_id) == []
-    assert report_rows(engine, report, saga_id) == []
+    assert scratch_tables(backend, saga_id) == []
+    assert report_rows(backend, report, saga_id) == []
 
 
 def run_worker_pid(instance_url_stack, run_id: str) -> int:
@@ -56,50 +48,49 @@ def run_worker_pid(instance_url_stack, run_id: str) -> int:
     raise AssertionError(f"no run worker pid in the events of {run_id}")
 
 
-def launch_and_hold(stack, engine, report: str, step: str, stall_seconds: float):
-    """Launch a report whose `step` statement stalls on the engine; return the run and that statement."""
-    pattern = STEP_STATEMENTS[report][step]
-    engine.inject(Fault(pattern=pattern, action="stall", seconds=stall_seconds))
-    run_id = stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
-    return run_id, running_statement(engine, pattern)
+def launch(stack, report: str) -> str:
+    return stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
 
 
-@pytest.mark.parametrize(("report", "step"), CASES)
-def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(dagster_stack, local_trino, ledger,
+@pytest.mark.parametrize(("backend", "report", "step"), CASES, indirect=["backend"])
+def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(dagster_stack, backend, ledger,
                                                                         report, step) -> None:
-    run_id, statement = launch_and_hold(dagster_stack, local_trino, report, step, stall_seconds=120)
-    terminated = time.monotonic()
-    dagster_stack.terminate(run_id)
-    assert statement.stopped.wait(2.0), "the Trino statement kept running after the run was terminated"
-    stopped_after = time.monotonic() - terminated
-    assert dagster_stack.wait_for_run(run_id, timeout=90) == "CANCELED"
-    wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
-    terminal_after = time.monotonic() - terminated
+    with holding(backend, report, step, seconds=120) as running:
+        run_id = launch(dagster_stack, report)
+        statement = running()
+        terminated = time.monotonic()
+        dagster_stack.terminate(run_id)
+        assert statement.stopped_within(1.0), "the Trino statement kept running after the run was terminated"
+        stopped_after = time.monotonic() - terminated
+        assert dagster_stack.wait_for_run(run_id, timeout=90) == "CANCELED"
+        wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
+        terminal_after = time.monotonic() - terminated
     states = [t.new_state for t in ledger.transitions(run_id)]
     assert SagaState.CANCELLED in states
     assert ledger.get_saga(run_id).failed_step == step
-    assert_compensated_cleanly(ledger, local_trino, report, run_id)
+    assert_compensated_cleanly(ledger, backend, report, run_id)
     assert [r["kind"] for r in ledger.runs(run_id)] == ["run", "compensation"]
-    print(f"\nterminate {report}/{step}: statement stopped after {stopped_after:.2f}s, "
+    print(f"\nterminate {backend.name} {report}/{step}: statement stopped after {stopped_after:.2f}s, "
           f"saga COMPENSATED after {terminal_after:.2f}s")
 
 
-@pytest.mark.parametrize(("report", "step"), CASES)
-def test_kill_9_of_the_run_worker_is_compensated_and_the_late_step_fenced(dagster_stack, local_trino, ledger,
+@pytest.mark.parametrize(("backend", "report", "step"), CASES, indirect=["backend"])
+def test_kill_9_of_the_run_worker_is_compensated_and_the_late_step_fenced(dagster_stack, backend, ledger,
                                                                          report, step) -> None:
-    run_id, statement = launch_and_hold(dagster_stack, local_trino, report, step, stall_seconds=6)
-    pid = run_worker_pid(dagster_stack, run_id)
-    killed = time.monotonic()
-    os.kill(pid, signal.SIGKILL)
-    assert dagster_stack.wait_for_run(run_id, timeout=90) == "FAILURE"
-    wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
-    terminal_after = time.monotonic() - killed
-    assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
-    # the orphaned step process finishes its statement after the compensation and must undo itself
-    statement.stopped.wait(30)
+    with holding(backend, report, step, seconds=6) as running:
+        run_id = launch(dagster_stack, report)
+        running()
+        pid = run_worker_pid(dagster_stack, run_id)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        assert dagster_stack.wait_for_run(run_id, timeout=90) == "FAILURE"
+        wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
+        terminal_after = time.monotonic() - killed
+        assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
+    # released: the orphaned step process finishes its statement after the compensation and must undo itself
     wait_until(lambda: all(a.status != AttemptStatus.RUNNING for a in ledger.attempts(run_id)), timeout=60)
-    assert_compensated_cleanly(ledger, local_trino, report, run_id)
-    print(f"\nkill -9 {report}/{step}: saga COMPENSATED after {terminal_after:.2f}s")
+    assert_compensated_cleanly(ledger, backend, report, run_id)
+    print(f"\nkill -9 {backend.name} {report}/{step}: saga COMPENSATED after {terminal_after:.2f}s")
 
 
 def test_reexecute_from_failure_over_graphql_completes_the_report(dagster_stack, local_trino, ledger) -> None:
