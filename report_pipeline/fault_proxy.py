@@ -323,8 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json([f.to_json() for f in faults.list()])
         elif method == "POST":
             try:
-                spec = json.loads(self._body() or b"{}")
-                fault = Fault(**{k: v for k, v in spec.items() if k not in ("id", "fired")})
+                fault = Fault.from_json(json.loads(self._body() or b"{}"))
             except (ValueError, TypeError) as error:
                 self._error(HTTPStatus.BAD_REQUEST, f"Invalid fault: {error}")
                 return

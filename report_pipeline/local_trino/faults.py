@@ -51,6 +51,14 @@ class Fault:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, spec: object) -> "Fault":
+        """A fault from the JSON of `POST /v1/local/faults` (its bookkeeping fields ignored);
+        ValueError or TypeError on a bad one."""
+        if not isinstance(spec, dict):
+            raise ValueError("a fault is a JSON object")
+        return cls(**{k: v for k, v in spec.items() if k not in ("id", "fired")})
+
 
 class FaultInjector:
     """The active faults of one engine; thread-safe."""

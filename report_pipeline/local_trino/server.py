@@ -235,8 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _add_fault(self) -> None:
         try:
-            spec = json.loads(self._body() or b"{}")
-            fault = Fault(**{k: v for k, v in spec.items() if k not in ("id", "fired")})
+            fault = Fault.from_json(json.loads(self._body() or b"{}"))
         except (ValueError, TypeError) as error:
             self._error(HTTPStatus.BAD_REQUEST, f"Invalid fault: {error}")
             return

@@ -22,6 +22,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median is reported)")
     parser.add_argument("--load-runs", type=int, default=50, help="runs submitted at once in B5 (default 50)")
     parser.add_argument("--fetch-rows", type=int, default=1_000_000)
+    parser.add_argument("--trino-events", type=int, default=1_000_000,
+                        help="sample events for B6c, the local engine vs a real Trino (default 1M)")
     parser.add_argument("--output", default="bench-results", help="folder for the JSON results")
     args = parser.parse_args()
 
@@ -29,6 +31,8 @@ def main() -> None:
     print(f"B6: the local engine vs DuckDB, {args.events:,} events ...", flush=True)
     engine_rows, results["b6"] = engine.main(args.events, args.repeats, args.fetch_rows)
     rows += engine_rows
+    trino_rows, results["b6c"] = engine.real_trino(args.trino_events, args.repeats)
+    rows += trino_rows
 
     print()
     print(tabulate(rows, headers=["benchmark", "measured", "baseline", "ratio", "detail", "goal", ""]))

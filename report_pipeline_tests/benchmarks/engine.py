@@ -3,6 +3,9 @@
 A CTAS over all events plus the daily report's aggregation, timed end to end through the `trino`
 client (HTTP, translation, JSON) and as the same translated SQL on a plain DuckDB connection,
 alternating runs so both see the same machine state. Then a 1M-row fetch through the client.
+
+B6c: the same CTAS + aggregation on the local engine and on a real Trino 476 (its `lake` catalog on
+PostgreSQL and its `iceberg` catalog on local files), the same generated rows everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import trino
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.local_trino.engine import open_database
 from report_pipeline.local_trino.sample_data import load_sample_data
+from report_pipeline.postgres import PostgresSettings, drop_database
+from report_pipeline.trino_server import TrinoServer, ensure_installed
 
 CTAS = """CREATE TABLE scratch.bench_summary AS
 SELECT user_id, count(*) AS event_count, count_if(event_type = 'purchase') AS purchases
@@ -26,6 +31,42 @@ AGGREGATE = """SELECT u.country, avg(s.event_count) AS avg_events, sum(s.purchas
 FROM analytics.users u JOIN scratch.bench_summary s ON u.id = s.user_id
 GROUP BY u.country ORDER BY avg_events DESC"""
 DROP = "DROP TABLE IF EXISTS scratch.bench_summary"
+
+
+def real_trino(events: int, repeats: int) -> tuple[list[list[str]], dict]:
+    """B6c: local engine vs real Trino, CTAS + aggregation over `events` sample events."""
+    import secrets
+    import tempfile
+    from pathlib import Path
+
+    from report_pipeline_tests.orchestration.stack import free_port
+
+    postgres = PostgresSettings.from_env()
+    prefix = f"report_pipeline_bench_{secrets.token_hex(4)}"
+    print(f"B6c: starting a real Trino with {events:,} sample events ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="report-pipeline-bench-trino-") as work, \
+            LocalTrino(sample_events=events) as engine, \
+            TrinoServer(ensure_installed(), Path(work), postgres, port=free_port(), lake_database=f"{prefix}_lake",
+                        iceberg_database=f"{prefix}_iceberg", sample_events=events) as server:
+        targets = {"local engine": (engine.host, engine.port, engine.catalog),
+                   "real Trino, lake (PostgreSQL)": (server.host, server.port, "lake"),
+                   "real Trino, iceberg": (server.host, server.port, "iceberg")}
+        cursors = {name: trino.dbapi.connect(host=host, port=port, user="bench", catalog=catalog, schema="analytics",
+                                             request_timeout=600).cursor()
+                   for name, (host, port, catalog) in targets.items()}
+        times: dict[str, list[float]] = {name: [] for name in targets}
+        for cursor in cursors.values():
+            _through_engine(cursor)          # warm-up
+        for _ in range(repeats):
+            for name, cursor in cursors.items():
+                times[name].append(_through_engine(cursor))
+    for database in (f"{prefix}_lake", f"{prefix}_iceberg"):
+        drop_database(postgres, database)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    local = medians["local engine"]
+    rows = [[f"B6c CTAS + aggregation, {events:,} events, {name}", f"{seconds:.3f} s", f"{local:.3f} s local engine",
+             f"{seconds / local:.2f}x", "", "(figure)", ""] for name, seconds in medians.items() if name != "local engine"]
+    return rows, {"events": events, "median_s": medians, "all_runs": times}
 
 
 def _through_engine(cursor: trino.dbapi.Cursor) -> float:

@@ -5,8 +5,11 @@ Dagster instance (the repository's dagster.yaml) and the saga ledger, and for B3
 dagster-webserver and dagster-daemon driven over GraphQL as the UI drives them.
 
 - B1 `daily_country_report` through Dagster (`execute_job`, each executor) against a bare script
-  sending the same statements with the `trino` client, alternating runs.
-- B2 from the failing step's end to the saga's COMPENSATED, minus the undo statements' own time.
+  sending the same statements with the `trino` client, alternating runs; on the local engine and,
+  with the default executor, on a real Trino 476. Both go through the fault proxy the code location
+  talks to (so the proxy's cost is in both sides of the ratio).
+- B2 from the failing step's end to the saga's COMPENSATED, minus the undo statements' own time
+  (local engine and real Trino).
 - B3 from `terminateRun` to the engine's statement stopping.
 - B4 from `kill -9` of the run worker to the saga's COMPENSATED.
 - B5 many runs submitted at once with a pool of 3.
@@ -36,7 +39,10 @@ import trino
 import yaml
 
 from report_pipeline.postgres import PostgresSettings
+from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import Fault, LocalTrino
+from report_pipeline.trino_server import TrinoServer, ensure_installed
+from report_pipeline_tests.orchestration.stack import free_port
 from report_pipeline.orchestration.jobs import EXECUTOR, START_OP, build_report_job
 from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.reports import REPORTS_DIR, load_reports
@@ -56,6 +62,8 @@ STATEMENT = {
     "write_report": r"INSERT INTO reports\.daily_country_report",
     "drop_summary": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_summary"',
 }
+CATALOG = "lake"
+DEFAULT_EXECUTOR = "multiprocess (forkserver, preloaded) [default]"
 EXECUTORS = {
     "in-process": dg.in_process_executor,
     "multiprocess (spawn)": dg.multiprocess_executor.configured({"max_concurrent": 4}),
@@ -96,9 +104,13 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
     auth = PG["user"] + (f":{PG['password']}" if PG["password"] else "")
     saved = dict(os.environ)
     try:
-        with LocalTrino(data=str(work / "lake.duckdb"), sample_events=events) as engine:
+        installation = ensure_installed()
+        with LocalTrino(data=str(work / "lake.duckdb"), sample_events=events) as engine, \
+                FaultProxy(engine.url) as proxy, \
+                TrinoServer(installation, work / "trino", POSTGRES, port=free_port(), lake_database=f"{name}_lake",
+                            iceberg_database=f"{name}_iceberg", sample_events=events) as real_trino:
             os.environ.update({
-                "TRINO_HOST": engine.host, "TRINO_PORT": str(engine.port), "TRINO_USER": "bench",
+                "TRINO_HOST": proxy.host, "TRINO_PORT": str(proxy.port), "TRINO_USER": "bench",
                 "TRINO_CATALOG": engine.catalog, "REPORT_PIPELINE_REPORTS_DIR": str(reports),
                 "REPORT_PIPELINE_LEDGER_URL": f"postgresql+psycopg2://{auth}@{PG['host']}:{PG['port']}/{name}",
                 "REPORT_PIPELINE_LOG_FORMAT": "json", "DAGSTER_HOME": str(home),
@@ -107,13 +119,15 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
             ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
             ledger.migrate()
             with dg.DagsterInstance.get() as instance:
-                yield {"engine": engine, "ledger": ledger, "instance": instance, "home": home, "work": work}
+                yield {"engine": engine, "ledger": ledger, "instance": instance, "home": home, "work": work,
+                       "proxy": proxy, "trino": real_trino}
             ledger.close()
     finally:
         os.environ.clear()
         os.environ.update(saved)
         with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for database in (name, f"{name}_lake", f"{name}_iceberg"):
+                cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.close()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -128,16 +142,16 @@ def _launch(instance: dg.DagsterInstance, executor: str | None = None) -> dg.Dag
         return instance.get_run_by_id(result.run_id)
 
 
-def _bare_script(engine: LocalTrino) -> float:
+def _bare_script(engine: FaultProxy) -> float:
     """The report's statements in order with the `trino` client, as a hand-written script would."""
     spec = load_reports(Path(os.environ["REPORT_PIPELINE_REPORTS_DIR"]))[REPORT]
     saga_id = str(uuid.uuid4())
-    tables = spec.scratch_tables(saga_id, engine.catalog, "scratch")
+    tables = spec.scratch_tables(saga_id, CATALOG, "scratch")
     values = {**spec.parse_parameters(PARAMETERS), "saga_id": saga_id}
     files = [f for name in spec.saga_definition().order() for f in
              [*spec.steps[name].action, *([spec.steps[name].preview] if spec.steps[name].preview else [])]]
     started = time.perf_counter()
-    with trino.dbapi.connect(host=engine.host, port=engine.port, user="bench", catalog=engine.catalog,
+    with trino.dbapi.connect(host=engine.host, port=engine.port, user="bench", catalog=CATALOG,
                              schema="analytics") as connection:
         cursor = connection.cursor()
         for file in files:
@@ -156,24 +170,24 @@ def _timed_run(instance: dg.DagsterInstance, executor: str) -> float:
 
 
 # --- B1, B2 -------------------------------------------------------------------------------------
-def b1_overhead(setup: dict, repeats: int) -> dict[str, Any]:
-    engine, instance = setup["engine"], setup["instance"]
-    _bare_script(engine)
-    for executor in EXECUTORS:           # warm-up: caches, forkserver and module imports on disk
+def b1_overhead(setup: dict, repeats: int, executors: list[str]) -> dict[str, Any]:
+    proxy, instance = setup["proxy"], setup["instance"]
+    _bare_script(proxy)
+    for executor in executors:           # warm-up: caches, forkserver and module imports on disk
         _timed_run(instance, executor)
-    times: dict[str, list[float]] = {"bare": [], **{e: [] for e in EXECUTORS}}
+    times: dict[str, list[float]] = {"bare": [], **{e: [] for e in executors}}
     for _ in range(repeats):             # alternating, so every variant sees the same machine state
-        times["bare"].append(_bare_script(engine))
-        for executor in EXECUTORS:
+        times["bare"].append(_bare_script(proxy))
+        for executor in executors:
             times[executor].append(_timed_run(instance, executor))
     return {name: statistics.median(values) for name, values in times.items()} | {"all": times}
 
 
 def b2_failure_to_compensated(setup: dict, repeats: int) -> dict[str, Any]:
-    engine, instance, ledger = setup["engine"], setup["instance"], setup["ledger"]
+    proxy, instance, ledger = setup["proxy"], setup["instance"], setup["ledger"]
     figures = []
     for _ in range(repeats):
-        engine.inject(Fault(pattern=STATEMENT["write_report"], action="error", error_name="PERMISSION_DENIED"))
+        proxy.inject(Fault(pattern=STATEMENT["write_report"], action="error", error_name="PERMISSION_DENIED"))
         run = _launch(instance)
         saga_id = run.run_id
         attempts = ledger.attempts(saga_id)
@@ -264,9 +278,14 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
     with environment(events) as setup:
         print(f"B1: {REPORT} through Dagster (3 executors) vs a bare trino-client script, "
               f"{repeats} alternating runs ...", flush=True)
-        results["b1"] = b1 = b1_overhead(setup, repeats)
+        results["b1"] = b1 = b1_overhead(setup, repeats, list(EXECUTORS))
         print(f"B2: failure to COMPENSATED, {repeats} runs ...", flush=True)
         results["b2"] = b2_failure_to_compensated(setup, repeats)
+        setup["proxy"].upstream_url = setup["trino"].url
+        print(f"B1 and B2 on a real Trino {setup['trino'].installation.version}, default executor ...", flush=True)
+        results["b1_trino"] = b1_trino = b1_overhead(setup, repeats, [DEFAULT_EXECUTOR])
+        results["b2_trino"] = b2_failure_to_compensated(setup, repeats)
+        setup["proxy"].upstream_url = setup["engine"].url
         print("starting dagster-webserver and dagster-daemon ...", flush=True)
         stack = DagsterStack(setup["home"], {}).start()
         try:
@@ -286,7 +305,12 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         rows.append([f"B1 overhead, {executor}", f"{b1[executor]:.2f} s", f"{bare:.2f} s bare script",
                      f"{b1[executor] / bare:.1f}x", f"{per_step:.0f} ms/step", "<= 150 ms/step",
                      _verdict(per_step <= 150)])
+    per_step = (b1_trino[DEFAULT_EXECUTOR] - b1_trino["bare"]) / STEPS * 1000
+    rows.append([f"B1 overhead, {DEFAULT_EXECUTOR}, real Trino", f"{b1_trino[DEFAULT_EXECUTOR]:.2f} s",
+                 f"{b1_trino['bare']:.2f} s bare script", f"{b1_trino[DEFAULT_EXECUTOR] / b1_trino['bare']:.1f}x",
+                 f"{per_step:.0f} ms/step", "<= 150 ms/step", _verdict(per_step <= 150)])
     for key, label, goal in (("b2", "B2 failure -> COMPENSATED (minus undo statements)", 0.5),
+                             ("b2_trino", "B2 failure -> COMPENSATED, real Trino", 0.5),
                              ("b3", "B3 terminate -> statement stopped", 1.0),
                              ("b4", "B4 kill -9 of run worker -> COMPENSATED", 15.0)):
         rows.append([label, f"{results[key]['median']:.2f} s", "", "", "", f"< {goal:g} s",
