@@ -132,6 +132,7 @@ class Backend:
     server: LocalTrino | TrinoServer
     proxy: FaultProxy
     catalog: str = "lake"
+    first_statement: int = 0        # where this test's part of the session-wide proxy log begins
 
     @property
     def host(self) -> str:
@@ -145,7 +146,8 @@ class Backend:
         return self.proxy.inject(fault)
 
     def statements(self, source: str | None = None) -> list[ProxiedStatement]:
-        return [s for s in self.proxy.statements() if source is None or s.source == source]
+        """The statements clients sent through the proxy during this test."""
+        return [s for s in self.proxy.statements()[self.first_statement:] if source is None or s.source == source]
 
     def running_queries(self, pattern: str) -> list[RunningQuery]:
         """The server's queries whose text matches `pattern` and that have not ended: the local
@@ -175,7 +177,7 @@ def backend(request: pytest.FixtureRequest, trino_proxy: FaultProxy, local_trino
     server = local_trino if request.param == "local" else request.getfixturevalue("real_trino")
     trino_proxy.upstream_url = server.url
     try:
-        yield Backend(request.param, server, trino_proxy)
+        yield Backend(request.param, server, trino_proxy, first_statement=len(trino_proxy.statements()))
     finally:
         trino_proxy.faults.clear()
         trino_proxy.upstream_url = local_trino.url
