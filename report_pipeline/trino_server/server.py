@@ -27,6 +27,7 @@ from psycopg2 import sql
 
 from report_pipeline.local_trino.sample_data import DEFAULT_EVENTS, SOURCE_SCHEMA, WAREHOUSE_SCHEMAS, load_sample_data
 from report_pipeline.postgres import PostgresSettings, ensure_database
+from report_pipeline.trino.sql import QualifiedName
 from report_pipeline.trino_server.install import TrinoInstallation
 
 DEPLOY_TRINO = Path(__file__).resolve().parent.parent / "deploy" / "trino"
@@ -229,11 +230,13 @@ class TrinoServer:
             return False
 
     def _load_iceberg_sample_data(self) -> None:
+        """The lake's sample tables copied into Iceberg (names validated and quoted as a report's are)."""
         for schema in WAREHOUSE_SCHEMAS:
-            self.execute(f'CREATE SCHEMA IF NOT EXISTS iceberg."{schema}"')
+            catalog, schema_name, _ = QualifiedName("iceberg", schema, "unused").quoted().split(".")
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {catalog}.{schema_name}")
         for table in ("users", "events"):
-            self.execute(f'CREATE TABLE IF NOT EXISTS iceberg."{SOURCE_SCHEMA}"."{table}" AS '
-                         f'SELECT * FROM lake."{SOURCE_SCHEMA}"."{table}"')
+            target, source = QualifiedName("iceberg", SOURCE_SCHEMA, table), QualifiedName("lake", SOURCE_SCHEMA, table)
+            self.execute(f"CREATE TABLE IF NOT EXISTS {target.quoted()} AS SELECT * FROM {source.quoted()}")
 
     def _log_tail(self, lines: int = 30) -> str:
         tails = []
