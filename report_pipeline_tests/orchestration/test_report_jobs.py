@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from report_pipeline.local_trino import Fault
-from report_pipeline.orchestration.resources import STEP_SOURCE
+from report_pipeline.orchestration.jobs import build_report_job
+from report_pipeline.orchestration.resources import STEP_SOURCE, LedgerResource, TrinoResource
 from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline_tests.conftest import TEST_EVENTS
@@ -259,3 +260,23 @@ def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instanc
     assert scratch_tables(backend, saga_id) == []
     assert [(r["run_id"], r["kind"]) for r in ledger.runs(saga_id)] == [
         (failed.run_id, "run"), (rerun.run_id, "reexecution")]
+
+
+def test_a_password_over_plain_http_fails_the_start_step_before_any_statement(dagster_instance, backend, ledger,
+                                                                               pipeline_env, monkeypatch) -> None:
+    # in-process, so the step sees this test's environment (launched runs read it the same way)
+    monkeypatch.setenv("TRINO_PASSWORD", "would-be-refused-by-trino")
+    resources = {"trino": TrinoResource(host=backend.proxy.host, port=backend.proxy.port, user="pipeline-tests"),
+                 "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"])}
+    job = build_report_job(REPORTS["daily_country_report"], dg.in_process_executor)
+    result = dg.Definitions(jobs=[job], resources=resources).resolve_job_def(job.name).execute_in_process(
+        run_config={"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}, instance=dagster_instance,
+        raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_key == "start_saga"
+    assert "Invalid Trino settings" in failure.event_specific_data.error.message
+    assert "need HTTPS" in failure.event_specific_data.error.message
+    assert "would-be-refused" not in str(result.all_events)          # the secret is never shown
+    assert ledger.get_saga(result.run_id) is None
+    assert backend.statements(source=STEP_SOURCE) == []
