@@ -32,9 +32,15 @@ system-packages:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 		|| { echo "error: could not install promtool; run: apt-get install prometheus" >&2; exit 1; }
 
-# A PostgreSQL server on $(PGHOST):$(PGPORT): used if one answers, else installed from Debian (as root or
-# with sudo), started, and given the role $(PGUSER) (see .ci/ensure-postgres).
+# A PostgreSQL server on $(PGHOST):$(PGPORT): used if one answers, else Debian's package is installed (as
+# root or with sudo) and .ci/ensure-postgres starts the cluster and gives it the role $(PGUSER).
 postgres:
+	@if ! pg_isready -q -h $(PGHOST) -p $(PGPORT) 2>/dev/null && ! { command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1; }; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+		echo "installing PostgreSQL from Debian's archive"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+			|| { echo "error: could not install PostgreSQL (apt-get install postgresql as root or with sudo), or set PGHOST/PGPORT to a running server" >&2; exit 1; }; \
+	fi
 	@bash .ci/ensure-postgres
 
 test: install system-packages postgres
