@@ -81,7 +81,7 @@ def local_trino(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino
     """One engine for the whole session, its catalog in a file so it can be restarted mid-test;
     tests that change it clean up after themselves."""
     data = tmp_path_factory.mktemp("local-trino") / "lake.duckdb"
-    with LocalTrino(sample_events=TEST_EVENTS, data=str(data)) as engine:
+    with LocalTrino(sample_events=TEST_EVENTS, data=str(data), catalogs=["memory"], fault_injection=True) as engine:
         yield engine
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import sqlglot
 from sqlglot import exp
@@ -24,11 +25,18 @@ from report_pipeline.local_trino.errors import TrinoError
 
 
 class Catalog(Protocol):
-    """What translation needs to know about the data: implemented by the engine."""
+    """What translation needs to know about the data and the session: implemented by the engine."""
 
-    def system_table(self, catalog: str | None, schema: str, table: str) -> exp.Expression | None: ...
+    session: Any
+
+    def qualify(self, catalog: str | None, schema: str | None) -> tuple[str, str]: ...
+
+    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None: ...
 
     def has_function(self, name: str) -> bool: ...
+
+
+TableName = tuple[str, str, str]   # catalog, schema, table
 
 
 @dataclass
@@ -36,7 +44,10 @@ class Plan:
     duckdb_sql: str
     update_type: str | None = None      # None for a query that returns rows
     counts_rows: bool = False           # whether the response carries updateCount
-    tables: list[tuple[str | None, str | None, str]] = field(default_factory=list)
+    tables: list[TableName] = field(default_factory=list)   # every table read or written
+    target: TableName | None = None     # the table a DDL or DML statement changes
+    if_exists: bool = False             # DROP ... IF EXISTS
+    schema_target: tuple[str, str] | None = None   # the schema CREATE/DROP SCHEMA names
 
 
 def parse(sql: str) -> exp.Expression:
@@ -63,37 +74,84 @@ def _syntax_error(error: Exception) -> TrinoError:
     return TrinoError("SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column)
 
 
-def plan(sql: str, catalog: Catalog) -> Plan:
-    """Translate one Trino statement into DuckDB SQL, or fail as Trino would."""
-    tree = parse(sql)
+def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
+    """Translate one parsed Trino statement into DuckDB SQL, or fail as Trino would."""
     if isinstance(tree, exp.Command):
         keyword = str(tree.this).upper()
         raise TrinoError("NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine")
-    tree = tree.transform(_rewrite_bit_shifts)
+    tree = tree.copy()
     _check_functions(tree, catalog)
+    tree = tree.transform(_rewrite_table_functions).transform(_rewrite_functions)
+    _name_output_columns(tree)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    # In CREATE/DROP SCHEMA the "table" node names the schema itself.
-    schema_node = tree.this if _is_schema_ddl(tree) else None
-    tables = []
+    result = Plan("")
+    target_node = _target_node(tree)
+    if _is_schema_ddl(tree):
+        # In CREATE/DROP SCHEMA the "table" node names the schema itself: [catalog.]schema
+        node = target_node
+        schema_catalog, schema = catalog.qualify(node.catalog or None, node.db)
+        node.set("catalog", exp.to_identifier(schema_catalog))
+        result.schema_target = (schema_catalog, schema)
     for table in list(tree.find_all(exp.Table)):
-        if table is schema_node or not table.name or (not table.db and table.name.lower() in ctes):
+        if table is target_node and result.schema_target is not None:
             continue
-        replacement = catalog.system_table(table.catalog or None, table.db, table.name)
+        if not isinstance(table.this, exp.Identifier) or table.find_ancestor(exp.AlterRename):
+            continue
+        if not table.db and table.name.lower() in ctes:
+            continue
+        name_catalog, name_schema = catalog.qualify(table.catalog or None, table.db or None)
+        name = (name_catalog, name_schema, table.name.lower())
+        replacement = catalog.system_table(*name)
         if replacement is not None:
+            if table is target_node:
+                raise TrinoError("NOT_SUPPORTED", f"Table {'.'.join(name)} is read-only")
             alias = table.alias_or_name
             table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=exp.to_identifier(alias))))
-        else:
-            tables.append((table.catalog or None, table.db or None, table.name))
+            continue
+        table.set("catalog", exp.to_identifier(name_catalog))
+        table.set("db", exp.to_identifier(name_schema))
+        result.tables.append(name)
+        if table is target_node:
+            result.target = name
     tree = tree.transform(_rewrite_version)
-    update_type, counts_rows = _update_type(tree)
+    result.update_type, result.counts_rows = _update_type(tree)
+    result.if_exists = bool(tree.args.get("exists")) and isinstance(tree, exp.Drop)
     try:
-        duckdb_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
+        result.duckdb_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as error:
         raise TrinoError("NOT_SUPPORTED", f"Not supported by the local engine: {error}") from None
-    return Plan(duckdb_sql, update_type, counts_rows, tables)
+    return result
 
 
 ENGINE_VERSION = "476-local"
+
+
+def _name_output_columns(tree: exp.Expression) -> None:
+    """Trino names an output column after its column reference or alias, and any other expression
+    `_colN` by its position; DuckDB would use the expression's text."""
+    select = tree
+    while isinstance(select, exp.SetOperation):   # a UNION's names are its first SELECT's
+        select = select.this
+    if isinstance(select, exp.Subquery):
+        select = select.unnest()
+    if isinstance(tree, (exp.Create, exp.Insert)):
+        return
+    if not isinstance(select, exp.Select):
+        return
+    for index, expression in enumerate(select.expressions):
+        if isinstance(expression, (exp.Alias, exp.Column, exp.Star, exp.Dot)):
+            continue
+        expression.replace(exp.alias_(expression.copy(), f"_col{index}", quoted=True))
+
+
+def _target_node(tree: exp.Expression) -> exp.Table | None:
+    """The table a DDL or DML statement creates, drops or changes."""
+    if not isinstance(tree, (exp.Create, exp.Drop, exp.Insert, exp.Delete, exp.Update, exp.Merge, exp.Alter)):
+        return None
+    node = tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]   # DROP names a list
+    if isinstance(node, exp.Schema):      # CREATE TABLE t (columns) / INSERT INTO t (columns)
+        node = node.this
+    return node if isinstance(node, exp.Table) else None
 
 
 def _is_schema_ddl(tree: exp.Expression) -> bool:
@@ -108,23 +166,83 @@ def _rewrite_version(node: exp.Expression) -> exp.Expression:
 
 
 _SHIFTS = {"bitwise_left_shift": exp.BitwiseLeftShift, "bitwise_right_shift": exp.BitwiseRightShift}
+_DOUBLE_CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
 
 
-def _rewrite_bit_shifts(node: exp.Expression) -> exp.Expression:
+def _rewrite_functions(node: exp.Expression) -> exp.Expression:
+    if not isinstance(node, exp.Anonymous):
+        return node
+    name = node.name.lower()
     # Trino's shift functions are DuckDB's << and >> operators (on the non-negative values they are
     # meant for, the same results)
-    if isinstance(node, exp.Anonymous) and node.name.lower() in _SHIFTS and len(node.expressions) == 2:
+    if name in _SHIFTS and len(node.expressions) == 2:
         value, shift = node.expressions
-        return _SHIFTS[node.name.lower()](this=value.copy(), expression=shift.copy())
+        return _SHIFTS[name](this=value.copy(), expression=shift.copy())
+    if name in _DOUBLE_CONSTANTS and not node.expressions:
+        return exp.cast(exp.Literal.string(_DOUBLE_CONSTANTS[name]), exp.DataType.Type.DOUBLE)
     return node
 
 
+# Trino's built-in table functions: sequence() has a DuckDB equivalent, the others none.
+_TABLE_FUNCTIONS = {"sequence", "exclude_columns", "query", "table_changes"}
+
+
+def _rewrite_table_functions(node: exp.Expression) -> exp.Expression:
+    """`TABLE(sequence(start, stop[, step]))` as DuckDB's range; any other function in FROM is not a
+    table Trino knows (DuckDB's read_csv and friends stay out of reach)."""
+    if not isinstance(node, exp.Table) or isinstance(node.this, exp.Identifier) or node.this is None:
+        return node
+    call = node.this
+    if isinstance(call, exp.Anonymous) and call.name.upper() == "TABLE" and len(call.expressions) == 1:
+        inner = call.expressions[0]
+        name = _function_name(inner)
+        if name in ("sequence", "system.builtin.sequence") and isinstance(inner, exp.GenerateSeries):
+            bounds = [_kwarg_value(inner.args.get(k)) for k in ("start", "end", "step")]
+            series = exp.Anonymous(this="generate_series", expressions=[b for b in bounds if b is not None])
+            select = exp.select(exp.column("generate_series").as_("sequential_number")).from_(series)
+            alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier("sequence"))
+            return exp.Subquery(this=select, alias=alias.copy())
+        if name.rsplit(".", 1)[-1] in _TABLE_FUNCTIONS:
+            raise TrinoError("NOT_SUPPORTED", f"Table function {name} is not supported by the local engine")
+        raise TrinoError("FUNCTION_NOT_FOUND", f"Table function '{name}' not registered")
+    raise TrinoError("SYNTAX_ERROR", f"Table functions are called as TABLE(function(...)), not {_function_name(call)}(...)")
+
+
+def _function_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.GenerateSeries):
+        return "sequence"
+    if isinstance(node, exp.Dot):
+        return ".".join(part.name.lower() for part in node.flatten()) if hasattr(node, "flatten") else node.sql()
+    if isinstance(node, exp.Func):
+        return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+    return node.sql(dialect="trino").lower()
+
+
+def _kwarg_value(node: exp.Expression | None) -> exp.Expression | None:
+    if isinstance(node, exp.Kwarg):
+        return node.expression.copy()
+    return node.copy() if node is not None else None
+
+
+def _trino_functions() -> frozenset[str]:
+    text = (Path(__file__).with_name("trino_functions.txt")).read_text()
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+TRINO_FUNCTIONS = _trino_functions()
+
+
 def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
-    # A function sqlglot does not know is passed through by name; if DuckDB lacks it too, it has
-    # no translation (format_datetime's Joda patterns, say): say so instead of a confusing error.
+    # A function sqlglot does not know is passed through by name: one Trino lacks fails as in Trino;
+    # one DuckDB lacks has no translation (format_datetime's Joda patterns, say): say so instead of
+    # answering something else.
     for call in tree.find_all(exp.Anonymous):
         name = call.name.lower()
-        if not catalog.has_function(name):
+        if name == "table" and isinstance(call.parent, exp.Table):
+            continue   # TABLE(function(...)) in FROM: a table function, checked on its own
+        if name not in TRINO_FUNCTIONS:
+            raise TrinoError("FUNCTION_NOT_FOUND", f"Function '{name}' not registered")
+        if not catalog.has_function(name) and name not in _SHIFTS and name not in _DOUBLE_CONSTANTS:
             raise TrinoError("NOT_SUPPORTED", f"Function {name} is not supported by the local engine")
 
 
@@ -180,6 +298,9 @@ _COMMANDS: list[tuple[str, re.Pattern]] = [
     ("reset_session", re.compile(r"^\s*RESET\s+SESSION\s+(?P<name>[\w.]+)\s*$", re.I | re.S)),
     ("call", re.compile(r"^\s*CALL\s+(?P<procedure>[\w.\"]+)\s*\((?P<args>.*)\)\s*$", re.I | re.S)),
     ("show_catalogs", re.compile(r"^\s*SHOW\s+CATALOGS\s*$", re.I)),
+    ("describe_output", re.compile(rf"^\s*DESCRIBE\s+OUTPUT\s+{_IDENT}\s*$", re.I)),
+    ("show_columns", re.compile(rf"^\s*(?:DESCRIBE|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+{_IDENT}"
+                                rf"(?:\s*\.\s*{_IDENT})?(?:\s*\.\s*{_IDENT})?\s*$", re.I)),
     ("show_schemas", re.compile(rf"^\s*SHOW\s+SCHEMAS(?:\s+(?:FROM|IN)\s+{_IDENT})?\s*$", re.I)),
     ("show_tables", re.compile(rf"^\s*SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+{_IDENT}(?:\s*\.\s*{_IDENT})?)?\s*$",
                                re.I)),
@@ -207,8 +328,11 @@ def session_command(sql: str) -> SessionCommand | None:
             return SessionCommand(kind, {"name": _unquote(groups[0]), "sql": match.group("body")})
         if kind == "execute":
             return SessionCommand(kind, {"name": _unquote(groups[0]), "using": match.group("using")})
-        if kind == "deallocate":
+        if kind in ("deallocate", "describe_output"):
             return SessionCommand(kind, {"name": _unquote(groups[0])})
+        if kind == "show_columns":
+            parts = [_unquote(g) for g in groups if g is not None]
+            return SessionCommand(kind, {"table": tuple([None] * (3 - len(parts)) + parts)})
         if kind == "use":
             first, second = _unquote(groups[0]), _unquote(groups[1])
             catalog, schema = (first, second) if second else (None, first)
@@ -223,6 +347,41 @@ def session_command(sql: str) -> SessionCommand | None:
             return SessionCommand(kind, {"catalog": catalog, "schema": schema})
         return SessionCommand(kind, {})
     return None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an output column comes from, as DESCRIBE OUTPUT tells it."""
+
+    table: TableName | None = None
+    aliased: bool = False
+
+
+def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> list[Origin]:
+    """For each output column of a query, its source table (a plain column reference) and whether
+    it is aliased; columns a `*` expands take the table it names or the only one in FROM."""
+    select = tree if isinstance(tree, exp.Select) else None
+    if select is None:
+        return [Origin() for _ in names]
+    sources: dict[str, TableName] = {}
+    for table in select.find_all(exp.Table):
+        if isinstance(table.this, exp.Identifier) and table.find_ancestor(exp.Select) is select:
+            qualified = (*catalog.qualify(table.catalog or None, table.db or None), table.name.lower())
+            sources[table.alias_or_name.lower()] = qualified
+    only = next(iter(sources.values())) if len(sources) == 1 else None
+    origins: list[Origin] = []
+    for expression in select.expressions:
+        aliased = isinstance(expression, exp.Alias)
+        inner = expression.this if aliased else expression
+        if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+            source = sources.get(inner.table.lower()) if isinstance(inner, exp.Column) else only
+            origins.extend(Origin(source) for _ in range(len(names) - len(origins) - (len(select.expressions) - 1)))
+            continue
+        source = None
+        if isinstance(inner, exp.Column):
+            source = sources.get(inner.table.lower()) if inner.table else only
+        origins.append(Origin(source, aliased))
+    return (origins + [Origin()] * len(names))[:len(names)]
 
 
 def parse_parameters(using: str | None) -> list[exp.Expression]:

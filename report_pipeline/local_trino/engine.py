@@ -1,4 +1,4 @@
-"""The engine behind the HTTP protocol: a DuckDB database presented as one Trino catalog.
+"""The engine behind the HTTP protocol: DuckDB databases presented as Trino catalogs.
 
 Each statement gets its own DuckDB connection (a cursor of the shared database) and runs on a
 worker thread, so a slow statement never blocks another and a cancel interrupts exactly it.
@@ -18,14 +18,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote_plus
+
 import duckdb
 from sqlglot import exp
 
-from report_pipeline.local_trino import dialect
+from report_pipeline.local_trino import dialect, system_tables
+from report_pipeline.local_trino.catalogs import INFORMATION_SCHEMA, Catalogs, CatalogSpec
 from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 from report_pipeline.local_trino.faults import FaultInjector
 from report_pipeline.local_trino.query import Query, QueryState, Result, Session, _Stopped
-from report_pipeline.local_trino.types import column_json, row_encoder, trino_type
+from report_pipeline.local_trino.transactions import Transaction, Transactions
+from report_pipeline.local_trino.types import bounded_varchar, column_json, row_encoder, trino_type
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,12 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 360
 
 @dataclass(frozen=True)
 class EngineConfig:
-    catalog: str = "lake"
+    catalogs: tuple[CatalogSpec, ...] = (CatalogSpec("lake"),)   # the first holds the sample data
     max_running_queries: int = 32
     client_timeout_seconds: float = 300.0    # Trino's query.client.timeout
     expire_after_seconds: float = 900.0      # Trino's query.min-expire-age
     page_rows: int = 20_000
+    fault_injection: bool = False            # the /v1/local/faults API: tests and demos only
 
 
 def parse_duration(text: str) -> float:
@@ -58,10 +62,13 @@ def parse_duration(text: str) -> float:
 class Engine:
     def __init__(self, database: duckdb.DuckDBPyConnection, config: EngineConfig = EngineConfig()):
         self.config = config
-        self.catalog = config.catalog
+        self.catalogs = Catalogs(database, list(config.catalogs))
+        self.catalog = self.catalogs.default
         self.faults = FaultInjector()
+        self.transactions = Transactions()
+        self.version = dialect.ENGINE_VERSION
+        self.http_uri = ""                      # set by the server that serves the engine
         self._db = database
-        self._db.execute("SET GLOBAL integer_division = true")      # Trino: 5 / 2 = 2
         self._functions = {row[0].lower() for row in
                            self.fetch("SELECT DISTINCT function_name FROM duckdb_functions()")}
         self._queries: dict[str, Query] = {}
@@ -69,6 +76,7 @@ class Engine:
         self._lock = threading.Lock()
         self._counter = 0
         self._node = secrets.token_hex(3)[:5]
+        self.node_id = f"local-trino-{self._node}"
         self._running = 0
         self.peak_running = 0
         # the same, per client source (X-Trino-Source): which component put the load on the engine
@@ -105,7 +113,7 @@ class Engine:
             query = Query(query_id, secrets.token_hex(8), sql, session)
             self._queries[query_id] = query
         # decided at submission, so a fault holds from the client's very first poll
-        query.fault = self.faults.take(sql)
+        query.fault = self.faults.take(sql) if self.config.fault_injection else None
         if query.fault is not None:
             log.info("fault %s (%s) applies to statement %s", query.fault.id, query.fault.action, query_id)
             query.drop_connections = query.fault.action == "drop"
@@ -190,16 +198,41 @@ class Engine:
             raise TrinoError(fault.error_name, fault.message, error_type=fault.error_type)
 
     def _execute(self, query: Query, sql: str) -> None:
-        command = dialect.session_command(sql)
-        if command is not None:
-            query.succeed(self._run_command(query, command))
-            return
-        plan = dialect.plan(sql, _CatalogView(self, query.session))
-        self._check_names(plan, query.session)
-        query.input_rows, query.input_bytes = self._input_size(plan, query.session)
+        """Run one statement; inside an explicit transaction, any failure aborts the transaction."""
+        session = query.session
+        transaction = self.transactions.get(session.transaction_id) if session.in_transaction else None
+        try:
+            command = dialect.session_command(sql)
+            if command is not None:
+                if transaction is not None and transaction.aborted:
+                    raise _aborted()
+                query.succeed(self._run_command(query, command))
+                return
+            tree = dialect.parse(sql)
+            if isinstance(tree, (exp.Transaction, exp.Commit, exp.Rollback)):
+                query.succeed(self._transaction_statement(query, tree, transaction))
+                return
+            if transaction is not None and transaction.aborted:
+                raise _aborted()
+            self._run_plan(query, tree, transaction)
+        except BaseException:
+            if transaction is not None:
+                transaction.aborted = True
+            raise
+
+    def _run_plan(self, query: Query, tree: exp.Expression, transaction: Transaction | None) -> None:
+        session = query.session
+        plan = dialect.plan(tree, _CatalogView(self, session))
+        self._check_names(plan)
+        if plan.update_type is not None and transaction is not None:
+            if transaction.read_only:
+                raise TrinoError("READ_ONLY_VIOLATION", "Cannot execute write in a read-only transaction")
+            raise TrinoError("AUTOCOMMIT_WRITE_CONFLICT",
+                             f"Catalog only supports writes using autocommit: {plan.target[0] if plan.target else ''}")
+        query.input_rows, query.input_bytes = self._input_size(plan)
         duck = self._db.cursor()
         try:
-            self._prepare_connection(duck, query.session)
+            self._prepare_connection(duck, session)
             query.attach(duck)
             query.begin(QueryState.RUNNING)
             duck.execute(plan.duckdb_sql)
@@ -220,46 +253,69 @@ class Engine:
             raise
 
     def _prepare_connection(self, duck: duckdb.DuckDBPyConnection, session: Session) -> None:
-        catalog = session.catalog or self.catalog
-        if catalog != self.catalog:
-            raise TrinoError("CATALOG_NOT_FOUND", f"Catalog '{catalog}' not found")
-        schema = session.schema or "main"
         duck.execute("SET enable_progress_bar = true")   # makes query_progress() report
         duck.execute("SET enable_progress_bar_print = false")
-        # USE takes no parameters; the catalog is validated and the schema is one that exists
-        target = f"{_quoted(catalog)}.{_quoted(schema)}" if self._schema_exists(schema) else _quoted(catalog)
-        duck.execute(f"USE {target}")
+        # USE takes no parameters; the name is a known catalog. Every table name in the statement is
+        # fully qualified, so this only decides where unqualified functions live.
+        duck.execute(f"USE {_quoted(self.catalog)}")
         if session.time_zone:
             if not _TIME_ZONE.fullmatch(session.time_zone):
                 raise TrinoError("INVALID_FUNCTION_ARGUMENT", f"Time zone not supported: {session.time_zone}")
             duck.execute(f"SET TimeZone = '{session.time_zone}'")  # SET takes no parameters; validated above
 
-    def _schema_exists(self, schema: str) -> bool:
-        rows = self.fetch(
-            "SELECT 1 FROM duckdb_schemas() WHERE database_name = ? AND schema_name = ?",
-            [self.catalog, schema])
-        return bool(rows)
+    def _check_names(self, plan: dialect.Plan) -> None:
+        """Fail as Trino does for a catalog, schema or table that does not exist, and for what the
+        target's connector cannot do."""
+        for catalog, schema, table in plan.tables:
+            spec = self.catalogs.spec(catalog)
+            if self.catalogs.schema_exists(catalog, schema):
+                continue
+            target = (catalog, schema, table) == plan.target
+            if target and plan.update_type == "CREATE TABLE":
+                raise TrinoError("NOT_FOUND", f"Schema {schema} not found")
+            if target and plan.if_exists:
+                continue
+            if target and plan.update_type is not None:
+                raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
+            raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
+        if plan.schema_target is not None:
+            catalog, schema = plan.schema_target
+            self.catalogs.spec(catalog)
+            if schema in self.catalogs.hidden_schemas:
+                raise TrinoError("NOT_SUPPORTED", f"Schema name {schema} is reserved by the local engine")
+        if plan.target is not None and plan.update_type in ("DELETE", "UPDATE", "MERGE"):
+            if not self.catalogs.spec(plan.target[0]).modifies_rows:
+                raise TrinoError("NOT_SUPPORTED", "This connector does not support modifying table rows")
 
-    def _check_names(self, plan: dialect.Plan, session: Session) -> None:
-        for catalog, schema, _ in plan.tables:
-            if catalog is None and session.catalog is None:
-                raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
-            if schema is None and session.schema is None:
-                raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
-            if catalog is not None and catalog.lower() not in (self.catalog, "system"):
-                raise TrinoError("CATALOG_NOT_FOUND", f"Catalog '{catalog}' not found")
-
-    def _input_size(self, plan: dialect.Plan, session: Session) -> tuple[int, int]:
+    def _input_size(self, plan: dialect.Plan) -> tuple[int, int]:
         rows = size = 0
-        for _, schema, table in plan.tables:
-            found = self.fetch(
-                "SELECT estimated_size, column_count FROM duckdb_tables() "
-                "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-                [self.catalog, schema or session.schema or "main", table])
-            if found:
-                rows += found[0][0]
-                size += found[0][0] * found[0][1] * 8
+        for catalog, schema, table in plan.tables:
+            table_rows, columns = self.catalogs.table_size(catalog, schema, table)
+            rows += table_rows
+            size += table_rows * columns * 8
         return rows, size
+
+    # --- transactions ---------------------------------------------------------------------------
+    def _transaction_statement(self, query: Query, tree: exp.Expression, transaction: Transaction | None) -> Result:
+        session = query.session
+        if isinstance(tree, exp.Transaction):
+            if session.transaction_id is None:
+                raise TrinoError("INCOMPATIBLE_CLIENT", "Client does not support transactions")
+            if transaction is not None:
+                raise TrinoError("NOT_SUPPORTED", "Nested transactions not supported")
+            modes = [str(m).upper() for m in tree.args.get("modes") or []]
+            isolation = next((m.removeprefix("ISOLATION LEVEL ").strip() for m in modes
+                              if m.startswith("ISOLATION LEVEL")), "READ UNCOMMITTED")
+            started = self.transactions.begin(read_only="READ ONLY" in modes, isolation_level=isolation)
+            query.response_headers["X-Trino-Started-Transaction-Id"] = [started.id]
+            return _update("START TRANSACTION", None)
+        if transaction is None:
+            raise TrinoError("NOT_IN_TRANSACTION", "No transaction in progress")
+        self.transactions.end(transaction.id)
+        if isinstance(tree, exp.Commit) and transaction.aborted:
+            raise TrinoError("TRANSACTION_ALREADY_ABORTED", "Current transaction has already been aborted")
+        query.response_headers["X-Trino-Clear-Transaction-Id"] = ["true"]
+        return _update("COMMIT" if isinstance(tree, exp.Commit) else "ROLLBACK", None)
 
     # --- statements the coordinator answers itself ----------------------------------------------
     def _run_command(self, query: Query, command: dialect.SessionCommand) -> Result:
@@ -274,25 +330,23 @@ class Engine:
                 f"{args['name']}={quote_plus(args['sql'])}")
             return _update("PREPARE", None)
         if command.kind == "execute":
-            if args["name"] not in session.prepared:
-                raise TrinoError("NOT_FOUND", f"Prepared statement not found: {args['name']}")
-            bound = dialect.bind_parameters(session.prepared[args["name"]],
+            bound = dialect.bind_parameters(self._prepared(session, args["name"]),
                                             dialect.parse_parameters(args["using"]))
             self._execute_nested(query, bound)
             return query.result
         if command.kind == "deallocate":
-            if args["name"] not in session.prepared:
-                raise TrinoError("NOT_FOUND", f"Prepared statement not found: {args['name']}")
+            self._prepared(session, args["name"])
             query.response_headers.setdefault("X-Trino-Deallocated-Prepare", []).append(args["name"])
             return _update("DEALLOCATE", None)
+        if command.kind == "describe_output":
+            return self._describe_output(session, self._prepared(session, args["name"]))
         if command.kind == "use":
             catalog = args["catalog"] or session.catalog
             if catalog is None:
-                raise TrinoError("GENERIC_USER_ERROR", "Catalog must be specified when session catalog is not set")
-            if catalog != self.catalog:
-                raise TrinoError("CATALOG_NOT_FOUND", f"Catalog '{catalog}' not found")
-            if not self._schema_exists(args["schema"]):
-                raise TrinoError("SCHEMA_NOT_FOUND", f"Schema does not exist: {catalog}.{args['schema']}")
+                raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+            self.catalogs.spec(catalog)
+            if not self.catalogs.schema_exists(catalog, args["schema"]):
+                raise TrinoError("NOT_FOUND", f"Schema does not exist: {catalog}.{args['schema']}")
             query.response_headers["X-Trino-Set-Catalog"] = [catalog]
             query.response_headers["X-Trino-Set-Schema"] = [args["schema"]]
             return _update("USE", None)
@@ -307,15 +361,76 @@ class Engine:
         if command.kind == "call":
             return self._call(args["procedure"], args["args"])
         if command.kind == "show_catalogs":
-            return _rows_result([("Catalog", "varchar")], [["system"], [self.catalog]])
+            return _bounded_rows_result(["Catalog"], [[c] for c in sorted(["system", *self.catalogs.names])])
         if command.kind == "show_schemas":
-            return _rows_result([("Schema", "varchar")], [[s] for s in self.schemas()])
+            catalog = args["catalog"] or session.catalog
+            if catalog is None:
+                raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+            schemas = (system_tables.SYSTEM_SCHEMAS if catalog == "system"
+                       else self.catalogs.schemas(self.catalogs.spec(catalog).name))
+            return _rows_result(["Schema"], [[s] for s in schemas])
         if command.kind == "show_tables":
-            schema = args["schema"] or session.schema
-            if schema is None:
-                raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
-            return _rows_result([("Table", "varchar")], [[t] for t, _ in self.tables(schema)])
+            catalog, schema = self._schema_of(session, args["catalog"], args["schema"])
+            if catalog == "system" or schema == INFORMATION_SCHEMA:
+                tables = system_tables.system_tables_of(schema)
+            else:
+                tables = [t for s, t, _, _ in self.catalogs.tables(catalog) if s == schema]
+            return _rows_result(["Table"], [[t] for t in tables])
+        if command.kind == "show_columns":
+            return self._show_columns(session, args["table"])
         raise TrinoError("NOT_SUPPORTED", f"Statement {command.kind} is not supported by the local engine")
+
+    def _schema_of(self, session: Session, catalog: str | None, schema: str | None) -> tuple[str, str]:
+        catalog = catalog or session.catalog
+        schema = schema or session.schema
+        if catalog is None:
+            raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+        if schema is None:
+            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
+        if catalog == "system":
+            if schema not in system_tables.SYSTEM_SCHEMAS:
+                raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
+        elif not self.catalogs.schema_exists(self.catalogs.spec(catalog).name, schema):
+            raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
+        return catalog, schema
+
+    def _prepared(self, session: Session, name: str) -> str:
+        if name not in session.prepared:
+            raise TrinoError("NOT_FOUND", f"Prepared statement not found: {name}")
+        return session.prepared[name]
+
+    def _show_columns(self, session: Session, name: tuple[str | None, str | None, str]) -> Result:
+        """DESCRIBE t and SHOW COLUMNS FROM t: the columns of one table as Trino lists them."""
+        catalog, schema = self._schema_of(session, name[0], name[1])
+        table = name[2]
+        columns = [(c, system_tables.trino_type_name(ty), comment)
+                   for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]
+        if not columns:
+            raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
+        return _rows_result(["Column", "Type", "Extra", "Comment"],
+                            [[c, ty, "", comment or ""] for c, ty, comment in columns])
+
+    def _describe_output(self, session: Session, sql: str) -> Result:
+        """DESCRIBE OUTPUT: the columns a prepared statement would return, without running it."""
+        tree = dialect.parse(sql)
+        plan = dialect.plan(tree, _CatalogView(self, session))
+        self._check_names(plan)
+        if plan.update_type is not None:
+            described = [("rows", "", "", "", "bigint", 8, False)] if plan.counts_rows else []
+        else:
+            with self._db.cursor() as duck:
+                duck.execute(f"USE {_quoted(self.catalog)}")
+                rows = duck.execute("DESCRIBE " + plan.duckdb_sql).fetchall()
+            origins = dialect.output_origins(tree, [r[0] for r in rows], _CatalogView(self, session))
+            described = []
+            for (name, duck_type, *_), origin in zip(rows, origins):
+                type_ = trino_type(duckdb.sqltype(duck_type))
+                table = origin.table or ("", "", "")
+                described.append((name, *table, type_.name, type_.fixed_size, origin.aliased))
+        names = ["Column Name", "Catalog", "Schema", "Table", "Type", "Type Size", "Aliased"]
+        columns = [column_json(n, bounded_varchar([r[i] for r in described])) for i, n in enumerate(names[:5])]
+        columns += [column_json("Type Size", _INTEGER), column_json("Aliased", _BOOLEAN)]
+        return Result(columns, list, rows=[list(r) for r in described])
 
     def _execute_nested(self, query: Query, sql: str) -> None:
         if dialect.session_command(sql) is not None and dialect.session_command(sql).kind in (
@@ -334,46 +449,18 @@ class Engine:
         return _update("CALL", None)
 
     # --- catalog metadata -----------------------------------------------------------------------
-    def schemas(self) -> list[str]:
-        rows = self.fetch(
-            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? ORDER BY 1",
-            [self.catalog])
-        return [r[0] for r in rows if r[0] != "pg_catalog"] + ["information_schema"]
-
-    def tables(self, schema: str | None = None) -> list[tuple]:
-        """(schema, table, type, comment) of every table and view; (table, type) of one schema's."""
-        rows = self.fetch(
-            "SELECT schema_name, table_name, 'BASE TABLE', comment FROM duckdb_tables() WHERE database_name = ? "
-            "UNION ALL SELECT schema_name, view_name, 'VIEW', comment FROM duckdb_views() "
-            "WHERE database_name = ? AND NOT internal ORDER BY 1, 2", [self.catalog, self.catalog])
-        if schema is not None:
-            return [(r[1], r[2]) for r in rows if r[0] == schema]
-        return rows
-
     def has_function(self, name: str) -> bool:
         return name in self._functions
 
-    def system_table(self, session: Session, catalog: str | None, schema: str, table: str) -> exp.Expression | None:
-        catalog = (catalog or session.catalog or "").lower()
-        schema = (schema or session.schema or "").lower()
-        table = table.lower()
-        if catalog == "system":
-            build = _SYSTEM_TABLES.get((schema, table))
-        elif schema == "information_schema":
-            build = _INFORMATION_SCHEMA.get(table)
-            if build is not None and catalog != self.catalog:
-                raise TrinoError("CATALOG_NOT_FOUND", f"Catalog '{catalog}' not found")
-        else:
-            return None
-        if build is None:
-            raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
-        columns, rows = build(self)
-        return values_table(columns, rows)
+    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None:
+        snapshot = system_tables.snapshot(self, catalog, schema, table)
+        return None if snapshot is None else system_tables.values_table(*snapshot)
 
     # --- housekeeping ---------------------------------------------------------------------------
     def _housekeeping(self) -> None:
         while not self._stopping.wait(0.25):
             now = time.time()
+            self.transactions.expire_idle(now)
             for query in self.queries():
                 if not query.state.done:
                     self._enforce_limits(query, now)
@@ -405,16 +492,33 @@ class Engine:
 
 
 class _CatalogView:
-    """The engine's catalog as one session sees it: what `dialect.plan` asks about."""
+    """The engine's catalogs as one session sees them: what `dialect.plan` asks about."""
 
     def __init__(self, engine: Engine, session: Session):
-        self._engine, self._session = engine, session
+        self._engine, self.session = engine, session
 
-    def system_table(self, catalog: str | None, schema: str, table: str) -> exp.Expression | None:
-        return self._engine.system_table(self._session, catalog, schema, table)
+    def qualify(self, catalog: str | None, schema: str | None) -> tuple[str, str]:
+        """A table's catalog and schema, the session's filling in what the statement leaves out."""
+        catalog = (catalog or self.session.catalog or "").lower() or None
+        schema = schema or self.session.schema
+        if catalog is None:
+            raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+        if schema is None:
+            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
+        if catalog != "system":
+            self._engine.catalogs.spec(catalog)
+        return catalog, schema.lower()
+
+    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None:
+        return self._engine.system_table(catalog, schema, table)
 
     def has_function(self, name: str) -> bool:
         return self._engine.has_function(name)
+
+
+def _aborted() -> TrinoError:
+    return TrinoError("TRANSACTION_ALREADY_ABORTED",
+                      "Current transaction is aborted, commands ignored until end of transaction block")
 
 
 def _quoted(identifier: str) -> str:
@@ -430,128 +534,24 @@ def _validate_session_property(name: str, value: str) -> None:
 
 _BIGINT = trino_type(duckdb.sqltype("BIGINT"))
 _BOOLEAN = trino_type(duckdb.sqltype("BOOLEAN"))
+_INTEGER = trino_type(duckdb.sqltype("INTEGER"))
 _VARCHAR = trino_type(duckdb.sqltype("VARCHAR"))
 
 
 def _update(update_type: str, count: int | None) -> Result:
-    """Trino answers DML with one `rows bigint` row, and other updates with one `result boolean` row."""
+    """Trino answers DML with one `rows bigint` row, and other updates with no columns at all."""
     if count is not None:
         return Result([column_json("rows", _BIGINT)], list, rows=[[count]],
                       update_type=update_type, update_count=count)
-    return Result([column_json("result", _BOOLEAN)], list, rows=[[True]], update_type=update_type)
+    return Result([], list, rows=[], update_type=update_type)
 
 
-def _rows_result(columns: list[tuple[str, str]], rows: list[list]) -> Result:
-    return Result([column_json(name, _VARCHAR) for name, _ in columns], list, rows=rows)
+def _rows_result(names: list[str], rows: list[list]) -> Result:
+    """Rows of varchar columns, as Trino's metadata statements (queries on information_schema) give."""
+    return Result([column_json(name, _VARCHAR) for name in names], list, rows=rows)
 
 
-# --- system tables and information_schema, as snapshots --------------------------------------------
-
-def values_table(columns: list[tuple[str, str]], rows: list[tuple]) -> exp.Select:
-    """A SELECT over literal rows with typed columns; an empty one when there are no rows."""
-    aliases = [exp.to_identifier(f"c{i}") for i in range(len(columns))]
-    data = rows or [tuple(None for _ in columns)]
-    values = exp.Values(
-        expressions=[exp.Tuple(expressions=[exp.convert(v) for v in row]) for row in data],
-        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=aliases))
-    select = exp.select(*[exp.cast(exp.column(alias), exp.DataType.build(type_, dialect="duckdb"))
-                          .as_(name, quoted=True) for alias, (name, type_) in zip(aliases, columns)])
-    select = select.from_(values)
-    return select if rows else select.where(exp.false())
-
-
-def _trino_type_name(duck_type: str) -> str:
-    try:
-        return trino_type(duckdb.sqltype(duck_type)).name
-    except (TrinoError, duckdb.Error):
-        return duck_type.lower()
-
-
-def _schemata(engine: Engine) -> tuple[list, list]:
-    return ([("catalog_name", "VARCHAR"), ("schema_name", "VARCHAR")],
-            [(engine.catalog, s) for s in engine.schemas()])
-
-
-def _tables(engine: Engine) -> tuple[list, list]:
-    return ([("table_catalog", "VARCHAR"), ("table_schema", "VARCHAR"), ("table_name", "VARCHAR"),
-             ("table_type", "VARCHAR")],
-            [(engine.catalog, s, t, k) for s, t, k, _ in engine.tables()])
-
-
-def _columns(engine: Engine) -> tuple[list, list]:
-    rows = engine.fetch(
-        "SELECT schema_name, table_name, column_name, column_index, column_default, is_nullable, data_type, comment "
-        "FROM duckdb_columns() WHERE database_name = ? ORDER BY 1, 2, 4", [engine.catalog])
-    return ([("table_catalog", "VARCHAR"), ("table_schema", "VARCHAR"), ("table_name", "VARCHAR"),
-             ("column_name", "VARCHAR"), ("ordinal_position", "BIGINT"), ("column_default", "VARCHAR"),
-             ("is_nullable", "VARCHAR"), ("data_type", "VARCHAR"), ("comment", "VARCHAR")],
-            [(engine.catalog, s, t, c, i, d, "YES" if n else "NO", _trino_type_name(ty), comment)
-             for s, t, c, i, d, n, ty, comment in rows])
-
-
-def _views(engine: Engine) -> tuple[list, list]:
-    rows = engine.fetch(
-        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-        [engine.catalog])
-    return ([("table_catalog", "VARCHAR"), ("table_schema", "VARCHAR"), ("table_name", "VARCHAR"),
-             ("view_definition", "VARCHAR")], [(engine.catalog, *r) for r in rows])
-
-
-def _jdbc_catalogs(engine: Engine) -> tuple[list, list]:
-    return [("table_cat", "VARCHAR")], [("system",), (engine.catalog,)]
-
-
-def _metadata_catalogs(engine: Engine) -> tuple[list, list]:
-    return ([("catalog_name", "VARCHAR"), ("connector_id", "VARCHAR"), ("connector_name", "VARCHAR")],
-            [("system", "system", "system"), (engine.catalog, engine.catalog, "duckdb")])
-
-
-def _table_comments(engine: Engine) -> tuple[list, list]:
-    return ([("catalog_name", "VARCHAR"), ("schema_name", "VARCHAR"), ("table_name", "VARCHAR"),
-             ("comment", "VARCHAR")], [(engine.catalog, s, t, c) for s, t, _, c in engine.tables()])
-
-
-def _timestamp_text(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc).isoformat()
-
-
-def _runtime_queries(engine: Engine) -> tuple[list, list]:
-    rows = []
-    for q in engine.queries():
-        started = q.started
-        rows.append((q.id, q.state.value, q.session.user, q.session.source, q.sql, None,
-                     int(((started or q.ended or time.time()) - q.created) * 1000), 0, 0,
-                     _timestamp_text(q.created), _timestamp_text(started), _timestamp_text(q.last_heartbeat),
-                     _timestamp_text(q.ended),
-                     q.error.error.type.value if q.error else None, q.error.name if q.error else None))
-    return ([("query_id", "VARCHAR"), ("state", "VARCHAR"), ("user", "VARCHAR"), ("source", "VARCHAR"),
-             ("query", "VARCHAR"), ("resource_group_id", "VARCHAR[]"), ("queued_time_ms", "BIGINT"),
-             ("analysis_time_ms", "BIGINT"), ("planning_time_ms", "BIGINT"),
-             ("created", "TIMESTAMPTZ"), ("started", "TIMESTAMPTZ"), ("last_heartbeat", "TIMESTAMPTZ"),
-             ("end", "TIMESTAMPTZ"), ("error_type", "VARCHAR"), ("error_code", "VARCHAR")], rows)
-
-
-_INFORMATION_SCHEMA = {"schemata": _schemata, "tables": _tables, "columns": _columns, "views": _views}
-_SYSTEM_TABLES = {
-    ("runtime", "queries"): _runtime_queries,
-    ("jdbc", "catalogs"): _jdbc_catalogs,
-    ("metadata", "catalogs"): _metadata_catalogs,
-    ("metadata", "table_comments"): _table_comments,
-}
-
-
-def open_database(path: str | None, catalog: str) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the catalog attached (from a file, or in memory)."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", catalog):
-        raise ValueError(f"invalid catalog name {catalog!r}: use lower-case letters, digits and _")
-    if catalog in ("system", "temp", "memory", "main", "information_schema"):
-        raise ValueError(f"catalog name {catalog!r} is reserved")
-    connection = duckdb.connect(":memory:")
-    target = path if path else ":memory:"
-    connection.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{catalog}\"")
-    connection.execute(f'USE "{catalog}"')
-    return connection
-
-
+def _bounded_rows_result(names: list[str], rows: list[list]) -> Result:
+    """Rows of varchar(n) columns, n the longest value: Trino answers these statements from VALUES."""
+    return Result([column_json(name, bounded_varchar([r[i] for r in rows])) for i, name in enumerate(names)],
+                  list, rows=rows)

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from report_pipeline.local_trino.errors import TrinoError
+from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 
 # DuckDB stores tables in row groups of this many rows; one row group counts as one "split".
 ROWS_PER_SPLIT = 122_880
@@ -42,6 +42,12 @@ class Session:
     time_zone: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
     prepared: dict[str, str] = field(default_factory=dict)
+    # X-Trino-Transaction-Id: None (autocommit, cannot start one), "NONE" (autocommit) or an open one's id
+    transaction_id: str | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.transaction_id not in (None, "NONE")
 
 
 @dataclass
@@ -155,7 +161,12 @@ class Query:
         if result.rows is not None:
             rows, result.rows = result.rows, []
         else:
-            rows = [result.encode(r) for r in result.cursor.fetchmany(max_rows)]
+            try:
+                rows = [result.encode(r) for r in result.cursor.fetchmany(max_rows)]
+            except duckdb.Error as error:
+                # A cancel interrupts the cursor mid-fetch (the query has failed already, and that
+                # error stands); otherwise the failure is the statement's own, surfacing while streaming.
+                raise from_duckdb(error) from None
         last = result.rows is not None or len(rows) < max_rows
         self.delivered_rows += len(rows)
         if last:

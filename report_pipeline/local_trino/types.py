@@ -28,6 +28,16 @@ class TrinoType:
     signature: dict
     encode: Encoder = None  # None: the Python value is already its JSON form
 
+    @property
+    def fixed_size(self) -> int:
+        """Bytes per value for fixed-width types, 0 for variable-width ones (DESCRIBE OUTPUT's Type Size)."""
+        return _FIXED_SIZES.get(self.signature["rawType"], 0)
+
+
+_FIXED_SIZES = {"boolean": 1, "tinyint": 1, "smallint": 2, "integer": 4, "bigint": 8, "real": 4, "double": 8,
+                "date": 4, "timestamp": 8, "timestamp with time zone": 8, "time": 8, "time with time zone": 8,
+                "uuid": 16, "ipaddress": 16, "interval day to second": 8, "interval year to month": 4}
+
 
 def _signature(raw: str, *arguments: dict) -> dict:
     return {"rawType": raw, "arguments": list(arguments)}
@@ -67,6 +77,24 @@ def _checked_bigint(value: int) -> int:
 
 def _timestamp(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _fraction(digits: int) -> Callable[[str], str]:
+    """Cut microsecond text to `digits` fractional digits (0: no fraction), as Trino prints precision."""
+    if digits == 6:
+        return lambda text: text
+    if digits == 9:   # DuckDB hands nanosecond timestamps over as microseconds
+        return lambda text: text + "000"
+    if digits == 0:
+        return lambda text: text[:text.index(".")] if "." in text else text
+    return lambda text: text[:text.index(".") + 1 + digits] if "." in text else text
+
+
+def _time_tz(value: dt.time) -> str:
+    offset = value.utcoffset() or dt.timedelta(0)
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{value.strftime('%H:%M:%S.%f')}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _zone_name(tz: dt.tzinfo, value: dt.datetime) -> str:
@@ -127,10 +155,16 @@ def trino_type(duck_type: Any) -> TrinoType:
     children = dict(duck_type.children) if type_id in ("decimal", "list", "array", "map") else {}
     if type_id == "decimal":
         precision, scale = children["precision"], children["scale"]
-        return TrinoType(f"decimal({precision},{scale})",
+        return TrinoType(f"decimal({precision}, {scale})",
                          _signature("decimal", _long(precision), _long(scale)), _nullable(str))
-    if type_id in ("timestamp", "timestamp_ms", "timestamp_s", "timestamp_ns"):
-        return TrinoType("timestamp(6)", _signature("timestamp", _long(6)), _nullable(_timestamp))
+    if type_id in _TIMESTAMP_PRECISION:
+        precision = _TIMESTAMP_PRECISION[type_id]
+        cut = _fraction(precision)
+        return TrinoType(f"timestamp({precision})", _signature("timestamp", _long(precision)),
+                         _nullable(lambda v: cut(_timestamp(v))))
+    if type_id == "time with time zone":
+        return TrinoType("time(6) with time zone", _signature("time with time zone", _long(6)),
+                         _nullable(_time_tz))
     if type_id == "timestamp with time zone":
         return TrinoType("timestamp(6) with time zone",
                          _signature("timestamp with time zone", _long(6)), _nullable(_timestamp_tz))
@@ -160,6 +194,16 @@ def trino_type(duck_type: Any) -> TrinoType:
         return TrinoType(f"row({display})", {"rawType": "row", "arguments": arguments},
                          _nullable(lambda v: [enc(v[n]) for n, enc in zip(names, encoders)]))
     raise TrinoError("NOT_SUPPORTED", f"Result type {duck_type} has no Trino equivalent in the local engine")
+
+
+# DuckDB's timestamp types by fractional digits (nanoseconds arrive as microseconds from DuckDB)
+_TIMESTAMP_PRECISION = {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6, "timestamp_ns": 9}
+
+
+def bounded_varchar(values: list[Any]) -> TrinoType:
+    """varchar(n), n the longest of the values: the type Trino gives a column of literal strings."""
+    length = max((len(v) for v in values if isinstance(v, str)), default=0)
+    return TrinoType(f"varchar({length})", _signature("varchar", _long(length)))
 
 
 def column_json(name: str, t: TrinoType) -> dict:

@@ -20,26 +20,38 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def served_engine(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "report_pipeline.cli", "local-trino", "--port", str(port),
-         "--sample-rows", "2000", "--data", str(tmp_path / "lake.duckdb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v1/info", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"local-trino did not start: {process.stdout.read()}")
-            time.sleep(0.1)
-    yield port, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+def serve(tmp_path):
+    """Start `report-pipeline local-trino` with extra flags; (port, process) once it answers."""
+    processes = []
+
+    def start(*flags: str):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "report_pipeline.cli", "local-trino", "--port", str(port),
+             "--sample-rows", "2000", "--data", str(tmp_path / f"lake-{port}.duckdb"), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes.append(process)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/v1/info", timeout=1)
+                return port, process
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"local-trino did not start: {process.stdout.read()}")
+                time.sleep(0.1)
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def served_engine(serve):
+    return serve()
 
 
 def test_serves_the_sample_data_to_the_client(served_engine) -> None:
@@ -76,3 +88,23 @@ def test_rejects_a_negative_sample_size() -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "must be >= 0" in result.stderr
+
+
+def test_fault_api_is_off_without_the_flag(served_engine) -> None:
+    port, _ = served_engine
+    for method in ("GET", "POST", "DELETE"):
+        body = {"pattern": "cli_fault", "action": "error"} if method == "POST" else None
+        response = requests.request(method, f"http://127.0.0.1:{port}/v1/local/faults", json=body, timeout=10)
+        assert response.status_code == 404, method
+        assert response.json()["error"]["errorName"] == "NOT_FOUND"
+
+
+def test_enable_fault_injection_flag_serves_the_fault_api(serve) -> None:
+    port, _ = serve("--enable-fault-injection")
+    created = requests.post(f"http://127.0.0.1:{port}/v1/local/faults", timeout=10,
+                            json={"pattern": "cli_fault", "action": "error", "error_name": "PERMISSION_DENIED"})
+    assert created.status_code == 201
+    with trino.dbapi.connect(host="127.0.0.1", port=port, user="cli", catalog="lake", schema="analytics") as c:
+        with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+            c.cursor().execute("SELECT 'cli_fault'")
+    assert raised.value.error_name == "PERMISSION_DENIED"

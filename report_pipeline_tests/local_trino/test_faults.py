@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import pytest
 import requests
@@ -95,3 +96,26 @@ def test_invalid_fault_is_rejected_with_400(local_trino: LocalTrino, spec: dict)
     response = requests.post(f"{local_trino.url}/v1/local/faults", json=spec, timeout=10)
     assert response.status_code == 400
     assert requests.get(f"{local_trino.url}/v1/local/faults", timeout=10).json() == []
+
+
+@pytest.fixture(scope="module")
+def plain_engine() -> Iterator[LocalTrino]:
+    """An engine started without fault injection, as `report-pipeline local-trino` is by default."""
+    with LocalTrino(sample_events=0) as engine:
+        yield engine
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_plain_engine_answers_the_fault_api_as_an_unknown_resource(plain_engine: LocalTrino, method: str) -> None:
+    body = {"pattern": "x", "action": "error"} if method == "POST" else None
+    response = requests.request(method, f"{plain_engine.url}/v1/local/faults", json=body, timeout=10)
+    unknown = requests.request(method, f"{plain_engine.url}/v1/local/nothing", json=body, timeout=10)
+    assert response.status_code == unknown.status_code == 404
+    assert response.json()["error"]["errorName"] == unknown.json()["error"]["errorName"] == "NOT_FOUND"
+    assert plain_engine.engine.faults.list() == []
+
+
+def test_inject_on_a_plain_engine_is_refused(plain_engine: LocalTrino) -> None:
+    with pytest.raises(RuntimeError, match="fault injection is off"):
+        plain_engine.inject(Fault(pattern="x", action="error"))
+    assert plain_engine.engine.faults.list() == []

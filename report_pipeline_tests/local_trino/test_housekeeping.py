@@ -11,7 +11,7 @@ HEADERS = {"X-Trino-User": "tester", "X-Trino-Catalog": "lake", "X-Trino-Schema"
 
 
 def test_statement_nobody_polls_is_abandoned() -> None:
-    with LocalTrino(sample_events=0, config=EngineConfig(client_timeout_seconds=0.5)) as engine:
+    with LocalTrino(sample_events=0, config=EngineConfig(client_timeout_seconds=0.5), fault_injection=True) as engine:
         engine.inject(Fault(pattern="forgotten", action="stall", seconds=30))
         first = requests.post(f"{engine.url}/v1/statement", data="SELECT 'forgotten'", headers=HEADERS,
                               timeout=10).json()
@@ -31,7 +31,7 @@ def test_finished_query_expires_from_history_and_lookup_says_gone() -> None:
 
 
 def test_stopping_the_engine_fails_running_statements() -> None:
-    engine = LocalTrino(sample_events=0).start()
+    engine = LocalTrino(sample_events=0, fault_injection=True).start()
     engine.inject(Fault(pattern="interrupted_by_shutdown", action="stall", seconds=30))
     document = requests.post(f"{engine.url}/v1/statement", data="SELECT 'interrupted_by_shutdown'",
                              headers=HEADERS, timeout=10).json()

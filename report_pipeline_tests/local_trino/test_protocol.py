@@ -42,14 +42,15 @@ def test_columns_arrive_no_later_than_the_first_rows(local_trino: LocalTrino) ->
 
 
 def test_large_result_arrives_over_several_pages(local_trino: LocalTrino) -> None:
-    documents = walk(local_trino, "SELECT range AS n FROM range(100000)")
+    documents = walk(local_trino, "SELECT sequential_number AS n FROM TABLE(sequence(0, 99999))")
     pages = [d["data"] for d in documents if "data" in d]
     assert len(pages) >= 3
     assert [row[0] for page in pages for row in page] == list(range(100000))
 
 
 def test_large_result_through_the_client(cursor) -> None:
-    cursor.execute("SELECT range AS n, 'row ' || range AS label FROM range(150000)")
+    cursor.execute("SELECT sequential_number AS n, 'row ' || CAST(sequential_number AS varchar) AS label "
+                   "FROM TABLE(sequence(0, 149999))")
     rows = cursor.fetchall()
     assert len(rows) == 150000
     assert rows[-1] == [149999, "row 149999"]

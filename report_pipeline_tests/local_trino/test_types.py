@@ -20,7 +20,7 @@ from report_pipeline.local_trino import LocalTrino
     ("REAL '1.5'", "real", 1.5),
     ("DOUBLE '2.25'", "double", 2.25),
     ("CAST('Infinity' AS double)", "double", float("inf")),
-    ("CAST(12.345 AS decimal(10, 3))", "decimal(10,3)", Decimal("12.345")),
+    ("CAST(12.345 AS decimal(10, 3))", "decimal(10, 3)", Decimal("12.345")),
     ("'text'", "varchar", "text"),
     ("DATE '2026-02-28'", "date", dt.date(2026, 2, 28)),
     ("TIMESTAMP '2026-02-28 13:14:15.123456'", "timestamp(6)", dt.datetime(2026, 2, 28, 13, 14, 15, 123456)),

@@ -1,0 +1,151 @@
+"""The engine's catalogs: DuckDB databases attached under Trino catalog names, locked down.
+
+Each catalog is its own DuckDB database (in memory, or a file that survives restarts). DuckDB's own
+default schema `main` exists in every database but is never shown or resolved, so a session schema
+that does not exist fails as in Trino instead of landing in `main`. A catalog named `memory` behaves
+as Trino's memory connector does: it starts with schema `default` and cannot modify table rows.
+
+Once the catalogs are attached, the database can no longer reach the host: no file system or
+network access, no extension installs or loads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+
+from report_pipeline.local_trino.errors import TrinoError
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+RESERVED_CATALOGS = frozenset({"system", "temp", "main", "information_schema", "local_trino_home"})
+HIDDEN_SCHEMAS = frozenset({"main", "pg_catalog"})   # DuckDB's own, never a Trino schema
+INFORMATION_SCHEMA = "information_schema"
+_HOME = "local_trino_home"   # DuckDB's default database, so that `memory` is free for a catalog
+
+# Set once the catalogs are attached. DuckDB refuses to turn external access and unsigned or community
+# extensions back on while it runs; the auto-install and auto-load switches could only be flipped by a
+# SET statement, and statements reach DuckDB only as translations of Trino's, which has none.
+# (DuckDB's lock_configuration would also freeze the per-statement progress and time zone settings.)
+_LOCKDOWN = (
+    "SET GLOBAL integer_division = true",          # Trino: 5 / 2 = 2
+    "SET GLOBAL autoinstall_known_extensions = false",
+    "SET GLOBAL autoload_known_extensions = false",
+    "SET GLOBAL allow_community_extensions = false",
+    "SET GLOBAL allow_unsigned_extensions = false",
+    "SET GLOBAL enable_external_access = false",
+)
+
+
+@dataclass(frozen=True)
+class CatalogSpec:
+    """One catalog: its Trino name and, optionally, the DuckDB file that holds it."""
+
+    name: str
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"invalid catalog name {self.name!r}: use lower-case letters, digits and _")
+        if self.name in RESERVED_CATALOGS:
+            raise ValueError(f"catalog name {self.name!r} is reserved")
+
+    @classmethod
+    def parse(cls, text: str) -> "CatalogSpec":
+        """`NAME` (in memory) or `NAME=PATH` (a DuckDB file), as `--catalog` takes it."""
+        name, _, path = text.partition("=")
+        return cls(name.strip(), path.strip() or None)
+
+    @property
+    def connector(self) -> str:
+        return "memory" if self.name == "memory" else "duckdb"
+
+    @property
+    def initial_schemas(self) -> tuple[str, ...]:
+        return ("default",) if self.connector == "memory" else ()
+
+    @property
+    def modifies_rows(self) -> bool:
+        """Whether DELETE, UPDATE and MERGE work (Trino's memory connector refuses them)."""
+        return self.connector != "memory"
+
+
+def open_database(catalogs: list[CatalogSpec]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with every catalog attached and the host locked away."""
+    names = [c.name for c in catalogs]
+    if not names:
+        raise ValueError("at least one catalog is needed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"catalog names must be unique: {', '.join(names)}")
+    connection = duckdb.connect(":memory:")
+    connection.execute(f'ATTACH \':memory:\' AS "{_HOME}"')
+    connection.execute(f'USE "{_HOME}"')
+    connection.execute("DETACH memory")   # DuckDB's default database is called memory
+    for catalog in catalogs:
+        target = (catalog.path or ":memory:").replace("'", "''")
+        connection.execute(f"ATTACH '{target}' AS \"{catalog.name}\"")   # names validated above
+        for schema in catalog.initial_schemas:
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog.name}"."{schema}"')
+    for statement in _LOCKDOWN:
+        connection.execute(statement)
+    return connection
+
+
+class Catalogs:
+    """What the attached databases hold, as Trino shows it (catalog-scoped, DuckDB's schemas hidden)."""
+
+    hidden_schemas = HIDDEN_SCHEMAS
+
+    def __init__(self, database: duckdb.DuckDBPyConnection, specs: list[CatalogSpec]):
+        self._db = database
+        self.specs = {spec.name: spec for spec in specs}
+        self.default = specs[0].name
+
+    def _fetch(self, sql: str, parameters: list) -> list[tuple]:
+        with self._db.cursor() as cursor:
+            return cursor.execute(sql, parameters).fetchall()
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.specs)
+
+    def spec(self, catalog: str) -> CatalogSpec:
+        spec = self.specs.get(catalog.lower())
+        if spec is None:
+            raise TrinoError("CATALOG_NOT_FOUND", f"Catalog '{catalog}' not found")
+        return spec
+
+    def schemas(self, catalog: str) -> list[str]:
+        rows = self._fetch("SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?", [catalog])
+        return sorted([r[0] for r in rows if r[0] not in HIDDEN_SCHEMAS] + [INFORMATION_SCHEMA])
+
+    def schema_exists(self, catalog: str, schema: str) -> bool:
+        return catalog in self.specs and schema in self.schemas(catalog)
+
+    def tables(self, catalog: str) -> list[tuple[str, str, str, str | None]]:
+        """(schema, table, 'BASE TABLE' | 'VIEW', comment) of every table and view in a catalog."""
+        rows = self._fetch(
+            "SELECT schema_name, table_name, 'BASE TABLE', comment FROM duckdb_tables() WHERE database_name = ? "
+            "UNION ALL SELECT schema_name, view_name, 'VIEW', comment FROM duckdb_views() "
+            "WHERE database_name = ? AND NOT internal ORDER BY 1, 2", [catalog, catalog])
+        return [r for r in rows if r[0] not in HIDDEN_SCHEMAS]
+
+    def columns(self, catalog: str) -> list[tuple]:
+        """(schema, table, column, position, default, nullable, DuckDB type, comment) of a catalog."""
+        rows = self._fetch(
+            "SELECT schema_name, table_name, column_name, column_index, column_default, is_nullable, data_type, "
+            "comment FROM duckdb_columns() WHERE database_name = ? ORDER BY 1, 2, 4", [catalog])
+        return [r for r in rows if r[0] not in HIDDEN_SCHEMAS]
+
+    def views(self, catalog: str) -> list[tuple[str, str, str]]:
+        rows = self._fetch("SELECT schema_name, view_name, sql FROM duckdb_views() "
+                           "WHERE database_name = ? AND NOT internal", [catalog])
+        return [r for r in rows if r[0] not in HIDDEN_SCHEMAS]
+
+    def table_size(self, catalog: str, schema: str, table: str) -> tuple[int, int]:
+        """(rows, columns) of a table, (0, 0) when it is not one."""
+        found = self._fetch("SELECT estimated_size, column_count FROM duckdb_tables() "
+                            "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                            [catalog, schema, table])
+        return found[0] if found else (0, 0)
