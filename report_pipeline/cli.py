@@ -27,10 +27,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _catalog(text: str) -> str:
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", text) or text in ("system", "memory", "temp", "main"):
-        raise argparse.ArgumentTypeError(f"not a usable catalog name: {text!r}")
-    return text
+def _catalog(text: str):
+    from report_pipeline.local_trino.catalogs import CatalogSpec
+
+    try:
+        return CatalogSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -67,10 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     engine = commands.add_parser("local-trino", help="serve the local Trino-compatible engine over HTTP")
     engine.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     engine.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    engine.add_argument("--data", help="DuckDB file holding the catalog (default: in memory)")
-    engine.add_argument("--catalog", type=_catalog, default="lake", help="catalog name (default: lake)")
+    engine.add_argument("--data", help="DuckDB file holding the first catalog (default: in memory)")
+    engine.add_argument("--catalog", type=_catalog, action="append", metavar="NAME[=FILE]",
+                        help="a catalog, in memory or in a DuckDB file; repeatable, the first gets the sample "
+                             "data (default: lake; `memory` behaves as Trino's memory connector)")
     engine.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
                         help=f"sample events to generate if the tables are missing (default: {DEFAULT_EVENTS})")
+    engine.add_argument("--enable-fault-injection", action="store_true",
+                        help="serve the fault API (/v1/local/faults) for tests and demos (default: off)")
 
     server = commands.add_parser("trino-server", help="run a real single-node Trino (fetched and cached on first use)")
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -117,13 +124,19 @@ def _parser() -> argparse.ArgumentParser:
 def _serve_local_trino(args: argparse.Namespace) -> None:
     from report_pipeline.local_trino import LocalTrino
 
-    engine = LocalTrino(host=args.host, port=args.port, data=args.data, sample_events=args.sample_rows,
-                        catalog=args.catalog)
+    from report_pipeline.local_trino.catalogs import CatalogSpec
+
+    first, *more = args.catalog or [CatalogSpec("lake")]
+    if len({c.name for c in (first, *more)}) != len(more) + 1:
+        raise SystemExit("error: each --catalog needs its own name")
+    engine = LocalTrino(host=args.host, port=args.port, data=first.path or args.data, sample_events=args.sample_rows,
+                        catalog=first.name, catalogs=more, fault_injection=args.enable_fault_injection)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with engine:
-        print(f"local Trino-compatible engine listening on {engine.url} (catalog {engine.catalog})", flush=True)
+        names = ", ".join(engine.engine.catalogs.names)
+        print(f"local Trino-compatible engine listening on {engine.url} (catalogs {names})", flush=True)
         stop.wait()
     print("local engine stopped", flush=True)
 

@@ -108,3 +108,23 @@ def test_enable_fault_injection_flag_serves_the_fault_api(serve) -> None:
         with pytest.raises(trino.exceptions.TrinoUserError) as raised:
             c.cursor().execute("SELECT 'cli_fault'")
     assert raised.value.error_name == "PERMISSION_DENIED"
+
+
+def test_catalog_flag_repeats_and_serves_a_memory_catalog_beside_the_lake(serve, tmp_path) -> None:
+    port, process = serve("--catalog", "lake", "--catalog", "memory", "--catalog", f"archive={tmp_path / 'archive.duckdb'}")
+    with trino.dbapi.connect(host="127.0.0.1", port=port, user="cli") as connection:
+        cursor = connection.cursor()
+        cursor.execute("SHOW CATALOGS")
+        assert [row[0] for row in cursor.fetchall()] == ["archive", "lake", "memory", "system"]
+        cursor.execute("CREATE TABLE memory.default.picked AS SELECT id FROM lake.analytics.users WHERE id < 3")
+        cursor.fetchall()
+        cursor.execute("SELECT count(*) FROM memory.default.picked p JOIN lake.analytics.users u ON p.id = u.id")
+        assert cursor.fetchall() == [[3]]
+    assert (tmp_path / "archive.duckdb").exists()
+
+
+def test_catalog_flag_refuses_a_reserved_name_before_starting(tmp_path) -> None:
+    finished = subprocess.run([sys.executable, "-m", "report_pipeline.cli", "local-trino", "--catalog", "system"],
+                              capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "catalog name 'system' is reserved" in finished.stderr
