@@ -135,6 +135,10 @@ class TrinoClient:
             except BaseException as error:
                 if isinstance(error, Exception) and not timed_out.is_set():
                     step_error = classify(error)
+                    if timeout_seconds and step_error.error_name == "EXCEEDED_TIME_LIMIT":
+                        # the server enforced the same limit (query_max_run_time) just before the watchdog
+                        raise StepTimedOut(f"statement exceeded its time limit of {timeout_seconds:.0f}s",
+                                           error_name="EXCEEDED_TIME_LIMIT", query_id=cursor.query_id) from error
                     if (step_error.error_name in ("CONNECTION_LOST", "QUERY_LOST") and cursor.query_id
                             and not is_read_only(statement.sql)):
                         # a write whose outcome is unknown: ask Trino what became of it before anyone retries

@@ -17,7 +17,7 @@ import sqlglot
 import trino
 
 from report_pipeline.local_trino import LocalTrino
-from report_pipeline.local_trino.engine import open_database
+from report_pipeline.local_trino.catalogs import CatalogSpec, open_database
 from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.postgres import PostgresSettings, drop_database
 from report_pipeline.trino_server import TrinoServer, ensure_installed
@@ -91,15 +91,14 @@ def _direct(connection, statements: list[str]) -> float:
 
 def main(events: int, repeats: int, fetch_rows: int) -> tuple[list[list[str]], dict]:
     print(f"generating {events:,} sample events twice (engine and direct DuckDB) ...", flush=True)
-    direct = open_database(None, "lake")
+    direct = open_database([CatalogSpec("lake")])   # integer division on, as the engine's
     load_sample_data(direct, "lake", events)
-    direct.execute("SET integer_division = true")
-    direct.execute("USE lake.main")
+    direct.execute("USE lake.analytics")
     translated = [sqlglot.transpile(s, read="trino", write="duckdb")[0] for s in (CTAS, AGGREGATE, DROP)]
 
     with LocalTrino(sample_events=events) as engine:
         connection = trino.dbapi.connect(host=engine.host, port=engine.port, user="bench",
-                                         catalog=engine.catalog, schema="main")
+                                         catalog=engine.catalog, schema="analytics")
         cursor = connection.cursor()
         _through_engine(cursor)            # warm-up: caches, first HTTP connection
         _direct(direct, translated)
