@@ -32,7 +32,8 @@ def run_report(instance: dg.DagsterInstance, parameters: dict) -> dg.DagsterRun:
 
 def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
     parameters = {"start_date": start_date.isoformat(), "end_date": end_date.isoformat(), "min_events": min_events}
-    with tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home, LocalTrino() as engine:
+    with tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home, \
+            LocalTrino(fault_injection=True) as engine:   # the second run has a fault injected
         os.environ.update(TRINO_HOST=engine.host, TRINO_PORT=str(engine.port), TRINO_USER="demo",
                           TRINO_CATALOG=engine.catalog)
         os.environ.setdefault("REPORT_PIPELINE_LEDGER_URL", f"sqlite:///{home}/ledger.sqlite")

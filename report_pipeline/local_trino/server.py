@@ -77,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         text = status.phrase if not message or message == status.phrase else f"{status.phrase}: {message}"
         if explain:
             text += f" ({explain})"
-        self._error(status, text, name=_ERROR_NAMES.get(status, "GENERIC_USER_ERROR"))
+        self._error(status, text)
 
     # --- dispatch -------------------------------------------------------------------------------
     def do_POST(self) -> None:
@@ -90,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self._query_headers: dict[str, list[str]] | None = None   # a previous request's on this connection
+        self._query_headers = None   # a previous poll's on this connection are not this answer's
         try:
             body = self._read_body()
             if body is None:
@@ -337,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                 f"Request body of {length} bytes exceeds what a statement may be (query "
-                                f"text of at most {MAX_QUERY_LENGTH} characters)", name="QUERY_TEXT_TOO_LARGE")
+                                f"text of at most {MAX_QUERY_LENGTH} characters)")
         try:
             body = self.rfile.read(length)
         except TimeoutError:
@@ -360,9 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.connection.settimeout(self.timeout)
 
-    def _refuse(self, status: HTTPStatus, message: str, name: str = "GENERIC_USER_ERROR") -> None:
+    def _refuse(self, status: HTTPStatus, message: str) -> None:
         self.close_connection = True   # what follows on the connection cannot be told apart from the body
-        self._error(status, message, name=name)
+        self._error(status, message)
 
     def _json(self, status: HTTPStatus, document: object) -> None:
         self._send(status, json.dumps(document, separators=(",", ":")).encode(), "application/json")

@@ -105,7 +105,7 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
     saved = dict(os.environ)
     try:
         installation = ensure_installed()
-        with LocalTrino(data=str(work / "lake.duckdb"), sample_events=events) as engine, \
+        with LocalTrino(data=str(work / "lake.duckdb"), sample_events=events, fault_injection=True) as engine, \
                 FaultProxy(engine.url) as proxy, \
                 TrinoServer(installation, work / "trino", POSTGRES, port=free_port(), lake_database=f"{name}_lake",
                             iceberg_database=f"{name}_iceberg", sample_events=events) as real_trino:

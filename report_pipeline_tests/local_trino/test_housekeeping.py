@@ -11,7 +11,8 @@ HEADERS = {"X-Trino-User": "tester", "X-Trino-Catalog": "lake", "X-Trino-Schema"
 
 
 def test_statement_nobody_polls_is_abandoned() -> None:
-    with LocalTrino(sample_events=0, config=EngineConfig(client_timeout_seconds=0.5), fault_injection=True) as engine:
+    config = EngineConfig(client_timeout_seconds=0.5)
+    with LocalTrino(sample_events=0, config=config, fault_injection=True) as engine:
         engine.inject(Fault(pattern="forgotten", action="stall", seconds=30))
         first = requests.post(f"{engine.url}/v1/statement", data="SELECT 'forgotten'", headers=HEADERS,
                               timeout=10).json()
@@ -39,3 +40,14 @@ def test_stopping_the_engine_fails_running_statements() -> None:
     wait_until(lambda: query.state.value == "RUNNING")
     engine.stop()
     assert query.error.name == "SERVER_SHUTTING_DOWN"
+
+
+def test_expired_query_polls_are_not_found() -> None:
+    with LocalTrino(sample_events=0, config=EngineConfig(expire_after_seconds=0.3)) as engine:
+        document = requests.post(f"{engine.url}/v1/statement", data="SELECT 1", headers=HEADERS, timeout=10).json()
+        query_id = document["id"]
+        while "nextUri" in document:
+            last_uri = document["nextUri"]
+            document = requests.get(last_uri, timeout=10).json()
+        wait_until(lambda: engine.engine.get(query_id) is None, timeout=5)
+        assert requests.get(last_uri, timeout=10).status_code == 404   # as Trino, on the statement path
