@@ -32,8 +32,11 @@ def values_table(columns: Columns, rows: list[tuple]) -> exp.Select:
     values = exp.Values(
         expressions=[exp.Tuple(expressions=[exp.convert(v) for v in row]) for row in data],
         alias=exp.TableAlias(this=exp.to_identifier("v"), columns=aliases))
-    select = exp.select(*[exp.cast(exp.column(alias), exp.DataType.build(type_, dialect="duckdb"))
-                          .as_(name, quoted=True) for alias, (name, type_) in zip(aliases, columns)])
+    casts = [exp.cast(exp.column(alias), exp.DataType.build(type_, dialect="duckdb")) for alias, (_, type_) in
+             zip(aliases, columns)]
+    for cast in casts:
+        cast.meta["engine_typed"] = True   # DuckDB types chosen by the engine, not Trino SQL to translate
+    select = exp.select(*[cast.as_(name, quoted=True) for cast, (name, _) in zip(casts, columns)])
     select = select.from_(values)
     return select if rows else select.where(exp.false())
 
@@ -43,8 +46,10 @@ def _varchars(*names: str) -> Columns:
 
 
 def trino_type_name(duck_type: str) -> str:
+    """A column's type as metadata spells it (`decimal(12,2)`: without the space of result columns)."""
     try:
-        return trino_type(duckdb.sqltype(duck_type)).name
+        return trino_type(duckdb.sqltype(duck_type)).name.replace(", ", ",").replace(
+            "INTERVAL DAY TO SECOND", "interval day to second")
     except (TrinoError, duckdb.Error):
         return duck_type.lower()
 
@@ -65,14 +70,14 @@ def _tables(engine: Engine, catalog: str) -> Snapshot:
     return _varchars("table_catalog", "table_schema", "table_name", "table_type"), rows
 
 
-def _columns(engine: Engine, catalog: str) -> Snapshot:
-    rows = [(catalog, s, t, c, i, d, "YES" if n else "NO", trino_type_name(ty), comment)
+def _columns(engine: Engine, catalog: str, hidden: bool = False) -> Snapshot:
+    """`hidden`: with Trino's hidden `comment` column (not in SELECT *; SQLAlchemy's reflection names it)."""
+    rows = [(catalog, s, t, c, i, d, "YES" if n else "NO", trino_type_name(ty), *([comment] if hidden else []))
             for s, t, c, i, d, n, ty, comment in engine.catalogs.columns(catalog)]
     return ([("table_catalog", "VARCHAR"), ("table_schema", "VARCHAR"), ("table_name", "VARCHAR"),
              ("column_name", "VARCHAR"), ("ordinal_position", "BIGINT"), ("column_default", "VARCHAR"),
-             ("is_nullable", "VARCHAR"), ("data_type", "VARCHAR"),
-             # hidden in Trino (not in SELECT *, not in DESCRIBE), but SQLAlchemy's reflection reads it
-             ("comment", "VARCHAR")], rows)
+             ("is_nullable", "VARCHAR"), ("data_type", "VARCHAR"), *([("comment", "VARCHAR")] if hidden else [])],
+            rows)
 
 
 def _views(engine: Engine, catalog: str) -> Snapshot:
@@ -159,6 +164,17 @@ SYSTEM_TABLES: dict[tuple[str, str], Callable[[Engine], Snapshot]] = {
     ("runtime", "queries"): _runtime_queries,
     ("runtime", "nodes"): _runtime_nodes,
     ("runtime", "transactions"): _runtime_transactions,
+    # the engine keeps no per-task or optimizer statistics
+    ("runtime", "tasks"): lambda engine: (
+        [*_varchars("node_id", "task_id", "stage_id", "query_id", "state"),
+         *[(c, "BIGINT") for c in ("splits", "queued_splits", "running_splits", "completed_splits",
+                                   "split_scheduled_time_ms", "split_cpu_time_ms", "split_blocked_time_ms",
+                                   "raw_input_bytes", "raw_input_rows", "processed_input_bytes", "processed_input_rows",
+                                   "output_bytes", "output_rows", "physical_input_bytes", "physical_written_bytes")],
+         *[(c, "TIMESTAMPTZ") for c in ("created", "start", "last_heartbeat", "end")]], []),
+    ("runtime", "optimizer_rule_stats"): lambda engine: (
+        [("rule_name", "VARCHAR"), ("invocations", "BIGINT"), ("matches", "BIGINT"), ("failures", "BIGINT"),
+         ("average_time", "DOUBLE"), ("time_distribution_percentiles", "MAP(DOUBLE, DOUBLE)")], []),
     ("metadata", "catalogs"): _metadata_catalogs,
     ("metadata", "table_comments"): _table_comments,
     # the local catalogs take no properties
@@ -183,13 +199,21 @@ def system_tables_of(schema: str) -> list[str]:
     return sorted(t for s, t in SYSTEM_TABLES if s == schema)
 
 
-def snapshot(engine: Engine, catalog: str, schema: str, table: str) -> Snapshot | None:
-    """The rows of a system or information_schema table; None for a table DuckDB holds."""
+# Trino's system.jdbc tables the engine does not serve (JDBC drivers' metadata)
+_UNSERVED = {("jdbc", t) for t in ("attributes", "columns", "procedure_columns", "procedures", "pseudo_columns",
+                                   "super_tables", "super_types", "tables", "types", "udts")}
+
+
+def snapshot(engine: Engine, catalog: str, schema: str, table: str, hidden: bool = False) -> Snapshot | None:
+    """The rows of a system or information_schema table; None for a table DuckDB holds. `hidden`:
+    with the hidden columns the statement names."""
     if catalog == "system" and schema != INFORMATION_SCHEMA:
         build = SYSTEM_TABLES.get((schema, table))
         if build is None:
             if schema not in SYSTEM_SCHEMAS:
                 raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
+            if (schema, table) in _UNSERVED:
+                raise TrinoError("NOT_SUPPORTED", f"Table system.{schema}.{table} is not supported by the local engine")
             raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
         return build(engine)
     if schema != INFORMATION_SCHEMA:
@@ -201,6 +225,8 @@ def snapshot(engine: Engine, catalog: str, schema: str, table: str) -> Snapshot 
         # system.information_schema describes the system catalog's own tables
         columns, _ = build_one(engine, catalog)
         return columns, _system_information_schema(table)
+    if build_one is _columns:
+        return _columns(engine, catalog, hidden)
     return build_one(engine, catalog)
 
 

@@ -137,7 +137,9 @@ _PRIMITIVES: dict[str, TrinoType] = {
     "blob": _simple("varbinary", _nullable(lambda v: base64.b64encode(v).decode("ascii"))),
     "uuid": _simple("uuid", _nullable(str)),
     "json": _simple("json"),
-    "interval": _simple("interval day to second", _nullable(_interval_day_second)),
+    # Trino spells this one type's name in capitals in the column's `type`
+    "interval": TrinoType("INTERVAL DAY TO SECOND", _signature("interval day to second"),
+                          _nullable(_interval_day_second)),
     "null": _simple("unknown"),
     "\"null\"": _simple("unknown"),
 }
@@ -150,6 +152,8 @@ def trino_type(duck_type: Any) -> TrinoType:
     type_id = duck_type.id
     if type_id in _PRIMITIVES:
         return _PRIMITIVES[type_id]
+    if type_id == "varchar" and str(duck_type) == "JSON":   # DuckDB's json is an alias of varchar
+        return _PRIMITIVES["json"]
     if type_id in ("varchar", "enum", "bit"):
         return TrinoType(_VARCHAR.name, _VARCHAR.signature, _nullable(str) if type_id != "varchar" else None)
     children = dict(duck_type.children) if type_id in ("decimal", "list", "array", "map") else {}
@@ -183,16 +187,21 @@ def trino_type(duck_type: Any) -> TrinoType:
         return TrinoType(f"map({key.name}, {value.name})",
                          _signature("map", _type_arg(key), _type_arg(value)),
                          _nullable(lambda v: {str(key_enc(k)): value_enc(x) for k, x in v.items()}))
-    if type_id == "struct":
+    if type_id in ("struct", "tuple"):
+        # a ROW(...) without field names is DuckDB's unnamed struct: fields named '' (a Python tuple)
         fields = [(name, trino_type(child)) for name, child in duck_type.children]
         encoders = [f.encode or (lambda x: x) for _, f in fields]
         names = [name for name, _ in fields]
         arguments = [{"kind": "NAMED_TYPE",
-                      "value": {"fieldName": {"name": name}, "typeSignature": f.signature}}
+                      "value": {**({"fieldName": {"name": name}} if name else {}), "typeSignature": f.signature}}
                      for name, f in fields]
-        display = ", ".join(f'"{name}" {f.name}' for name, f in fields)
-        return TrinoType(f"row({display})", {"rawType": "row", "arguments": arguments},
-                         _nullable(lambda v: [enc(v[n]) for n, enc in zip(names, encoders)]))
+        display = ", ".join(f"{name} {f.name}" if name else f.name for name, f in fields)
+
+        def encode_row(value: Any) -> list:
+            values = value if isinstance(value, tuple) else [value[n] for n in names]
+            return [enc(v) for v, enc in zip(values, encoders)]
+
+        return TrinoType(f"row({display})", {"rawType": "row", "arguments": arguments}, _nullable(encode_row))
     raise TrinoError("NOT_SUPPORTED", f"Result type {duck_type} has no Trino equivalent in the local engine")
 
 
@@ -202,8 +211,27 @@ _TIMESTAMP_PRECISION = {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6, "ti
 
 def bounded_varchar(values: list[Any]) -> TrinoType:
     """varchar(n), n the longest of the values: the type Trino gives a column of literal strings."""
-    length = max((len(v) for v in values if isinstance(v, str)), default=0)
+    return bounded_varchar_type(max((len(v) for v in values if isinstance(v, str)), default=0))
+
+
+def bounded_varchar_type(length: int) -> TrinoType:
     return TrinoType(f"varchar({length})", _signature("varchar", _long(length)))
+
+
+def timestamp_tz_type(precision: int) -> TrinoType:
+    """timestamp(p) with time zone, for a column whose DuckDB type keeps microseconds."""
+    cut = _fraction(precision)
+    return TrinoType(f"timestamp({precision}) with time zone", _signature("timestamp with time zone", _long(precision)),
+                     _nullable(lambda v: f"{cut(_timestamp(v))} {_zone_name(v.tzinfo, v)}"))
+
+
+def output_type(name: str) -> TrinoType:
+    """The Trino type a statement's analysis gave an output column: varchar(n) or timestamp(p) with time zone."""
+    if name.startswith("varchar("):
+        return bounded_varchar_type(int(name[len("varchar("):-1]))
+    if name.startswith("timestamp(") and name.endswith(" with time zone"):
+        return timestamp_tz_type(int(name[len("timestamp("):name.index(")")]))
+    raise ValueError(f"no output type {name!r}")
 
 
 def column_json(name: str, t: TrinoType) -> dict:

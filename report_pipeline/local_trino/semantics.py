@@ -1,0 +1,344 @@
+"""Where Trino's types decide the answer, translated so DuckDB gives the same one, or refused.
+
+Trino and DuckDB agree on most values but not on every type: Trino types a decimal literal by its
+digits, keeps dates when adding intervals to them, bounds a string literal's varchar by its length,
+follows a timestamp literal's precision. This pass infers the types of a statement's expressions
+(sqlglot's annotator, with the catalogs' column types) and
+- rewrites what has a faithful DuckDB form (decimal literals, date arithmetic, timestamp precision,
+  the session's current_user/current_catalog/current_schema);
+- records the varchar(n) bound of output columns built from string literals;
+- refuses with NOT_SUPPORTED, naming it, what DuckDB would type differently (decimal division and
+  rounding, zones other than UTC, year-month intervals, typeof, ipaddress).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.schema import MappingSchema
+
+from report_pipeline.local_trino.errors import TrinoError
+
+log = logging.getLogger(__name__)
+
+T = exp.DataType.Type
+_DECIMAL_FUNCTIONS = (exp.Round, exp.Avg, exp.Sign, exp.Mod)
+_UTC = {"UTC", "Z", "+00:00", "ETC/UTC", "GMT", "UCT"}
+
+
+def refuse(construct: str) -> TrinoError:
+    return TrinoError("NOT_SUPPORTED", f"{construct} is not supported by the local engine")
+
+
+def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
+    """Rewrite `tree` in place; return {output column index: Trino type} where DuckDB's type would
+    not say it (varchar(n), timestamp(3) with time zone)."""
+    _refuse_types(tree)
+    _decimal_literals(tree)
+    _integer_literals(tree)
+    _annotate(tree, schema)
+    _decimal_operations(tree)
+    _date_arithmetic(tree)
+    output_types = _output_types(tree)
+    _timestamp_precision(tree)
+    return output_types
+
+
+# --- refusals that need no types --------------------------------------------------------------------
+
+def _refuse_types(tree: exp.Expression) -> None:
+    for node in tree.walk():
+        if isinstance(node, exp.Typeof) or (isinstance(node, exp.Anonymous) and node.name.lower() == "typeof"):
+            raise refuse("typeof() (DuckDB's types are not always Trino's)")
+        if isinstance(node, exp.DataType) and node.this == T.IPADDRESS:
+            raise refuse("The ipaddress type")
+        if isinstance(node, exp.Interval) and _is_year_month(node) and not isinstance(node.parent, (exp.Add, exp.Sub)):
+            raise refuse("An interval year to month value (DuckDB has one interval type)")
+        if isinstance(node, exp.AtTimeZone):
+            raise refuse("AT TIME ZONE")
+        if isinstance(node, exp.DataType) and node.this in (T.CHAR, T.NCHAR):
+            raise refuse("The char(n) type (DuckDB has no blank-padded strings)")
+        if isinstance(node, (exp.Array, exp.Map, exp.VarMap, exp.Struct, exp.Tuple)) and _holds_string_literal(node):
+            raise refuse(f"{type(node).__name__.lower()} of string literals (Trino types them varchar(n))")
+        if isinstance(node, exp.Cast) and node.to.this in (T.TIMESTAMPTZ, T.TIMETZ) and _zoned_literal(node):
+            zone = _literal_zone(node.this.name)
+            if zone is not None and zone.upper() not in _UTC:
+                raise refuse(f"A {node.to.sql('trino')} literal in zone {zone} (values keep no zone but UTC)")
+
+
+def _holds_string_literal(node: exp.Expression) -> bool:
+    if isinstance(node.parent, exp.Cast) or isinstance(node, exp.Tuple) and not isinstance(node.parent, exp.Select):
+        return False   # a CAST names the type; a tuple outside the select list is an IN list or VALUES row
+    return any(isinstance(child, exp.Literal) and child.is_string for child in node.iter_expressions()) or any(
+        isinstance(child, (exp.Array, exp.Map, exp.VarMap)) and _holds_string_literal(child)
+        for child in node.iter_expressions())
+
+
+def _is_year_month(node: exp.Interval) -> bool:
+    unit = node.args.get("unit")
+    text = unit.sql("trino").upper() if unit is not None else ""
+    return "YEAR" in text or "MONTH" in text
+
+
+def _zoned_literal(node: exp.Cast) -> bool:
+    return isinstance(node.this, exp.Literal) and node.this.is_string
+
+
+def _literal_zone(text: str) -> str | None:
+    """The zone of a Trino timestamp/time literal ('2026-01-01 10:00:00 Europe/Paris'), if it names one."""
+    parts = text.strip().split()
+    if len(parts) >= 2 and not parts[-1][0].isdigit():
+        return parts[-1]
+    last = parts[-1] if parts else ""
+    for sign in ("+", "-"):
+        head, found, offset = last.rpartition(sign)
+        if found and ":" in offset and (":" in head or len(parts) > 1):
+            return sign + offset
+    return None
+
+
+# --- the session ------------------------------------------------------------------------------------
+
+def session_functions(tree: exp.Expression, session: Any) -> None:
+    """current_user, current_catalog and current_schema are the session's (DuckDB would name its own)."""
+    values = {exp.CurrentUser: session.user, exp.CurrentSchema: session.schema,
+              exp.CurrentCatalog: session.catalog}
+    for node in list(tree.walk()):
+        if isinstance(node, exp.Column) and not node.table and not node.this.quoted \
+                and node.name.lower() == "current_schema":
+            node = node.replace(exp.CurrentSchema())   # Trino's keyword, parsed as a column name
+        for node_type, value in values.items():
+            if isinstance(node, node_type):
+                node.replace(exp.cast(exp.Literal.string(value) if value is not None else exp.null(), T.VARCHAR))
+
+
+# --- decimals ---------------------------------------------------------------------------------------
+
+def _decimal_literals(tree: exp.Expression) -> None:
+    """Trino types `2.50` as decimal(3,2) (precision: its digits, at least its scale); DuckDB's
+    literal typing differs for leading zeros and fails beyond 18 digits."""
+    for node in list(tree.walk()):
+        if isinstance(node, exp.Cast) and node.to.this == T.DECIMAL and not node.to.expressions \
+                and isinstance(node.this, exp.Literal) and node.this.is_string:
+            node.replace(_decimal_literal(node.this.name.strip()))   # DECIMAL '1.50'
+            continue
+        if isinstance(node, exp.Literal) and not node.is_string and _is_decimal_text(node.name):
+            if isinstance(node.parent, exp.Cast):
+                continue
+            whole, _, fraction = node.name.partition(".")
+            precision = max(len(whole.lstrip("0")) + len(fraction), 1)
+            if precision > 38:
+                raise refuse(f"The decimal literal {node.name} (over 38 digits)")
+            node.replace(exp.cast(node.copy(), exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})")))
+
+
+def _integer_literals(tree: exp.Expression) -> None:
+    """Trino types an integer literal `integer` (`bigint` beyond 32 bits) also in arithmetic, where
+    DuckDB would shrink it to the other operand's type (smallint * 3 is an integer in Trino)."""
+    for node in list(tree.walk()):
+        if isinstance(node, exp.Literal) and not node.is_string and node.name.isdigit() \
+                and isinstance(node.parent, (exp.Add, exp.Sub, exp.Mul, exp.Mod)):
+            node.replace(exp.cast(node.copy(), T.INT if int(node.name) < 2**31 else T.BIGINT))
+
+
+def _is_decimal_text(text: str) -> bool:
+    return "." in text and "e" not in text.lower()
+
+
+def _decimal_literal(text: str) -> exp.Expression:
+    sign = "-" if text.startswith("-") else ""
+    whole, _, fraction = text.lstrip("+-").partition(".")
+    precision = max(len(whole.lstrip("0")) + len(fraction), 1)
+    if precision > 38:
+        raise refuse(f"The decimal literal {text} (over 38 digits)")
+    return exp.cast(exp.Literal.string(sign + (whole or "0") + ("." + fraction if fraction else "")),
+                    exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})"))
+
+
+def _is_decimal(node: exp.Expression) -> bool:
+    node_type = getattr(node, "type", None)
+    return node_type is not None and node_type.this in (T.DECIMAL, T.BIGDECIMAL)
+
+
+def _decimal_operations(tree: exp.Expression) -> None:
+    """Decimal division, avg, round, mod and sign follow Trino's precision and rounding rules, which
+    DuckDB's (a double, or other scales) do not: refused rather than answered differently."""
+    for node in tree.walk():
+        if isinstance(node, (exp.Div, exp.IntDiv)) and (_is_decimal(node.this) or _is_decimal(node.expression)):
+            raise refuse("Division with a decimal operand (Trino's result is a rounded decimal)")
+        if isinstance(node, _DECIMAL_FUNCTIONS) and _is_decimal(node.this):
+            raise refuse(f"{node.sql_name().lower()}() of a decimal")
+        if isinstance(node, exp.Anonymous) and node.name.lower() in ("truncate", "sign") and node.expressions \
+                and _is_decimal(node.expressions[0]):
+            raise refuse(f"{node.name.lower()}() of a decimal")
+
+
+# --- dates and timestamps ---------------------------------------------------------------------------
+
+def _date_arithmetic(tree: exp.Expression) -> None:
+    """A date plus or minus days, months or years stays a date in Trino; DuckDB makes it a timestamp."""
+    for node in list(tree.walk()):
+        if isinstance(node, (exp.DateAdd, exp.DateSub, exp.DateTrunc, exp.TimestampTrunc)):
+            source = node.this if not isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) else node.this
+            if isinstance(node, exp.DateTrunc) and not _is_date(node.this):
+                continue
+            if _is_date(source):
+                _cast_result(node, T.DATE)
+        elif isinstance(node, exp.StrToTime) and not isinstance(node.parent, exp.Cast):
+            node.replace(exp.cast(node.copy(), exp.DataType.build("TIMESTAMP_MS", dialect="duckdb")))  # date_parse
+        elif isinstance(node, (exp.Add, exp.Sub)):
+            left, right = node.this, node.expression
+            if isinstance(node, exp.Sub) and _is_date(left) and _is_date(right):
+                raise refuse("Date minus date (an interval day to second in Trino)")
+            if (_is_date(left) and isinstance(right, exp.Interval)) or (_is_date(right) and isinstance(left, exp.Interval)):
+                _cast_result(node, T.DATE)
+
+
+def _is_date(node: exp.Expression | None) -> bool:
+    node_type = getattr(node, "type", None)
+    return node_type is not None and node_type.this == T.DATE
+
+
+def _cast_result(node: exp.Expression, to: exp.DataType.Type) -> None:
+    if isinstance(node.parent, exp.Cast):
+        return
+    replacement = exp.cast(node.copy(), to)
+    replacement.type = exp.DataType.build(to)
+    node.replace(replacement)
+
+
+# DuckDB's timestamp types by the fractional digits Trino's timestamp(p) keeps
+_TIMESTAMP_TYPES = {0: "TIMESTAMP_S", 3: "TIMESTAMP_MS", 6: "TIMESTAMP"}   # nanoseconds do not reach Python
+
+
+def _timestamp_precision(tree: exp.Expression) -> None:
+    """Trino's `timestamp` is timestamp(3), a literal's precision is its digits; DuckDB has seconds,
+    milliseconds, microseconds and nanoseconds. Time values in DuckDB are always microseconds."""
+    for node in list(tree.walk()):
+        if not isinstance(node, exp.Cast) or node.meta.get("engine_typed"):
+            continue
+        target = node.to
+        if target.this not in (T.TIMESTAMP, T.DATETIME, T.TIMESTAMPTZ, T.TIME, T.TIMETZ):
+            continue
+        # the parser gives a literal its digits as precision; a bare `timestamp` is timestamp(3)
+        precision = _precision(target)
+        precision = 3 if precision is None else precision
+        if target.this in (T.TIMESTAMP, T.DATETIME):
+            if precision not in _TIMESTAMP_TYPES:
+                raise refuse(f"timestamp({precision}) (the local engine keeps 0, 3 or 6 digits)")
+            duck_type = _TIMESTAMP_TYPES[precision]
+            node.set("to", exp.DataType.build(duck_type, dialect="duckdb"))
+            parent = node.parent
+            if precision != 6 and isinstance(parent, (exp.Add, exp.Sub, exp.DateAdd, exp.DateSub)) \
+                    and not isinstance(parent.parent, exp.Cast):
+                # arithmetic keeps the timestamp's precision in Trino; DuckDB's result has microseconds
+                parent.replace(exp.cast(parent.copy(), exp.DataType.build(duck_type, dialect="duckdb")))
+        elif precision != 6:
+            name = target.sql("trino").split("(")[0].lower()
+            raise refuse(f"{name}({precision}) (DuckDB keeps 6 fractional digits)")
+
+
+def _precision(data_type: exp.DataType) -> int | None:
+    if not data_type.expressions:
+        return None
+    size = data_type.expressions[0]
+    value = size.this if isinstance(size, exp.DataTypeParam) else size
+    return int(value.name if hasattr(value, "name") else value)
+
+
+# --- bounded varchar --------------------------------------------------------------------------------
+
+# functions whose result is timestamp(3) with time zone in Trino (DuckDB's has microseconds)
+_MILLISECOND_ZONED = (exp.CurrentTimestamp, exp.UnixToTime)
+_MILLISECOND_ZONED_NAMES = {"from_iso8601_timestamp", "now"}
+
+
+def _output_types(tree: exp.Expression) -> dict[int, str]:
+    """Output columns whose Trino type DuckDB's cannot say: string-literal expressions keep their
+    varchar(n) bound through CASE, COALESCE, upper() and ||; now() and from_unixtime() have milliseconds."""
+    if isinstance(tree, exp.Create) and isinstance(tree.expression, exp.Select):
+        for expression in tree.expression.expressions:
+            if _bound(expression.unalias()) is not None:
+                raise refuse("CREATE TABLE AS with a column of string literals (Trino keeps its varchar(n))")
+        return {}
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return {}
+    types = {}
+    for index, expression in enumerate(select.expressions):
+        inner = expression.unalias()
+        bound = _bound(inner)
+        if bound is not None:
+            types[index] = f"varchar({bound})"
+        elif isinstance(inner, _MILLISECOND_ZONED) or (
+                isinstance(inner, exp.Anonymous) and inner.name.lower() in _MILLISECOND_ZONED_NAMES):
+            types[index] = "timestamp(3) with time zone"
+    return types
+
+
+class _Unbounded(Exception):
+    pass
+
+
+def _bound(node: exp.Expression) -> int | None:
+    """The varchar(n) bound of an expression made of string literals, None if it is not one."""
+    try:
+        return _length(node)
+    except _Unbounded:
+        return None
+
+
+def _length(node: exp.Expression) -> int:
+    if isinstance(node, exp.Literal) and node.is_string:
+        return len(node.name)
+    if isinstance(node, exp.Paren):
+        return _length(node.this)
+    if isinstance(node, (exp.Upper, exp.Lower, exp.Trim)):
+        return _length(node.this)
+    if isinstance(node, exp.Cast) and node.to.this == T.VARCHAR and node.to.expressions:
+        return _precision(node.to)   # CAST(x AS varchar(n))
+    if isinstance(node, exp.DPipe):
+        return _length(node.this) + _length(node.expression)
+    if isinstance(node, (exp.Case, exp.If, exp.Coalesce)):
+        branches = [b for b in _branches(node) if not isinstance(b, exp.Null)]
+        if not branches:
+            raise _Unbounded()
+        return max(_length(b) for b in branches)
+    raise _Unbounded()
+
+
+def _branches(node: exp.Expression) -> list[exp.Expression]:
+    if isinstance(node, exp.Case):
+        return [i.args["true"] for i in node.args.get("ifs") or []] + [node.args.get("default") or exp.null()]
+    if isinstance(node, exp.If):
+        return [node.args["true"], node.args.get("false") or exp.null()]
+    return [node.this, *node.expressions]
+
+
+# --- types ------------------------------------------------------------------------------------------
+
+def _annotate(tree: exp.Expression, schema: dict) -> None:
+    """Give every node of `tree` its inferred type (`node.type`), from a copy with qualified columns
+    (qualification would change the statement itself); where inference fails, types stay unknown."""
+    for index, node in enumerate(tree.walk()):
+        node.meta["node"] = index
+    copy = tree.copy()
+    try:
+        mapping = MappingSchema(schema, dialect="duckdb")
+        qualify_columns(copy, mapping, expand_stars=False)
+        annotate_types(copy, schema=mapping, dialect="trino")
+    except (SqlglotError, KeyError, ValueError, TypeError, AttributeError) as error:
+        log.debug("no types inferred: %s", error)
+        return
+    inferred = {node.meta.get("node"): node.type for node in copy.walk() if node.meta.get("node") is not None}
+    for node in tree.walk():
+        node_type = inferred.get(node.meta.get("node"))
+        if node_type is not None and node_type.this != T.UNKNOWN:
+            node.type = node_type
