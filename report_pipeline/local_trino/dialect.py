@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.trino import Trino
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 
+from report_pipeline.local_trino import checks, functions, semantics
 from report_pipeline.local_trino.errors import TrinoError
 
 
@@ -31,9 +33,11 @@ class Catalog(Protocol):
 
     def qualify(self, catalog: str | None, schema: str | None) -> tuple[str, str]: ...
 
-    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None: ...
+    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None: ...
 
     def has_function(self, name: str) -> bool: ...
+
+    def column_types(self) -> dict: ...
 
 
 TableName = tuple[str, str, str]   # catalog, schema, table
@@ -48,12 +52,20 @@ class Plan:
     target: TableName | None = None     # the table a DDL or DML statement changes
     if_exists: bool = False             # DROP ... IF EXISTS
     schema_target: tuple[str, str] | None = None   # the schema CREATE/DROP SCHEMA names
+    output_types: dict[int, str] = field(default_factory=dict)   # output column -> the Trino type DuckDB lacks
+
+
+class _TrinoNames(Trino):
+    """Trino's dialect, keeping an unknown type name as a user-defined type so that the analysis
+    (checks.py) fails on it as Trino does, rather than the parser with a syntax error."""
+
+    SUPPORTS_USER_DEFINED_TYPES = True
 
 
 def parse(sql: str) -> exp.Expression:
     """Parse exactly one Trino statement; a trailing semicolon is a syntax error, as in Trino."""
     try:
-        statements = sqlglot.parse(sql, read="trino")
+        statements = sqlglot.parse(sql, read=_TrinoNames)
     except (ParseError, TokenError) as error:
         raise _syntax_error(error) from None
     statements = [s for s in statements if s is not None]
@@ -80,10 +92,15 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
         keyword = str(tree.this).upper()
         raise TrinoError("NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine")
     tree = tree.copy()
+    semantics.session_functions(tree, catalog.session)
+    checks.check(tree, catalog)
     _check_functions(tree, catalog)
     tree = tree.transform(_rewrite_table_functions).transform(_rewrite_functions)
+    tree = functions.rewrite_tree(tree, catalog.session)
     _name_output_columns(tree)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    # information_schema.columns has a hidden `comment` column: there only when the statement names it
+    names_comment = any(column.name.lower() == "comment" for column in tree.find_all(exp.Column))
     result = Plan("")
     target_node = _target_node(tree)
     if _is_schema_ddl(tree):
@@ -101,7 +118,7 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
             continue
         name_catalog, name_schema = catalog.qualify(table.catalog or None, table.db or None)
         name = (name_catalog, name_schema, table.name.lower())
-        replacement = catalog.system_table(*name)
+        replacement = catalog.system_table(*name, hidden=names_comment)
         if replacement is not None:
             if table is target_node:
                 raise TrinoError("NOT_SUPPORTED", f"Table {'.'.join(name)} is read-only")
@@ -113,6 +130,12 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
         result.tables.append(name)
         if table is target_node:
             result.target = name
+    if isinstance(tree, exp.Comment) and isinstance(tree.this, exp.Column):
+        result.target = _qualify_commented_column(tree.this, catalog)
+        result.tables.append(result.target)
+    tree = _rewrite_create(tree)
+    result.output_types = semantics.apply(tree, catalog.column_types(), catalog.session)
+    tree = functions.rewrite_typed(tree)   # needs the types semantics inferred
     tree = tree.transform(_rewrite_version)
     result.update_type, result.counts_rows = _update_type(tree)
     result.if_exists = bool(tree.args.get("exists")) and isinstance(tree, exp.Drop)
@@ -144,9 +167,52 @@ def _name_output_columns(tree: exp.Expression) -> None:
         expression.replace(exp.alias_(expression.copy(), f"_col{index}", quoted=True))
 
 
+def _qualify_commented_column(column: exp.Column, catalog: Catalog) -> TableName:
+    parts = [p.name for p in column.parts[:-1]]   # [[catalog.]schema.]table
+    if not parts:
+        raise TrinoError("SYNTAX_ERROR", "COMMENT ON COLUMN names the column as table.column")
+    table_catalog, table_schema = catalog.qualify(*([None] * (3 - len(parts)) + parts[:-1]))
+    name = (table_catalog, table_schema, parts[-1].lower())
+    column.set("catalog", exp.to_identifier(table_catalog))
+    column.set("db", exp.to_identifier(table_schema))
+    column.set("table", exp.to_identifier(name[2]))
+    return name
+
+
+def _rewrite_create(tree: exp.Expression) -> exp.Expression:
+    """CTAS ... WITH NO DATA and CREATE TABLE (LIKE t), which DuckDB spells as a CTAS of no rows."""
+    if not isinstance(tree, exp.Create):
+        return tree
+    properties = tree.args.get("properties")
+    no_data = [p for p in (properties.expressions if properties else []) if isinstance(p, exp.WithDataProperty)]
+    if no_data and isinstance(tree.expression, exp.Query):
+        for prop in no_data:
+            if not prop.args.get("no"):
+                continue
+            prop.pop()
+            tree.set("expression", exp.select("*").from_(tree.expression.subquery("source")).limit(0))
+        if properties is not None and not properties.expressions:
+            properties.pop()
+    schema = tree.this
+    if isinstance(schema, exp.Schema) and schema.expressions and all(
+            isinstance(e, exp.LikeProperty) for e in schema.expressions):
+        if len(schema.expressions) != 1:
+            raise TrinoError("NOT_SUPPORTED", "CREATE TABLE with several LIKE clauses is not supported by the local engine")
+        source = schema.expressions[0].this
+        tree.set("this", schema.this)
+        tree.set("expression", exp.select("*").from_(source.copy()).limit(0))
+        tree.meta["like"] = True   # a table definition, not a CTAS: Trino reports no row count
+    return tree
+
+
 def _target_node(tree: exp.Expression) -> exp.Table | None:
     """The table a DDL or DML statement creates, drops or changes."""
-    if not isinstance(tree, (exp.Create, exp.Drop, exp.Insert, exp.Delete, exp.Update, exp.Merge, exp.Alter)):
+    if isinstance(tree, exp.TruncateTable):
+        return (tree.expressions or [None])[0]
+    if isinstance(tree, exp.Comment) and isinstance(tree.this, exp.Column):
+        return None   # COMMENT ON COLUMN: qualified on its own (_qualify_commented_column)
+    if not isinstance(tree, (exp.Create, exp.Drop, exp.Insert, exp.Delete, exp.Update, exp.Merge, exp.Alter,
+                             exp.Comment)):
         return None
     node = tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]   # DROP names a list
     if isinstance(node, exp.Schema):      # CREATE TABLE t (columns) / INSERT INTO t (columns)
@@ -238,6 +304,8 @@ def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
     # answering something else.
     for call in tree.find_all(exp.Anonymous):
         name = call.name.lower()
+        if name in functions.ANONYMOUS:
+            continue   # answered (or refused) by functions.py
         if name == "table" and isinstance(call.parent, exp.Table):
             continue   # TABLE(function(...)) in FROM: a table function, checked on its own
         if name not in TRINO_FUNCTIONS:
@@ -256,13 +324,17 @@ def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
         kind = (tree.args.get("kind") or "TABLE").upper()
         if kind not in _DDL_KINDS:
             raise TrinoError("NOT_SUPPORTED", f"CREATE {kind} is not supported by the local engine")
-        as_select = kind == "TABLE" and isinstance(tree.expression, exp.Query)
+        as_select = kind == "TABLE" and isinstance(tree.expression, exp.Query) and not tree.meta.get("like")
         return f"CREATE {kind}", as_select
     if isinstance(tree, exp.Drop):
         kind = (tree.args.get("kind") or "TABLE").upper()
         if kind not in _DDL_KINDS:
             raise TrinoError("NOT_SUPPORTED", f"DROP {kind} is not supported by the local engine")
         return f"DROP {kind}", False
+    if isinstance(tree, exp.TruncateTable):
+        return "TRUNCATE TABLE", False
+    if isinstance(tree, exp.Comment) and (tree.args.get("kind") or "").upper() in ("TABLE", "COLUMN"):
+        return "COMMENT", False
     for node_type, update_type in ((exp.Insert, "INSERT"), (exp.Delete, "DELETE"),
                                    (exp.Update, "UPDATE"), (exp.Merge, "MERGE")):
         if isinstance(tree, node_type):
@@ -271,9 +343,11 @@ def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
         actions = tree.args.get("actions") or []
         if any(isinstance(a, exp.AlterRename) for a in actions):
             return "RENAME TABLE", False
-        if any(isinstance(a, exp.ColumnDef) for a in actions):
-            return "ADD COLUMN", False
-        return "ALTER TABLE", False
+        for action_type, update_type in ((exp.ColumnDef, "ADD COLUMN"), (exp.RenameColumn, "RENAME COLUMN"),
+                                         (exp.Drop, "DROP COLUMN"), (exp.AlterColumn, "SET COLUMN TYPE")):
+            if any(isinstance(a, action_type) for a in actions):
+                return update_type, False
+        raise TrinoError("NOT_SUPPORTED", f"ALTER TABLE {tree.sql(dialect='trino')[:60]} is not supported by the local engine")
     raise TrinoError("NOT_SUPPORTED", f"Statement {tree.key.upper()} is not supported by the local engine")
 
 

@@ -57,8 +57,15 @@ def _refuse_types(tree: exp.Expression) -> None:
             raise refuse("typeof() (DuckDB's types are not always Trino's)")
         if isinstance(node, exp.DataType) and node.this == T.IPADDRESS:
             raise refuse("The ipaddress type")
-        if isinstance(node, exp.Interval) and _is_year_month(node) and not isinstance(node.parent, (exp.Add, exp.Sub)):
+        if isinstance(node, exp.Interval) and _is_year_month(node) and not (
+                isinstance(node.parent, (exp.Add, exp.Sub)) and not any(
+                    isinstance(operand, exp.Interval) for operand in (node.parent.this, node.parent.expression)
+                    if operand is not node)):
             raise refuse("An interval year to month value (DuckDB has one interval type)")
+        if isinstance(node, exp.FromISO8601Timestamp):
+            raise refuse("from_iso8601_timestamp() (values keep no zone but UTC)")
+        if isinstance(node, exp.UnixToTime) and node.args.get("zone") is not None:
+            raise refuse("from_unixtime() with a zone (values keep no zone but UTC)")
         if isinstance(node, exp.AtTimeZone):
             raise refuse("AT TIME ZONE")
         if isinstance(node, exp.DataType) and node.this in (T.CHAR, T.NCHAR):
@@ -233,14 +240,26 @@ def _timestamp_precision(tree: exp.Expression) -> None:
                 raise refuse(f"timestamp({precision}) (the local engine keeps 0, 3 or 6 digits)")
             duck_type = _TIMESTAMP_TYPES[precision]
             node.set("to", exp.DataType.build(duck_type, dialect="duckdb"))
-            parent = node.parent
-            if precision != 6 and isinstance(parent, (exp.Add, exp.Sub, exp.DateAdd, exp.DateSub)) \
-                    and not isinstance(parent.parent, exp.Cast):
-                # arithmetic keeps the timestamp's precision in Trino; DuckDB's result has microseconds
-                parent.replace(exp.cast(parent.copy(), exp.DataType.build(duck_type, dialect="duckdb")))
+            _keep_precision(node, precision)
         elif precision != 6:
             name = target.sql("trino").split("(")[0].lower()
             raise refuse(f"{name}({precision}) (DuckDB keeps 6 fractional digits)")
+
+
+def _keep_precision(node: exp.Cast, precision: int) -> None:
+    """Trino's date_add keeps a timestamp's precision; adding an interval gives at least milliseconds.
+    DuckDB's result always has microseconds."""
+    parent = node.parent
+    if precision == 6 or isinstance(parent.parent if parent else None, exp.Cast):
+        return
+    if isinstance(parent, (exp.DateAdd, exp.DateSub)):
+        result = precision
+    elif isinstance(parent, (exp.Add, exp.Sub)) and any(
+            isinstance(operand, exp.Interval) for operand in (parent.this, parent.expression)):
+        result = max(precision, 3)
+    else:
+        return
+    parent.replace(exp.cast(parent.copy(), exp.DataType.build(_TIMESTAMP_TYPES[result], dialect="duckdb")))
 
 
 def _precision(data_type: exp.DataType) -> int | None:
@@ -261,10 +280,7 @@ _MILLISECOND_ZONED_NAMES = {"from_iso8601_timestamp", "now"}
 def _output_types(tree: exp.Expression) -> dict[int, str]:
     """Output columns whose Trino type DuckDB's cannot say: string-literal expressions keep their
     varchar(n) bound through CASE, COALESCE, upper() and ||; now() and from_unixtime() have milliseconds."""
-    if isinstance(tree, exp.Create) and isinstance(tree.expression, exp.Select):
-        for expression in tree.expression.expressions:
-            if _bound(expression.unalias()) is not None:
-                raise refuse("CREATE TABLE AS with a column of string literals (Trino keeps its varchar(n))")
+    if isinstance(tree, exp.Create):
         return {}
     select = tree
     while isinstance(select, exp.SetOperation):
