@@ -45,7 +45,7 @@ def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
     _decimal_operations(tree)
     _date_arithmetic(tree)
     output_types = _output_types(tree)
-    _timestamp_precision(tree)
+    output_types.update(_timestamp_precision(tree))
     return output_types
 
 
@@ -74,7 +74,9 @@ def _refuse_types(tree: exp.Expression) -> None:
             raise refuse(f"{type(node).__name__.lower()} of string literals (Trino types them varchar(n))")
         if isinstance(node, exp.Cast) and node.to.this in (T.TIMESTAMPTZ, T.TIMETZ) and _zoned_literal(node):
             zone = _literal_zone(node.this.name)
-            if zone is not None and zone.upper() not in _UTC:
+            # DuckDB's time with time zone keeps an offset; its timestamp with time zone keeps none
+            keeps_offset = node.to.this == T.TIMETZ and zone is not None and zone[0] in "+-"
+            if zone is not None and zone.upper() not in _UTC and not keeps_offset:
                 raise refuse(f"A {node.to.sql('trino')} literal in zone {zone} (values keep no zone but UTC)")
 
 
@@ -223,9 +225,16 @@ def _cast_result(node: exp.Expression, to: exp.DataType.Type) -> None:
 _TIMESTAMP_TYPES = {0: "TIMESTAMP_S", 3: "TIMESTAMP_MS", 6: "TIMESTAMP"}   # nanoseconds do not reach Python
 
 
-def _timestamp_precision(tree: exp.Expression) -> None:
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In)
+
+
+def _timestamp_precision(tree: exp.Expression) -> dict[int, str]:
     """Trino's `timestamp` is timestamp(3), a literal's precision is its digits; DuckDB has seconds,
-    milliseconds, microseconds and nanoseconds. Time values in DuckDB are always microseconds."""
+    milliseconds and microseconds for timestamps, microseconds for times and zoned timestamps. Where
+    DuckDB has no type of that precision, the value is the same: an output column gets Trino's type
+    (returned: {column index: type}), a comparison needs none, anything else is refused."""
+    outputs = _output_expressions(tree)
+    overrides: dict[int, str] = {}
     for node in list(tree.walk()):
         if not isinstance(node, exp.Cast) or node.meta.get("engine_typed"):
             continue
@@ -235,15 +244,35 @@ def _timestamp_precision(tree: exp.Expression) -> None:
         # the parser gives a literal its digits as precision; a bare `timestamp` is timestamp(3)
         precision = _precision(target)
         precision = 3 if precision is None else precision
-        if target.this in (T.TIMESTAMP, T.DATETIME):
-            if precision not in _TIMESTAMP_TYPES:
-                raise refuse(f"timestamp({precision}) (the local engine keeps 0, 3 or 6 digits)")
+        plain = target.this in (T.TIMESTAMP, T.DATETIME)
+        if plain and precision in _TIMESTAMP_TYPES:
             duck_type = _TIMESTAMP_TYPES[precision]
             node.set("to", exp.DataType.build(duck_type, dialect="duckdb"))
             _keep_precision(node, precision)
-        elif precision != 6:
-            name = target.sql("trino").split("(")[0].lower()
-            raise refuse(f"{name}({precision}) (DuckDB keeps 6 fractional digits)")
+            continue
+        name = {T.TIMESTAMPTZ: "timestamp({}) with time zone", T.TIME: "time({})",
+                T.TIMETZ: "time({}) with time zone"}.get(target.this, "timestamp({})").format(precision)
+        if precision == 6:
+            continue
+        if precision > 6:
+            raise refuse(f"{name} (DuckDB keeps microseconds)")
+        if id(node) in outputs:
+            overrides[outputs[id(node)]] = name
+        elif not isinstance(node.parent, _COMPARISONS):
+            raise refuse(f"{name} inside an expression (DuckDB keeps 6 fractional digits)")
+        if plain:
+            node.set("to", exp.DataType.build("TIMESTAMP", dialect="duckdb"))
+    return overrides
+
+
+def _output_expressions(tree: exp.Expression) -> dict[int, int]:
+    """id() of each output column's expression (under its alias) -> the column's index."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select) or isinstance(tree, (exp.Create, exp.Insert)):
+        return {}
+    return {id(expression.unalias()): index for index, expression in enumerate(select.expressions)}
 
 
 def _keep_precision(node: exp.Cast, precision: int) -> None:

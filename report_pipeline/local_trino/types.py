@@ -91,10 +91,14 @@ def _fraction(digits: int) -> Callable[[str], str]:
 
 
 def _time_tz(value: dt.time) -> str:
+    return _with_offset(value.strftime("%H:%M:%S.%f"), value)
+
+
+def _with_offset(text: str, value: dt.time) -> str:
     offset = value.utcoffset() or dt.timedelta(0)
     sign = "-" if offset < dt.timedelta(0) else "+"
     minutes = abs(int(offset.total_seconds())) // 60
-    return f"{value.strftime('%H:%M:%S.%f')}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _zone_name(tz: dt.tzinfo, value: dt.datetime) -> str:
@@ -226,11 +230,23 @@ def timestamp_tz_type(precision: int) -> TrinoType:
 
 
 def output_type(name: str) -> TrinoType:
-    """The Trino type a statement's analysis gave an output column: varchar(n) or timestamp(p) with time zone."""
-    if name.startswith("varchar("):
-        return bounded_varchar_type(int(name[len("varchar("):-1]))
-    if name.startswith("timestamp(") and name.endswith(" with time zone"):
-        return timestamp_tz_type(int(name[len("timestamp("):name.index(")")]))
+    """The Trino type a statement's analysis gave an output column, where DuckDB has no type of that
+    precision or bound: varchar(n), timestamp(p) / time(p) with or without time zone (p <= 6)."""
+    raw, _, rest = name.partition("(")
+    size, _, suffix = rest.partition(")")
+    size = int(size)
+    cut = _fraction(size)
+    if raw == "varchar":
+        return bounded_varchar_type(size)
+    if raw == "timestamp" and suffix == " with time zone":
+        return timestamp_tz_type(size)
+    if raw == "timestamp":
+        return TrinoType(name, _signature("timestamp", _long(size)), _nullable(lambda v: cut(_timestamp(v))))
+    if raw == "time" and suffix == " with time zone":
+        return TrinoType(name, _signature("time with time zone", _long(size)),
+                         _nullable(lambda v: _with_offset(cut(v.strftime("%H:%M:%S.%f")), v)))
+    if raw == "time":
+        return TrinoType(name, _signature("time", _long(size)), _nullable(lambda v: cut(v.strftime("%H:%M:%S.%f"))))
     raise ValueError(f"no output type {name!r}")
 
 
