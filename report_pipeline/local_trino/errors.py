@@ -42,6 +42,7 @@ _STANDARD = [
     ("ALREADY_EXISTS", 12, ErrorType.USER_ERROR),
     ("NOT_SUPPORTED", 13, ErrorType.USER_ERROR),
     ("INVALID_SESSION_PROPERTY", 14, ErrorType.USER_ERROR),
+    ("INVALID_WINDOW_FRAME", 15, ErrorType.USER_ERROR),
     ("CONSTRAINT_VIOLATION", 16, ErrorType.USER_ERROR),
     ("TRANSACTION_CONFLICT", 17, ErrorType.USER_ERROR),
     ("NUMERIC_VALUE_OUT_OF_RANGE", 19, ErrorType.USER_ERROR),
@@ -67,7 +68,18 @@ _STANDARD = [
     ("MISSING_CATALOG_NAME", 56, ErrorType.USER_ERROR),
     ("MISSING_SCHEMA_NAME", 57, ErrorType.USER_ERROR),
     ("TYPE_MISMATCH", 58, ErrorType.USER_ERROR),
+    ("DUPLICATE_NAMED_QUERY", 53, ErrorType.USER_ERROR),
+    ("DUPLICATE_COLUMN_NAME", 54, ErrorType.USER_ERROR),
+    ("MISSING_COLUMN_NAME", 55, ErrorType.USER_ERROR),
+    ("INVALID_LITERAL", 59, ErrorType.USER_ERROR),
+    ("COLUMN_TYPE_UNKNOWN", 60, ErrorType.USER_ERROR),
+    ("MISMATCHED_COLUMN_ALIASES", 61, ErrorType.USER_ERROR),
+    ("AMBIGUOUS_NAME", 62, ErrorType.USER_ERROR),
+    ("INVALID_COLUMN_REFERENCE", 63, ErrorType.USER_ERROR),
+    ("NESTED_AGGREGATION", 67, ErrorType.USER_ERROR),
+    ("NESTED_WINDOW", 68, ErrorType.USER_ERROR),
     ("EXPRESSION_NOT_AGGREGATE", 73, ErrorType.USER_ERROR),
+    ("EXPRESSION_NOT_SCALAR", 74, ErrorType.USER_ERROR),
     ("INVALID_PARAMETER_USAGE", 80, ErrorType.USER_ERROR),
     ("GENERIC_INTERNAL_ERROR", 65536, ErrorType.INTERNAL_ERROR),
     ("SERVER_SHUTTING_DOWN", 65545, ErrorType.INTERNAL_ERROR),
@@ -138,7 +150,12 @@ class TrinoError(Exception):
 
 # DuckDB exception class -> list of (message pattern, Trino error name); the first match wins.
 _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
-    (duckdb.ParserException, [("", "SYNTAX_ERROR")]),
+    (duckdb.ParserException, [
+        (r"Duplicate CTE name", "DUPLICATE_NAMED_QUERY"),
+        (r"^Frame (start|end) cannot", "INVALID_WINDOW_FRAME"),
+        ("", "SYNTAX_ERROR"),
+    ]),
+    (duckdb.DependencyException, [(r"because there are entries that depend on it", "SCHEMA_NOT_EMPTY")]),
     (duckdb.CatalogException, [
         (r"Table with name .* does not exist", "TABLE_NOT_FOUND"),
         (r"View with name .* does not exist", "TABLE_NOT_FOUND"),
@@ -153,13 +170,31 @@ _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
         ("", "GENERIC_USER_ERROR"),
     ]),
     (duckdb.BinderException, [
-        (r"Referenced column .* not found|Column .* not found|does not have a column", "COLUMN_NOT_FOUND"),
+        # a qualifier naming no table in FROM: Trino cannot resolve the column it qualifies
+        (r"Referenced column .* not found|Column .* not found|does not have a column|Referenced table .* not found",
+         "COLUMN_NOT_FOUND"),
+        (r"Ambiguous reference", "AMBIGUOUS_NAME"),
+        (r"aggregate function calls cannot be nested", "NESTED_AGGREGATION"),
+        (r"aggregate function calls cannot contain window function", "NESTED_WINDOW"),
+        (r"(WHERE|JOIN|GROUP BY) clause cannot contain (aggregates|window functions)", "EXPRESSION_NOT_SCALAR"),
+        (r"(ORDER|GROUP BY) term out of range", "INVALID_COLUMN_REFERENCE"),
+        # INSERT with fewer or more values than columns: Trino compares the row types
+        (r"has \d+ columns but \d+ values were supplied", "TYPE_MISMATCH"),
         (r"must appear in the GROUP BY|must be part of an aggregate", "EXPRESSION_NOT_AGGREGATE"),
         (r"No function matches|Could not choose a best candidate", "FUNCTION_NOT_FOUND"),
         (r"Cannot compare|Cannot mix|cannot be cast", "TYPE_MISMATCH"),
         ("", "GENERIC_USER_ERROR"),
     ]),
-    (duckdb.ConversionException, [("", "INVALID_CAST_ARGUMENT")]),
+    (duckdb.ConversionException, [
+        # a number outside the target type's range (a string or a decimal that does not fit stays
+        # a cast error, and so does a double cast to bigint: Trino's "Unable to cast")
+        (r"^Type (DOUBLE|FLOAT) with value .* destination type INT64", "INVALID_CAST_ARGUMENT"),
+        (r"^Type (U?INT\d+|HUGEINT|DOUBLE|FLOAT) with value .* out of range for the destination type",
+         "NUMERIC_VALUE_OUT_OF_RANGE"),
+        # a cast between types DuckDB cannot convert at all: Trino refuses such operands when typing
+        (r"^Unimplemented type for cast", "TYPE_MISMATCH"),
+        ("", "INVALID_CAST_ARGUMENT"),
+    ]),
     (duckdb.OutOfRangeException, [("", "NUMERIC_VALUE_OUT_OF_RANGE")]),
     (duckdb.ConstraintException, [("", "CONSTRAINT_VIOLATION")]),
     (duckdb.TransactionException, [("", "TRANSACTION_CONFLICT")]),
@@ -167,6 +202,7 @@ _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
     (duckdb.InvalidInputException, [
         (r"[Dd]ivision by zero", "DIVISION_BY_ZERO"),
         (r"More than one row returned by a subquery", "SUBQUERY_MULTIPLE_ROWS"),
+        (r"Values were not provided for the following parameters", "INVALID_PARAMETER_USAGE"),
         ("", "INVALID_FUNCTION_ARGUMENT"),
     ]),
     (duckdb.NotImplementedException, [("", "NOT_SUPPORTED")]),
@@ -185,10 +221,22 @@ _TRINO_MESSAGES = {
 }
 
 
+# A translated function fails the way Trino does by calling DuckDB's error() with this marker
+# (functions.py): the marker names the Trino error, the rest is Trino's message.
+_RAISED = re.compile(r"^\[trino:([A-Z_]+)\] (.*)$", re.S)
+
+
+def raised_marker(name: str) -> str:
+    return f"[trino:{name}] "
+
+
 def from_duckdb(exc: duckdb.Error) -> TrinoError:
     """Map a DuckDB failure onto the Trino error a coordinator would report for it."""
     # DuckDB appends suggestions and a caret diagram on later lines; Trino's message is one line.
     message = _DUCKDB_PREFIX.sub("", str(exc)).strip().splitlines()[0].rstrip("!")
+    raised = _RAISED.match(message)
+    if raised and raised.group(1) in STANDARD_ERRORS:
+        return TrinoError(raised.group(1), raised.group(2), cause_type=type(exc).__name__)
     error = _classify(exc, message)
     rewrite = _TRINO_MESSAGES.get(error.name)
     match = re.search(rewrite[0], message) if rewrite else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,6 +65,19 @@ def _double(value: float) -> Any:
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _shortest_real(value: float) -> float:
+    """A 32-bit float as the shortest decimal that reads back as the same float (Trino writes 1.3,
+    not the 1.2999999523 its widening to a double would show)."""
+    if math.isnan(value) or math.isinf(value):
+        return value
+    single = struct.unpack("f", struct.pack("f", value))[0]
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", candidate))[0] == single:
+            return candidate
     return value
 
 
@@ -135,7 +149,7 @@ _PRIMITIVES: dict[str, TrinoType] = {
     "ubigint": _simple("bigint", _nullable(_checked_bigint)),
     "hugeint": _simple("bigint", _nullable(_checked_bigint)),
     "uhugeint": _simple("bigint", _nullable(_checked_bigint)),
-    "float": _simple("real", _nullable(_double)),
+    "float": _simple("real", _nullable(lambda v: _double(_shortest_real(v)))),
     "double": _simple("double", _nullable(_double)),
     "date": _simple("date", _nullable(dt.date.isoformat)),
     "blob": _simple("varbinary", _nullable(lambda v: base64.b64encode(v).decode("ascii"))),

@@ -135,7 +135,9 @@ def test_progress_stats_advance_while_a_statement_runs(local_trino, connect) -> 
         setup.execute("DROP TABLE scratch.progress_input")
     running = [s for s in seen if s["state"] == "RUNNING"]
     assert running, "no RUNNING stats were reported"
-    assert all(0 < s["progressPercentage"] < 100 for s in running)
-    assert 0 < running[0]["processedRows"] < seen[-1]["processedRows"] == 2000000
+    # the first poll may come before DuckDB reports any progress: 0 is a fair answer then
+    assert all(0 <= s["progressPercentage"] < 100 for s in running)
+    assert 0 < running[-1]["progressPercentage"]
+    assert 0 < running[-1]["processedRows"] < seen[-1]["processedRows"] == 2000000
     assert seen[-1]["progressPercentage"] == 100
     assert [s["elapsedTimeMillis"] for s in seen] == sorted(s["elapsedTimeMillis"] for s in seen)

@@ -47,7 +47,7 @@ def test_timestamp_with_time_zone_carries_the_session_zone(connect) -> None:
     cursor.execute("SELECT TIMESTAMP '2026-01-01 12:00:00 UTC' AS t")
     value = cursor.fetchone()[0]
     assert value == dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
-    assert cursor.description[0].type_code == "timestamp(6) with time zone"
+    assert cursor.description[0].type_code == "timestamp(0) with time zone"   # the literal's precision
 
 
 def test_decimal_description_has_precision_and_scale(cursor) -> None:
