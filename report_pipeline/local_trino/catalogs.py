@@ -38,6 +38,17 @@ _LOCKDOWN = (
 )
 
 
+# The PostgreSQL connector's catalog session properties in Trino 476 (SHOW SESSION lists them).
+_POSTGRESQL_SESSION_PROPERTIES = frozenset({
+    "aggregation_pushdown_enabled", "array_mapping", "complex_join_pushdown_enabled", "decimal_default_scale",
+    "decimal_mapping", "decimal_rounding_mode", "domain_compaction_threshold", "dynamic_filtering_enabled",
+    "dynamic_filtering_wait_timeout", "enable_string_pushdown_with_collate",
+    "join_pushdown_automatic_max_join_to_tables_ratio", "join_pushdown_automatic_max_table_size",
+    "join_pushdown_enabled", "join_pushdown_strategy", "non_transactional_insert", "non_transactional_merge",
+    "topn_pushdown_enabled", "unsupported_type_handling", "write_batch_size", "write_parallelism",
+})
+
+
 @dataclass(frozen=True)
 class CatalogSpec:
     """One catalog: its Trino name and, optionally, the DuckDB file that holds it."""
@@ -59,7 +70,13 @@ class CatalogSpec:
 
     @property
     def connector(self) -> str:
-        return "memory" if self.name == "memory" else "duckdb"
+        # any other catalog stands in for Trino's PostgreSQL connector (the deployment's `lake`)
+        return "memory" if self.name == "memory" else "postgresql"
+
+    @property
+    def session_properties(self) -> frozenset[str]:
+        """The catalog session properties (`catalog.name`) Trino's connector defines; memory has none."""
+        return _POSTGRESQL_SESSION_PROPERTIES if self.connector == "postgresql" else frozenset()
 
     @property
     def initial_schemas(self) -> tuple[str, ...]:

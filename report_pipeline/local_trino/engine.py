@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import duckdb
@@ -28,15 +29,15 @@ from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 from report_pipeline.local_trino.faults import FaultInjector
 from report_pipeline.local_trino.query import Query, QueryState, Result, Session, _Stopped
 from report_pipeline.local_trino.transactions import Transaction, Transactions
-from report_pipeline.local_trino.types import bounded_varchar, column_json, row_encoder, trino_type
+from report_pipeline.local_trino.types import bounded_varchar, column_json, output_type, row_encoder, trino_type
 
 log = logging.getLogger(__name__)
 
-# Session properties the engine accepts. Catalog properties (`catalog.name`) are accepted as-is.
-SESSION_PROPERTIES = {
-    "query_max_run_time", "query_max_execution_time", "join_distribution_type",
-    "query_priority", "task_concurrency", "enable_dynamic_filtering",
-}
+# Trino 476's system session properties (SHOW SESSION of a real server) are accepted; the engine acts on
+# query_max_run_time and query_max_execution_time. Catalog properties (`catalog.name`) are checked per connector.
+SESSION_PROPERTIES = frozenset(
+    line.strip() for line in (Path(__file__).with_name("trino_session_properties.txt")).read_text().splitlines()
+    if line.strip() and not line.startswith("#"))
 _TIME_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-/]*|[+-]\d{2}:\d{2}")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -170,6 +171,8 @@ class Engine:
         try:
             query.begin(QueryState.PLANNING)
             self._apply_fault(query)
+            for name, value in query.session.properties.items():   # X-Trino-Session, as Trino checks it
+                _validate_session_property(name.lower(), value, self.catalogs)
             self._execute(query, query.sql)
         except _Stopped:
             pass
@@ -222,6 +225,8 @@ class Engine:
 
     def _run_plan(self, query: Query, tree: exp.Expression, transaction: Transaction | None) -> None:
         session = query.session
+        # RUNNING from here: a statement reading system.runtime.queries sees itself running, as in Trino
+        query.begin(QueryState.RUNNING)
         plan = dialect.plan(tree, _CatalogView(self, session))
         self._check_names(plan)
         if plan.update_type is not None and transaction is not None:
@@ -234,7 +239,6 @@ class Engine:
         try:
             self._prepare_connection(duck, session)
             query.attach(duck)
-            query.begin(QueryState.RUNNING)
             duck.execute(plan.duckdb_sql)
             if plan.update_type is not None:
                 row = duck.fetchone() if plan.counts_rows else None
@@ -243,7 +247,8 @@ class Engine:
                 query.succeed(_update(plan.update_type, count))
                 duck.close()
                 return
-            types = [trino_type(d[1]) for d in duck.description]
+            types = [output_type(plan.output_types[i]) if i in plan.output_types else trino_type(d[1])
+                     for i, d in enumerate(duck.description)]
             columns = [column_json(d[0], t) for d, t in zip(duck.description, types)]
             query.succeed(Result(columns, row_encoder(types), cursor=duck))
         except BaseException:
@@ -283,9 +288,11 @@ class Engine:
             self.catalogs.spec(catalog)
             if schema in self.catalogs.hidden_schemas:
                 raise TrinoError("NOT_SUPPORTED", f"Schema name {schema} is reserved by the local engine")
-        if plan.target is not None and plan.update_type in ("DELETE", "UPDATE", "MERGE"):
-            if not self.catalogs.spec(plan.target[0]).modifies_rows:
+        if plan.target is not None and not self.catalogs.spec(plan.target[0]).modifies_rows:
+            if plan.update_type in ("DELETE", "UPDATE", "MERGE"):
                 raise TrinoError("NOT_SUPPORTED", "This connector does not support modifying table rows")
+            if plan.update_type in ("DROP COLUMN", "SET COLUMN TYPE"):
+                raise TrinoError("NOT_SUPPORTED", f"This connector does not support {plan.update_type.lower()}")
 
     def _input_size(self, plan: dialect.Plan) -> tuple[int, int]:
         rows = size = 0
@@ -352,10 +359,11 @@ class Engine:
             return _update("USE", None)
         if command.kind == "set_session":
             name, value = args["name"].lower(), dialect.literal_value(args["value"])
-            _validate_session_property(name, value)
+            _validate_session_property(name, value, self.catalogs)
             query.response_headers.setdefault("X-Trino-Set-Session", []).append(f"{name}={quote_plus(value)}")
             return _update("SET SESSION", None)
         if command.kind == "reset_session":
+            _validate_session_property(args["name"].lower(), None, self.catalogs)
             query.response_headers.setdefault("X-Trino-Clear-Session", []).append(args["name"].lower())
             return _update("RESET SESSION", None)
         if command.kind == "call":
@@ -403,8 +411,12 @@ class Engine:
         """DESCRIBE t and SHOW COLUMNS FROM t: the columns of one table as Trino lists them."""
         catalog, schema = self._schema_of(session, name[0], name[1])
         table = name[2]
-        columns = [(c, system_tables.trino_type_name(ty), comment)
-                   for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]
+        snapshot = system_tables.snapshot(self, catalog, schema, table)
+        if snapshot is not None:
+            columns = [(c, system_tables.trino_type_name(ty), None) for c, ty in snapshot[0]]
+        else:
+            columns = [(c, system_tables.trino_type_name(ty), comment)
+                       for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]
         if not columns:
             raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
         return _rows_result(["Column", "Type", "Extra", "Comment"],
@@ -413,6 +425,13 @@ class Engine:
     def _describe_output(self, session: Session, sql: str) -> Result:
         """DESCRIBE OUTPUT: the columns a prepared statement would return, without running it."""
         tree = dialect.parse(sql)
+        # DuckDB cannot describe an unbound `?`: NULL stands in where the value cannot change an
+        # output type; one an output column is built from would be typed unknown by Trino
+        if isinstance(tree, exp.Query) and any(p.find_ancestor(exp.Select) is tree and p.find_ancestor(
+                exp.Where, exp.Having, exp.Join, exp.Subquery) is None for p in tree.find_all(exp.Placeholder)):
+            raise TrinoError("NOT_SUPPORTED", "DESCRIBE OUTPUT of a parameter in the select list is not supported "
+                                              "by the local engine")
+        tree = tree.transform(lambda node: exp.null() if isinstance(node, exp.Placeholder) else node)
         plan = dialect.plan(tree, _CatalogView(self, session))
         self._check_names(plan)
         if plan.update_type is not None:
@@ -452,8 +471,8 @@ class Engine:
     def has_function(self, name: str) -> bool:
         return name in self._functions
 
-    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None:
-        snapshot = system_tables.snapshot(self, catalog, schema, table)
+    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None:
+        snapshot = system_tables.snapshot(self, catalog, schema, table, hidden)
         return None if snapshot is None else system_tables.values_table(*snapshot)
 
     # --- housekeeping ---------------------------------------------------------------------------
@@ -501,19 +520,30 @@ class _CatalogView:
         """A table's catalog and schema, the session's filling in what the statement leaves out."""
         catalog = (catalog or self.session.catalog or "").lower() or None
         schema = schema or self.session.schema
+        if schema is None:   # Trino asks for the schema first
+            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
         if catalog is None:
             raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
-        if schema is None:
-            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
         if catalog != "system":
             self._engine.catalogs.spec(catalog)
         return catalog, schema.lower()
 
-    def system_table(self, catalog: str, schema: str, table: str) -> exp.Expression | None:
-        return self._engine.system_table(catalog, schema, table)
+    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None:
+        return self._engine.system_table(catalog, schema, table, hidden)
 
     def has_function(self, name: str) -> bool:
         return self._engine.has_function(name)
+
+    def connector(self, catalog: str) -> str:
+        return self._engine.catalogs.spec(catalog).connector
+
+    def column_types(self) -> dict:
+        """{catalog: {schema: {table: {column: DuckDB type}}}} of every catalog, for type inference."""
+        mapping: dict = {}
+        for catalog in self._engine.catalogs.names:
+            for schema, table, column, _, _, _, duck_type, _ in self._engine.catalogs.columns(catalog):
+                mapping.setdefault(catalog, {}).setdefault(schema, {}).setdefault(table, {})[column] = duck_type
+        return mapping
 
 
 def _aborted() -> TrinoError:
@@ -525,11 +555,26 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _validate_session_property(name: str, value: str) -> None:
-    if "." not in name and name not in SESSION_PROPERTIES:
+def _validate_session_property(name: str, value: str | None, catalogs: Catalogs) -> None:
+    """As Trino: a catalog property needs its catalog and the connector's property; a system one
+    must exist; a value is checked where the engine knows its domain (None: RESET, no value)."""
+    catalog, dot, catalog_property = name.partition(".")
+    if dot:
+        if catalog_property not in catalogs.spec(catalog).session_properties:
+            raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist")
+        return
+    if name not in SESSION_PROPERTIES:
         raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist")
+    if value is None:
+        return
     if name in ("query_max_run_time", "query_max_execution_time"):
         parse_duration(value)
+    if name == "join_distribution_type" and value.upper() not in _JOIN_DISTRIBUTION_TYPES:
+        raise TrinoError("INVALID_SESSION_PROPERTY",
+                         f"Invalid value [{value}]. Valid values: [{', '.join(_JOIN_DISTRIBUTION_TYPES)}]")
+
+
+_JOIN_DISTRIBUTION_TYPES = ("BROADCAST", "PARTITIONED", "AUTOMATIC")
 
 
 _BIGINT = trino_type(duckdb.sqltype("BIGINT"))

@@ -76,7 +76,7 @@ def test_system_runtime_nodes_lists_the_engine_as_an_active_coordinator(local_tr
 
 def test_system_metadata_catalogs_names_each_catalogs_connector(cursor) -> None:
     rows = _rows(cursor, "SELECT catalog_name, connector_name FROM system.metadata.catalogs ORDER BY 1")
-    assert rows == [["lake", "duckdb"], ["memory", "memory"], ["system", "system"]]
+    assert rows == [["lake", "postgresql"], ["memory", "memory"], ["system", "system"]]
 
 
 def test_describe_lists_columns_with_their_trino_types(cursor) -> None:

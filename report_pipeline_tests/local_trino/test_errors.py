@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
+import secrets
+from collections.abc import Iterator
+
 import pytest
 import requests
 import trino
@@ -75,3 +79,140 @@ def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: Local
     assert document["stats"]["state"] == "FAILED"
     assert (error["errorName"], error["errorCode"], error["errorType"]) == ("TABLE_NOT_FOUND", 46, "USER_ERROR")
     assert error["failureInfo"]["message"] == error["message"]
+
+
+# --- Trino's analysis errors, where DuckDB would fail otherwise or answer ----------------------------
+
+@pytest.mark.parametrize(("sql", "error_name"), [
+    ("SELECT TIMESTAMP '2026-13-45 00:00:00'", "INVALID_LITERAL"),
+    ("SELECT DATE 'yesterday'", "INVALID_LITERAL"),
+    ("SELECT TIMESTAMP '2026-03-08 02:30:00 America/New_York'", "INVALID_LITERAL"),   # a daylight-saving gap
+    ("SELECT e.user_id FROM events AS x", "COLUMN_NOT_FOUND"),
+    ("SELECT CAST(1 AS no_such_type)", "TYPE_MISMATCH"),
+    ("SELECT id FROM users a JOIN users b ON a.id = b.id", "AMBIGUOUS_NAME"),
+    ("WITH a AS (SELECT 1 AS x), a AS (SELECT 2 AS x) SELECT * FROM a", "DUPLICATE_NAMED_QUERY"),
+    ("SELECT * FROM (VALUES (1, 2)) AS t(a)", "MISMATCHED_COLUMN_ALIASES"),
+    ("SELECT 1 = '1'", "TYPE_MISMATCH"),
+    ("SELECT 'a' + 1", "TYPE_MISMATCH"),
+    ("SELECT * FROM events WHERE event_date = 5", "TYPE_MISMATCH"),
+    ("SELECT CASE WHEN true THEN 1 ELSE 'one' END", "TYPE_MISMATCH"),
+    ("SELECT ARRAY[1, 'a']", "TYPE_MISMATCH"),
+    ("SELECT 1 UNION SELECT 'a'", "TYPE_MISMATCH"),
+    ("SELECT * FROM events WHERE event_type", "TYPE_MISMATCH"),
+    ("SELECT CAST(300 AS tinyint)", "NUMERIC_VALUE_OUT_OF_RANGE"),
+    ("SELECT max(count(*)) FROM events", "NESTED_AGGREGATION"),
+    ("SELECT sum(rank() OVER (ORDER BY id)) FROM users", "NESTED_WINDOW"),
+    ("SELECT count(*) FROM events WHERE count(*) > 1", "EXPRESSION_NOT_SCALAR"),
+    ("SELECT id FROM users ORDER BY 2", "INVALID_COLUMN_REFERENCE"),
+    ("SELECT x, sum(x) OVER (ORDER BY x ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW) FROM (VALUES 1) AS t(x)",
+     "INVALID_WINDOW_FRAME"),
+    ("SELECT * FROM users LIMIT -1", "SYNTAX_ERROR"),
+    ("SET SESSION no_such_catalog.some_property = 1", "CATALOG_NOT_FOUND"),
+    ("SET SESSION lake.no_such_property = 1", "INVALID_SESSION_PROPERTY"),
+    ("SET SESSION join_distribution_type = 'SIDEWAYS'", "INVALID_SESSION_PROPERTY"),
+    ("CREATE TABLE analytics.err_unnamed AS SELECT 1", "MISSING_COLUMN_NAME"),
+    ("CREATE TABLE analytics.err_unknown AS SELECT NULL AS x", "COLUMN_TYPE_UNKNOWN"),
+    ("CREATE TABLE analytics.err_duplicate (a integer, a varchar)", "DUPLICATE_COLUMN_NAME"),
+    ("CREATE TABLE analytics.err_type (a no_such_type)", "TYPE_NOT_FOUND"),
+    ("CREATE VIEW analytics.err_view AS SELECT 1 AS x", "NOT_SUPPORTED"),   # PostgreSQL connector
+])
+def test_analysis_error_is_trinos(cursor, sql: str, error_name: str) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute(sql)
+        cursor.fetchall()
+    assert raised.value.error_name == error_name
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT TIMESTAMP '2026-01-01 1:2'",
+    "SELECT DATE '2026-1-1'",
+    "SELECT 1 = 1.5, 'a' = 'b', DATE '2026-01-01' < TIMESTAMP '2026-01-02 00:00:00'",
+    "SELECT CASE WHEN true THEN 1 ELSE 2.5 END",
+    "SELECT * FROM (VALUES (1, 2)) AS t(a, b)",
+])
+def test_what_trino_accepts_still_answers(cursor, sql: str) -> None:
+    cursor.execute(sql)
+    assert len(cursor.fetchall()) == 1
+
+
+def test_missing_schema_is_reported_before_missing_catalog(connect) -> None:
+    cursor = connect(catalog=None, schema=None).cursor()
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute("SELECT * FROM events")
+    assert raised.value.error_name == "MISSING_SCHEMA_NAME"
+
+
+def test_unknown_session_property_in_the_header_fails_the_query(connect) -> None:
+    cursor = connect(session_properties={"no_such_property": "x"}).cursor()
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute("SELECT 1")
+    assert raised.value.error_name == "INVALID_SESSION_PROPERTY"
+
+
+def test_missing_parameter_is_invalid_parameter_usage(cursor) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute("EXECUTE IMMEDIATE 'SELECT ? AS one'")
+    assert raised.value.error_name == "INVALID_PARAMETER_USAGE"
+
+
+def test_describe_output_of_a_statement_with_a_parameter_in_its_predicate(cursor) -> None:
+    cursor.execute("PREPARE err_daily FROM SELECT count(*) AS n FROM events WHERE event_date = ?")
+    cursor.fetchall()
+    cursor.execute("DESCRIBE OUTPUT err_daily")
+    assert [(r[0], r[4]) for r in cursor.fetchall()] == [("n", "bigint")]
+
+
+@pytest.fixture
+def orders(cursor) -> Iterator[str]:
+    name = f"analytics.err_orders_{secrets.token_hex(3)}"
+    cursor.execute(f"CREATE TABLE {name} (id integer, customer varchar, amount decimal(10, 2))")
+    cursor.fetchall()
+    cursor.execute(f"INSERT INTO {name} VALUES (1, 'ann', 10), (2, 'bob', 20), (3, 'jon', 30)")
+    cursor.fetchall()
+    yield name
+    cursor.execute(f"DROP TABLE {name}")
+    cursor.fetchall()
+
+
+def test_insert_of_varchar_into_an_integer_column_is_a_type_mismatch(cursor, orders) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute(f"INSERT INTO {orders} (id) VALUES ('1')")
+    assert raised.value.error_name == "TYPE_MISMATCH"
+
+
+def test_insert_with_too_few_values_is_a_type_mismatch(cursor, orders) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute(f"INSERT INTO {orders} VALUES (1)")
+    assert raised.value.error_name == "TYPE_MISMATCH"
+
+
+def test_drop_of_a_schema_with_tables_is_schema_not_empty(cursor, orders) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute("DROP SCHEMA analytics")
+    assert raised.value.error_name == "SCHEMA_NOT_EMPTY"
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE {t} SET amount = amount * 2 WHERE id = 2",      # SET from a column
+    "DELETE FROM {t} WHERE lower(customer) LIKE '%n'",     # a function of a column
+    "DELETE FROM {t} WHERE customer > 'a'",                # a text range: PostgreSQL's collation
+    "MERGE INTO {t} t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+])
+def test_row_changes_the_postgresql_connector_cannot_push_down_are_not_supported(cursor, orders, statement) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
+        cursor.execute(statement.format(t=orders))
+    assert raised.value.error_name == "NOT_SUPPORTED"
+    cursor.execute(f"SELECT sum(amount) FROM {orders}")
+    assert cursor.fetchall() == [[decimal.Decimal("60.00")]]
+
+
+@pytest.mark.parametrize(("statement", "count"), [
+    ("UPDATE {t} SET amount = 5, customer = 'x' WHERE id = 2", 1),
+    ("UPDATE {t} SET amount = 2 * 3 WHERE id BETWEEN 1 AND 2", 2),
+    ("DELETE FROM {t} WHERE id + 1 = 2 AND customer = 'ann'", 1),
+    ("DELETE FROM {t} WHERE customer IN ('ann', 'bob') OR customer IS NULL", 2),
+    ("DELETE FROM {t}", 3),
+])
+def test_row_changes_the_postgresql_connector_pushes_down_run(cursor, orders, statement, count) -> None:
+    cursor.execute(statement.format(t=orders))
+    assert cursor.fetchall() == [[count]]
