@@ -83,6 +83,8 @@ def _syntax_error(error: Exception) -> TrinoError:
     first = details[0]
     line, column = first.get("line") or 1, first.get("col") or 1
     description = first.get("description") or str(error).splitlines()[0]
+    if "is not supported" in description:   # valid Trino the parser cannot read (INTERVAL ... DAY TO SECOND)
+        return TrinoError("NOT_SUPPORTED", f"{description} by the local engine")
     return TrinoError("SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column)
 
 

@@ -413,7 +413,9 @@ class Engine:
         table = name[2]
         snapshot = system_tables.snapshot(self, catalog, schema, table)
         if snapshot is not None:
-            columns = [(c, system_tables.trino_type_name(ty), None) for c, ty in snapshot[0]]
+            # Trino's system tables keep milliseconds in their zoned timestamps
+            columns = [(c, "timestamp(3) with time zone" if ty == "TIMESTAMPTZ" else system_tables.trino_type_name(ty),
+                        None) for c, ty in snapshot[0]]
         else:
             columns = [(c, system_tables.trino_type_name(ty), comment)
                        for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]

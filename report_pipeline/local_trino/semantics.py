@@ -51,6 +51,7 @@ def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
 # --- refusals that need no types --------------------------------------------------------------------
 
 def _refuse_types(tree: exp.Expression) -> None:
+    outputs = _output_expressions(tree)
     for node in tree.walk():
         if isinstance(node, exp.Typeof) or (isinstance(node, exp.Anonymous) and node.name.lower() == "typeof"):
             raise refuse("typeof() (DuckDB's types are not always Trino's)")
@@ -61,6 +62,9 @@ def _refuse_types(tree: exp.Expression) -> None:
                     isinstance(operand, exp.Interval) for operand in (node.parent.this, node.parent.expression)
                     if operand is not node)):
             raise refuse("An interval year to month value (DuckDB has one interval type)")
+        if isinstance(node, exp.Interval) and " TO " in (node.args.get("unit").sql("trino").upper()
+                                                          if node.args.get("unit") is not None else ""):
+            raise refuse(f"INTERVAL ... {node.args['unit'].sql('trino').upper()} (DuckDB reads single units)")
         if isinstance(node, exp.FromISO8601Timestamp):
             raise refuse("from_iso8601_timestamp() (values keep no zone but UTC)")
         if isinstance(node, exp.UnixToTime) and node.args.get("zone") is not None:
@@ -69,8 +73,9 @@ def _refuse_types(tree: exp.Expression) -> None:
             raise refuse("AT TIME ZONE")
         if isinstance(node, exp.DataType) and node.this in (T.CHAR, T.NCHAR):
             raise refuse("The char(n) type (DuckDB has no blank-padded strings)")
-        if isinstance(node, (exp.Array, exp.Map, exp.VarMap, exp.Struct, exp.Tuple)) and _holds_string_literal(node):
-            raise refuse(f"{type(node).__name__.lower()} of string literals (Trino types them varchar(n))")
+        if isinstance(node, (exp.Array, exp.Map, exp.VarMap, exp.Struct, exp.Tuple)) and _holds_string_literal(node) \
+                and id(node) in outputs:
+            raise refuse(f"{type(node).__name__.lower()} of string literals as a column (Trino types them varchar(n))")
         if isinstance(node, exp.Cast) and node.to.this in (T.TIMESTAMPTZ, T.TIMETZ) and _zoned_literal(node):
             zone = _literal_zone(node.this.name)
             # DuckDB's time with time zone keeps an offset; its timestamp with time zone keeps none
@@ -180,7 +185,7 @@ def _decimal_operations(tree: exp.Expression) -> None:
         if isinstance(node, (exp.Div, exp.IntDiv)) and (_is_decimal(node.this) or _is_decimal(node.expression)):
             raise refuse("Division with a decimal operand (Trino's result is a rounded decimal)")
         if isinstance(node, _DECIMAL_FUNCTIONS) and _is_decimal(node.this):
-            raise refuse(f"{node.sql_name().lower()}() of a decimal")
+            raise refuse(f"{type(node).__name__.lower()}() of a decimal")
         if isinstance(node, exp.Anonymous) and node.name.lower() in ("truncate", "sign") and node.expressions \
                 and _is_decimal(node.expressions[0]):
             raise refuse(f"{node.name.lower()}() of a decimal")
@@ -348,8 +353,8 @@ def _length(node: exp.Expression) -> int:
         return _length(node.this)
     if isinstance(node, exp.Cast) and node.to.this == T.VARCHAR and node.to.expressions:
         return _precision(node.to)   # CAST(x AS varchar(n))
-    if isinstance(node, exp.DPipe):
-        return _length(node.this) + _length(node.expression)
+    if isinstance(node, exp.Substring):
+        return _length(node.this)
     if isinstance(node, (exp.Case, exp.If, exp.Coalesce)):
         branches = [b for b in _branches(node) if not isinstance(b, exp.Null)]
         if not branches:

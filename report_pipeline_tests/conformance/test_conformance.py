@@ -142,3 +142,18 @@ def test_marks_are_written_as_each_entrys_first_key_keeping_block_scalars_and_co
     assert yaml.safe_load(text)["entries"] == [
         {"known_divergence": "column types: a | b", "sql": "SELECT 1"},
         {"local_not_supported": "typeof()", "sql": "SELECT 2\nFROM t\n", "ordered": True}]
+
+
+def test_a_stale_mark_is_removed_and_the_entry_keeps_its_dash(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import yaml
+
+    from report_pipeline_tests.conformance.harness import Divergence
+    from report_pipeline_tests.conformance.marking import write_marks
+
+    (tmp_path / "demo.yaml").write_text('entries:\n  - local_not_supported: "x()"\n    sql: SELECT x()\n'
+                                        '  - sql: SELECT 2\n    known_divergence: "rows"\n')
+    stale = [Divergence(SimpleNamespace(file="demo", index=i), "", "stale mark: now answers as Trino") for i in (0, 1)]
+    write_marks(stale, tmp_path)
+    assert yaml.safe_load((tmp_path / "demo.yaml").read_text())["entries"] == [{"sql": "SELECT x()"}, {"sql": "SELECT 2"}]

@@ -121,23 +121,42 @@ def test_query_max_run_time_fails_a_long_statement(connect) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_progress_stats_advance_while_a_statement_runs(local_trino, connect) -> None:
+@pytest.fixture
+def progress_input(connect):
+    """Two million rows to scan; dropped afterwards."""
     setup = connect().cursor()
     setup.execute("CREATE TABLE scratch.progress_input AS SELECT sequential_number AS x FROM TABLE(sequence(0, 1999999))")
     setup.fetchall()
+    yield "scratch.progress_input"
+    setup.execute("DROP TABLE scratch.progress_input")
+    setup.fetchall()
+
+
+def test_progress_stats_advance_while_a_statement_runs(local_trino, connect, progress_input) -> None:
     seen: list[dict] = []
     cursor = connect().cursor(stats_callback=seen.append)
-    try:
-        cursor.execute("SELECT sum((p.x * r.sequential_number) % 7) FROM scratch.progress_input p "
-                           "CROSS JOIN TABLE(sequence(1, 150)) r")
-        cursor.fetchall()
-    finally:
-        setup.execute("DROP TABLE scratch.progress_input")
-    running = [s for s in seen if s["state"] == "RUNNING"]
-    assert running, "no RUNNING stats were reported"
-    # the first poll may come before DuckDB reports any progress: 0 is a fair answer then
-    assert all(0 <= s["progressPercentage"] < 100 for s in running)
-    assert 0 < running[-1]["progressPercentage"]
-    assert 0 < running[-1]["processedRows"] < seen[-1]["processedRows"] == 2000000
-    assert seen[-1]["progressPercentage"] == 100
+    # runs for minutes unless cancelled: the test awaits progress instead of racing the statement's end
+    thread, outcome = run_in_thread(lambda: cursor.execute(
+        f"SELECT sum((p.x * r.sequential_number) % 7) FROM {progress_input} p CROSS JOIN TABLE(sequence(1, 100000)) r")
+        and cursor.fetchall())
+
+    def running() -> list[dict]:
+        return [s for s in list(seen) if s["state"] == "RUNNING" and s.get("progressPercentage", 0) > 0]
+
+    wait_until(lambda: len({s["progressPercentage"] for s in running()}) >= 2, timeout=60)
+    cursor.cancel()
+    thread.join(10)
+    assert outcome["error"].error_name == "USER_CANCELED"
+    advancing = running()
+    assert all(0 < s["progressPercentage"] < 100 and s["processedRows"] > 0 for s in advancing)
+    percentages = [s["progressPercentage"] for s in advancing]
+    assert percentages == sorted(percentages) and percentages[0] < percentages[-1]
     assert [s["elapsedTimeMillis"] for s in seen] == sorted(s["elapsedTimeMillis"] for s in seen)
+
+
+def test_final_stats_count_every_input_row_at_full_progress(connect, progress_input) -> None:
+    seen: list[dict] = []
+    cursor = connect().cursor(stats_callback=seen.append)
+    cursor.execute(f"SELECT count(*) FROM {progress_input}")
+    assert cursor.fetchall() == [[2000000]]
+    assert (seen[-1]["state"], seen[-1]["progressPercentage"], seen[-1]["processedRows"]) == ("FINISHED", 100, 2000000)
