@@ -374,6 +374,7 @@ _COMMANDS: list[tuple[str, re.Pattern]] = [
     ("reset_session", re.compile(r"^\s*RESET\s+SESSION\s+(?P<name>[\w.]+)\s*$", re.I | re.S)),
     ("call", re.compile(r"^\s*CALL\s+(?P<procedure>[\w.\"]+)\s*\((?P<args>.*)\)\s*$", re.I | re.S)),
     ("show_catalogs", re.compile(r"^\s*SHOW\s+CATALOGS\s*$", re.I)),
+    ("set_time_zone", re.compile(r"^\s*SET\s+TIME\s+ZONE\s+(?P<zone>.+?)\s*$", re.I | re.S)),
     ("describe_output", re.compile(rf"^\s*DESCRIBE\s+OUTPUT\s+{_IDENT}\s*$", re.I)),
     ("show_columns", re.compile(rf"^\s*(?:DESCRIBE|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+{_IDENT}"
                                 rf"(?:\s*\.\s*{_IDENT})?(?:\s*\.\s*{_IDENT})?\s*$", re.I)),
@@ -413,6 +414,8 @@ def session_command(sql: str) -> SessionCommand | None:
             first, second = _unquote(groups[0]), _unquote(groups[1])
             catalog, schema = (first, second) if second else (None, first)
             return SessionCommand(kind, {"catalog": catalog, "schema": schema})
+        if kind == "set_time_zone":
+            return SessionCommand(kind, {"zone": _time_zone_value(match.group("zone"))})
         if kind in ("set_session", "reset_session", "call"):
             return SessionCommand(kind, match.groupdict())
         if kind == "show_schemas":
@@ -458,6 +461,22 @@ def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> 
             source = sources.get(inner.table.lower()) if inner.table else only
         origins.append(Origin(source, aliased))
     return (origins + [Origin()] * len(names))[:len(names)]
+
+
+def _time_zone_value(text: str) -> str | None:
+    """SET TIME ZONE's argument: a zone name or offset ('+05:30', INTERVAL '-08:00' HOUR TO MINUTE),
+    None for LOCAL (the client's own zone again)."""
+    if text.strip().upper() == "LOCAL":
+        return None
+    try:
+        value = sqlglot.parse_one(f"SELECT {text}", read="trino").expressions[0]
+    except (ParseError, TokenError) as error:
+        raise _syntax_error(error) from None
+    if isinstance(value, exp.Literal) and value.is_string:
+        return value.name
+    if isinstance(value, exp.Interval) and isinstance(value.this, exp.Literal):
+        return value.this.name
+    raise TrinoError("NOT_SUPPORTED", f"SET TIME ZONE {text.strip()} is not supported by the local engine")
 
 
 def parse_parameters(using: str | None) -> list[exp.Expression]:

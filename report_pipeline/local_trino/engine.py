@@ -264,9 +264,8 @@ class Engine:
         # fully qualified, so this only decides where unqualified functions live.
         duck.execute(f"USE {_quoted(self.catalog)}")
         if session.time_zone:
-            if not _TIME_ZONE.fullmatch(session.time_zone):
-                raise TrinoError("INVALID_FUNCTION_ARGUMENT", f"Time zone not supported: {session.time_zone}")
-            duck.execute(f"SET TimeZone = '{session.time_zone}'")  # SET takes no parameters; validated above
+            # SET takes no parameters; the zone is validated
+            duck.execute(f"SET TimeZone = '{duckdb_time_zone(session.time_zone)}'")
 
     def _check_names(self, plan: dialect.Plan) -> None:
         """Fail as Trino does for a catalog, schema or table that does not exist, and for what the
@@ -362,6 +361,15 @@ class Engine:
             _validate_session_property(name, value, self.catalogs)
             query.response_headers.setdefault("X-Trino-Set-Session", []).append(f"{name}={quote_plus(value)}")
             return _update("SET SESSION", None)
+        if command.kind == "set_time_zone":
+            # Trino keeps the zone in the hidden session property time_zone_id
+            if args["zone"] is None:
+                query.response_headers.setdefault("X-Trino-Clear-Session", []).append("time_zone_id")
+            else:
+                duckdb_time_zone(args["zone"])
+                query.response_headers.setdefault("X-Trino-Set-Session", []).append(
+                    f"time_zone_id={quote_plus(args['zone'])}")
+            return _update("SET TIME ZONE", None)
         if command.kind == "reset_session":
             _validate_session_property(args["name"].lower(), None, self.catalogs)
             query.response_headers.setdefault("X-Trino-Clear-Session", []).append(args["name"].lower())
@@ -546,6 +554,19 @@ class _CatalogView:
             for schema, table, column, _, _, _, duck_type, _ in self._engine.catalogs.columns(catalog):
                 mapping.setdefault(catalog, {}).setdefault(schema, {}).setdefault(table, {})[column] = duck_type
         return mapping
+
+
+def duckdb_time_zone(zone: str) -> str:
+    """A Trino zone as DuckDB's TimeZone setting: names as they are, whole-hour offsets as Etc/GMT
+    zones (whose sign is inverted); other offsets DuckDB cannot follow."""
+    if not _TIME_ZONE.fullmatch(zone):
+        raise TrinoError("NOT_SUPPORTED", f"Time zone not supported: {zone}")
+    if zone[0] in "+-":
+        hours, minutes = zone[1:].split(":")
+        if minutes != "00":
+            raise TrinoError("NOT_SUPPORTED", f"Time zone offset {zone} is not supported by the local engine")
+        return "UTC" if int(hours) == 0 else f"Etc/GMT{'-' if zone[0] == '+' else '+'}{int(hours)}"
+    return zone
 
 
 def _aborted() -> TrinoError:

@@ -26,7 +26,7 @@ from report_pipeline.local_trino.errors import TrinoError
 log = logging.getLogger(__name__)
 
 T = exp.DataType.Type
-_DECIMAL_FUNCTIONS = (exp.Round, exp.Avg, exp.Sign, exp.Mod)
+_DECIMAL_FUNCTIONS = (exp.Round, exp.Avg, exp.Sign, exp.Mod, exp.Trunc)
 _UTC = {"UTC", "Z", "+00:00", "ETC/UTC", "GMT", "UCT"}
 
 
@@ -42,6 +42,7 @@ def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
     _integer_literals(tree)
     _annotate(tree, schema)
     _decimal_operations(tree)
+    _integer_division(tree)
     _date_arithmetic(tree)
     output_types = _output_types(tree)
     output_types.update(_timestamp_precision(tree))
@@ -191,6 +192,23 @@ def _decimal_operations(tree: exp.Expression) -> None:
             raise refuse(f"{node.name.lower()}() of a decimal")
 
 
+_INTEGER_WIDTHS = [T.TINYINT, T.SMALLINT, T.INT, T.BIGINT]
+
+
+def _integer_division(tree: exp.Expression) -> None:
+    """Trino's integer division keeps the wider operand's type; DuckDB's translation makes it a bigint."""
+    for node in list(tree.walk()):
+        if not isinstance(node, exp.Div) or isinstance(node.parent, exp.Cast):
+            continue
+        widths = [getattr(operand, "type", None) for operand in (node.this, node.expression)]
+        if all(w is not None and w.this in _INTEGER_WIDTHS for w in widths):
+            wider = max((w.this for w in widths), key=_INTEGER_WIDTHS.index)
+            if wider != T.BIGINT:
+                replacement = exp.cast(node.copy(), wider)
+                replacement.type = exp.DataType.build(wider)
+                node.replace(replacement)
+
+
 # --- dates and timestamps ---------------------------------------------------------------------------
 
 def _date_arithmetic(tree: exp.Expression) -> None:
@@ -289,7 +307,8 @@ def _keep_precision(node: exp.Cast, precision: int) -> None:
         result = precision
     elif isinstance(parent, (exp.Add, exp.Sub)) and any(
             isinstance(operand, exp.Interval) for operand in (parent.this, parent.expression)):
-        result = max(precision, 3)
+        interval = next(o for o in (parent.this, parent.expression) if isinstance(o, exp.Interval))
+        result = precision if _is_year_month(interval) else max(precision, 3)   # day-to-second has ms
     else:
         return
     parent.replace(exp.cast(parent.copy(), exp.DataType.build(_TIMESTAMP_TYPES[result], dialect="duckdb")))
@@ -355,6 +374,8 @@ def _length(node: exp.Expression) -> int:
         return _precision(node.to)   # CAST(x AS varchar(n))
     if isinstance(node, exp.Substring):
         return _length(node.this)
+    if isinstance(node, (exp.Greatest, exp.Least)):
+        return max(_length(argument) for argument in [node.this, *node.expressions])
     if isinstance(node, (exp.Case, exp.If, exp.Coalesce)):
         branches = [b for b in _branches(node) if not isinstance(b, exp.Null)]
         if not branches:

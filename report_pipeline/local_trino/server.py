@@ -165,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             source=self.headers.get("X-Trino-Source"),
             catalog=self.headers.get("X-Trino-Catalog") or None,
             schema=self.headers.get("X-Trino-Schema") or None,
-            time_zone=self.headers.get("X-Trino-Time-Zone") or None,
+            # SET TIME ZONE keeps the zone in the hidden session property time_zone_id
+            time_zone=properties.get("time_zone_id") or self.headers.get("X-Trino-Time-Zone") or None,
             properties=properties,
             prepared=prepared,
             transaction_id=parse_transaction_header(self.headers.get("X-Trino-Transaction-Id")),

@@ -117,6 +117,8 @@ def _with_offset(text: str, value: dt.time) -> str:
 
 def _zone_name(tz: dt.tzinfo, value: dt.datetime) -> str:
     name = getattr(tz, "zone", None) or getattr(tz, "key", None)
+    if name and name.startswith("Etc/GMT") and name[7:8] in ("+", "-"):   # a whole-hour offset, sign inverted
+        return f"{'-' if name[7] == '+' else '+'}{int(name[8:]):02d}:00"
     if name:
         return "UTC" if name in ("Etc/UTC", "UTC") else name
     offset = value.utcoffset() or dt.timedelta(0)

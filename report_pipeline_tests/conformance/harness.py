@@ -224,6 +224,9 @@ def differences(entry: Entry, sql: str, local: Outcome, trino_outcome: Outcome) 
         return [f"stale local_not_supported mark ({entry.spec.local_not_supported}): "
                 f"the local engine answered {local.summary()}"]
     if entry.spec.known_divergence is not None:
+        if local.error_name == "NOT_SUPPORTED" and not trino_outcome.failed:
+            return [f"known_divergence mark ({entry.spec.known_divergence}) on a construct the local engine now "
+                    "refuses: mark it local_not_supported instead"]
         unmarked = replace(entry, spec=entry.spec.model_copy(update={"known_divergence": None}))
         if differences(unmarked, sql, local, trino_outcome):
             return []
