@@ -116,6 +116,30 @@ def _literal_zone(text: str) -> str | None:
     return None
 
 
+# String functions whose result Trino bounds by their argument's varchar(n) (by rules of their own).
+_BOUNDED_BY_ARGUMENT = (exp.Reverse, exp.Chr, exp.Replace, exp.RegexpReplace, exp.RegexpExtract, exp.RegexpExtractAll,
+                        exp.Split, exp.RegexpSplit, exp.JSONExtractScalar, exp.Repeat)
+
+
+def refuse_literal_string_columns(tree: exp.Expression) -> None:
+    """An output column computed by one of these functions from a string literal has a varchar(n)
+    type in Trino that the engine does not compute: refused (from a column, the type is unbounded)."""
+    for index, expression in _output_expressions_by_position(tree):
+        inner = expression.unalias()
+        if isinstance(inner, _BOUNDED_BY_ARGUMENT) and _bound(inner.this) is not None:
+            name = inner.sql(dialect="trino").split("(")[0].lower()
+            raise refuse(f"`{name}()` of a string literal as an output column (its varchar(n))")
+
+
+def _output_expressions_by_position(tree: exp.Expression) -> list[tuple[int, exp.Expression]]:
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select) or isinstance(tree, (exp.Create, exp.Insert)):
+        return []
+    return list(enumerate(select.expressions))
+
+
 # --- the session ------------------------------------------------------------------------------------
 
 def session_functions(tree: exp.Expression, session: Any) -> None:

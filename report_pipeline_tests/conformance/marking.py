@@ -19,7 +19,7 @@ import yaml
 from report_pipeline_tests.conformance.corpus import CORPUS_DIR
 from report_pipeline_tests.conformance.harness import Divergence
 
-_REFUSED = re.compile(r"^outcome: local NOT_SUPPORTED \((?P<message>.*?)(?: is not supported by the local engine.*)?\) \| trino")
+_REFUSED = re.compile(r"^outcome: local NOT_SUPPORTED \((?P<message>.*?)(?: is not supported.*)?\) \| trino")
 
 
 def mark_for(detail: str) -> tuple[str, str]:

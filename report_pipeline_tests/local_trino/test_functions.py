@@ -33,7 +33,9 @@ def test_substr_from_zero_is_empty(cursor) -> None:
 
 
 def test_split_with_a_limit_keeps_the_rest_unsplit(cursor) -> None:
-    assert _one(cursor, "SELECT split('a,b,c', ',', 2), split('a,b,c', ',', 5)") == [["a", "b,c"], ["a", "b", "c"]]
+    # from a column: of a literal, the result's varchar(n) bound is refused
+    assert _one(cursor, "SELECT split(s, ',', 2), split(s, ',', 5) FROM (VALUES 'a,b,c') t(s)") == [
+        ["a", "b,c"], ["a", "b", "c"]]
 
 
 def test_split_part_beyond_the_parts_is_null(cursor) -> None:
@@ -45,11 +47,12 @@ def test_split_part_index_zero_fails(cursor) -> None:
 
 
 def test_regexp_extract_without_match_is_null(cursor) -> None:
-    assert _one(cursor, r"SELECT regexp_extract('abc', '\d+'), regexp_extract('a1', '\d')") == [None, "1"]
+    assert _one(cursor, r"SELECT regexp_extract(s, '\d+'), regexp_extract(s || '1', '\d') FROM (VALUES 'abc') t(s)") == [
+        None, "1"]
 
 
 def test_regexp_replace_applies_dollar_group_references(cursor) -> None:
-    sql = r"SELECT regexp_replace('2026-01-07', '(\d+)-(\d+)-(\d+)', '$3/$2/$1')"
+    sql = r"SELECT regexp_replace(d, '(\d+)-(\d+)-(\d+)', '$3/$2/$1') FROM (VALUES '2026-01-07') t(d)"
     assert _one(cursor, sql) == ["07/01/2026"]
 
 
