@@ -206,6 +206,8 @@ _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
         ("", "INVALID_FUNCTION_ARGUMENT"),
     ]),
     (duckdb.NotImplementedException, [("", "NOT_SUPPORTED")]),
+    # DuckDB's own refusal to touch files or the network (it is locked away from the host)
+    (duckdb.PermissionException, [("", "PERMISSION_DENIED")]),
 ]
 
 _DUCKDB_PREFIX = re.compile(r"^[A-Za-z ]+ Error: ")

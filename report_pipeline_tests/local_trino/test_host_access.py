@@ -51,3 +51,9 @@ def test_the_database_itself_refuses_the_file_system_and_extension_installs(loca
         "SELECT name, value FROM duckdb_settings() WHERE name IN ('autoinstall_known_extensions', "
         "'autoload_known_extensions', 'allow_community_extensions', 'enable_external_access')"))
     assert set(settings.values()) == {"false"}
+
+
+def test_a_file_or_url_named_as_a_table_is_denied_not_read(cursor) -> None:
+    # DuckDB would scan a file named like a table; with host access off it refuses, as a user error
+    assert _error_name(cursor, 'SELECT * FROM "https://example.com/x.parquet"') in ("PERMISSION_DENIED", "TABLE_NOT_FOUND")
+    assert _error_name(cursor, "SELECT * FROM '/etc/passwd'") in ("PERMISSION_DENIED", "SYNTAX_ERROR", "TABLE_NOT_FOUND")
