@@ -97,6 +97,7 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
     semantics.session_functions(tree, catalog.session)
     checks.check(tree, catalog)
     semantics.refuse_literal_string_columns(tree)
+    semantics.canonical_json(tree)
     _check_functions(tree, catalog)
     tree = tree.transform(_rewrite_table_functions).transform(_rewrite_functions)
     tree = functions.rewrite_tree(tree, catalog.session)

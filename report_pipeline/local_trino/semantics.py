@@ -13,6 +13,7 @@ follows a timestamp literal's precision. This pass infers the types of a stateme
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -119,6 +120,22 @@ def _literal_zone(text: str) -> str | None:
 # String functions whose result Trino bounds by their argument's varchar(n) (by rules of their own).
 _BOUNDED_BY_ARGUMENT = (exp.Reverse, exp.Chr, exp.Replace, exp.RegexpReplace, exp.RegexpExtract, exp.RegexpExtractAll,
                         exp.Split, exp.RegexpSplit, exp.JSONExtractScalar, exp.Repeat)
+
+
+def canonical_json(tree: exp.Expression) -> None:
+    """Trino keeps a JSON value canonical: object keys sorted, no spaces. A literal is canonicalized
+    here; parsing JSON text from a column is refused, DuckDB would keep its key order."""
+    for node in list(tree.walk()):
+        if not isinstance(node, exp.ParseJSON):
+            continue
+        if not (isinstance(node.this, exp.Literal) and node.this.is_string):
+            raise refuse("json_parse() of a non-literal (Trino sorts object keys)")
+        try:
+            value = json.loads(node.this.name)
+        except ValueError:
+            continue   # invalid JSON fails in DuckDB as in Trino
+        node.this.replace(exp.Literal.string(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                                        ensure_ascii=False)))
 
 
 def refuse_literal_string_columns(tree: exp.Expression) -> None:
@@ -364,15 +381,39 @@ def _output_types(tree: exp.Expression) -> dict[int, str]:
     if not isinstance(select, exp.Select):
         return {}
     types = {}
+    values_bounds = _values_bounds(select)
     for index, expression in enumerate(select.expressions):
         inner = expression.unalias()
         bound = _bound(inner)
+        if bound is None and isinstance(inner, exp.Column):
+            bound = values_bounds.get((inner.table.lower(), inner.name.lower())) or (
+                values_bounds.get(("", inner.name.lower())) if not inner.table else None)
         if bound is not None:
             types[index] = f"varchar({bound})"
         elif isinstance(inner, _MILLISECOND_ZONED) or (
                 isinstance(inner, exp.Anonymous) and inner.name.lower() in _MILLISECOND_ZONED_NAMES):
             types[index] = "timestamp(3) with time zone"
     return types
+
+
+def _values_bounds(select: exp.Select) -> dict[tuple[str, str], int]:
+    """(alias, column) -> varchar(n) of the VALUES in FROM whose column holds only string literals
+    (and NULLs): Trino types such a column by its longest string."""
+    bounds: dict[tuple[str, str], int] = {}
+    for values in select.find_all(exp.Values):
+        alias = values.args.get("alias")
+        if alias is None or values.find_ancestor(exp.Select) is not select:
+            continue
+        columns = [c.name.lower() for c in alias.columns]
+        rows = [row.expressions if isinstance(row, exp.Tuple) else [row] for row in values.expressions]
+        for position, column in enumerate(columns):
+            cells = [row[position] for row in rows if position < len(row)]
+            strings = [c for c in cells if isinstance(c, exp.Literal) and c.is_string]
+            if strings and all(isinstance(c, exp.Null) or c in strings for c in cells):
+                bound = max(len(c.name) for c in strings)
+                bounds[(alias.name.lower(), column)] = bound
+                bounds[("", column)] = bound
+    return bounds
 
 
 class _Unbounded(Exception):
