@@ -376,6 +376,7 @@ _COMMANDS: list[tuple[str, re.Pattern]] = [
     ("reset_session", re.compile(r"^\s*RESET\s+SESSION\s+(?P<name>[\w.]+)\s*$", re.I | re.S)),
     ("call", re.compile(r"^\s*CALL\s+(?P<procedure>[\w.\"]+)\s*\((?P<args>.*)\)\s*$", re.I | re.S)),
     ("show_catalogs", re.compile(r"^\s*SHOW\s+CATALOGS\s*$", re.I)),
+    ("explain", re.compile(r"^\s*EXPLAIN\s+(?:\((?P<options>[^)]*)\)\s*)?(?P<body>.+)$", re.I | re.S)),
     ("set_time_zone", re.compile(r"^\s*SET\s+TIME\s+ZONE\s+(?P<zone>.+?)\s*$", re.I | re.S)),
     ("describe_output", re.compile(rf"^\s*DESCRIBE\s+OUTPUT\s+{_IDENT}\s*$", re.I)),
     ("show_columns", re.compile(rf"^\s*(?:DESCRIBE|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+{_IDENT}"
@@ -416,6 +417,9 @@ def session_command(sql: str) -> SessionCommand | None:
             first, second = _unquote(groups[0]), _unquote(groups[1])
             catalog, schema = (first, second) if second else (None, first)
             return SessionCommand(kind, {"catalog": catalog, "schema": schema})
+        if kind == "explain":
+            options = {o.strip().upper() for o in (match.group("options") or "").split(",") if o.strip()}
+            return SessionCommand(kind, {"options": options, "body": match.group("body")})
         if kind == "set_time_zone":
             return SessionCommand(kind, {"zone": _time_zone_value(match.group("zone"))})
         if kind in ("set_session", "reset_session", "call"):

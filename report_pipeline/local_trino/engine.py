@@ -326,6 +326,11 @@ class Engine:
     # --- statements the coordinator answers itself ----------------------------------------------
     def _run_command(self, query: Query, command: dialect.SessionCommand) -> Result:
         session, args = query.session, command.args
+        if command.kind in ("execute_immediate", "execute"):
+            text = args["sql"] if command.kind == "execute_immediate" else self._prepared(session, args["name"])
+            inner = dialect.session_command(text)
+            if inner is not None and inner.kind == "explain":   # Trino binds no parameters into an EXPLAIN
+                return self._explain(session, inner.args["options"], inner.args["body"])
         if command.kind == "execute_immediate":
             bound = dialect.bind_parameters(args["sql"], dialect.parse_parameters(args["using"]))
             self._execute_nested(query, bound)
@@ -361,6 +366,8 @@ class Engine:
             _validate_session_property(name, value, self.catalogs)
             query.response_headers.setdefault("X-Trino-Set-Session", []).append(f"{name}={quote_plus(value)}")
             return _update("SET SESSION", None)
+        if command.kind == "explain":
+            return self._explain(session, args["options"], args["body"])
         if command.kind == "set_time_zone":
             # Trino keeps the zone in the hidden session property time_zone_id
             if args["zone"] is None:
@@ -460,6 +467,26 @@ class Engine:
         columns = [column_json(n, bounded_varchar([r[i] for r in described])) for i, n in enumerate(names[:5])]
         columns += [column_json("Type Size", _INTEGER), column_json("Aliased", _BOOLEAN)]
         return Result(columns, list, rows=[list(r) for r in described])
+
+    def _explain(self, session: Session, options: set[str], body: str) -> Result:
+        """EXPLAIN checks the statement as planning it would (its errors are Trino's); only
+        `TYPE VALIDATE` has an answer to give: the plan itself would be DuckDB's."""
+        if body.lstrip().upper().startswith("ANALYZE"):
+            raise TrinoError("NOT_SUPPORTED", "EXPLAIN ANALYZE is not supported by the local engine")
+        tree = dialect.parse(body)
+        markers = len(list(tree.find_all(exp.Placeholder)))
+        if markers:   # nothing binds an EXPLAIN's parameters
+            raise TrinoError("INVALID_PARAMETER_USAGE",
+                             f"Incorrect number of parameters: expected {markers} but found 0")
+        plan = dialect.plan(tree, _CatalogView(self, session))
+        self._check_names(plan)
+        with self._db.cursor() as duck:
+            self._prepare_connection(duck, session)
+            duck.execute("EXPLAIN " + plan.duckdb_sql)   # binds every name and type, runs nothing
+        if options == {"TYPE VALIDATE"}:
+            return Result([column_json("Valid", _BOOLEAN)], list, rows=[[True]])
+        raise TrinoError("NOT_SUPPORTED", "EXPLAIN output (the plan would be DuckDB's) is not supported by the local "
+                         "engine; EXPLAIN (TYPE VALIDATE) is")
 
     def _execute_nested(self, query: Query, sql: str) -> None:
         if dialect.session_command(sql) is not None and dialect.session_command(sql).kind in (

@@ -83,3 +83,23 @@ def test_jdbc_catalogs_lists_the_catalog(cursor) -> None:
 def test_version_is_the_engines_not_duckdbs(cursor) -> None:
     cursor.execute("SELECT version()")
     assert "local" in cursor.fetchone()[0]
+
+
+def test_explain_validate_answers_valid_and_other_explains_are_refused_after_checking_the_statement(cursor) -> None:
+    cursor.execute("EXPLAIN (TYPE VALIDATE) SELECT count(*) FROM events")
+    assert cursor.fetchall() == [[True]]
+    with pytest.raises(trino.exceptions.TrinoUserError) as missing:
+        cursor.execute("EXPLAIN SELECT * FROM no_such_table")
+    assert missing.value.error_name == "TABLE_NOT_FOUND"   # the statement's own error, as Trino's
+    with pytest.raises(trino.exceptions.TrinoUserError) as refused:
+        cursor.execute("EXPLAIN SELECT 1")
+    assert refused.value.error_name == "NOT_SUPPORTED"
+
+
+def test_set_time_zone_changes_the_sessions_zone(connect) -> None:
+    connection = connect()
+    connection.cursor().execute("SET TIME ZONE 'America/Chicago'")
+    assert connection._client_session.properties["time_zone_id"] == "America/Chicago"
+    cursor = connection.cursor()
+    cursor.execute("SELECT current_timezone()")
+    assert cursor.fetchall() == [["America/Chicago"]]
