@@ -20,7 +20,9 @@ from report_pipeline.local_trino.errors import TrinoError
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 RESERVED_CATALOGS = frozenset({"system", "temp", "main", "information_schema", "local_trino_home"})
-HIDDEN_SCHEMAS = frozenset({"main", "pg_catalog"})   # DuckDB's own, never a Trino schema
+HIDDEN_SCHEMAS = frozenset({"main", "pg_catalog", "local_trino"})   # DuckDB's own and the engine's
+# Column types DuckDB cannot hold (varchar(n): DuckDB keeps no bound), kept beside the tables
+DECLARED_TYPES = '"local_trino"."declared_types"'
 INFORMATION_SCHEMA = "information_schema"
 _HOME = "local_trino_home"   # DuckDB's default database, so that `memory` is free for a catalog
 
@@ -104,6 +106,9 @@ def open_database(catalogs: list[CatalogSpec]) -> duckdb.DuckDBPyConnection:
         connection.execute(f"ATTACH '{target}' AS \"{catalog.name}\"")   # names validated above
         for schema in catalog.initial_schemas:
             connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog.name}"."{schema}"')
+        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog.name}"."local_trino"')
+        connection.execute(f'CREATE TABLE IF NOT EXISTS "{catalog.name}".{DECLARED_TYPES} (schema_name VARCHAR, '
+                           "table_name VARCHAR, column_name VARCHAR, trino_type VARCHAR)")
     for statement in _LOCKDOWN:
         connection.execute(statement)
     return connection
@@ -160,9 +165,52 @@ class Catalogs:
                            "WHERE database_name = ? AND NOT internal", [catalog])
         return [r for r in rows if r[0] not in HIDDEN_SCHEMAS]
 
+    def table_exists(self, catalog: str, schema: str, table: str) -> bool:
+        return bool(self._fetch("SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+                                "AND table_name = ?", [catalog, schema, table]))
+
     def table_size(self, catalog: str, schema: str, table: str) -> tuple[int, int]:
         """(rows, columns) of a table, (0, 0) when it is not one."""
         found = self._fetch("SELECT estimated_size, column_count FROM duckdb_tables() "
                             "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
                             [catalog, schema, table])
         return found[0] if found else (0, 0)
+
+    # --- declared column types (varchar(n)) -------------------------------------------------------
+    def declared_types(self, catalog: str) -> dict[tuple[str, str, str], str]:
+        """(schema, table, column) -> the Trino type a table was declared with, where DuckDB's differs."""
+        rows = self._fetch(f'SELECT schema_name, table_name, column_name, trino_type FROM "{catalog}".{DECLARED_TYPES}', [])
+        return {(s, t, c): ty for s, t, c, ty in rows}
+
+    def declare(self, catalog: str, schema: str, table: str, types: dict[str, str], replace: bool) -> None:
+        """Record a table's declared column types (all of them anew when `replace`)."""
+        with self._db.cursor() as cursor:
+            if replace:
+                cursor.execute(f'DELETE FROM "{catalog}".{DECLARED_TYPES} WHERE schema_name = ? AND table_name = ?',
+                               [schema, table])
+            for column, trino_type in types.items():
+                cursor.execute(f'DELETE FROM "{catalog}".{DECLARED_TYPES} WHERE schema_name = ? AND table_name = ? '
+                               "AND column_name = ?", [schema, table, column])
+                cursor.execute(f'INSERT INTO "{catalog}".{DECLARED_TYPES} VALUES (?, ?, ?, ?)',
+                               [schema, table, column, trino_type])
+
+    def forget(self, catalog: str, schema: str, table: str | None = None, column: str | None = None) -> None:
+        """Drop the record of a schema's, a table's or a column's declared types."""
+        sql, parameters = f'DELETE FROM "{catalog}".{DECLARED_TYPES} WHERE schema_name = ?', [schema]
+        for name, value in (("table_name", table), ("column_name", column)):
+            if value is not None:
+                sql, parameters = sql + f" AND {name} = ?", [*parameters, value]
+        with self._db.cursor() as cursor:
+            cursor.execute(sql, parameters)
+
+    def rename(self, catalog: str, schema: str, table: str, *, new_schema: str | None = None,
+               new_table: str | None = None, column: str | None = None, new_column: str | None = None) -> None:
+        """Follow a renamed table or column."""
+        with self._db.cursor() as cursor:
+            if column is not None:
+                cursor.execute(f'UPDATE "{catalog}".{DECLARED_TYPES} SET column_name = ? WHERE schema_name = ? '
+                               "AND table_name = ? AND column_name = ?", [new_column, schema, table, column])
+            else:
+                cursor.execute(f'UPDATE "{catalog}".{DECLARED_TYPES} SET schema_name = ?, table_name = ? '
+                               "WHERE schema_name = ? AND table_name = ?",
+                               [new_schema or schema, new_table, schema, table])

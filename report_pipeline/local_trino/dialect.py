@@ -53,6 +53,7 @@ class Plan:
     if_exists: bool = False             # DROP ... IF EXISTS
     schema_target: tuple[str, str] | None = None   # the schema CREATE/DROP SCHEMA names
     output_types: dict[int, str] = field(default_factory=dict)   # output column -> the Trino type DuckDB lacks
+    declared_types: dict[str, str] = field(default_factory=dict)   # CREATE TABLE's varchar(n) columns
 
 
 class _TrinoNames(Trino):
@@ -137,6 +138,7 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
     if isinstance(tree, exp.Comment) and isinstance(tree.this, exp.Column):
         result.target = _qualify_commented_column(tree.this, catalog)
         result.tables.append(result.target)
+    result.declared_types = semantics.declared_types(tree)
     tree = _rewrite_create(tree)
     result.output_types = semantics.apply(tree, catalog.column_types(), catalog.session)
     tree = functions.rewrite_typed(tree)   # needs the types semantics inferred
@@ -440,6 +442,7 @@ class Origin:
 
     table: TableName | None = None
     aliased: bool = False
+    column: str | None = None           # the source column's name
 
 
 def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> list[Origin]:
@@ -460,12 +463,14 @@ def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> 
         inner = expression.this if aliased else expression
         if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
             source = sources.get(inner.table.lower()) if isinstance(inner, exp.Column) else only
-            origins.extend(Origin(source) for _ in range(len(names) - len(origins) - (len(select.expressions) - 1)))
+            start = len(origins)
+            origins.extend(Origin(source, column=names[i].lower()) for i in
+                           range(start, len(names) - (len(select.expressions) - 1 - select.expressions.index(expression))))
             continue
         source = None
         if isinstance(inner, exp.Column):
             source = sources.get(inner.table.lower()) if inner.table else only
-        origins.append(Origin(source, aliased))
+        origins.append(Origin(source, aliased, inner.name.lower() if isinstance(inner, exp.Column) else None))
     return (origins + [Origin()] * len(names))[:len(names)]
 
 

@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 import duckdb
 from sqlglot import exp
 
-from report_pipeline.local_trino import dialect, system_tables
+from report_pipeline.local_trino import dialect, semantics, system_tables
 from report_pipeline.local_trino.catalogs import INFORMATION_SCHEMA, Catalogs, CatalogSpec
 from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 from report_pipeline.local_trino.faults import FaultInjector
@@ -239,16 +239,22 @@ class Engine:
         try:
             self._prepare_connection(duck, session)
             query.attach(duck)
+            # CREATE TABLE IF NOT EXISTS of a table that exists changes nothing, its declared types included
+            creates = plan.update_type == "CREATE TABLE" and not (
+                tree.args.get("exists") and plan.target and self.catalogs.table_exists(*plan.target))
             duck.execute(plan.duckdb_sql)
             if plan.update_type is not None:
                 row = duck.fetchone() if plan.counts_rows else None
                 # CREATE TABLE IF NOT EXISTS ... AS on an existing table writes nothing: Trino says 0 rows
                 count = (row[0] if row else 0) if plan.counts_rows else None
+                if plan.update_type != "CREATE TABLE" or creates:
+                    self._track_declared_types(plan, tree)
                 query.succeed(_update(plan.update_type, count))
                 duck.close()
                 return
             types = [output_type(plan.output_types[i]) if i in plan.output_types else trino_type(d[1])
                      for i, d in enumerate(duck.description)]
+            self._apply_declared_types(plan, tree, session, [d[0] for d in duck.description], types)
             columns = [column_json(d[0], t) for d, t in zip(duck.description, types)]
             query.succeed(Result(columns, row_encoder(types), cursor=duck))
         except BaseException:
@@ -256,6 +262,50 @@ class Engine:
             if query.state.done:   # cancelled or killed: DuckDB's interrupt error is the echo of it
                 raise _Stopped() from None
             raise
+
+    def _apply_declared_types(self, plan: dialect.Plan, tree: exp.Expression, session: Session, names: list[str],
+                              types: list) -> None:
+        """An output column that is a table's varchar(n) column has that type (DuckDB reports varchar)."""
+        declared = {(catalog, *key): value for catalog in {t[0] for t in plan.tables}
+                    for key, value in self.catalogs.declared_types(catalog).items()}
+        if not declared:
+            return
+        for index, origin in enumerate(dialect.output_origins(tree, names, _CatalogView(self, session))):
+            if index not in plan.output_types and origin.table and origin.column:
+                trino_type_name = declared.get((*origin.table, origin.column))
+                if trino_type_name is not None:
+                    types[index] = output_type(trino_type_name)
+
+    def _track_declared_types(self, plan: dialect.Plan, tree: exp.Expression) -> None:
+        """Keep the record of varchar(n) columns in step with a DDL statement that just succeeded."""
+        if plan.schema_target is not None:
+            if plan.update_type == "DROP SCHEMA" and plan.schema_target[0] in self.catalogs.specs:
+                self.catalogs.forget(*plan.schema_target)
+            return
+        if plan.target is None:
+            return
+        catalog, schema, table = plan.target
+        if plan.update_type == "CREATE TABLE" and plan.declared_types:
+            self.catalogs.declare(catalog, schema, table, plan.declared_types, replace=True)
+        elif plan.update_type == "DROP TABLE":
+            self.catalogs.forget(catalog, schema, table)
+        elif isinstance(tree, exp.Alter):
+            for action in tree.args.get("actions") or []:
+                if isinstance(action, exp.AlterRename):
+                    self.catalogs.rename(catalog, schema, table, new_schema=(action.this.db or schema).lower(),
+                                         new_table=action.this.name.lower())
+                elif isinstance(action, exp.RenameColumn):
+                    self.catalogs.rename(catalog, schema, table, column=action.this.name.lower(),
+                                         new_column=action.args["to"].name.lower())
+                elif isinstance(action, exp.Drop):
+                    for column in action.args.get("tables") or []:
+                        self.catalogs.forget(catalog, schema, table, column.name.lower())
+                elif isinstance(action, (exp.AlterColumn, exp.ColumnDef)):
+                    name = action.name.lower()
+                    bound = semantics.bounded_varchar(action.args.get("dtype") or action.args.get("kind"))
+                    self.catalogs.forget(catalog, schema, table, name)
+                    if bound is not None:
+                        self.catalogs.declare(catalog, schema, table, {name: bound}, replace=False)
 
     def _prepare_connection(self, duck: duckdb.DuckDBPyConnection, session: Session) -> None:
         duck.execute("SET enable_progress_bar = true")   # makes query_progress() report
@@ -432,7 +482,8 @@ class Engine:
             columns = [(c, "timestamp(3) with time zone" if ty == "TIMESTAMPTZ" else system_tables.trino_type_name(ty),
                         None) for c, ty in snapshot[0]]
         else:
-            columns = [(c, system_tables.trino_type_name(ty), comment)
+            declared = self.catalogs.declared_types(catalog)
+            columns = [(c, declared.get((s, t, c)) or system_tables.trino_type_name(ty), comment)
                        for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]
         if not columns:
             raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")

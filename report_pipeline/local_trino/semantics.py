@@ -396,6 +396,40 @@ def _output_types(tree: exp.Expression) -> dict[int, str]:
     return types
 
 
+def declared_types(tree: exp.Expression) -> dict[str, str]:
+    """The varchar(n) columns a CREATE TABLE (or CTAS) gives its table, by column name: DuckDB keeps no
+    bound, so the engine records them (catalogs.Catalogs.declare)."""
+    if not isinstance(tree, exp.Create) or (tree.args.get("kind") or "TABLE").upper() != "TABLE":
+        return {}
+    declared = {}
+    if isinstance(tree.this, exp.Schema):
+        for column in tree.this.expressions:
+            if isinstance(column, exp.ColumnDef):
+                bound = bounded_varchar(column.args.get("kind"))
+                if bound is not None:
+                    declared[column.name.lower()] = bound
+    select = tree.expression
+    while isinstance(select, (exp.SetOperation, exp.Subquery)):
+        select = select.this
+    if isinstance(select, exp.Select):
+        values_bounds = _values_bounds(select)
+        for expression in select.expressions:
+            inner = expression.unalias()
+            bound = _bound(inner)
+            if bound is None and isinstance(inner, exp.Column):
+                bound = values_bounds.get((inner.table.lower(), inner.name.lower()))
+            if bound is not None:
+                declared[expression.alias_or_name.lower()] = f"varchar({bound})"
+    return declared
+
+
+def bounded_varchar(data_type: exp.Expression | None) -> str | None:
+    """`varchar(n)` for a varchar type with a length, else None."""
+    if isinstance(data_type, exp.DataType) and data_type.this == T.VARCHAR and data_type.expressions:
+        return f"varchar({_precision(data_type)})"
+    return None
+
+
 def _values_bounds(select: exp.Select) -> dict[tuple[str, str], int]:
     """(alias, column) -> varchar(n) of the VALUES in FROM whose column holds only string literals
     (and NULLs): Trino types such a column by its longest string."""
@@ -439,6 +473,8 @@ def _length(node: exp.Expression) -> int:
         return _precision(node.to)   # CAST(x AS varchar(n))
     if isinstance(node, exp.Substring):
         return _length(node.this)
+    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Array):   # element_at(ARRAY['a', ...], i)
+        return max(_length(element) for element in node.this.expressions)
     if isinstance(node, (exp.Greatest, exp.Least)):
         return max(_length(argument) for argument in [node.this, *node.expressions])
     if isinstance(node, (exp.Case, exp.If, exp.Coalesce)):

@@ -72,8 +72,9 @@ def _tables(engine: Engine, catalog: str) -> Snapshot:
 
 def _columns(engine: Engine, catalog: str, hidden: bool = False) -> Snapshot:
     """`hidden`: with Trino's hidden `comment` column (not in SELECT *; SQLAlchemy's reflection names it)."""
-    rows = [(catalog, s, t, c, i, d, "YES" if n else "NO", trino_type_name(ty), *([comment] if hidden else []))
-            for s, t, c, i, d, n, ty, comment in engine.catalogs.columns(catalog)]
+    declared = engine.catalogs.declared_types(catalog)   # varchar(n), which DuckDB keeps as varchar
+    rows = [(catalog, s, t, c, i, d, "YES" if n else "NO", declared.get((s, t, c)) or trino_type_name(ty),
+             *([comment] if hidden else [])) for s, t, c, i, d, n, ty, comment in engine.catalogs.columns(catalog)]
     return ([("table_catalog", "VARCHAR"), ("table_schema", "VARCHAR"), ("table_name", "VARCHAR"),
              ("column_name", "VARCHAR"), ("ordinal_position", "BIGINT"), ("column_default", "VARCHAR"),
              ("is_nullable", "VARCHAR"), ("data_type", "VARCHAR"), *([("comment", "VARCHAR")] if hidden else [])],

@@ -13,8 +13,9 @@ plus optional keys, all validated here so a typo fails with the file and entry i
 - `error:` the error name Trino answers: marks a deliberate error case;
 - `local_not_supported:` the construct, as the README names it, that the local engine refuses
   with NOT_SUPPORTED while Trino answers (or fails otherwise);
-- `known_divergence:` how the local engine's answer still differs from Trino's: a defect on record
-  (issue 13), listed in the README, and a failure once it no longer differs (the mark goes then).
+- `known_divergence:` how the local engine's answer still differs from Trino's, listed in the README,
+  and a failure once it no longer differs (the mark goes then). Today only for statements that
+  follow a refused one in a sequence (the table it would have made does not exist): loud, not silent.
 
 `${run}` in an entry's SQL, parameters, `tables:` and `replace:` is the run's unique name (`conformance_<hex>`): the harness creates
 the schema `lake.${run}` on both servers and drops everything named after it afterwards.
@@ -246,7 +247,8 @@ def differences_table(corpus: dict[str, list[Entry]]) -> str:
     known = [(name, index, entry.spec.known_divergence) for name, entries in corpus.items()
              for index, entry in enumerate(entries) if entry.spec.known_divergence]
     if known:
-        lines += ["", "Still answered differently (open defects, issue 13):", "",
+        lines += ["", "Answered differently because an earlier statement of the sequence was refused (the "
+                  "table or setting it would have made does not exist):", "",
                   "| corpus entry | how the local engine differs |", "| --- | --- |"]
         lines += [f"| `{name}:{index}` | {_cell(reason)} |" for name, index, reason in known]
     return "\n".join(lines)

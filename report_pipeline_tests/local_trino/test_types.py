@@ -89,3 +89,32 @@ def test_sqlalchemy_query_with_bound_parameters(local_trino: LocalTrino) -> None
                                    {"country": "DE"}).scalar()
     engine.dispose()
     assert count > 0
+
+
+def test_a_declared_varchar_bound_is_kept_for_describe_information_schema_and_results(connect) -> None:
+    cursor = connect().cursor()
+    cursor.execute("CREATE TABLE scratch.bounded (id bigint, label varchar(20))")
+    try:
+        cursor.execute("INSERT INTO scratch.bounded VALUES (1, 'one')")
+        cursor.fetchall()
+        cursor.execute("DESCRIBE scratch.bounded")
+        assert [row[:2] for row in cursor.fetchall()] == [["id", "bigint"], ["label", "varchar(20)"]]
+        cursor.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'bounded' "
+                       "AND column_name = 'label'")
+        assert cursor.fetchall() == [["varchar(20)"]]
+        cursor.execute("SELECT label AS l FROM scratch.bounded")
+        assert (cursor.fetchall(), cursor.description[0].type_code) == ([["one"]], "varchar(20)")
+        cursor.execute("ALTER TABLE scratch.bounded RENAME COLUMN label TO tag")
+        cursor.execute("SELECT * FROM scratch.bounded")
+        cursor.fetchall()
+        assert [c.type_code for c in cursor.description] == ["bigint", "varchar(20)"]
+    finally:
+        cursor.execute("DROP TABLE scratch.bounded")
+
+
+def test_create_table_if_not_exists_of_an_existing_table_keeps_its_column_types(cursor) -> None:
+    cursor.execute("CREATE TABLE IF NOT EXISTS analytics.users AS SELECT 'x' AS country")
+    assert cursor.fetchall() == [[0]]
+    cursor.execute("SELECT country FROM analytics.users LIMIT 1")
+    cursor.fetchall()
+    assert cursor.description[0].type_code == "varchar"
