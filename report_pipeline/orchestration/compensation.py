@@ -5,7 +5,7 @@ process is killed, and a run that hangs is failed by run monitoring. The backsto
 ledger: every saga that is not in a terminal state although the last run tied to it has ended gets
 a `compensate_saga` run (visible in the UI, its config naming the saga). Run keys make the request
 once per saga generation and attempt; the ledger is the cursor, so nothing is missed across daemon
-restarts, and each tick handles every such saga at once.
+restarts, and each tick reads every unfinished saga, page by page, with no cap.
 """
 
 import dagster as dg
@@ -13,11 +13,13 @@ import dagster as dg
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, _SagaScope, _tag_state
 from report_pipeline.reports.spec import ReportSpec
 from report_pipeline.saga import FailureKind, SagaState
+from report_pipeline.saga.model import SagaRecord
 
 COMPENSATE_JOB = "compensate_saga"
 COMPENSATE_OP = "compensate"
 BACKSTOP_INTERVAL_SECONDS = 5
 MAX_COMPENSATION_RUNS = 3     # then a person must look: the saga is set FAILED_NEEDS_MANUAL
+BACKSTOP_PAGE_SIZE = 200      # sagas read (and their runs looked up) together; every page is read each tick
 _KIND_BY_STATE = {SagaState.CANCELLED: FailureKind.CANCELLED, SagaState.TIMED_OUT: FailureKind.TIMED_OUT}
 
 
@@ -66,32 +68,45 @@ def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
                description="Compensates sagas left unfinished by terminated, killed or timed-out runs.")
     def saga_backstop_sensor(context: dg.SensorEvaluationContext):
         ledger = context.resources.ledger.ledger
-        unfinished = [s for s in ledger.list_sagas(limit=1000) if not s.state.terminal]
-        for saga in unfinished:
-            latest = ledger.latest_run(saga.saga_id)
-            run = context.instance.get_run_by_id(latest["run_id"]) if latest else None
-            if run is not None and not run.is_finished:
-                continue          # still going (a run the instance does not know cannot be)
-            attempts = sum(1 for r in ledger.runs(saga.saga_id) if r["kind"] == "compensation")
-            if attempts >= MAX_COMPENSATION_RUNS:
-                reason = f"{attempts} compensation runs ended without compensating the saga"
-                ledger.transition(saga.saga_id, {SagaState.RUNNING}, SagaState.FAILED, reason,
-                                  failure_kind=FailureKind.CRASHED.value)
-                ledger.transition(saga.saga_id, {SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED,
-                                                 SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, reason)
-                context.log.error(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: {reason}")
-                continue
-            ended = f"ended {run.status.value}" if run else "is unknown to this instance"
-            reason = f"run {latest['run_id'] if latest else '?'} {ended} with the saga {saga.state.value}"
-            context.log.info(f"saga {saga.saga_id}: {reason}")
-            yield dg.RunRequest(
-                run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",
-                run_config={"ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}},
-                # ahead of queued report runs: cleanup must not wait behind new work
-                tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name,
-                      "dagster/priority": "10"})
+        for page in ledger.unfinished_sagas(BACKSTOP_PAGE_SIZE):
+            runs = ledger.runs_of([saga.saga_id for saga in page])
+            latest = {saga_id: linked[-1]["run_id"] for saga_id, linked in runs.items() if linked}
+            # (an empty run_ids filter would match every run)
+            known = {run.run_id: run for run in context.instance.get_runs(dg.RunsFilter(run_ids=list(latest.values())))
+                     } if latest else {}
+            for saga in page:
+                run = known.get(latest.get(saga.saga_id, ""))
+                if run is not None and not run.is_finished:
+                    continue          # still going (a run the instance does not know cannot be)
+                request = _backstop_request(context, ledger, saga, run, latest.get(saga.saga_id), runs[saga.saga_id])
+                if request is not None:
+                    yield request
 
     return saga_backstop_sensor
+
+
+def _backstop_request(context: dg.SensorEvaluationContext, ledger, saga: SagaRecord, run: dg.DagsterRun | None,
+                      run_id: str | None, linked: list[dict]) -> dg.RunRequest | None:
+    """The compensation run for a saga whose run ended without finishing it, or None when enough
+    compensation runs have failed that a person must look (the saga is set FAILED_NEEDS_MANUAL)."""
+    attempts = sum(1 for r in linked if r["kind"] == "compensation")
+    if attempts >= MAX_COMPENSATION_RUNS:
+        reason = f"{attempts} compensation runs ended without compensating the saga"
+        ledger.transition(saga.saga_id, {SagaState.RUNNING}, SagaState.FAILED, reason,
+                          failure_kind=FailureKind.CRASHED.value)
+        ledger.transition(saga.saga_id, {SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED,
+                                         SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, reason)
+        context.log.error(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: {reason}")
+        return None
+    ended = f"ended {run.status.value}" if run else "is unknown to this instance"
+    reason = f"run {run_id or '?'} {ended} with the saga {saga.state.value}"
+    context.log.info(f"saga {saga.saga_id}: {reason}")
+    return dg.RunRequest(
+        run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",
+        run_config={"ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}},
+        # ahead of queued report runs: cleanup must not wait behind new work
+        tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name,
+              "dagster/priority": "10"})
 
 
 __all__ = ["build_backstop_sensor", "build_compensation_job"]

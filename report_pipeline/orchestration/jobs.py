@@ -216,7 +216,7 @@ def _run_step(context: dg.OpExecutionContext, scope: _SagaScope, step_name: str,
     except dg.DagsterExecutionInterruptedError:
         # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
         # run on termination, so record it; the saga backstop sensor compensates the saga.
-        scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, failed_step=step_name,
+        scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, interrupted=[step_name],
                                error="run terminated")
         _tag_state(context, scope)
         raise

@@ -2,7 +2,8 @@
 
 Each step runs its SQL files in order, with the run's scratch tables substituted and the launch
 parameters (plus `saga_id`) bound. A compensation only touches scratch tables the ledger records
-this saga created: a table it never recorded was never created, so there is nothing to undo.
+this saga created: a table it never recorded was never created, so there is nothing to undo. Each
+rendered undo statement is parsed and checked before it is sent (compensation_sql.guard_rendered).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 import structlog
 
+from report_pipeline.reports.compensation_sql import guard_rendered, insert_targets
 from report_pipeline.reports.spec import ReportSpec
-from report_pipeline.saga import StepDefinition, StepResult
+from report_pipeline.saga import AttemptStatus, StatementFate, StatementListener, StepDefinition, StepResult
 from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClient
-from report_pipeline.trino.sql import QualifiedName, render, table_placeholders
+from report_pipeline.trino.sql import QualifiedName, Statement, parse_statement, render
 
 PREVIEW_ROWS = 20
 log = structlog.get_logger("report_pipeline.reports")
@@ -38,12 +40,12 @@ class ReportStepRunner:
     def resources(self, step: StepDefinition) -> list[str]:
         return [str(self.tables[name]) for name in self.spec.steps[step.name].creates]
 
-    def run_action(self, step: StepDefinition) -> StepResult:
+    def run_action(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
         spec = self.spec.steps[step.name]
-        outcomes = [self._run(step.name, file, spec.timeout_seconds) for file in spec.action]
+        outcomes = [self._run(step.name, file, spec.timeout_seconds, on_statement) for file in spec.action]
         details: dict[str, Any] = {"statements": len(outcomes)}
         if spec.preview:
-            preview = self._run(step.name, spec.preview, spec.timeout_seconds)
+            preview = self._run(step.name, spec.preview, spec.timeout_seconds, on_statement)
             details.update(preview_columns=preview.columns, preview_rows=preview.rows[:PREVIEW_ROWS],
                            report_row_count=len(preview.rows))
         last = outcomes[-1]
@@ -54,26 +56,35 @@ class ReportStepRunner:
                           details={**details, "info_uri": last.info_uri,
                                    "processed_rows": sum(o.processed_rows for o in outcomes)})
 
-    def run_compensation(self, step: StepDefinition) -> StepResult:
+    def run_compensation(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
         spec = self.spec.steps[step.name]
         recorded = self._recorded()
+        # what an undo may touch, in this saga's rendered names: the step's scratch tables, and the
+        # tables its action inserts into (a DELETE of this saga's rows)
+        scratch = [self.tables[name] for name in spec.creates]
+        targets = insert_targets(parse_statement(render(self.spec.sql_text(file), self.tables, self.values).sql)
+                                 for file in spec.action)
         outcomes = []
         for file in spec.compensation:
-            names = table_placeholders(self.spec.sql_text(file))
-            if any(str(self.tables[name]) not in recorded for name in names):
-                continue      # never recorded, so never created by this saga: nothing to drop
-            outcomes.append(self._run(step.name, file, spec.timeout_seconds))
+            statement = render(self.spec.sql_text(file), self.tables, self.values)
+            if not guard_rendered(statement.sql, where=f"{self.spec.name}: step {step.name}: {file}",
+                                  scratch=scratch, recorded=recorded, targets=targets):
+                continue      # a scratch table never recorded was never created by this saga: nothing to drop
+            outcomes.append(self._run(step.name, file, spec.timeout_seconds, on_statement, statement=statement))
         last = outcomes[-1] if outcomes else None
         return StepResult(query_id=last.query_id if last else None, rows=last.row_count if last else None,
                           elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
                           queued_seconds=_total_queued(outcomes))
 
-    def _run(self, step: str, file: str, timeout_seconds: float) -> QueryOutcome:
-        statement = render(self.spec.sql_text(file), self.tables, self.values)
+    def _run(self, step: str, file: str, timeout_seconds: float,
+             on_statement: StatementListener | None = None, *, statement: Statement | None = None) -> QueryOutcome:
+        """Run a file's statement (`statement`: already rendered, and checked, by the caller)."""
+        statement = statement or render(self.spec.sql_text(file), self.tables, self.values)
         progress = (lambda p: self._on_progress(step, p)) if self._on_progress else None
         bound = log.bind(report=self.spec.name, saga_id=self.saga_id, step=step, sql_file=file)
         try:
-            outcome = self.client.execute(statement, timeout_seconds=timeout_seconds, on_progress=progress)
+            outcome = self.client.execute(statement, timeout_seconds=timeout_seconds, on_progress=progress,
+                                          on_query_id=on_statement)
         except Exception as error:
             bound.warning("statement failed", query_id=getattr(error, "query_id", None), error=str(error))
             raise
@@ -85,6 +96,15 @@ class ReportStepRunner:
 
     def table(self, name: str) -> QualifiedName:
         return self.tables[name]
+
+    def stop_statement(self, statement_id: str) -> StatementFate:
+        """Cancel a Trino query by id and report how it ended (FINISHED counts as succeeded)."""
+        fate = self.client.stop(statement_id)
+        if fate.state == "FINISHED":
+            return StatementFate(AttemptStatus.SUCCEEDED)
+        error = fate.message or ("cancelled by the compensation" if fate.error_name == "USER_CANCELED"
+                                 else "the engine no longer knows the statement")
+        return StatementFate(AttemptStatus.FAILED, error=error, error_name=fate.error_name)
 
 
 def _total_queued(outcomes: list[QueryOutcome]) -> float | None:

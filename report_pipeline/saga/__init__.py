@@ -4,7 +4,7 @@ It knows nothing of Dagster or Trino: the orchestration layer calls `SagaCoordin
 a `StepRunner` that performs the actual work.
 """
 
-from report_pipeline.saga.coordinator import SagaCoordinator, StepRunner
+from report_pipeline.saga.coordinator import SagaCoordinator, StatementListener, StepRunner
 from report_pipeline.saga.errors import (
     PermanentStepError,
     SagaFenced,
@@ -20,6 +20,7 @@ from report_pipeline.saga.model import (
     FailureKind,
     SagaDefinition,
     SagaState,
+    StatementFate,
     StepDefinition,
     StepProgress,
     StepResult,
@@ -27,6 +28,6 @@ from report_pipeline.saga.model import (
 
 __all__ = [
     "AttemptKind", "AttemptStatus", "CompensationPolicy", "FailureKind", "PermanentStepError", "SagaCoordinator",
-    "SagaDefinition", "SagaFenced", "SagaState", "StepCancelled", "StepDefinition", "StepError", "StepProgress", "StepResult",
-    "StepRunner", "StepTimedOut", "TransientStepError",
+    "SagaDefinition", "SagaFenced", "SagaState", "StatementFate", "StatementListener", "StepCancelled",
+    "StepDefinition", "StepError", "StepProgress", "StepResult", "StepRunner", "StepTimedOut", "TransientStepError",
 ]

@@ -3,11 +3,17 @@
 - A step runs only while the saga is RUNNING, and records what it will create before it starts
   (so a compensation knows what it may remove, even after a crash mid-statement).
 - A step that succeeds after compensation began undoes itself at once (late completions are fenced).
+- An attempt records the statement it submits as soon as the engine names it. Compensation first
+  stops every statement still running for the saga (its process may be dead, or a sibling branch)
+  and closes those attempts with the statement's real outcome, so nothing runs on after the undo.
 - Compensation undoes every step with live or partial effects, most recently finished first, the
   failed step's own partial effects included; each undo is retried on transient errors and recorded.
   An undo that keeps failing ends the saga in FAILED_NEEDS_MANUAL: never swallowed.
 - A run that re-executes an ended saga takes it back to RUNNING and first restores the steps it
   will skip whose effects a compensation removed.
+- `failed_step` is the step whose own error stopped the saga. When the saga is stopped from outside
+  (its run terminated or killed), it is the first, in the report's order, of the steps whose
+  statement the stop cut off; `interrupted_steps` lists them all.
 Everything is decided from the ledger, so any process (op, hook, sensor) can pick the saga up.
 """
 
@@ -28,6 +34,7 @@ from report_pipeline.saga.model import (
     FailureKind,
     SagaDefinition,
     SagaState,
+    StatementFate,
     StepAttempt,
     StepDefinition,
     StepResult,
@@ -38,14 +45,22 @@ log = structlog.get_logger("report_pipeline.saga")  # bound to the report in eac
 _FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
 
 
+StatementListener = Callable[[str], None]   # told each statement id as soon as the engine assigns it
+
+
 class StepRunner(Protocol):
     """Performs a step's work; raises StepError subclasses to say whether a retry may help."""
 
     def resources(self, step: StepDefinition) -> list[str]: ...
 
-    def run_action(self, step: StepDefinition) -> StepResult: ...
+    def run_action(self, step: StepDefinition, on_statement: StatementListener) -> StepResult: ...
 
-    def run_compensation(self, step: StepDefinition) -> StepResult: ...
+    def run_compensation(self, step: StepDefinition, on_statement: StatementListener) -> StepResult: ...
+
+    def stop_statement(self, statement_id: str) -> StatementFate:
+        """Make the statement stop (if it still runs) and say how it ended; raises StepError if the
+        engine cannot tell (a transient one is retried)."""
+        ...
 
 
 class SagaCoordinator:
@@ -114,7 +129,7 @@ class SagaCoordinator:
                                                require_running=True, resource_names=runner.resources(step))
         bound.info("step started")
         try:
-            result = runner.run_action(step)
+            result = runner.run_action(step, self._statement_recorder(attempt_id))
         except BaseException as error:
             self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
             bound.warning("step failed", error=str(error), error_name=getattr(error, "error_name", None),
@@ -152,18 +167,21 @@ class SagaCoordinator:
 
     # --- compensation ---------------------------------------------------------------------------
     def compensate(self, saga_id: str, failure: FailureKind, runner: StepRunner, *, run_id: str | None = None,
-                   failed_step: str | None = None, error: str | None = None) -> SagaState:
-        """Undo the saga's effects in reverse order; returns the state it ends in."""
-        bound = self.log.bind(saga_id=saga_id, run_id=run_id, failed_step=failed_step)
-        self.stop(saga_id, failure, run_id=run_id, failed_step=failed_step, error=error)
+                   failed_step: str | None = None, interrupted: Collection[str] = (),
+                   error: str | None = None) -> SagaState:
+        """Stop the saga's running statements, then undo its effects in reverse order; returns the
+        state it ends in."""
+        self.stop(saga_id, failure, run_id=run_id, failed_step=failed_step, interrupted=interrupted, error=error)
+        bound = self.log.bind(saga_id=saga_id, run_id=run_id, failed_step=self.ledger.get_saga(saga_id).failed_step)
         with self.ledger.exclusive(saga_id):
             old = self.ledger.transition(saga_id, {*_FAILURE_STATES, SagaState.FAILED_NEEDS_MANUAL},
                                          SagaState.COMPENSATING, "compensation started", run_id)
             if old is not None:
                 bound.info("saga transition", old_state=old.value, new_state="COMPENSATING")
-            failed: list[str] = []
+            # a step whose statement may still run cannot be undone yet: it could write after the undo
+            failed = self._stop_running_statements(saga_id, runner)
             for step in self._pending_compensation(saga_id):
-                if not self._compensate_step(saga_id, step, run_id, runner):
+                if step.name not in failed and not self._compensate_step(saga_id, step, run_id, runner):
                     failed.append(step.name)
             if failed:
                 self._set_needs_manual(saga_id, run_id, failed)
@@ -175,14 +193,64 @@ class SagaCoordinator:
         return self.ledger.get_saga(saga_id).state
 
     def stop(self, saga_id: str, failure: FailureKind, *, run_id: str | None = None, failed_step: str | None = None,
-             error: str | None = None) -> None:
-        """Record why a RUNNING saga stopped (FAILED, TIMED_OUT, CANCELLED); compensation comes next."""
+             interrupted: Collection[str] = (), error: str | None = None) -> None:
+        """Record why a RUNNING saga stopped (FAILED, TIMED_OUT, CANCELLED); compensation comes next.
+
+        `failed_step` is a step that failed on its own; a stop from outside names none and gives the
+        steps it `interrupted` instead. Steps still running in the ledger were interrupted too (after
+        a crash nobody else can say so). A second stop of the same run adds its interrupted steps."""
+        running = [a.step for a in self.ledger.attempts(saga_id)
+                   if a.kind == AttemptKind.ACTION and a.status == AttemptStatus.RUNNING]
+        cut_off = sorted((set(interrupted) | set(running)) - {failed_step}, key=self._rank)
+        failed_step = failed_step or (cut_off[0] if cut_off else None)
         reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
         old = self.ledger.transition(saga_id, {SagaState.RUNNING}, failure.state, reason, run_id,
-                                     failure_kind=failure.value, failed_step=failed_step, error=error)
+                                     failure_kind=failure.value, failed_step=failed_step, error=error,
+                                     interrupted_steps=cut_off or None)
         if old is not None:
             self.log.info("saga transition", saga_id=saga_id, run_id=run_id, failed_step=failed_step,
-                          old_state=old.value, new_state=failure.state.value, reason=reason)
+                          interrupted_steps=cut_off, old_state=old.value, new_state=failure.state.value,
+                          reason=reason)
+        elif interrupted:
+            self.ledger.merge_interrupted(saga_id, run_id, interrupted, self._rank)
+
+    def _stop_running_statements(self, saga_id: str, runner: StepRunner) -> list[str]:
+        """Make every statement the saga still runs stop, and close those attempts with the outcome
+        the engine confirms. Returns the steps whose statement could not be confirmed stopped."""
+        unconfirmed: list[str] = []
+        for attempt in self.ledger.attempts(saga_id):
+            if attempt.status != AttemptStatus.RUNNING:
+                continue
+            fate = self._stop_statement(attempt, runner)
+            if fate is None:
+                unconfirmed.append(attempt.step)
+            elif self.ledger.settle_attempt(saga_id, attempt.id, fate):
+                self.log.warning("closed an abandoned attempt", saga_id=saga_id, step=attempt.step,
+                                 kind=attempt.kind.value, statement_id=attempt.query_id, outcome=fate.status.value,
+                                 error_name=fate.error_name)
+        return list(dict.fromkeys(unconfirmed))
+
+    def _stop_statement(self, attempt: StepAttempt, runner: StepRunner) -> StatementFate | None:
+        if attempt.query_id is None:   # it died (or is about to submit) before the engine named its statement
+            return StatementFate(AttemptStatus.FAILED, error="stopped before its statement was recorded")
+        for number in range(1, self.policy.max_attempts + 1):
+            try:
+                return runner.stop_statement(attempt.query_id)
+            except StepError as error:
+                self.log.error("could not stop an abandoned statement", saga_id=attempt.saga_id, step=attempt.step,
+                               statement_id=attempt.query_id, attempt=number, error=str(error))
+                if not error.transient or number == self.policy.max_attempts:
+                    return None
+                self._sleep(self.policy.delay(number))
+        return None
+
+    def _statement_recorder(self, attempt_id: int) -> Callable[[str], None]:
+        def record(statement_id: str) -> None:
+            try:
+                self.ledger.record_statement(attempt_id, statement_id)
+            except Exception as error:  # noqa: BLE001 - the statement runs on; the sweeper remains the backstop
+                self.log.warning("could not record the statement id", statement_id=statement_id, error=str(error))
+        return record
 
     def _set_needs_manual(self, saga_id: str, run_id: str | None, failed: list[str]) -> None:
         reason = f"compensation failed for {', '.join(failed)}"
@@ -209,7 +277,7 @@ class SagaCoordinator:
             attempt_id = self.ledger.start_attempt(saga_id, step.name, AttemptKind.COMPENSATION, run_id, attempt,
                                                    require_running=False)
             try:
-                result = runner.run_compensation(step)
+                result = runner.run_compensation(step, self._statement_recorder(attempt_id))
             except Exception as error:  # noqa: BLE001 - recorded, logged, retried, and surfaced as state
                 self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
                 transient = getattr(error, "transient", True) if isinstance(error, StepError) else True
@@ -251,6 +319,9 @@ class SagaCoordinator:
                 seen.append(name)
                 stack.extend(self.definition.step(name).depends_on)
         return seen
+
+    def _rank(self, step: str) -> int:
+        return self.definition.order().index(step)
 
     def _all_steps(self) -> list[str]:
         return [s.name for s in self.definition.steps]

@@ -25,7 +25,9 @@ from report_pipeline.saga.model import (
     AttemptKind,
     AttemptStatus,
     SagaRecord,
+    TERMINAL_STATES,
     SagaState,
+    StatementFate,
     StepAttempt,
     StepProgress,
     StepResult,
@@ -51,6 +53,8 @@ sagas = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # version 3: the steps whose statement the stop cut off (a JSON list, in the report's order)
+    sa.Column("interrupted_steps", sa.JSON),
     sa.Index("ix_sagas_state", "state"),
 )
 
@@ -156,8 +160,13 @@ def _v2_statement_stats_and_progress(operations: Operations) -> None:
         operations.add_column(step_attempts.name, sa.Column(name, column.type))
 
 
-MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = [(2, _v2_statement_stats_and_progress)]
-LATEST_VERSION = 2
+def _v3_interrupted_steps(operations: Operations) -> None:
+    operations.add_column(sagas.name, sa.Column("interrupted_steps", sa.JSON))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = [
+    (2, _v2_statement_stats_and_progress), (3, _v3_interrupted_steps)]
+LATEST_VERSION = max(version for version, _ in MIGRATIONS)
 _MIGRATION_LOCK = 0x5A6A_1ED6  # advisory lock key shared by every process that migrates
 
 
@@ -253,6 +262,40 @@ class SqlLedger:
         with self.engine.connect() as connection:
             return [_saga(r) for r in connection.execute(query).mappings()]
 
+    def unfinished_sagas(self, page_size: int = 500) -> Iterator[list[SagaRecord]]:
+        """Every saga not in a terminal state, oldest first, in pages: none is ever left out."""
+        yield from self._pages(sagas.c.state.notin_([s.value for s in TERMINAL_STATES]), page_size)
+
+    def sagas_without_alert(self, states: Collection[SagaState], *, alert_tail: str | None = None,
+                            updated_after: dt.datetime | None = None, updated_before: dt.datetime | None = None,
+                            page_size: int = 500) -> Iterator[list[SagaRecord]]:
+        """Sagas in `states` that have no alert keyed `<saga_id>:<generation>:<tail>` yet (tail: the
+        saga's state, or `alert_tail`), oldest first, in pages."""
+        tail = sa.literal(alert_tail) if alert_tail else sagas.c.state
+        key = sagas.c.saga_id + ":" + sa.cast(sagas.c.generation, sa.String) + ":" + tail
+        condition = sa.and_(sagas.c.state.in_([s.value for s in states]),
+                            ~sa.exists().where(alerts.c.alert_key == key))
+        if updated_after is not None:
+            condition = sa.and_(condition, sagas.c.updated_at >= updated_after)
+        if updated_before is not None:
+            condition = sa.and_(condition, sagas.c.updated_at < updated_before)
+        yield from self._pages(condition, page_size)
+
+    def _pages(self, condition: Any, page_size: int) -> Iterator[list[SagaRecord]]:
+        """Keyset pages (created_at, saga_id): rows that leave the condition meanwhile shift nothing."""
+        after: tuple[dt.datetime, str] | None = None
+        while True:
+            query = sa.select(sagas).where(condition).order_by(sagas.c.created_at, sagas.c.saga_id).limit(page_size)
+            if after is not None:
+                query = query.where(sa.tuple_(sagas.c.created_at, sagas.c.saga_id) > after)
+            with self.engine.connect() as connection:
+                page = [_saga(r) for r in connection.execute(query).mappings()]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = (page[-1].created_at, page[-1].saga_id)
+
     def transition(self, saga_id: str, allowed_from: Collection[SagaState], new: SagaState, reason: str,
                    run_id: str | None = None, **fields: Any) -> SagaState | None:
         """Move the saga to `new` if it is in one of `allowed_from`; the old state, or None if it was not."""
@@ -305,6 +348,15 @@ class SqlLedger:
             return [dict(r) for r in connection.execute(
                 sa.select(runs).where(runs.c.saga_id == saga_id).order_by(runs.c.linked_at)).mappings()]
 
+    def runs_of(self, saga_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """The runs tied to each of many sagas at once, oldest first (what a sensor tick reads)."""
+        found: dict[str, list[dict[str, Any]]] = {saga_id: [] for saga_id in saga_ids}
+        with self.engine.connect() as connection:
+            for row in connection.execute(sa.select(runs).where(runs.c.saga_id.in_(list(saga_ids)))
+                                          .order_by(runs.c.linked_at)).mappings():
+                found[row["saga_id"]].append(dict(row))
+        return found
+
     def latest_run(self, saga_id: str) -> dict[str, Any] | None:
         """The run most recently tied to the saga (the first run, a re-execution or a compensation)."""
         with self.engine.connect() as connection:
@@ -324,6 +376,7 @@ class SqlLedger:
             self._record_transition(connection, saga_id, current, SagaState.RUNNING,
                                     f"re-executed by run {run_id}", run_id,
                                     {"run_id": run_id, "failure_kind": None, "failed_step": None, "error": None,
+                                     "interrupted_steps": None,
                                      "generation": sagas.c.generation + 1})
             connection.execute(runs.insert().values(saga_id=saga_id, run_id=run_id, parent_run_id=parent_run_id,
                                                     kind="reexecution", linked_at=_now()))
@@ -439,6 +492,44 @@ class SqlLedger:
             connection.execute(step_attempts.update().where(step_attempts.c.id == attempt_id).values(**values))
             return state
 
+    def record_statement(self, attempt_id: int, statement_id: str) -> None:
+        """Note the statement a running attempt has just submitted, so a compensation can stop it
+        even if the attempt's process dies (its last statement is the one that may still run)."""
+        with self.engine.begin() as connection:
+            connection.execute(step_attempts.update().where(
+                step_attempts.c.id == attempt_id, step_attempts.c.status == AttemptStatus.RUNNING.value)
+                .values(query_id=statement_id))
+
+    def settle_attempt(self, saga_id: str, attempt_id: int, fate: StatementFate) -> bool:
+        """Close an attempt its process abandoned with what became of its statement; False if the
+        attempt was closed meanwhile (its process was alive and knew the outcome first)."""
+        with self.engine.begin() as connection:
+            self._lock(connection, saga_id)
+            closed = connection.execute(step_attempts.update().where(
+                step_attempts.c.id == attempt_id, step_attempts.c.status == AttemptStatus.RUNNING.value).values(
+                status=fate.status.value, ended_at=_now(), error=fate.error, error_name=fate.error_name,
+                rows=fate.rows))
+            return closed.rowcount == 1
+
+    def merge_interrupted(self, saga_id: str, run_id: str | None, steps: Collection[str],
+                          rank: Callable[[str], int]) -> None:
+        """Add steps a stop of `run_id` interrupted to a saga that stop already moved on. A failed
+        step derived from the interrupted steps (a stop from outside) follows the merged list."""
+        with self.engine.begin() as connection:
+            self._lock(connection, saga_id)
+            row = connection.execute(sa.select(sagas.c.run_id, sagas.c.failed_step, sagas.c.interrupted_steps)
+                                     .where(sagas.c.saga_id == saga_id)).one()
+            if row.run_id != run_id:
+                return
+            old = list(row.interrupted_steps or [])
+            merged = sorted(set(old) | set(steps), key=rank)
+            if merged == old:
+                return
+            values: dict[str, Any] = {"interrupted_steps": merged}
+            if row.failed_step is None or row.failed_step in old:
+                values["failed_step"] = merged[0]
+            connection.execute(sagas.update().where(sagas.c.saga_id == saga_id).values(**values))
+
     def record_progress(self, saga_id: str, step: str, progress: StepProgress) -> None:
         """Note how far the step's running attempt has got (shown by `report-pipeline status`)."""
         running = (sa.select(sa.func.max(step_attempts.c.id))
@@ -476,4 +567,5 @@ def _progress(row: Any) -> StepProgress | None:
 def _saga(row: Any) -> SagaRecord:
     return SagaRecord(row["saga_id"], row["saga_name"], dict(row["parameters"]), SagaState(row["state"]),
                       row["created_at"], row["updated_at"], row["run_id"], row["failure_kind"], row["failed_step"],
-                      row["error"], row["generation"], row["trigger"], row["partition_key"])
+                      row["error"], row["generation"], row["trigger"], row["partition_key"],
+                      tuple(row["interrupted_steps"] or ()))

@@ -144,6 +144,16 @@ class StepResult:
 
 
 @dataclass(frozen=True)
+class StatementFate:
+    """How an abandoned attempt's statement ended, once it was stopped and looked up."""
+
+    status: AttemptStatus              # SUCCEEDED (it finished before the stop) or FAILED
+    error: str | None = None
+    error_name: str | None = None
+    rows: int | None = None
+
+
+@dataclass(frozen=True)
 class StepProgress:
     """How far a running step has got, as its engine last reported."""
 
@@ -169,6 +179,8 @@ class SagaRecord:
     generation: int = 1
     trigger: str | None = None
     partition: str | None = None
+    # steps whose statement the stop cut off, in the report's order (see SagaCoordinator.stop)
+    interrupted_steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ import requests
 import structlog
 import trino
 
-from report_pipeline.saga import StepError, StepTimedOut
+from report_pipeline.saga import StepError, StepTimedOut, TransientStepError
 from report_pipeline.trino.errors import classify, classify_error_code
 from report_pipeline.trino.sql import Statement, is_read_only
 
 log = structlog.get_logger("report_pipeline.trino")
+STOP_TIMEOUT_SECONDS = 60.0    # a cancelled query ends within seconds; past this, ask again on a later try
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,16 @@ class QueryProgress:
 
 
 @dataclass(frozen=True)
+class QueryFate:
+    """How a query ended, from the coordinator's record."""
+
+    query_id: str
+    state: str                           # FINISHED, FAILED, or UNKNOWN (the coordinator forgot it)
+    error_name: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
 class QueryOutcome:
     query_id: str | None
     info_uri: str | None
@@ -114,7 +125,10 @@ class TrinoClient:
                 yield connection
 
     def execute(self, statement: Statement, *, timeout_seconds: float | None = None,
-                on_progress: Callable[[QueryProgress], None] | None = None) -> QueryOutcome:
+                on_progress: Callable[[QueryProgress], None] | None = None,
+                on_query_id: Callable[[str], None] | None = None) -> QueryOutcome:
+        """Run the statement; `on_query_id` is told the query id as soon as Trino assigns it (the
+        first answer), before the statement runs on."""
         properties = {"query_max_run_time": f"{int(timeout_seconds)}s"} if timeout_seconds else {}
         started = time.monotonic()
         timed_out = threading.Event()
@@ -123,6 +137,8 @@ class TrinoClient:
             # from the moment Trino names the query, every log line of the statement carries its id
             if stats.get("queryId") and structlog.contextvars.get_contextvars().get("query_id") != stats["queryId"]:
                 structlog.contextvars.bind_contextvars(query_id=stats["queryId"])
+                if on_query_id is not None:
+                    on_query_id(stats["queryId"])
             if on_progress is not None:
                 on_progress(_progress(stats, time.monotonic() - started))
 
@@ -216,6 +232,28 @@ class TrinoClient:
                 return response.json()
             time.sleep(min(2.0 ** attempt, 8.0))
         return None
+
+    def stop(self, query_id: str, timeout_seconds: float = STOP_TIMEOUT_SECONDS) -> QueryFate:
+        """Cancel a query by id (whoever submitted it) and wait until Trino reports it ended.
+
+        Raises TransientStepError if Trino cannot be reached or the query does not end in time."""
+        deadline = time.monotonic() + timeout_seconds
+        self.cancel(query_id)
+        while True:
+            info = self.query_info(query_id, attempts=1)
+            if info == {}:
+                return QueryFate(query_id, "UNKNOWN", None, "the coordinator no longer knows the query")
+            state = (info or {}).get("state")
+            if state in ("FINISHED", "FAILED"):
+                error = info.get("errorCode") or {}
+                message = (info.get("failureInfo") or {}).get("message") if state == "FAILED" else None
+                return QueryFate(query_id, state, error.get("name"), message)
+            if time.monotonic() > deadline:
+                raise TransientStepError(f"query {query_id} was cancelled but is still {state or 'unreachable'} "
+                                         f"after {timeout_seconds:.0f}s", query_id=query_id)
+            if state is not None:
+                self.cancel(query_id)   # a cancel can land before the query is registered: ask again
+            time.sleep(0.2)
 
     def cancel(self, query_id: str) -> None:
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,10 @@ from report_pipeline.local_trino import LocalTrino
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
 from report_pipeline.reports import REPORTS_DIR, load_reports
 from report_pipeline.reports.spec import saga_key
+from report_pipeline.saga import SagaState
+from report_pipeline.saga import ledger as ledger_tables
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline_tests.saga.conftest import isolated_schema_url
 
 DAILY_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5}
 WEEKLY_PARAMETERS = {"week_start": "2026-01-05", "min_active_days": 2}
@@ -164,3 +169,28 @@ def dagster_stack(pipeline_env: dict, stack_alerts, tmp_path_factory: pytest.Tem
     stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), env).start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture
+def backlog_ledger(postgres_url: str) -> Iterator[SqlLedger]:
+    """A ledger of its own (a fresh schema), for a backlog no daemon of the session must act on."""
+    ledger = SqlLedger(isolated_schema_url(postgres_url))
+    ledger.migrate()
+    yield ledger
+    ledger.close()
+
+
+def add_backlog(ledger: SqlLedger, count: int, state: SagaState, run_id: str, report: str = "daily_country_report",
+                ) -> list[str]:
+    """`count` sagas in `state`, tied to `run_id`, oldest first (one transaction: a backfill's worth)."""
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
+    ids = [f"backlog-{n:05d}-{uuid.uuid4().hex[:8]}" for n in range(count)]
+    moments = [start + dt.timedelta(milliseconds=n) for n in range(count)]
+    with ledger.engine.begin() as connection:
+        connection.execute(ledger_tables.sagas.insert(), [
+            {"saga_id": saga_id, "saga_name": report, "parameters": {}, "state": state.value, "run_id": run_id,
+             "created_at": moment, "updated_at": moment} for saga_id, moment in zip(ids, moments)])
+        connection.execute(ledger_tables.runs.insert(), [
+            {"saga_id": saga_id, "run_id": run_id, "kind": "run", "linked_at": moment}
+            for saga_id, moment in zip(ids, moments)])
+    return ids

@@ -14,7 +14,7 @@ from report_pipeline.orchestration.compensation import (
 )
 from report_pipeline.orchestration.resources import LedgerResource
 from report_pipeline.saga import SagaState
-from report_pipeline_tests.orchestration.conftest import REPORTS, launch
+from report_pipeline_tests.orchestration.conftest import REPORTS, add_backlog, launch
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,10 @@ def test_saga_whose_compensation_runs_keep_ending_needs_manual(sensor, dagster_i
     result = requested(evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"]))
     assert saga_id not in result
     assert ledger.get_saga(saga_id).state == SagaState.FAILED_NEEDS_MANUAL
+
+
+def test_a_backlog_larger_than_any_page_is_requested_in_full_oldest_first(sensor, dagster_instance, ended_run,
+                                                                          backlog_ledger) -> None:
+    backlog = add_backlog(backlog_ledger, 1500, SagaState.RUNNING, ended_run)
+    result = evaluate(sensor, dagster_instance, backlog_ledger.engine.url.render_as_string(hide_password=False))
+    assert [r.tags["saga/id"] for r in result.run_requests] == backlog

@@ -11,10 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from report_pipeline.saga import (
+    AttemptStatus,
     CompensationPolicy,
     PermanentStepError,
     SagaCoordinator,
     SagaDefinition,
+    StatementFate,
+    StatementListener,
     StepDefinition,
     StepResult,
     TransientStepError,
@@ -41,19 +44,23 @@ class ScriptedRunner:
     action_failures: dict[str, list[Exception]] = field(default_factory=dict)
     compensation_failures: dict[str, list[Exception]] = field(default_factory=dict)
     always_fail_compensation: set[str] = field(default_factory=set)
+    # how each statement ends when a compensation stops it (default: cancelled); an exception is raised
+    statement_fates: dict[str, StatementFate | Exception] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def resources(self, step: StepDefinition) -> list[str]:
         return [f"scratch.saga_{name}" for name in step.resources]
 
-    def run_action(self, step: StepDefinition) -> StepResult:
+    def run_action(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
         self.calls.append(("action", step.name))
+        if on_statement is not None:
+            on_statement(f"q-{step.name}")
         failures = self.action_failures.get(step.name)
         if failures:
             raise failures.pop(0)
         return StepResult(query_id=f"q-{step.name}", rows=1, bytes=1000, queued_seconds=0.02)
 
-    def run_compensation(self, step: StepDefinition) -> StepResult:
+    def run_compensation(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
         self.calls.append(("compensation", step.name))
         if step.name in self.always_fail_compensation:
             raise TransientStepError(f"cannot undo {step.name}", error_name="HIVE_METASTORE_ERROR")
@@ -61,6 +68,13 @@ class ScriptedRunner:
         if failures:
             raise failures.pop(0)
         return StepResult(query_id=f"undo-{step.name}")
+
+    def stop_statement(self, statement_id: str) -> StatementFate:
+        self.calls.append(("stop", statement_id))
+        fate = self.statement_fates.get(statement_id, StatementFate(AttemptStatus.FAILED, "cancelled", "USER_CANCELED"))
+        if isinstance(fate, Exception):
+            raise fate
+        return fate
 
     def compensations(self) -> list[str]:
         return [name for kind, name in self.calls if kind == "compensation"]

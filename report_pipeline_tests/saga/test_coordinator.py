@@ -11,6 +11,7 @@ from report_pipeline.saga import (
     SagaDefinition,
     SagaFenced,
     SagaState,
+    StatementFate,
     StepDefinition,
     StepError,
 )
@@ -132,10 +133,10 @@ def test_step_that_completes_after_compensation_undoes_itself(ledger) -> None:
     saga = coordinator(ledger, FAN_OUT)
 
     class SlowBranch(ScriptedRunner):
-        def run_action(self, step):
+        def run_action(self, step, on_statement=None):
             if step.name == "left":   # while it runs, the other branch fails and is compensated
                 saga.compensate("saga-1", FailureKind.STEP_FAILED, ScriptedRunner(), failed_step="right")
-            return super().run_action(step)
+            return super().run_action(step, on_statement)
 
     runner = SlowBranch()
     saga.start("saga-1", {}, "run-1")
@@ -150,9 +151,9 @@ def test_late_completion_whose_undo_fails_needs_manual(ledger) -> None:
     saga = coordinator(ledger, FAN_OUT)
 
     class SlowBranch(ScriptedRunner):
-        def run_action(self, step):
+        def run_action(self, step, on_statement=None):
             saga.compensate("saga-1", FailureKind.CRASHED, ScriptedRunner(), failed_step="right")
-            return super().run_action(step)
+            return super().run_action(step, on_statement)
 
     runner = SlowBranch(always_fail_compensation={"left"})
     saga.start("saga-1", {}, "run-1")
@@ -247,3 +248,112 @@ def test_reexecution_after_failed_needs_manual_carries_steps_whose_effects_stand
     carried = [a for a in ledger.attempts("saga-1") if a.attempt == 0]
     assert [(a.step, a.generation) for a in carried] == [("create_temp", 2)]
     assert ledger.get_saga("saga-1").state == SagaState.SUCCEEDED
+
+
+# --- statements left running, and which step stopped the saga --------------------------------------
+def abandoned(ledger, step: str, statement_id: str | None, saga_id: str = "saga-1") -> int:
+    """An action attempt whose process died mid-statement: RUNNING in the ledger, nobody to close it."""
+    attempt = ledger.start_attempt(saga_id, step, AttemptKind.ACTION, "run-1", 1, require_running=True,
+                                   resource_names=[f"scratch.saga_{step}"])
+    if statement_id is not None:
+        ledger.record_statement(attempt, statement_id)
+    return attempt
+
+
+def attempt_by_id(ledger, attempt_id: int, saga_id: str = "saga-1"):
+    return next(a for a in ledger.attempts(saga_id) if a.id == attempt_id)
+
+
+def test_each_attempt_records_its_statement_while_it_runs(ledger) -> None:
+    saga = coordinator(ledger)
+
+    class Peeking(ScriptedRunner):
+        def run_action(self, step, on_statement=None):
+            result = super().run_action(step, on_statement)
+            self.recorded = [(a.status, a.query_id) for a in ledger.attempts("saga-1")]
+            return result
+
+    runner = Peeking()
+    saga.start("saga-1", {}, "run-1")
+    saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
+    assert runner.recorded == [(AttemptStatus.RUNNING, "q-create_temp")]
+
+
+def test_compensation_stops_the_statement_of_a_dead_attempt_and_records_how_it_ended(ledger) -> None:
+    saga, runner = coordinator(ledger), ScriptedRunner()
+    saga.start("saga-1", {}, "run-1")
+    attempt = abandoned(ledger, "create_temp", "q-orphan")
+    assert saga.compensate("saga-1", FailureKind.CRASHED, runner, run_id="backstop") == SagaState.COMPENSATED
+    assert runner.calls == [("stop", "q-orphan"), ("compensation", "create_temp")]
+    closed = attempt_by_id(ledger, attempt)
+    assert (closed.status, closed.error_name, closed.ended_at is not None) == (AttemptStatus.FAILED,
+                                                                                "USER_CANCELED", True)
+
+
+def test_a_dead_attempts_statement_that_had_finished_is_recorded_succeeded_and_undone(ledger) -> None:
+    saga = coordinator(ledger)
+    runner = ScriptedRunner(statement_fates={"q-orphan": StatementFate(AttemptStatus.SUCCEEDED, rows=7)})
+    saga.start("saga-1", {}, "run-1")
+    attempt = abandoned(ledger, "create_temp", "q-orphan")
+    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.COMPENSATED
+    assert (attempt_by_id(ledger, attempt).status, attempt_by_id(ledger, attempt).rows) == (AttemptStatus.SUCCEEDED, 7)
+    assert runner.compensations() == ["create_temp"]
+
+
+def test_a_dead_attempt_without_a_recorded_statement_is_closed_and_undone(ledger) -> None:
+    saga, runner = coordinator(ledger), ScriptedRunner()
+    saga.start("saga-1", {}, "run-1")
+    attempt = abandoned(ledger, "create_temp", None)
+    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.COMPENSATED
+    assert [kind for kind, _ in runner.calls] == ["compensation"]
+    assert attempt_by_id(ledger, attempt).status == AttemptStatus.FAILED
+
+
+def test_a_statement_that_cannot_be_confirmed_stopped_is_not_undone_and_needs_manual(ledger) -> None:
+    saga = coordinator(ledger)
+    runner = ScriptedRunner(statement_fates={"q-orphan": transient("coordinator unreachable")})
+    saga.start("saga-1", {}, "run-1")
+    attempt = abandoned(ledger, "create_temp", "q-orphan")
+    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.FAILED_NEEDS_MANUAL
+    assert runner.calls == [("stop", "q-orphan")] * FAST.max_attempts    # retried, and never undone meanwhile
+    assert attempt_by_id(ledger, attempt).status == AttemptStatus.RUNNING
+
+
+def test_after_a_crash_the_failed_step_is_the_one_left_running(ledger) -> None:
+    saga, runner = coordinator(ledger), ScriptedRunner()
+    saga.start("saga-1", {}, "run-1")
+    saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
+    abandoned(ledger, "write_report", "q-orphan")
+    saga.compensate("saga-1", FailureKind.CRASHED, runner)
+    record = ledger.get_saga("saga-1")
+    assert (record.failed_step, record.interrupted_steps) == ("write_report", ("write_report",))
+
+
+def test_a_stopped_run_fails_the_first_interrupted_step_in_report_order_and_lists_them_all(ledger) -> None:
+    saga = coordinator(ledger, FAN_OUT)
+    saga.start("saga-1", {}, "run-1")
+    abandoned(ledger, "left", "q-left")      # its op has not seen the interrupt yet
+    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["right"])
+    record = ledger.get_saga("saga-1")
+    assert (record.state, record.failed_step, record.interrupted_steps) == (SagaState.CANCELLED, "left",
+                                                                             ("left", "right"))
+
+
+def test_a_later_stop_of_the_same_run_adds_its_step_and_follows_the_rule(ledger) -> None:
+    saga = coordinator(ledger, FAN_OUT)
+    saga.start("saga-1", {}, "run-1")
+    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["right"])
+    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["left"])
+    record = ledger.get_saga("saga-1")
+    assert (record.failed_step, record.interrupted_steps) == ("left", ("left", "right"))
+
+
+def test_a_step_that_fails_on_its_own_stays_the_failed_step_while_its_running_sibling_is_interrupted(ledger) -> None:
+    saga, runner = coordinator(ledger, FAN_OUT), ScriptedRunner()
+    saga.start("saga-1", {}, "run-1")
+    abandoned(ledger, "left", "q-left")
+    saga.compensate("saga-1", FailureKind.STEP_FAILED, runner, run_id="run-1", failed_step="right")
+    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["left"])   # the sibling's op, later
+    record = ledger.get_saga("saga-1")
+    assert (record.failed_step, record.interrupted_steps) == ("right", ("left",))
+    assert ("stop", "q-left") in runner.calls

@@ -37,15 +37,18 @@ def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
         with operations.batch_alter_table("saga_step_attempts") as batch:
             for column in v2_columns:
                 batch.drop_column(column)
+        with operations.batch_alter_table("sagas") as batch:
+            batch.drop_column("interrupted_steps")
         connection.execute(sa.text("DELETE FROM saga_ledger_version"))
         connection.execute(sa.text("INSERT INTO saga_ledger_version (version, applied_at) "
                                    "VALUES (1, CURRENT_TIMESTAMP)"))
-    assert ledger.migrate() == 2
+    assert ledger.migrate() == LATEST_VERSION
     columns = {c["name"] for c in sa.inspect(ledger.engine).get_columns("saga_step_attempts")}
     assert set(v2_columns) <= columns
     ledger.record_progress("old", "create_temp", StepProgress("RUNNING", 50.0, 10, 100))
     [kept] = ledger.attempts("old")
     assert (kept.id, kept.progress.percent) == (attempt, 50.0)
+    assert ledger.get_saga("old").interrupted_steps == ()
 
 
 def test_progress_is_recorded_on_the_steps_running_attempt(ledger) -> None:
