@@ -2,30 +2,50 @@
 
 `report.yaml` declares the typed parameters (with bounds), the scratch tables each run creates,
 and the steps: their SQL (action and compensation), dependencies, time limit and retries. Loading
-checks everything that can be checked without a database: every file exists and holds Trino SQL
-that parses, every `:name` is a declared parameter, every `${table}` a declared scratch table, the
-steps form a DAG, and each compensation only drops this run's scratch tables or deletes this run's
-rows (`WHERE saga_id = :saga_id`).
+checks everything that can be checked without a database: every file lies inside the report folder
+and holds Trino SQL that parses, every `:name` is a declared parameter, every `${table}` a declared
+scratch table, the steps form a DAG, and each compensation, parsed, only drops this run's scratch
+tables or deletes this run's rows (`WHERE saga_id = :saga_id`; see compensation_sql.py). Errors are
+one line naming the file and the problem, never quoting a file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
+import secrets
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import sqlglot
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
+from yaml.composer import ComposerError
 
+from report_pipeline.reports.compensation_sql import compensation_problem, created_tables, insert_targets, key_of
 from report_pipeline.saga import SagaDefinition, StepDefinition
-from report_pipeline.trino.sql import QualifiedName, SqlRenderError, parameter_names, render, table_placeholders
+from report_pipeline.trino.sql import (
+    QualifiedName,
+    SqlRenderError,
+    parameter_names,
+    parse_statement,
+    render,
+    substitute_tables,
+    table_placeholders,
+)
 
 SPEC_FILE = "report.yaml"
 RESERVED_PARAMETERS = {"saga_id"}   # bound by the pipeline itself: the saga's id, keying report rows
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")   # Python's fromisoformat also takes 20260101, 2026-W01-1
+
+# A real report.yaml is a few KiB and a SQL file rarely passes 100 KiB: anything near these limits
+# is a mistake or an attack, refused before it costs memory and minutes (YAML and sqlglot are slow).
+MAX_SPEC_BYTES = 256 * 1024        # report.yaml
+MAX_SQL_BYTES = 1024 * 1024        # each SQL file (room for long generated IN lists)
+MAX_YAML_NODES = 10_000            # values with every alias expanded: a "billion laughs" is tiny on disk
+MAX_YAML_DEPTH = 32                # nesting (a real spec nests 4 deep); deeper would exhaust the stack
 
 
 class ReportSpecError(ValueError):
@@ -75,7 +95,7 @@ class PartitionSpec(_Strict):
     @field_validator("start")
     @classmethod
     def _iso(cls, value: str) -> str:
-        dt.date.fromisoformat(value)
+        parse_date(value)
         return value
 
     def window(self, partition_key: str) -> tuple[dt.date, dt.date]:
@@ -133,7 +153,13 @@ class ReportSpec(_Strict):
                 problems.append(f"table name {table!r} must be a lower-case identifier")
         for name in [*self.parameters, *self.steps]:
             if not _is_identifier(name):
-                problems.append(f"name {name!r} must be a lower-case identifier")
+                problems.append(f"name {_shown(name)} must be a lower-case identifier")
+        for name, parameter in self.parameters.items():
+            if parameter.default is not None:
+                try:
+                    _coerce(parameter, parameter.default)
+                except ValueError as error:
+                    problems.append(f"parameter {name}: default {error}")
         for name, step in self.steps.items():
             unknown = set(step.creates) - set(self.tables)
             if unknown:
@@ -144,7 +170,7 @@ class ReportSpec(_Strict):
             for name in self.partitions.fills:
                 if self.parameters.get(name, ParameterSpec(type="string")).type != "date":
                     problems.append(f"partitions fill {name!r}, which is not a date parameter")
-            if self.partitions.cadence == "weekly" and dt.date.fromisoformat(self.partitions.start).weekday() != 0:
+            if self.partitions.cadence == "weekly" and parse_date(self.partitions.start).weekday() != 0:
                 problems.append("weekly partitions must start on a Monday")
         if self.schedule is not None:
             try:
@@ -188,12 +214,12 @@ class ReportSpec(_Strict):
         """Typed values from launch config, or ParameterError naming every bad field."""
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
-        for name in sorted(set(raw) - set(self.parameters)):
-            problems[name] = "unknown parameter"
+        for name in sorted(str(key) for key in set(raw) - set(self.parameters)):
+            problems[_shown(name) if not _is_identifier(name) else name] = "unknown parameter"
         for name, parameter in self.parameters.items():
             value = raw.get(name, parameter.default)
-            if value is None:
-                problems[name] = "is required"
+            if value is None:        # missing without a default, or an explicit null
+                problems[name] = "a value is required"
                 continue
             try:
                 values[name] = _coerce(parameter, value)
@@ -228,35 +254,48 @@ def parameters_to_json(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
 
 
+def parse_date(value: Any) -> dt.date:
+    """A date, or text written exactly YYYY-MM-DD; datetimes and other spellings are refused."""
+    if type(value) is dt.date:       # not a datetime, a subclass of date
+        return value
+    if isinstance(value, str) and ISO_DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError as error:      # 2026-02-30
+            raise ValueError(f"{_shown(value)} is not an ISO date (YYYY-MM-DD): {error}") from None
+    raise ValueError(f"{_shown(value)} is not an ISO date (YYYY-MM-DD)")
+
+
 def _is_identifier(name: str) -> bool:
     return bool(re.fullmatch(IDENTIFIER, name))
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value as an error may quote it: one line, and short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(parameter: ParameterSpec, value: Any) -> Any:
     if parameter.type == "date":
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+        return parse_date(value)
     if parameter.type == "integer":
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,18}", value):
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            try:
-                value = int(str(value), 10)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an integer") from None
+            raise ValueError(f"{_shown(value)} is not an integer")
         if parameter.min is not None and value < parameter.min:
             raise ValueError(f"{value} is below the minimum {parameter.min}")
         if parameter.max is not None and value > parameter.max:
             raise ValueError(f"{value} is above the maximum {parameter.max}")
         return value
-    text = str(value)
-    if parameter.choices is not None and text not in parameter.choices:
-        raise ValueError(f"{text!r} is not one of {', '.join(parameter.choices)}")
-    if parameter.max is not None and len(text) > parameter.max:
+    if not isinstance(value, str):
+        raise ValueError(f"{_shown(value)} is not text")
+    if parameter.choices is not None and value not in parameter.choices:
+        raise ValueError(f"{_shown(value)} is not one of {', '.join(parameter.choices)}")
+    if parameter.max is not None and len(value) > parameter.max:
         raise ValueError(f"is longer than {parameter.max} characters")
-    return text
+    return value
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -264,27 +303,34 @@ def _coerce(parameter: ParameterSpec, value: Any) -> Any:
 def load_report(folder: Path) -> ReportSpec:
     path = folder / SPEC_FILE
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        document = _load_yaml(_read_report_file(folder, SPEC_FILE, MAX_SPEC_BYTES))
+    except yaml.YAMLError as error:
+        raise ReportSpecError(f"{path}: {_yaml_problem(error)}") from None
+    except _FileRefused as error:
         raise ReportSpecError(f"{path}: {error}") from None
     if not isinstance(document, dict):
         raise ReportSpecError(f"{path}: expected a mapping at the top level")
+    derived = sorted({"name", "folder", "sql"} & set(document))
+    if derived:
+        raise ReportSpecError(f"{path}: {', '.join(derived)} cannot be set here (they come from the report folder)")
     try:
         spec = ReportSpec(name=folder.name, folder=folder, **document)
-    except (ValidationError, TypeError) as error:
+    except ValidationError as error:
+        raise ReportSpecError(f"{path}: {_validation_problems(error)}") from None
+    except TypeError as error:           # a key that is not a string
         raise ReportSpecError(f"{path}: {error}") from None
     sql = {}
     if spec.arrival is not None:
         try:
-            sql[spec.arrival.sql] = (folder / spec.arrival.sql).read_text()
-        except OSError as error:
-            raise ReportSpecError(f"{path}: arrival: cannot read {spec.arrival.sql}: {error}") from None
+            sql[spec.arrival.sql] = _read_report_file(folder, spec.arrival.sql, MAX_SQL_BYTES)
+        except _FileRefused as error:
+            raise ReportSpecError(f"{path}: arrival: {error}") from None
     for step_name, step in spec.steps.items():
         for file in (*step.action, *step.compensation, *([step.preview] if step.preview else [])):
             try:
-                sql[file] = (folder / file).read_text()
-            except OSError as error:
-                raise ReportSpecError(f"{path}: step {step_name}: cannot read {file}: {error}") from None
+                sql[file] = _read_report_file(folder, file, MAX_SQL_BYTES)
+            except _FileRefused as error:
+                raise ReportSpecError(f"{path}: step {step_name}: {error}") from None
     spec = spec.model_copy(update={"sql": sql})
     _check_sql(spec, path)
     try:
@@ -294,57 +340,134 @@ def load_report(folder: Path) -> ReportSpec:
     return spec
 
 
+class _FileRefused(Exception):
+    """A file a report names that may not or cannot be read; the message names it, never its contents."""
+
+
+def _read_report_file(folder: Path, name: str, limit: int) -> str:
+    """The text of a file of the report folder, by the relative name the spec gives it. Only a
+    regular file inside the folder (after symlinks), at most `limit` bytes of UTF-8."""
+    shown = name if name.isprintable() and len(name) <= 80 else _shown(name, 80)
+    relative = PurePosixPath(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        raise _FileRefused(f"{shown} must be a relative path inside the report folder, without '..'")
+    try:
+        root = folder.resolve(strict=True)
+        path = (root / relative).resolve(strict=True)
+        if not path.is_relative_to(root):
+            raise _FileRefused(f"{shown} leads outside the report folder (through a symlink)")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise _FileRefused(f"{shown} is not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)    # not the size stat gave: the file may grow meanwhile
+    except OSError as error:
+        raise _FileRefused(f"cannot read {shown}: {error.strerror or type(error).__name__}") from None
+    except (RuntimeError, ValueError):   # a symlink loop; a NUL in the name
+        raise _FileRefused(f"cannot read {shown}: not a usable path") from None
+    if len(data) > limit:
+        raise _FileRefused(f"{shown} is larger than the {limit // 1024} KiB allowed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _FileRefused(f"{shown} is not UTF-8 text") from None
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, refusing nesting deeper than MAX_YAML_DEPTH."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _load_yaml(text: str) -> Any:
+    """The document, refused if its aliases expand past MAX_YAML_NODES values: yaml shares an
+    anchored value between its aliases, but whatever walks the result (pydantic) expands them."""
+    loader = _SpecLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        count, pending = 0, [root]
+        while pending:        # stops at the limit, so a bomb (or an alias inside its own anchor) costs little
+            node = pending.pop()
+            count += 1
+            if count > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+            if isinstance(node, yaml.SequenceNode):
+                pending.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                pending.extend(item for pair in node.value for item in pair)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """yaml's error in one line: the problem and where (its own message quotes the text)."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"not valid YAML: {error.problem or error.context}{where}"
+    return f"not accepted: {error}"
+
+
+def _validation_problems(error: ValidationError) -> str:
+    """pydantic's errors in one line, `field.path: problem`, without the offending input."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"])
+        cause = item.get("ctx", {}).get("error")
+        message = str(cause) if item["type"] == "value_error" and cause is not None else item["msg"]
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
 def _check_sql(spec: ReportSpec, path: Path) -> None:
     declared = set(spec.parameters) | RESERVED_PARAMETERS
-    dummy_tables = spec.scratch_tables("validation", "catalog", "scratch")
+    # an unguessable saga id: a table name written literally in a file cannot pass for a scratch table
+    dummy_tables = spec.scratch_tables(f"validation{secrets.token_hex(8)}", "catalog", "scratch")
     for step_name, step in spec.steps.items():
         where = f"{path}: step {step_name}"
+        trees = {}
         for file in (*step.action, *step.compensation, *([step.preview] if step.preview else [])):
             text = spec.sql[file]
+            role = "compensation" if file in step.compensation else "preview" if file == step.preview else "action"
             unknown_params = set(parameter_names(text)) - declared
             if unknown_params:
-                raise ReportSpecError(f"{where}: {file} uses undeclared parameters "
+                raise ReportSpecError(f"{where}: {role} {file} uses undeclared parameters "
                                       f"{', '.join(':' + p for p in sorted(unknown_params))}")
             unknown_tables = table_placeholders(text) - set(spec.tables)
             if unknown_tables:
-                raise ReportSpecError(f"{where}: {file} uses undeclared tables "
+                raise ReportSpecError(f"{where}: {role} {file} uses undeclared tables "
                                       f"{', '.join('${' + t + '}' for t in sorted(unknown_tables))}")
-            try:
-                statement = render(text, dummy_tables, {name: None for name in parameter_names(text)})
-                trees = [t for t in sqlglot.parse(statement.sql, read="trino") if t is not None]
-            except (SqlRenderError, sqlglot.errors.ParseError, sqlglot.errors.TokenError) as error:
-                raise ReportSpecError(f"{where}: {file} is not valid Trino SQL: {error}") from None
-            if len(trees) != 1:
-                raise ReportSpecError(f"{where}: {file} must hold exactly one statement")
-            if file in step.compensation:
-                _check_compensation(trees[0], text, step, where, file)
+            try:   # as Trino will receive it
+                trees[file] = parse_statement(render(text, dummy_tables, dict.fromkeys(parameter_names(text))).sql)
+            except SqlRenderError as error:
+                raise ReportSpecError(f"{where}: {role} {file} {error}") from None
+        actions = [trees[file] for file in step.action]
         for table in step.creates:
-            if not any(table in table_placeholders(spec.sql[f]) for f in step.action):
-                raise ReportSpecError(f"{where}: creates ${{{table}}} but its action never names it")
-
-
-def _check_compensation(tree: exp.Expression, text: str, step: StepSpec, where: str, file: str) -> None:
-    """An undo may drop this step's scratch tables, or delete this saga's rows: nothing else."""
-    tables = table_placeholders(text)
-    if isinstance(tree, exp.Drop):
-        if not tree.args.get("exists"):
-            raise ReportSpecError(f"{where}: {file} must be DROP TABLE IF EXISTS (an undo must be idempotent)")
-        if not tables or not tables <= set(step.creates):
-            raise ReportSpecError(f"{where}: {file} may only drop tables this step creates ({', '.join(step.creates)})")
-        return
-    if isinstance(tree, exp.Delete):
-        where_clause = tree.args.get("where")
-        keyed = where_clause is not None and any(
-            isinstance(eq, exp.EQ) and {c.name.lower() for c in eq.find_all(exp.Column)} == {"saga_id"}
-            for eq in _conjuncts(where_clause.this))
-        if not keyed or "saga_id" not in parameter_names(text):
-            raise ReportSpecError(f"{where}: {file} must delete only this saga's rows (WHERE saga_id = :saga_id)")
-        return
-    raise ReportSpecError(f"{where}: {file}: a compensation is DROP TABLE IF EXISTS or DELETE ... WHERE saga_id = "
-                          f":saga_id, not {tree.key.upper()}")
-
-
-def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
-    if isinstance(condition, exp.And):
-        return _conjuncts(condition.left) + _conjuncts(condition.right)
-    return [condition]
+            if key_of(dummy_tables[table]) not in created_tables(actions):
+                raise ReportSpecError(f"{where}: creates ${{{table}}} but its action never creates it "
+                                      f"(CREATE TABLE ${{{table}}})")
+        for file in step.compensation:
+            try:   # parsed again with its parameters still named, to tell `:saga_id` from any other
+                tree = parse_statement(substitute_tables(spec.sql[file], dummy_tables))
+            except SqlRenderError as error:
+                raise ReportSpecError(f"{where}: compensation {file} {error}") from None
+            problem = compensation_problem(
+                tree, droppable={key_of(dummy_tables[table]) for table in step.creates},
+                targets=insert_targets(actions),
+                binds_saga_id=lambda node: isinstance(node, exp.Placeholder) and node.name.lower() == "saga_id")
+            if problem:
+                raise ReportSpecError(f"{where}: compensation {file}: {problem}")

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 _IDENTIFIER_PART = re.compile(r"[a-z_][a-z0-9_]{0,127}")
+_UNTOKENIZABLE = "is not valid Trino SQL (an unterminated string, quoted identifier or comment)"
 
 
 class SqlRenderError(ValueError):
@@ -74,15 +76,20 @@ def table_placeholders(sql: str) -> set[str]:
             if m.group("named") or m.group("braced")}
 
 
-def render(sql: str, tables: Mapping[str, QualifiedName], values: Mapping[str, Any]) -> Statement:
-    """Substitute quoted table names and turn `:name` into bound `?` parameters."""
+def substitute_tables(sql: str, tables: Mapping[str, QualifiedName]) -> str:
+    """`${name}` replaced by the quoted table name; `:name` parameters left as they are."""
     missing_tables = table_placeholders(sql) - set(tables)
     if missing_tables:
         raise SqlRenderError(f"no table given for ${{{', '.join(sorted(missing_tables))}}}")
     try:
-        text = string.Template(sql).substitute({k: v.quoted() for k, v in tables.items()})
+        return string.Template(sql).substitute({k: v.quoted() for k, v in tables.items()})
     except ValueError as error:
         raise SqlRenderError(f"invalid ${{...}} placeholder: {error}") from None
+
+
+def render(sql: str, tables: Mapping[str, QualifiedName], values: Mapping[str, Any]) -> Statement:
+    """Substitute quoted table names and turn `:name` into bound `?` parameters."""
+    text = substitute_tables(sql, tables)
     found = _named_parameters(text)
     missing = sorted({name for name, _, _ in found} - set(values))
     if missing:
@@ -97,12 +104,31 @@ def render(sql: str, tables: Mapping[str, QualifiedName], values: Mapping[str, A
     return Statement("".join(pieces).strip().rstrip(";").rstrip(), parameters)
 
 
+def parse_statement(sql: str) -> exp.Expression:
+    """The one Trino statement of `sql` as a tree (comments play no part). An error says where,
+    never quoting the text: it may come from a file that is not SQL at all."""
+    try:
+        trees = [tree for tree in sqlglot.parse(sql, read="trino") if tree is not None]
+    except sqlglot.errors.ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        # sqlglot's description may quote a token of the text ("... but got <Token ... text: ...>")
+        description = str(first.get("description", "")).partition(" but got")[0].partition("<")[0]
+        description = description.rstrip(" :").removesuffix(" missing for")
+        raise SqlRenderError(f"is not valid Trino SQL (line {first.get('line', '?')}, column "
+                             f"{first.get('col', '?')}: {description or 'syntax error'})") from None
+    except sqlglot.errors.TokenError:
+        raise SqlRenderError(_UNTOKENIZABLE) from None
+    if len(trees) != 1:
+        raise SqlRenderError(f"must hold exactly one statement, not {len(trees)}")
+    return trees[0]
+
+
 def _named_parameters(sql: str) -> list[tuple[str, int, int]]:
     """(name, start, end) of each `:name`, found by Trino's tokenizer so strings and comments are skipped."""
     try:
         tokens = sqlglot.tokenize(sql, read="trino")
-    except sqlglot.errors.TokenError as error:
-        raise SqlRenderError(f"cannot tokenize SQL: {error}") from None
+    except sqlglot.errors.TokenError:
+        raise SqlRenderError(_UNTOKENIZABLE) from None   # sqlglot's message quotes the text
     found = []
     for colon, name in zip(tokens, tokens[1:]):
         if colon.token_type == TokenType.COLON and name.start == colon.end + 1 \

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from report_pipeline.trino import sql
 from report_pipeline.trino.sql import QualifiedName, SqlRenderError, parameter_names, render
 
 SUMMARY = QualifiedName("lake", "scratch", "summary_abc123")
@@ -52,3 +53,31 @@ def test_identifier_parts_are_validated(bad: str) -> None:
 
 def test_parameter_names_lists_what_a_file_needs() -> None:
     assert parameter_names("SELECT :a FROM t WHERE b = :b AND c = ':c'") == ["a", "b"]
+
+
+def test_substituting_tables_keeps_named_parameters() -> None:
+    assert sql.substitute_tables("DELETE FROM ${summary} WHERE saga_id = :saga_id", {"summary": SUMMARY}) == \
+        'DELETE FROM "lake"."scratch"."summary_abc123" WHERE saga_id = :saga_id'
+
+
+def test_parsing_ignores_comments() -> None:
+    tree = sql.parse_statement("-- DROP SCHEMA analytics\nDROP TABLE IF EXISTS t /* ${summary} */")
+    assert tree.key == "drop" and tree.args["kind"] == "TABLE"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("root x 0 0 SECRET CONTENT", "is not valid Trino SQL (line 1, column 8: Invalid expression / Unexpected token)"),
+    ("SELECT 1 FROM SECRET CONTENT HERE", "is not valid Trino SQL (line 1, column"),
+    ("SELECT 'SECRET", "is not valid Trino SQL (an unterminated string"),
+    ("SELECT 1; SELECT 'SECRET'", "must hold exactly one statement, not 2"),
+])
+def test_parse_error_says_where_without_quoting_the_text(text: str, problem: str) -> None:
+    with pytest.raises(SqlRenderError) as raised:
+        sql.parse_statement(text)
+    assert str(raised.value).startswith(problem) and "SECRET" not in str(raised.value)
+
+
+def test_untokenizable_text_is_an_error_that_does_not_quote_it() -> None:
+    with pytest.raises(SqlRenderError, match="unterminated") as raised:
+        render("SELECT :x, 'SECRET", {}, {"x": 1})
+    assert "SECRET" not in str(raised.value)
