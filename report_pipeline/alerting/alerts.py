@@ -57,13 +57,20 @@ class Alert:
     error: str | None
     compensation: str | None
     at: str
+    interrupted_steps: tuple[str, ...] = ()   # the steps a stop from outside cut off (see SagaCoordinator.stop)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": self.kind.value, "severity": self.severity.value}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> "Alert":
-        return cls(**{**document, "kind": AlertKind(document["kind"]), "severity": Severity(document["severity"])})
+        return cls(**{**document, "kind": AlertKind(document["kind"]), "severity": Severity(document["severity"]),
+                      "interrupted_steps": tuple(document.get("interrupted_steps") or ())})
+
+
+# A saga alert's key is `<saga_id>:<generation>:<tail>`, the tail being the saga's state or STUCK:
+# the sensor asks the ledger for sagas lacking that key (SqlLedger.sagas_without_alert).
+STUCK_ALERT_TAIL = "STUCK"
 
 
 def outcome_alert(saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None) -> Alert | None:
@@ -78,7 +85,7 @@ def outcome_alert(saga: SagaRecord, attempts: list[StepAttempt], run_url: str | 
 
 
 def stuck_alert(saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None, sla_minutes: int) -> Alert:
-    alert = _alert(f"{saga.saga_id}:{saga.generation}:STUCK", AlertKind.STUCK, Severity.WARNING, saga, attempts,
+    alert = _alert(f"{saga.saga_id}:{saga.generation}:{STUCK_ALERT_TAIL}", AlertKind.STUCK, Severity.WARNING, saga, attempts,
                    run_url)
     running = [a.step for a in attempts if a.status == AttemptStatus.RUNNING and a.kind == AttemptKind.ACTION]
     detail = f"running for more than {sla_minutes} min" + (f", in step {', '.join(running)}" if running else "")
@@ -100,7 +107,7 @@ def _alert(key: str, kind: AlertKind, severity: Severity, saga: SagaRecord, atte
                  title=f"{saga.saga_name}: {_TITLES[kind]}", saga_id=saga.saga_id, run_id=saga.run_id,
                  run_url=run_url, saga_state=saga.state.value, parameters=saga.parameters, trigger=saga.trigger,
                  partition=saga.partition, failed_step=saga.failed_step, error=saga.error,
-                 compensation=compensation_summary(attempts), at=_now())
+                 compensation=compensation_summary(attempts), at=_now(), interrupted_steps=saga.interrupted_steps)
 
 
 def compensation_summary(attempts: list[StepAttempt]) -> str:
@@ -122,24 +129,52 @@ def _now() -> str:
 
 # --- payloads ---------------------------------------------------------------------------------------
 
+# Slack's limits on a section's text and on one of its fields (a longer one gets the message refused),
+# less room for our own formatting around the value
+_SECTION_CHARS, _FIELD_CHARS = 3000 - 40, 2000 - 40
+# Slack's escaping for message text: with these three escaped, nothing from a saga (parameters, errors,
+# names) can become a mention (<!channel>, <@U123>) or a link (<http://evil|click>) in the channel.
+_SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
-    """A Slack incoming-webhook message: a summary line, the facts as fields, a button to the run."""
+    """A Slack incoming-webhook message: a summary line, the facts as fields, a button to the run.
+
+    Every value from the saga is escaped for mrkdwn; only the formatting around it is ours.
+    """
     icon = ":rotating_light:" if alert.severity == Severity.CRITICAL else ":warning:"
+    title = _slack_text(alert.title, _SECTION_CHARS)
     facts = [("Report", alert.report), ("Saga", alert.saga_id or "-"), ("State", alert.saga_state or "-"),
              ("Trigger", alert.trigger or "-"), ("Partition", alert.partition or "-"),
-             ("Failed step", alert.failed_step or "-"), ("Parameters", str(alert.parameters)),
+             ("Failed step", alert.failed_step or "-"),
+             ("Interrupted steps", ", ".join(alert.interrupted_steps) or "-"), ("Parameters", str(alert.parameters)),
              ("Compensation", alert.compensation or "-")]
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{alert.title}*"}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{title}*"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{_slack_text(v, _FIELD_CHARS)}"}
+                                       for k, v in facts]},
     ]
     if alert.error:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{alert.error[:2500]}```"}})
+        error = _slack_text(alert.error, _SECTION_CHARS)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}})
     if alert.run_url:
+        # a button's url is a plain URL, not mrkdwn: it cannot mention anyone and is left as it is
         blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text",
                                                                                    "text": "Open the run"},
                                                           "url": alert.run_url}]})
-    return {"text": f"{icon} {alert.title} (saga {alert.saga_id or '-'})", "blocks": blocks}
+    return {"text": f"{icon} {title} (saga {_slack_text(alert.saga_id or '-', _FIELD_CHARS)})", "blocks": blocks}
+
+
+def _slack_text(value: str, limit: int) -> str:
+    """`value` escaped for Slack mrkdwn, cut to `limit` characters without splitting an escape."""
+    escaped, size = [], 0
+    for char in value:
+        piece = _SLACK_ESCAPES.get(char, char)
+        size += len(piece)
+        if size > limit:
+            break
+        escaped.append(piece)
+    return "".join(escaped)
 
 
 def json_payload(alert: Alert) -> dict[str, Any]:

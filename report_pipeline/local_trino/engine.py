@@ -195,7 +195,7 @@ class Engine:
             return
         if fault.action == "stall":
             query.begin(QueryState.RUNNING)
-            query.pause(fault.seconds)
+            query.pause(fault.seconds, fault.released)
         else:
             query.begin(QueryState.RUNNING)
             raise TrinoError(fault.error_name, fault.message, error_type=fault.error_type)

@@ -3,7 +3,8 @@
 A fault applies to the next `times` statements whose text matches `pattern` (a case-insensitive
 regular expression searched in the SQL as received), then retires. Actions:
 - `error`: the statement fails with the given Trino error (name, type, message);
-- `stall`: the statement sits in RUNNING for `seconds` before it executes (cancellable);
+- `stall`: the statement sits in RUNNING for `seconds` before it executes (cancellable; a test
+  may `release` it early, as a lock that is let go);
 - `drop`: the statement runs, but every poll of it gets its connection closed without an answer,
   so the client cannot learn the outcome and must look the query up by id.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from report_pipeline.local_trino.errors import ErrorType, error_code
@@ -32,6 +33,7 @@ class Fault:
     seconds: float = 0.0
     id: int = field(default=0, compare=False)
     fired: int = field(default=0, compare=False)
+    released: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action not in ("error", "stall", "drop"):
@@ -48,8 +50,12 @@ class Fault:
         except re.error as error:
             raise ValueError(f"invalid pattern {self.pattern!r}: {error}") from None
 
+    def release(self) -> None:
+        """End the stalls of this fault now: held statements run on."""
+        self.released.set()
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "released"}
 
     @classmethod
     def from_json(cls, spec: object) -> "Fault":
@@ -57,7 +63,7 @@ class Fault:
         ValueError or TypeError on a bad one."""
         if not isinstance(spec, dict):
             raise ValueError("a fault is a JSON object")
-        return cls(**{k: v for k, v in spec.items() if k not in ("id", "fired")})
+        return cls(**{k: v for k, v in spec.items() if k not in ("id", "fired", "released")})
 
 
 class FaultInjector:

@@ -16,6 +16,8 @@ import duckdb
 
 from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 
+_PAUSE_TICK_SECONDS = 0.05   # how soon a stalled statement notices its stall was released
+
 # DuckDB stores tables in row groups of this many rows; one row group counts as one "split".
 ROWS_PER_SPLIT = 122_880
 
@@ -139,11 +141,14 @@ class Query:
                 pass  # the statement finished and closed its connection meanwhile
         return True
 
-    def pause(self, seconds: float) -> None:
-        """Wait as a stalled statement would; returns early when the statement is cancelled."""
-        self._cancelled.wait(seconds)
-        if self._cancelled.is_set():
-            raise _Stopped()
+    def pause(self, seconds: float, released: threading.Event) -> None:
+        """Wait as a stalled statement would, until `seconds` pass or the stall is released; stops
+        the statement when it is cancelled meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._cancelled.wait(min(_PAUSE_TICK_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if released.is_set() or time.monotonic() >= deadline:
+                return
+        raise _Stopped()
 
     # --- reads, called by HTTP threads ----------------------------------------------------------
     def touch(self) -> None:

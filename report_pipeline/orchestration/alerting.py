@@ -10,11 +10,12 @@ is read from the environment at run time and never logged.
 
 import datetime as dt
 import os
+from collections.abc import Iterator
 
 import dagster as dg
 import structlog
 
-from report_pipeline.alerting.alerts import Alert, outcome_alert, run_failure_alert, stuck_alert
+from report_pipeline.alerting.alerts import STUCK_ALERT_TAIL, Alert, outcome_alert, run_failure_alert, stuck_alert
 from report_pipeline.alerting.webhook import FORMATS, DeliveryError, post_alert
 from report_pipeline.reports.spec import ReportSpec
 from report_pipeline.saga import SagaState
@@ -22,6 +23,7 @@ from report_pipeline.saga import SagaState
 ALERT_INTERVAL_SECONDS = 15
 LOOKBACK = dt.timedelta(days=1)          # outcomes older than this when alerting starts are history
 MAX_DELIVERY_ATTEMPTS = 8
+RUN_PAGE_SIZE = 200                      # failed runs read per query; every page is read each tick
 log = structlog.get_logger("report_pipeline.alerts")
 
 
@@ -41,33 +43,48 @@ class AlertsResource(dg.ConfigurableResource):
 
 def queue_alerts(context: dg.SensorEvaluationContext, specs: dict[str, ReportSpec], ledger, alerts: AlertsResource,
                  now: dt.datetime) -> int:
-    """Queue the alerts this tick has found; returns how many were new."""
+    """Queue the alerts this tick has found; returns how many were new. The ledger selects only the
+    sagas still owed an alert, page by page, so no backlog is ever cut off."""
     queued = 0
-    for saga in ledger.list_sagas(limit=1000):
-        if _aware(saga.updated_at) < now - LOOKBACK and saga.state != SagaState.RUNNING:
-            continue
-        alert: Alert | None = None
-        if saga.state in (SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL):
-            alert = outcome_alert(saga, ledger.attempts(saga.saga_id), alerts.run_url(saga.run_id))
-        elif saga.state == SagaState.RUNNING and saga.saga_name in specs:
-            sla = specs[saga.saga_name].sla_minutes
-            if _aware(saga.updated_at) < now - dt.timedelta(minutes=sla):
-                alert = stuck_alert(saga, ledger.attempts(saga.saga_id), alerts.run_url(saga.run_id), sla)
-        if alert is not None and ledger.record_alert(alert.key, alert.saga_id, alert.kind.value, alert.to_json()):
-            queued += 1
-    since = now - LOOKBACK
-    failed_runs = context.instance.get_run_records(dg.RunsFilter(
-        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED], updated_after=since), limit=200)
-    for record in failed_runs:
-        run = record.dagster_run
+    for page in ledger.sagas_without_alert((SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL),
+                                           updated_after=now - LOOKBACK):
+        for saga in page:
+            queued += _queue(ledger, outcome_alert(saga, ledger.attempts(saga.saga_id), alerts.run_url(saga.run_id)))
+    shortest_sla = min((spec.sla_minutes for spec in specs.values()), default=None)
+    if shortest_sla is not None:
+        for page in ledger.sagas_without_alert((SagaState.RUNNING,), alert_tail=STUCK_ALERT_TAIL,
+                                               updated_before=now - dt.timedelta(minutes=shortest_sla)):
+            for saga in page:
+                spec = specs.get(saga.saga_name)
+                if spec is not None and _aware(saga.updated_at) < now - dt.timedelta(minutes=spec.sla_minutes):
+                    queued += _queue(ledger, stuck_alert(saga, ledger.attempts(saga.saga_id),
+                                                         alerts.run_url(saga.run_id), spec.sla_minutes))
+    for run in _runs_failed_since(context, now - LOOKBACK):
         if run.job_name not in specs or ledger.get_saga(run.root_run_id or run.run_id) is not None:
             continue
         parameters = ((run.run_config or {}).get("ops", {}).get("start_saga", {}) or {}).get("config", {})
-        alert = run_failure_alert(run.job_name, run.run_id, run.status.value, _failure_message(context, run.run_id),
-                                  alerts.run_url(run.run_id), parameters, run.tags.get("report_pipeline/trigger"))
-        if ledger.record_alert(alert.key, None, alert.kind.value, alert.to_json()):
-            queued += 1
+        queued += _queue(ledger, run_failure_alert(
+            run.job_name, run.run_id, run.status.value, _failure_message(context, run.run_id),
+            alerts.run_url(run.run_id), parameters, run.tags.get("report_pipeline/trigger")))
     return queued
+
+
+def _queue(ledger, alert: Alert | None) -> int:
+    return int(alert is not None and ledger.record_alert(alert.key, alert.saga_id, alert.kind.value, alert.to_json()))
+
+
+def _runs_failed_since(context: dg.SensorEvaluationContext, since: dt.datetime) -> Iterator[dg.DagsterRun]:
+    """Every run that failed or was cancelled since `since`, newest first, in pages."""
+    filters = dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+                            updated_after=since)
+    cursor = None
+    while True:
+        records = context.instance.get_run_records(filters, limit=RUN_PAGE_SIZE, cursor=cursor)
+        for record in records:
+            yield record.dagster_run
+        if len(records) < RUN_PAGE_SIZE:
+            return
+        cursor = records[-1].dagster_run.run_id
 
 
 def deliver_alerts(ledger, alerts: AlertsResource, now: dt.datetime | None = None) -> dict[str, int]:

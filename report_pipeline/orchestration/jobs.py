@@ -10,7 +10,7 @@ lines in the run's log while a statement runs.
 # no `from __future__ import annotations`: Dagster reads the config class from the annotation
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 import pydantic
@@ -121,12 +121,14 @@ def _tag_state(context: dg.OpExecutionContext | dg.HookContext, scope: "_SagaSco
 
 
 def _config_class(spec: ReportSpec) -> type[dg.Config]:
-    """The launchpad's typed config: dates as ISO strings (Dagster config has no date type)."""
+    """The launchpad's typed config: dates as ISO strings (Dagster config has no date type). Every
+    field accepts null, so a missing or null value reaches the spec's own check and its one-line
+    error ("min_events: a value is required") instead of a config-type dump."""
     fields: dict[str, Any] = {}
     for name, parameter in spec.parameters.items():
         annotation = int if parameter.type == "integer" else str
-        default = ... if parameter.default is None else parameter.default
-        fields[name] = (annotation, pydantic.Field(default=default, description=parameter.description or None))
+        fields[name] = (Optional[annotation], pydantic.Field(default=parameter.default,
+                                                             description=parameter.description or None))
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Parameters"
     return pydantic.create_model(class_name, __base__=dg.Config, **fields)
 

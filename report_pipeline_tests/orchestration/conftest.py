@@ -48,22 +48,28 @@ REPORTS = load_reports()
 # The shipped reports with test-sized limits: same SQL, short time limits and quick retries.
 STEP_TIMEOUT_SECONDS = 6
 RETRY = {"max_retries": 2, "delay_seconds": 0.2, "backoff": 1.5}
+# The webserver and daemon's copy: a statement's limit outlasts a compensation run (launched by the
+# backstop), as in production, so a statement left running would outlive the undo unless stopped.
+STACK_STEP_TIMEOUT_SECONDS = 90
 
 
-@pytest.fixture(scope="session")
-def test_reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reports")
+def write_test_reports(root: Path, timeout_seconds: float) -> Path:
     for folder in (p for p in REPORTS_DIR.iterdir() if (p / "report.yaml").is_file()):
         shutil.copytree(folder, root / folder.name)
         spec_path = root / folder.name / "report.yaml"
         document = yaml.safe_load(spec_path.read_text())
         for step in document["steps"].values():
-            step.update(timeout_seconds=STEP_TIMEOUT_SECONDS, retry=RETRY)
+            step.update(timeout_seconds=timeout_seconds, retry=RETRY)
         # the shared daemon must not start runs of its own while tests inject faults
         document.pop("schedule", None)
         document.pop("arrival", None)
         spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
     return root
+
+
+@pytest.fixture(scope="session")
+def test_reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_test_reports(tmp_path_factory.mktemp("reports"), STEP_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +171,9 @@ def dagster_stack(pipeline_env: dict, stack_alerts, tmp_path_factory: pytest.Tem
     """One webserver and one daemon for every test that needs them."""
     from report_pipeline_tests.orchestration.stack import DagsterStack
 
-    env = {**pipeline_env, "REPORT_PIPELINE_ALERT_WEBHOOK_URL": stack_alerts.url, "REPORT_PIPELINE_ALERT_FORMAT": "json"}
+    env = {**pipeline_env, "REPORT_PIPELINE_ALERT_WEBHOOK_URL": stack_alerts.url, "REPORT_PIPELINE_ALERT_FORMAT": "json",
+           "REPORT_PIPELINE_REPORTS_DIR": str(write_test_reports(tmp_path_factory.mktemp("stack-reports"),
+                                                                 STACK_STEP_TIMEOUT_SECONDS))}
     stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), env).start()
     yield stack
     stack.stop()

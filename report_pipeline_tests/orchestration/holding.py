@@ -54,12 +54,12 @@ def holdable(backend_name: str, report: str, step: str) -> bool:
 
 @contextmanager
 def holding(backend: Backend, report: str, step: str, seconds: float) -> Iterator[Callable[..., HeldStatement]]:
-    """While open, the step's statement is held for up to `seconds` (local) or until the block ends
-    (real Trino); yields a function that waits for the statement to run and returns it."""
+    """While open, the step's statement is held (on the local engine for at most `seconds`); when the
+    block ends it is let go. Yields a function that waits for the statement to run and returns it."""
     pattern = STEP_STATEMENTS[report][step]
-    lock = None
+    lock = stall = None
     if backend.name == "local":
-        backend.server.inject(Fault(pattern=pattern, action="stall", seconds=seconds))
+        stall = backend.server.inject(Fault(pattern=pattern, action="stall", seconds=seconds))
     else:
         lock = psycopg2.connect(host=POSTGRES.host, port=POSTGRES.port, user=POSTGRES.user,
                                 password=POSTGRES.password, dbname=backend.server.lake_database)
@@ -79,7 +79,9 @@ def holding(backend: Backend, report: str, step: str, seconds: float) -> Iterato
 
     try:
         yield running
-    finally:
+    finally:   # the hold ends with the block on both backends: a statement still alive runs on
+        if stall is not None:
+            stall.release()
         if lock is not None:
             lock.rollback()
             lock.close()

@@ -14,7 +14,7 @@ from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.saga import SagaState
 from report_pipeline_tests.orchestration.conftest import DAILY_PARAMETERS, STEP_STATEMENTS
 
-RUNS = 30
+RUNS = 12      # four times the pool: enough to queue, few enough to keep the suite short
 POOL_LIMIT = 3
 START = {"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}
 
@@ -28,7 +28,7 @@ def set_pool_limit(stack, limit: int) -> None:
 
 @pytest.fixture(scope="module")
 def burst(dagster_stack, local_trino, ledger) -> dict:
-    """30 runs of daily_country_report submitted at once, each statement held 2 s on the engine."""
+    """RUNS runs of daily_country_report submitted at once, each statement held 2 s on the engine."""
     set_pool_limit(dagster_stack, POOL_LIMIT)
     statements = STEP_STATEMENTS["daily_country_report"]
     for step in ("create_summary", "write_report", "drop_summary"):

@@ -21,10 +21,17 @@ from report_pipeline_tests.conftest import BACKENDS, wait_until
 from report_pipeline_tests.orchestration.conftest import PARAMETERS, STEP_STATEMENTS, report_rows, scratch_tables
 from report_pipeline_tests.orchestration.holding import holdable, holding
 
+
 # Every step on the local engine; on the real Trino the steps a lock can hold (holding.py).
 CASES = [pytest.param(backend, report, step, id=f"{backend}-{report}-{step}")
          for backend in BACKENDS for report, steps in STEP_STATEMENTS.items() for step in steps
          if holdable(backend, report, step)]
+STEP_WORKER_CASES = CASES
+# A killed run worker leaves its step process running: the same stop of that statement as for a killed
+# step worker (covered at every step), so one step of each report, and the real Trino, suffice.
+RUN_WORKER_CASES = [case for case in CASES if case.id in (
+    "local-daily_country_report-create_summary", "local-weekly_engagement_report-build_purchases",
+    "trino-daily_country_report-write_report")]
 
 
 def assert_compensated_cleanly(ledger, backend, report: str, saga_id: str) -> None:
@@ -48,6 +55,24 @@ def run_worker_pid(instance_url_stack, run_id: str) -> int:
     raise AssertionError(f"no run worker pid in the events of {run_id}")
 
 
+def step_worker_pid(stack, run_id: str, step: str) -> int:
+    """The pid of the process running `step` (multiprocess executor), from its STEP_WORKER_STARTED event."""
+    instance = dg.DagsterInstance.from_config(str(stack.home))
+    found: list[str] = []
+
+    def started() -> bool:
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED).records
+        found[:] = [record.event_log_entry.dagster_event.event_specific_data.metadata["pid"].value
+                    for record in records if record.event_log_entry.step_key == step]
+        return bool(found)
+
+    try:
+        wait_until(started, timeout=30, interval=0.1)
+    finally:
+        instance.dispose()
+    return int(found[0])
+
+
 def launch(stack, report: str) -> str:
     return stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
 
@@ -67,17 +92,46 @@ def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(dagster_
         terminal_after = time.monotonic() - terminated
     states = [t.new_state for t in ledger.transitions(run_id)]
     assert SagaState.CANCELLED in states
-    assert ledger.get_saga(run_id).failed_step == step
+    saga = ledger.get_saga(run_id)
+    # the rule, whatever else the stop caught running: every interrupted step listed in the report's
+    # order, and the first of them is the failed step
+    assert step in saga.interrupted_steps
+    assert list(saga.interrupted_steps) == [s for s in STEP_STATEMENTS[report] if s in saga.interrupted_steps]
+    assert saga.failed_step == saga.interrupted_steps[0]
     assert_compensated_cleanly(ledger, backend, report, run_id)
     assert [r["kind"] for r in ledger.runs(run_id)] == ["run", "compensation"]
     print(f"\nterminate {backend.name} {report}/{step}: statement stopped after {stopped_after:.2f}s, "
           f"saga COMPENSATED after {terminal_after:.2f}s")
 
 
-@pytest.mark.parametrize(("backend", "report", "step"), CASES, indirect=["backend"])
-def test_kill_9_of_the_run_worker_is_compensated_and_the_late_step_fenced(dagster_stack, backend, ledger,
-                                                                         report, step) -> None:
-    with holding(backend, report, step, seconds=6) as running:
+@pytest.mark.parametrize(("backend", "report", "step"), STEP_WORKER_CASES, indirect=["backend"])
+def test_kill_9_of_a_step_worker_stops_its_statement_before_the_undo(dagster_stack, backend, ledger, report,
+                                                                      step) -> None:
+    with holding(backend, report, step, seconds=120) as running:
+        run_id = launch(dagster_stack, report)
+        statement = running()
+        # killed once its query id is in the ledger (the process records it as Trino answers the POST)
+        wait_until(lambda: statement.query_id in {a.query_id for a in ledger.attempts(run_id)}, interval=0.05)
+        killed = time.monotonic()
+        os.kill(step_worker_pid(dagster_stack, run_id, step), signal.SIGKILL)
+        assert dagster_stack.wait_for_run(run_id, timeout=90) == "FAILURE"
+        wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
+        terminal_after = time.monotonic() - killed
+        assert statement.stopped_within(0.5), "the killed step's statement outlived the compensation"
+    # the hold is let go: had the statement lived on, it would now write its table after the undo
+    [killed_attempt] = [a for a in ledger.attempts(run_id) if a.query_id == statement.query_id]
+    assert (killed_attempt.status, killed_attempt.error_name) == (AttemptStatus.FAILED, "USER_CANCELED")
+    saga = ledger.get_saga(run_id)
+    assert (saga.failed_step, saga.failure_kind, saga.interrupted_steps) == (step, "crashed", (step,))
+    assert_compensated_cleanly(ledger, backend, report, run_id)
+    print(f"\nkill -9 of the step worker {backend.name} {report}/{step}: saga COMPENSATED after "
+          f"{terminal_after:.2f}s, its statement cancelled")
+
+
+@pytest.mark.parametrize(("backend", "report", "step"), RUN_WORKER_CASES, indirect=["backend"])
+def test_kill_9_of_the_run_worker_is_compensated_and_its_orphaned_step_stopped(dagster_stack, backend, ledger,
+                                                                               report, step) -> None:
+    with holding(backend, report, step, seconds=120) as running:
         run_id = launch(dagster_stack, report)
         running()
         pid = run_worker_pid(dagster_stack, run_id)
@@ -87,7 +141,7 @@ def test_kill_9_of_the_run_worker_is_compensated_and_the_late_step_fenced(dagste
         wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
         terminal_after = time.monotonic() - killed
         assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
-    # released: the orphaned step process finishes its statement after the compensation and must undo itself
+    # the orphaned step process lives on: the compensation cancelled its statement, and it records so
     wait_until(lambda: all(a.status != AttemptStatus.RUNNING for a in ledger.attempts(run_id)), timeout=60)
     assert_compensated_cleanly(ledger, backend, report, run_id)
     print(f"\nkill -9 {backend.name} {report}/{step}: saga COMPENSATED after {terminal_after:.2f}s")

@@ -169,13 +169,16 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instanc
     assert list(ledger.resources(saga_id)) == [f"lake.scratch.{scratch_tables(backend, saga_id)[0]}"]
 
 
-@pytest.mark.parametrize("parameters", [
-    {**DAILY_PARAMETERS, "end_date": "2025-12-31"},           # end before start
-    {**DAILY_PARAMETERS, "start_date": "2026-13-01"},         # not a date
-    {**DAILY_PARAMETERS, "min_events": -1},                   # below the minimum
-    {**DAILY_PARAMETERS, "start_date": "2024-01-01"},         # range longer than a year
+@pytest.mark.parametrize(("parameters", "problem"), [
+    ({**DAILY_PARAMETERS, "end_date": "2025-12-31"}, "end_date"),        # end before start
+    ({**DAILY_PARAMETERS, "start_date": "2026-13-01"}, "start_date"),    # not a date
+    ({**DAILY_PARAMETERS, "start_date": "20260101"}, "start_date"),      # not YYYY-MM-DD
+    ({**DAILY_PARAMETERS, "min_events": -1}, "min_events"),              # below the minimum
+    ({**DAILY_PARAMETERS, "min_events": None}, "min_events: a value is required"),
+    ({**DAILY_PARAMETERS, "start_date": "2024-01-01"}, "at most 366"),   # range longer than a year
 ])
-def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, backend, ledger, parameters) -> None:
+def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, backend, ledger, parameters,
+                                                          problem) -> None:
     # counted by client source: the shared daemon's sweeper may query the engine meanwhile
     def report_statements() -> int:
         return len(backend.statements(source=STEP_SOURCE))
@@ -187,7 +190,9 @@ def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, back
     assert report_statements() == statements_before
     failure = step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)[0]
     assert failure.step_key == "start_saga"
-    assert "Invalid parameters for daily_country_report" in failure.dagster_event.event_specific_data.error.message
+    message = failure.dagster_event.event_specific_data.error.message.strip()
+    assert message.startswith("dagster._core.definitions.events.Failure: Invalid parameters for daily_country_report")
+    assert problem in message and "\n" not in message     # one line, naming what is wrong
 
 
 def test_transient_error_is_retried_and_the_saga_succeeds(dagster_instance, backend, ledger) -> None:
