@@ -55,12 +55,18 @@ def _ledger():
     """The saga ledger named by REPORT_PIPELINE_LEDGER_URL (the URL is a secret: never printed)."""
     import os
 
+    import sqlalchemy as sa
+
     from report_pipeline.saga.ledger import SqlLedger
 
     url = os.environ.get("REPORT_PIPELINE_LEDGER_URL")
     if not url:
         sys.exit("error: set REPORT_PIPELINE_LEDGER_URL to the saga ledger's database URL")
-    return SqlLedger(url)
+    try:
+        return SqlLedger(url)
+    except sa.exc.ArgumentError:    # its message quotes the URL, password and all
+        sys.exit("error: REPORT_PIPELINE_LEDGER_URL is not a database URL SQLAlchemy can use, e.g. "
+                 "postgresql+psycopg2://user:password@host:5432/database")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,27 +1,37 @@
 """Sagas as text, from the ledger: the recent ones, or one saga's steps, progress and compensations.
 
-Serves `report-pipeline status` (engineers on a box without the UI) and the demo's printout.
+Serves `report-pipeline status` (engineers on a box without the UI) and the demo's printout. Every
+string read from the ledger (step names, errors, parameters, reasons...) reaches the terminal with its
+control characters escaped, so a Trino error or a parameter cannot move the cursor, recolour the
+screen or forge a line of the view.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import functools
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+import sqlalchemy as sa
 from tabulate import tabulate
 
-from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.ledger import SqlLedger, describe_failure, installed_version
 from report_pipeline.saga.model import AttemptKind, AttemptStatus, SagaRecord, SagaState, StepAttempt
 
 # `status --follow SAGA_ID` exits with the saga's outcome, for scripts that wait on one
 EXIT_CODES = {SagaState.SUCCEEDED: 0, SagaState.COMPENSATED: 1, SagaState.FAILED_NEEDS_MANUAL: 2}
+UNREACHABLE = 3     # the ledger could not be read (one line on stderr says why)
 _CLEAR = "\x1b[H\x1b[2J"
+# C0 controls, DEL and C1 controls (ESC starts terminal sequences, and so does CSI, U+009B), as escapes
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
 
 # a step's state in the saga's current generation, from its attempts
 PENDING, RUNNING, SUCCEEDED, FAILED, COMPENSATED, UNDO_FAILED = (
@@ -38,9 +48,9 @@ def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False,
             if saga_id is None:
                 text = describe_recent(ledger, limit, wanted)
             else:
-                saga = ledger.get_saga(saga_id)
+                saga = _read(ledger.get_saga, saga_id) if _has_tables(ledger) else None
                 if saga is None:
-                    print(f"no saga {saga_id} in the ledger", file=sys.stderr)
+                    print(f"no saga {escape(saga_id)} in the ledger", file=sys.stderr)
                     return 1
                 text = describe_saga(ledger, saga_id)
             if out.isatty() and follow:
@@ -56,6 +66,41 @@ def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False,
             time.sleep(interval)
     except KeyboardInterrupt:
         return 130
+    except sa.exc.SQLAlchemyError as error:     # down, hung (a timeout), refused: one line, no traceback
+        print(f"error: {describe_failure(ledger.engine.url, error)}", file=sys.stderr)
+        return UNREACHABLE
+
+
+def escape(text: str) -> str:
+    """`text` with its control characters written as escapes (\\x1b, \\n...): one line, inert on a terminal."""
+    return text.translate(_ESCAPES)
+
+
+def _clean(value: Any) -> Any:
+    """A value read from the ledger with every string in it escaped (records, lists, dicts; states kept)."""
+    if isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, str):
+        return escape(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _clean(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean(v) for v in value)
+    return value
+
+
+def _read(method: Any, *args: Any, **kwargs: Any) -> Any:
+    """What a ledger read returns, safe to print."""
+    return _clean(method(*args, **kwargs))
+
+
+def _has_tables(ledger: SqlLedger) -> bool:
+    """False until a saga has run and created the ledger's tables: an empty ledger, not an error."""
+    with ledger.engine.connect() as connection:
+        return installed_version(connection) > 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,20 +119,22 @@ def _report_steps(report: str) -> tuple[str, ...]:
 def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None = None) -> str:
     """One saga: header, each step (in `steps` order, then any other the ledger knows), compensations,
     transitions and the tables it created."""
-    saga = ledger.get_saga(saga_id)
+    saga = _read(ledger.get_saga, saga_id) if _has_tables(ledger) else None
     if saga is None:
-        return f"no saga {saga_id}"
+        return f"no saga {escape(saga_id)}"
     steps = _report_steps(saga.saga_name) if steps is None else steps
-    attempts = ledger.attempts(saga_id)
+    attempts = _read(ledger.attempts, saga_id)
     current = [a for a in attempts if a.generation == saga.generation]
     lines = [f"saga {saga.saga_id}  report {saga.saga_name}  state {saga.state.value}  "
              f"generation {saga.generation}",
              f"started {_time(saga.created_at)}  updated {_time(saga.updated_at)}  "
              f"{'took' if saga.state.terminal else 'running for'} {_duration(saga)}  "
              f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  run {saga.run_id or '-'}",
-             f"parameters {saga.parameters}"]
+             f"parameters {', '.join(f'{name}={value}' for name, value in saga.parameters.items()) or '-'}"]
     if saga.failed_step:
         lines.append(f"failed step {saga.failed_step} ({saga.failure_kind}): {saga.error}")
+    if saga.interrupted_steps:
+        lines.append(f"interrupted steps {', '.join(saga.interrupted_steps)}")
     if saga.state == SagaState.FAILED_NEEDS_MANUAL:
         lines.append("NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may still "
                      "exist; see the runbook in the README")
@@ -105,9 +152,9 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
 
     lines += ["", "transitions:", tabulate(
         [[_time(t.at), t.old_state.value if t.old_state else "-", t.new_state.value, t.reason]
-         for t in ledger.transitions(saga_id)], headers=["time", "from", "to", "reason"])]
+         for t in _read(ledger.transitions, saga_id)], headers=["time", "from", "to", "reason"])]
 
-    created = ledger.resources(saga_id)
+    created = _read(ledger.resources, saga_id)
     if created:
         lines += ["", "tables (recorded before the step that creates them ran):",
                   tabulate(sorted(created.items()), headers=["table", "created by"])]
@@ -116,7 +163,7 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
 
 def describe_recent(ledger: SqlLedger, limit: int = 20, states: Sequence[SagaState] | None = None) -> str:
     """The most recent sagas, newest first."""
-    sagas = ledger.list_sagas(states=states, limit=limit)
+    sagas = _read(ledger.list_sagas, states=states, limit=limit) if _has_tables(ledger) else []
     if not sagas:
         return "no sagas in the ledger" + (f" in state {', '.join(s.value for s in states)}" if states else "")
     rows = [[s.saga_id, s.saga_name, s.state.value, s.trigger or "", s.partition or "", _time(s.created_at),
@@ -162,7 +209,7 @@ def _where(ledger: SqlLedger, saga: SagaRecord) -> str:
     if saga.failed_step:
         return f"{saga.failed_step}: {saga.failure_kind}"
     if saga.state == SagaState.RUNNING:
-        running = [a.step for a in ledger.attempts(saga.saga_id)
+        running = [a.step for a in _read(ledger.attempts, saga.saga_id)
                    if a.status == AttemptStatus.RUNNING and a.generation == saga.generation]
         return ", ".join(dict.fromkeys(running))
     return ""

@@ -56,6 +56,8 @@ sagas = sa.Table(
     # version 3: the steps whose statement the stop cut off (a JSON list, in the report's order)
     sa.Column("interrupted_steps", sa.JSON),
     sa.Index("ix_sagas_state", "state"),
+    # version 4: sagas by report and state (each scrape) from the index alone
+    sa.Index("ix_sagas_name_state", "saga_name", "state"),
 )
 
 step_attempts = sa.Table(
@@ -82,8 +84,16 @@ step_attempts = sa.Table(
     sa.Column("progress_rows", sa.BigInteger),
     sa.Column("progress_bytes", sa.BigInteger),
     sa.Column("progress_at", sa.DateTime(timezone=True)),
+    # version 4: the fold (a random number) that added the finished attempt to saga_metric_totals
+    sa.Column("metrics_fold", sa.BigInteger),
     sa.Index("ix_saga_step_attempts_saga_id", "saga_id"),
+    # the attempts not yet in the totals: the only ones a scrape aggregates (a few, once folding keeps up)
+    sa.Index("ix_saga_step_attempts_unfolded", "id", postgresql_where=sa.text("metrics_fold IS NULL"),
+             sqlite_where=sa.text("metrics_fold IS NULL")),
 )
+
+_UNFOLDED_ENDINGS = ("metrics_fold IS NULL AND new_state IN ("
+                     + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")")
 
 transitions = sa.Table(
     "saga_transitions", metadata,
@@ -94,7 +104,11 @@ transitions = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(64)),
+    # version 4: as for step attempts; only transitions into an end state are ever folded
+    sa.Column("metrics_fold", sa.BigInteger),
     sa.Index("ix_saga_transitions_saga_id", "saga_id"),
+    sa.Index("ix_saga_transitions_unfolded", "id", postgresql_where=sa.text(_UNFOLDED_ENDINGS),
+             sqlite_where=sa.text(_UNFOLDED_ENDINGS)),
 )
 
 resources = sa.Table(
@@ -144,6 +158,20 @@ alerts = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
 )
 
+# version 4: what every finished step attempt and every ending has added to the exported metrics, so a
+# scrape reads these few rows plus the rows not folded in yet instead of the whole history. One row per
+# sample: (family, report, step or error name, status, sample) -> value, where sample is `count`,
+# `sum` or a histogram bucket `le=<bound>`. Written only by `report-pipeline metrics`.
+metric_totals = sa.Table(
+    "saga_metric_totals", metadata,
+    sa.Column("family", sa.String(64), primary_key=True),
+    sa.Column("saga_name", sa.String(128), primary_key=True),
+    sa.Column("label", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(32), primary_key=True),
+    sa.Column("sample", sa.String(32), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
+
 schema_version = sa.Table(
     "saga_ledger_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -164,8 +192,23 @@ def _v3_interrupted_steps(operations: Operations) -> None:
     operations.add_column(sagas.name, sa.Column("interrupted_steps", sa.JSON))
 
 
+def _v4_metric_totals(operations: Operations) -> None:
+    """The metric totals, the marks of what they hold, and the indexes a scrape reads through; only what
+    is missing, so a ledger that has some of it already is upgraded as well."""
+    bind = operations.get_bind()
+    inspector = sa.inspect(bind)
+    for table in (step_attempts, transitions):
+        if "metrics_fold" not in {column["name"] for column in inspector.get_columns(table.name)}:
+            operations.add_column(table.name, sa.Column("metrics_fold", sa.BigInteger))
+    for index in (*sagas.indexes, *step_attempts.indexes, *transitions.indexes):
+        if (index.name in ("ix_sagas_name_state", "ix_saga_step_attempts_unfolded", "ix_saga_transitions_unfolded")
+                and index.name not in {i["name"] for i in inspector.get_indexes(index.table.name)}):
+            index.create(bind)
+    metric_totals.create(bind, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Operations], None]]] = [
-    (2, _v2_statement_stats_and_progress), (3, _v3_interrupted_steps)]
+    (2, _v2_statement_stats_and_progress), (3, _v3_interrupted_steps), (4, _v4_metric_totals)]
 LATEST_VERSION = max(version for version, _ in MIGRATIONS)
 _MIGRATION_LOCK = 0x5A6A_1ED6  # advisory lock key shared by every process that migrates
 
@@ -185,6 +228,8 @@ class SqlLedger:
             options: dict[str, Any] = {"pool_pre_ping": True}
             if url_or_engine.startswith("sqlite"):
                 options["connect_args"] = {"timeout": 30}
+            else:
+                options["connect_args"] = _postgres_connect_args(sa.make_url(url_or_engine))
             self.engine = sa.create_engine(url_or_engine, **options)
 
     def close(self) -> None:
@@ -203,6 +248,8 @@ class SqlLedger:
             return
         key = int.from_bytes(hashlib.sha256(saga_id.encode()).digest()[:8], "big", signed=True)
         with self.engine.connect() as connection:
+            # waiting (for a compensation elsewhere to end) is the point: no statement timeout here
+            connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
             connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
             connection.commit()
             try:
@@ -216,6 +263,8 @@ class SqlLedger:
         """Create or upgrade the ledger's tables; safe to call from many processes at once."""
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
+                # waiting for another process's migration, and migrating a long history, must not time out
+                connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             inspector = sa.inspect(connection)
             if not inspector.has_table(schema_version.name):
@@ -569,3 +618,45 @@ def _saga(row: Any) -> SagaRecord:
                       row["created_at"], row["updated_at"], row["run_id"], row["failure_kind"], row["failed_step"],
                       row["error"], row["generation"], row["trigger"], row["partition_key"],
                       tuple(row["interrupted_steps"] or ()))
+
+
+# A ledger that does not answer must not hang its callers (`report-pipeline status`, each scrape of
+# `/metrics`, a step's bookkeeping): libpq gives up connecting after CONNECT_TIMEOUT_SECONDS, and the
+# server cancels any statement running longer than STATEMENT_TIMEOUT_SECONDS. The ledger's statements
+# take milliseconds, so either limit means something is wrong; waits that are the point (a saga's
+# advisory lock in `exclusive`, the migration lock and the migration itself) lift the statement timeout
+# for their own transaction. A URL that sets `connect_timeout` or `options=-c statement_timeout=...`
+# itself wins over these.
+CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_SECONDS = 30
+
+
+def _postgres_connect_args(url: sa.URL) -> dict[str, Any]:
+    if url.get_backend_name() != "postgresql" or url.get_driver_name() not in ("psycopg2", "psycopg"):
+        return {}
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    own = url.query.get("options", ())
+    # the URL's own options come last: PostgreSQL applies the last setting of a name
+    args["options"] = " ".join([f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS}s",
+                                *([own] if isinstance(own, str) else own)])
+    return args
+
+
+def installed_version(connection: sa.Connection) -> int:
+    """The ledger's schema version in this database; 0 while no saga has created its tables yet."""
+    if not sa.inspect(connection).has_table(schema_version.name):
+        return 0
+    return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+
+def describe_failure(url: sa.URL, error: BaseException) -> str:
+    """One line saying the ledger could not be read and why, never the URL's password."""
+    reason = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else type(reason).__name__
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    where = url.database if url.get_backend_name() == "sqlite" else f"{url.host}:{url.port or 5432}/{url.database}"
+    return f"cannot read the saga ledger at {where}: {text}"

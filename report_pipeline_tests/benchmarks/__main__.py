@@ -11,7 +11,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from report_pipeline_tests.benchmarks import engine, orchestration
+from report_pipeline_tests.benchmarks import engine, metrics_scrape, orchestration
+
+GROUPS = {"orchestration": "B1-B5", "engine": "B6", "metrics": "B8"}
 
 
 def main() -> None:
@@ -24,15 +26,27 @@ def main() -> None:
     parser.add_argument("--fetch-rows", type=int, default=1_000_000)
     parser.add_argument("--trino-events", type=int, default=1_000_000,
                         help="sample events for B6c, the local engine vs a real Trino (default 1M)")
+    parser.add_argument("--ledger-attempts", type=int, default=1_000_000,
+                        help="step attempts in B8's generated ledger (default 1M)")
+    parser.add_argument("--ledger-sagas", type=int, default=100_000, help="sagas in B8's ledger (default 100k)")
+    parser.add_argument("--only", choices=GROUPS, action="append",
+                        help="run only these benchmarks (repeatable): " + ", ".join(
+                            f"{name} ({ids})" for name, ids in GROUPS.items()))
     parser.add_argument("--output", default="bench-results", help="folder for the JSON results")
     args = parser.parse_args()
+    only = set(args.only or GROUPS)
 
-    rows, results = orchestration.main(args.repeats, args.load_runs, args.report_events)
-    print(f"B6: the local engine vs DuckDB, {args.events:,} events ...", flush=True)
-    engine_rows, results["b6"] = engine.main(args.events, args.repeats, args.fetch_rows)
-    rows += engine_rows
-    trino_rows, results["b6c"] = engine.real_trino(args.trino_events, args.repeats)
-    rows += trino_rows
+    rows, results = orchestration.main(args.repeats, args.load_runs, args.report_events) \
+        if "orchestration" in only else ([], {})
+    if "engine" in only:
+        print(f"B6: the local engine vs DuckDB, {args.events:,} events ...", flush=True)
+        engine_rows, results["b6"] = engine.main(args.events, args.repeats, args.fetch_rows)
+        rows += engine_rows
+        trino_rows, results["b6c"] = engine.real_trino(args.trino_events, args.repeats)
+        rows += trino_rows
+    if "metrics" in only:
+        metrics_rows, results["b7"] = metrics_scrape.main(args.ledger_sagas, args.ledger_attempts)
+        rows += metrics_rows
 
     print()
     print(tabulate(rows, headers=["benchmark", "measured", "baseline", "ratio", "detail", "goal", ""]))
@@ -41,8 +55,10 @@ def main() -> None:
     output.mkdir(exist_ok=True)
     results["meta"] = {"when": dt.datetime.now(dt.timezone.utc).isoformat(), "cores": os.cpu_count(),
                        "repeats": args.repeats, "report_events": args.report_events, "table": rows}
-    (output / "bench.json").write_text(json.dumps(results, indent=2, default=str))
-    print(f"results written to {output / 'bench.json'}")
+    # a partial run keeps the full run's file
+    path = output / ("bench.json" if only == set(GROUPS) else f"bench-{'-'.join(sorted(only))}.json")
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"results written to {path}")
 
 
 if __name__ == "__main__":

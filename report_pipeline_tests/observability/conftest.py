@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
 from report_pipeline.saga import AttemptKind, FailureKind, SagaState, StepError
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline_tests.conftest import free_port
 from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator, ledger, permanent  # noqa: F401
 
 PARAMETERS = {"day": "2026-01-01"}
+PASSWORD = "s3cret-ledger-pw"     # in the URLs of unreachable ledgers: no message may show it
+
+
+def ledger_url(host_port: str) -> str:
+    return f"postgresql+psycopg2://report_pipeline:{PASSWORD}@{host_port}/ledger"
+
+
+@pytest.fixture
+def hung_postgres() -> Iterator[str]:
+    """host:port of a server that accepts connections and never says a word (a hung PostgreSQL)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:     # the listening socket was shut down: the test is over
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.shutdown(socket.SHUT_RDWR)
+    server.close()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+
+
+@pytest.fixture
+def down_postgres() -> str:
+    """host:port where nothing listens (PostgreSQL down): connections are refused at once."""
+    return f"127.0.0.1:{free_port()}"
 
 
 def run_chain(ledger: SqlLedger, saga_id: str, runner: ScriptedRunner | None = None) -> SagaState:

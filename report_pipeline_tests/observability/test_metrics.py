@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import trino.exceptions
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from prometheus_client import CollectorRegistry
 
-from report_pipeline.observability.metrics import LedgerCollector
+from report_pipeline.observability import metrics
+from report_pipeline.observability.metrics import FOLDING_VERSION, LedgerCollector, fold, history
+from report_pipeline.observability.trino_error_names import KNOWN
 from report_pipeline.saga import SagaState, StepProgress
-from report_pipeline.saga.ledger import SqlLedger, sagas, step_attempts
+from report_pipeline.saga.ledger import SqlLedger, metric_totals, sagas, step_attempts, transitions
+from report_pipeline_tests.conftest import run_in_thread
 from report_pipeline_tests.observability.conftest import make_saga, run_chain
 from report_pipeline_tests.saga.conftest import ScriptedRunner, permanent, transient
 
@@ -214,8 +222,108 @@ def test_every_family_is_exported_even_before_the_first_saga(ledger) -> None:
         "saga_ledger_up"}
 
 
-def test_an_unreachable_ledger_reports_up_0_instead_of_failing_the_scrape() -> None:
-    ledger = SqlLedger("postgresql+psycopg2://nobody@127.0.0.1:1/none?connect_timeout=2")
+def _fail_write_report(ledger: SqlLedger, saga_id: str, times: int) -> None:
+    """A saga whose write_report failed `times` times (each attempt a failed step attempt)."""
+    runner = ScriptedRunner(action_failures={"write_report": [transient() for _ in range(times)]})
+    saga = run_chain.__globals__["coordinator"](ledger)
+    saga.start(saga_id, {}, f"run-{saga_id}")
+    saga.execute_step(saga_id, "create_temp", f"run-{saga_id}", 1, runner)
+    for attempt in range(1, times + 1):
+        with pytest.raises(Exception):
+            saga.execute_step(saga_id, "write_report", f"run-{saga_id}", attempt, runner)
+
+
+def test_error_names_trino_does_not_know_are_counted_as_one_other_series(ledger) -> None:
+    _fail_write_report(ledger, "e1", 3)
+    with ledger.engine.begin() as connection:
+        failed = connection.execute(sa.select(step_attempts.c.id).where(step_attempts.c.status == "FAILED")
+                                    .order_by(step_attempts.c.id)).scalars().all()
+        for attempt, name in zip(failed, ["MADE_UP_ERROR_1", "MADE_UP_ERROR_2", "EXCEEDED_TIME_LIMIT"]):
+            connection.execute(step_attempts.update().where(step_attempts.c.id == attempt).values(error_name=name))
     scrape = Scrape(ledger)
-    assert scrape.value("saga_ledger_up") == 0
-    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") is None
+    labels = {s.labels["error_name"] for f in scrape.registry.collect() if f.name == "saga_trino_errors"
+              for s in f.samples}
+    assert labels == {"OTHER", "EXCEEDED_TIME_LIMIT"}
+    assert scrape.value("saga_trino_errors_total", saga_name=CHAIN, error_name="OTHER") == 2
+
+
+def test_every_error_name_the_trino_client_gives_is_a_label_of_its_own() -> None:
+    sources = (Path(metrics.__file__).parents[1] / "trino").glob("*.py")
+    named = {name for path in sources for name in re.findall(r'error_name="([A-Za-z0-9_]+)"', path.read_text())}
+    http = {cls.__name__ for cls in (trino.exceptions.Http502Error, trino.exceptions.Http503Error,
+                                     trino.exceptions.Http504Error)}
+    assert named and named | http <= KNOWN
+
+
+def _unfolded(ledger: SqlLedger) -> int:
+    with ledger.engine.connect() as connection:
+        return sum(connection.execute(sa.select(sa.func.count()).where(
+            table.c.metrics_fold.is_(None), condition)).scalar()
+            for table, condition in ((step_attempts, step_attempts.c.ended_at.is_not(None)),
+                                     (transitions, transitions.c.new_state.in_(metrics._TERMINAL))))
+
+
+def test_a_scrape_folds_the_finished_history_into_the_totals_and_counts_it_once(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    first = Scrape(ledger)
+    assert first.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 1
+    assert _unfolded(ledger) == 0
+    with ledger.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(metric_totals)).scalar() > 0
+    make_saga(ledger, "s2", SagaState.SUCCEEDED)
+    for _ in range(2):      # the second scrape folds s2; the third has nothing new to fold
+        scrape = Scrape(ledger)
+        assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 2
+        assert scrape.value("saga_step_duration_seconds_count", saga_name=CHAIN, step_name="create_temp",
+                            status="succeeded") == 2
+
+
+def _direct_and_folded(ledger: SqlLedger) -> tuple[dict, dict]:
+    """The history summed from every row, and as the totals plus the rows not folded into them."""
+    with ledger.engine.connect() as connection:
+        return history(connection, FOLDING_VERSION - 1), history(connection, FOLDING_VERSION)
+
+
+def test_totals_plus_the_rows_not_folded_yet_give_the_figures_of_every_row(ledger) -> None:
+    for saga_id, state in [("s1", SagaState.SUCCEEDED), ("c1", SagaState.COMPENSATED),
+                           ("m1", SagaState.FAILED_NEEDS_MANUAL), ("r1", SagaState.RUNNING)]:
+        make_saga(ledger, saga_id, state)
+    _fail_write_report(ledger, "e1", 2)
+    with ledger.engine.connect() as connection:
+        assert fold(connection, chunk=4) == 4        # part of the history folded, the rest not
+    assert _unfolded(ledger) > 0
+    direct, folded = _direct_and_folded(ledger)
+    assert folded == pytest.approx(direct)
+
+
+def test_two_exporters_scraping_at_once_count_every_row_once(ledger, monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "FOLD_CHUNK", 2)   # many small folds, so the two exporters' scrapes overlap
+    for saga_id, state in [("s1", SagaState.SUCCEEDED), ("s2", SagaState.SUCCEEDED), ("c1", SagaState.COMPENSATED),
+                           ("m1", SagaState.FAILED_NEEDS_MANUAL)]:
+        make_saga(ledger, saga_id, state)
+    exporters = [run_in_thread(lambda: [Scrape(ledger).value("saga_ledger_up") for _ in range(3)]) for _ in range(2)]
+    for thread, outcome in exporters:
+        thread.join(timeout=60)
+        assert outcome == {"result": [1, 1, 1]}
+    assert _unfolded(ledger) == 0
+    direct, folded = _direct_and_folded(ledger)
+    assert folded == pytest.approx(direct)
+
+
+def test_a_ledger_not_yet_upgraded_to_totals_is_summed_from_every_row(ledger) -> None:
+    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    with ledger.engine.begin() as connection:   # what version 3 looked like
+        operations = Operations(MigrationContext.configure(connection))
+        for table in (step_attempts, transitions):
+            operations.drop_index(f"ix_{table.name}_unfolded", table_name=table.name)
+            with operations.batch_alter_table(table.name) as batch:
+                batch.drop_column("metrics_fold")
+        operations.drop_table(metric_totals.name)
+        connection.execute(sa.text("DELETE FROM saga_ledger_version"))
+        connection.execute(sa.text("INSERT INTO saga_ledger_version (version, applied_at) "
+                                   "VALUES (3, CURRENT_TIMESTAMP)"))
+    scrape = Scrape(ledger)
+    assert scrape.value("saga_ledger_up") == 1
+    assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 1
+    assert scrape.value("saga_compensations_total", saga_name=CHAIN, step_name="create_temp", outcome="succeeded") == 1

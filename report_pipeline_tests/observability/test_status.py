@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,8 +12,8 @@ import threading
 import pytest
 
 from report_pipeline.observability.status import describe_recent, describe_saga, show_status
-from report_pipeline.saga import SagaState, StepProgress
-from report_pipeline_tests.observability.conftest import make_saga
+from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, PermanentStepError, SagaState, StepProgress
+from report_pipeline_tests.observability.conftest import PARAMETERS, coordinator, make_saga
 
 STEPS = ("create_temp", "write_report", "drop_temp")
 
@@ -58,6 +59,16 @@ def test_stopped_saga_awaiting_compensation_names_the_failed_step(ledger, state)
     assert f"state {state.value}" in text
     assert "failed step write_report" in text
     assert "succeeded" in step_line(text, "create_temp")   # not yet undone
+
+
+def test_saga_of_a_stopped_run_lists_the_steps_it_interrupted(ledger) -> None:
+    saga = coordinator(ledger)
+    saga.start("t1", PARAMETERS, "run-t1")
+    ledger.start_attempt("t1", "create_temp", AttemptKind.ACTION, "run-t1", 1, require_running=True)
+    saga.stop("t1", FailureKind.CANCELLED, run_id="run-t1", interrupted=["create_temp"], error="run terminated")
+    text = describe_saga(ledger, "t1", STEPS)
+    assert "failed step create_temp (cancelled): run terminated" in text
+    assert "interrupted steps create_temp" in text
 
 
 def test_compensated_saga_shows_each_undo_in_order(ledger) -> None:
@@ -148,3 +159,47 @@ def test_the_command_without_a_ledger_url_says_what_to_set() -> None:
     result = subprocess.run([sys.executable, "-m", "report_pipeline.cli", "status"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode != 0 and "REPORT_PIPELINE_LEDGER_URL" in result.stderr
+
+
+# every control character but the newline that ends each line of the view: C0, DEL, C1
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+EVIL_ID = "evil\x1b[31m"
+# a reason that would add a row of its own to the transitions table, printed as it is
+FORGED_REASON = "stopped\r\x1b[K\n2026-01-01 00:00:00.000Z  FAILED   SUCCEEDED  all\tgood"
+
+
+def make_evil_saga(ledger) -> None:
+    """A saga whose every string carries terminal control sequences, some over several lines."""
+    ledger.create_saga(EVIL_ID, "chain", {"day": "2026\x1b[5m-01-01"}, "run\x07", trigger="manual\x1b]0;pwned\x07",
+                       partition="p\x9b2J")
+    for step in ("create_temp", "odd\x1b[1mstep"):
+        attempt = ledger.start_attempt(EVIL_ID, step, AttemptKind.ACTION, "run\x07", 1, require_running=True,
+                                       resource_names=["scratch.t\x1b[8m"])
+        ledger.finish_attempt(EVIL_ID, attempt, AttemptStatus.FAILED,
+                              error=PermanentStepError("x", error_name="BAD\x1b[31m\x7f", query_id="q\x1b[A"))
+    ledger.transition(EVIL_ID, {SagaState.RUNNING}, SagaState.FAILED, FORGED_REASON, failed_step="create_temp\x1b[1m",
+                      failure_kind="step_failed", error="first line\n\x1b]0;title\x07second line\x1b[0m")
+
+
+def test_control_characters_in_a_sagas_strings_are_shown_as_escapes(ledger) -> None:
+    make_evil_saga(ledger)
+    text = describe_saga(ledger, EVIL_ID, STEPS)
+    assert not CONTROL.search(text)
+    for shown in ("saga evil\\x1b[31m", "day=2026\\x1b[5m-01-01", "manual\\x1b]0;pwned\\x07", "p\\x9b2J",
+                  "odd\\x1b[1mstep", "BAD\\x1b[31m\\x7f", "stopped\\r\\x1b[K\\n2026-01-01",
+                  "first line\\n\\x1b]0;title\\x07second line\\x1b[0m", "scratch.t\\x1b[8m", "q\\x1b[A"):
+        assert shown in text
+
+
+def test_a_multi_line_value_stays_on_its_own_line_of_the_view(ledger) -> None:
+    make_evil_saga(ledger)
+    text = describe_saga(ledger, EVIL_ID, STEPS)
+    assert [row.split()[3] for row in section(text, "transitions").splitlines()[2:]] == ["RUNNING", "FAILED"]
+    assert not [line for line in text.splitlines() if line.startswith(("2026-01-01 00:00:00.000Z", "second line"))]
+
+
+def test_control_characters_in_the_recent_sagas_are_shown_as_escapes(ledger) -> None:
+    make_evil_saga(ledger)
+    text = describe_recent(ledger)
+    assert not CONTROL.search(text)
+    assert "evil\\x1b[31m" in text and "create_temp\\x1b[1m: step_failed" in text
