@@ -10,19 +10,23 @@ is read from the environment at run time and never logged.
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 
 import dagster as dg
 import structlog
 
 from report_pipeline.alerting.alerts import STUCK_ALERT_TAIL, Alert, outcome_alert, run_failure_alert, stuck_alert
-from report_pipeline.alerting.webhook import FORMATS, DeliveryError, post_alert
+from report_pipeline.alerting.webhook import DELIVERY_DEADLINE_SECONDS, FORMATS, DeliveryError, post_alert
 from report_pipeline.reports.spec import ReportSpec
 from report_pipeline.saga import SagaState
 
 ALERT_INTERVAL_SECONDS = 15
 LOOKBACK = dt.timedelta(days=1)          # outcomes older than this when alerting starts are history
 MAX_DELIVERY_ATTEMPTS = 8
+# Posting stops in time for the tick to end well inside Dagster's sensor time limit (60 s), however many
+# alerts are due and however slowly the webhook answers (each post may take up to its deadline).
+DELIVERY_BUDGET_SECONDS = 40
 RUN_PAGE_SIZE = 200                      # failed runs read per query; every page is read each tick
 log = structlog.get_logger("report_pipeline.alerts")
 
@@ -87,12 +91,18 @@ def _runs_failed_since(context: dg.SensorEvaluationContext, since: dt.datetime) 
         cursor = records[-1].dagster_run.run_id
 
 
-def deliver_alerts(ledger, alerts: AlertsResource, now: dt.datetime | None = None) -> dict[str, int]:
-    """Post every due alert once; failures are rescheduled with backoff, then given up on."""
+def deliver_alerts(ledger, alerts: AlertsResource, now: dt.datetime | None = None,
+                   budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> dict[str, int]:
+    """Post every due alert once; failures are rescheduled with backoff, then given up on. A post is
+    started only while a whole attempt still fits in the tick's budget; the rest wait for the next tick."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    counts = {"delivered": 0, "logged": 0, "retrying": 0, "failed": 0}
+    counts = {"delivered": 0, "logged": 0, "retrying": 0, "failed": 0, "deferred": 0}
     url = alerts.webhook_url()
+    ends = time.monotonic() + budget_seconds
     for row in ledger.due_alerts(now):
+        if url is not None and time.monotonic() + DELIVERY_DEADLINE_SECONDS > ends:
+            counts["deferred"] += 1
+            continue
         alert = Alert.from_json(row["payload"])
         if url is None:
             log.warning("alert (no webhook configured)", **alert.to_json())

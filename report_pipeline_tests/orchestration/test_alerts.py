@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from report_pipeline.alerting.alerts import AlertKind
-from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor, queue_alerts
+from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor, deliver_alerts, queue_alerts
 from report_pipeline.orchestration.resources import LedgerResource
 from report_pipeline.saga import SagaState
 from report_pipeline_tests.orchestration.conftest import (
@@ -161,3 +161,16 @@ def test_a_backlog_larger_than_any_page_is_alerted_in_full_and_then_owes_nothing
     # (runs of other tests that failed before a saga alert too: this ledger has no saga for them)
     assert [a["saga_id"] for a in backlog_ledger.alerts() if a["saga_id"]] == backlog
     assert list(backlog_ledger.sagas_without_alert([SagaState.COMPENSATED])) == []
+
+
+def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(dagster_instance, backlog_ledger,
+                                                                          receiver) -> None:
+    backlog = add_backlog(backlog_ledger, 3, SagaState.COMPENSATED, "a-run")
+    alerts = AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format="json")
+    with dg.build_sensor_context(instance=dagster_instance) as context:
+        queue_alerts(context, REPORTS, backlog_ledger, alerts, dt.datetime.now(dt.timezone.utc))
+    queued = len(backlog_ledger.alerts())     # (with the alerts of other tests' runs that failed early)
+    assert deliver_alerts(backlog_ledger, alerts, budget_seconds=0)["deferred"] == queued
+    assert {(a["status"], a["attempts"]) for a in backlog_ledger.alerts()} == {("pending", 0)}
+    assert deliver_alerts(backlog_ledger, alerts)["delivered"] == queued
+    assert set(backlog) <= {message["saga_id"] for message in receiver.received}
