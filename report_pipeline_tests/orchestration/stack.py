@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,8 +56,8 @@ class DagsterStack:
     def restart_daemon(self) -> None:
         """Stop the daemon (its sensors lose any state held in memory) and start a new one."""
         daemon = self.processes.pop()
-        os.killpg(daemon.pid, 15)
-        daemon.wait(timeout=30)
+        os.killpg(daemon.pid, signal.SIGTERM)
+        _reap(daemon)
         bin_dir = Path(sys.executable).parent
         self.processes.append(self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", self._workspace]))
         self._wait_until_ready()
@@ -87,12 +89,9 @@ class DagsterStack:
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
-                os.killpg(process.pid, 15)
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
+            _reap(process)
 
     # --- GraphQL, as the UI sends it ------------------------------------------------------------
     def graphql(self, query: str, variables: dict | None = None) -> dict:
@@ -141,3 +140,17 @@ class DagsterStack:
                 return status
             time.sleep(0.25)
         raise TimeoutError(f"run {run_id} still {self.status(run_id)} after {timeout}s\n{self.tail()}")
+
+
+def _reap(process: subprocess.Popen, grace_seconds: float = 20) -> None:
+    """Wait for a stopped webserver or daemon, then kill what its process group still holds (the code
+    server it started outlives a SIGTERM to the group). The leader is left unreaped until then, so the
+    group id cannot have passed to another process."""
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and process.returncode is None:
+        if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
