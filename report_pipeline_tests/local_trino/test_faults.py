@@ -51,9 +51,21 @@ def test_stalled_statement_reports_running_and_can_be_cancelled(local_trino, con
     query = local_trino.engine.get(cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     cursor.cancel()
-    assert query.stopped.wait(1.0)
-    thread.join(5)
+    assert query.stopped.wait(15)    # well inside the stall: the cancel, not the clock, ended it
+    thread.join(15)
     assert query.error.name == "USER_CANCELED"
+
+
+def test_a_released_stall_lets_its_statement_run_on(local_trino, connect) -> None:
+    stall = local_trino.inject(Fault(pattern=r"stall_release", action="stall", seconds=600))
+    cursor = connect().cursor()
+    from report_pipeline_tests.conftest import run_in_thread
+    thread, outcome = run_in_thread(lambda: cursor.execute("SELECT 'stall_release'") and cursor.fetchall())
+    wait_until(lambda: cursor.query_id is not None)
+    wait_until(lambda: local_trino.engine.get(cursor.query_id).state.value == "RUNNING")
+    stall.release()
+    thread.join(30)
+    assert outcome["result"] == [["stall_release"]]
 
 
 def test_drop_fault_loses_the_connection_but_the_statement_completes(local_trino, connect) -> None:
