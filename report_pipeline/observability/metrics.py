@@ -51,7 +51,7 @@ from report_pipeline.saga.ledger import (
 from report_pipeline.saga.model import TERMINAL_STATES, AttemptKind, AttemptStatus, SagaState
 
 # The buckets are summed into saga_metric_totals as they are: changing one needs a ledger migration
-# that empties the totals and the `metrics_folded` marks, so that the history is folded again.
+# that empties the totals and the `metrics_fold` marks, so that the history is folded again.
 SAGA_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
 STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 QUEUED_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
