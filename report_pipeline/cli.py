@@ -10,8 +10,6 @@ import signal
 import sys
 import threading
 
-from report_pipeline.local_trino.sample_data import DEFAULT_EVENTS
-
 
 def _date(text: str) -> dt.date:
     try:
@@ -80,16 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--catalog", type=_catalog, action="append", metavar="NAME[=FILE]",
                         help="a catalog, in memory or in a DuckDB file; repeatable, the first gets the sample "
                              "data (default: lake; `memory` behaves as Trino's memory connector)")
-    engine.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
-                        help=f"sample events to generate if the tables are missing (default: {DEFAULT_EVENTS})")
+    engine.add_argument("--sample-rows", type=_non_negative,
+                        help="sample events to generate if the tables are missing (default: the engine's sample)")
     engine.add_argument("--enable-fault-injection", action="store_true",
                         help="serve the fault API (/v1/local/faults) for tests and demos (default: off)")
 
     server = commands.add_parser("trino-server", help="run a real single-node Trino (fetched and cached on first use)")
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     server.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    server.add_argument("--sample-rows", type=_non_negative, default=DEFAULT_EVENTS,
-                        help=f"sample events to load if the tables are missing (default: {DEFAULT_EVENTS})")
+    server.add_argument("--sample-rows", type=_non_negative,
+                        help="sample events to load if the tables are missing (default: the engine's sample)")
     server.add_argument("--data-dir", default=".trino-server",
                         help="config, logs and Iceberg files (default: .trino-server)")
     server.add_argument("--database-prefix", default="report_pipeline",
@@ -127,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sample_rows(args: argparse.Namespace) -> int:
+    # resolved here, not as the parser's default: `metrics` and `status` must not load the engine (DuckDB)
+    from report_pipeline.local_trino.sample_data import DEFAULT_EVENTS
+
+    return DEFAULT_EVENTS if args.sample_rows is None else args.sample_rows
+
+
 def _serve_local_trino(args: argparse.Namespace) -> None:
     from report_pipeline.local_trino import LocalTrino
 
@@ -135,7 +140,8 @@ def _serve_local_trino(args: argparse.Namespace) -> None:
     first, *more = args.catalog or [CatalogSpec("lake")]
     if len({c.name for c in (first, *more)}) != len(more) + 1:
         raise SystemExit("error: each --catalog needs its own name")
-    engine = LocalTrino(host=args.host, port=args.port, data=first.path or args.data, sample_events=args.sample_rows,
+    engine = LocalTrino(host=args.host, port=args.port, data=first.path or args.data,
+                        sample_events=_sample_rows(args),
                         catalog=first.name, catalogs=more, fault_injection=args.enable_fault_injection)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -160,7 +166,7 @@ def _serve_trino_server(args: argparse.Namespace) -> int:
         installation = ensure_installed(log=lambda line: print(line, flush=True))
         server = TrinoServer(installation, Path(args.data_dir), PostgresSettings.from_env(), host=args.host,
                              port=args.port, lake_database=f"{args.database_prefix}_lake",
-                             iceberg_database=f"{args.database_prefix}_iceberg", sample_events=args.sample_rows)
+                             iceberg_database=f"{args.database_prefix}_iceberg", sample_events=_sample_rows(args))
         print(f"starting Trino {installation.version} (log: {server.log_file})", flush=True)
         server.start()
     except (InstallError, TrinoServerError) as error:

@@ -447,9 +447,6 @@ class LocalTrinoServer:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._http.serve_forever(poll_interval=0.1)
-
     def stop(self) -> None:
         if self._thread is not None:
             self._http.shutdown()

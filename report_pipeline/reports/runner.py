@@ -26,8 +26,7 @@ log = structlog.get_logger("report_pipeline.reports")
 class ReportStepRunner:
     def __init__(self, spec: ReportSpec, client: TrinoClient, saga_id: str, parameters: dict[str, Any], *,
                  scratch_schema: str, recorded_resources: Callable[[], set[str]],
-                 on_progress: Callable[[str, QueryProgress], None] | None = None,
-                 on_statement: Callable[[str, str, QueryOutcome], None] | None = None):
+                 on_progress: Callable[[str, QueryProgress], None] | None = None):
         self.spec = spec
         self.client = client
         self.saga_id = saga_id
@@ -35,7 +34,6 @@ class ReportStepRunner:
         self.tables = spec.scratch_tables(saga_id, client.settings.catalog, scratch_schema)
         self._recorded = recorded_resources
         self._on_progress = on_progress
-        self._on_statement = on_statement
 
     def resources(self, step: StepDefinition) -> list[str]:
         return [str(self.tables[name]) for name in self.spec.steps[step.name].creates]
@@ -90,8 +88,6 @@ class ReportStepRunner:
             raise
         bound.info("statement finished", query_id=outcome.query_id, rows=outcome.row_count,
                    elapsed_seconds=round(outcome.elapsed_seconds, 3))
-        if self._on_statement:
-            self._on_statement(step, file, outcome)
         return outcome
 
     def table(self, name: str) -> QualifiedName:

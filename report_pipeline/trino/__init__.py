@@ -1,1 +1,1 @@
-"""Talking to Trino (or the local engine): statement rendering and, later, the Dagster resource."""
+"""Talking to Trino: the client (progress, time limits, cancel and lookup by id), error classes, SQL rendering."""

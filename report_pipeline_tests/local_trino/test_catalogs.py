@@ -8,18 +8,12 @@ import pytest
 import trino
 
 from report_pipeline.local_trino import CatalogSpec, LocalTrino
+from report_pipeline_tests.local_trino import error_name_of
 
 
 def _rows(cursor, sql: str) -> list:
     cursor.execute(sql)
     return cursor.fetchall()
-
-
-def _error_name(cursor, sql: str) -> str:
-    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
-        cursor.execute(sql)
-        cursor.fetchall()
-    return raised.value.error_name
 
 
 @pytest.fixture
@@ -36,14 +30,14 @@ def test_memory_catalog_starts_with_schema_default_only(cursor) -> None:
 
 def test_duckdbs_own_main_schema_is_never_shown_nor_resolved(cursor) -> None:
     assert "main" not in {row[0] for row in _rows(cursor, "SHOW SCHEMAS FROM lake")}
-    assert _error_name(cursor, "SELECT * FROM lake.main.anything") == "SCHEMA_NOT_FOUND"
-    assert _error_name(cursor, "CREATE SCHEMA lake.main") == "NOT_SUPPORTED"
+    assert error_name_of(cursor, "SELECT * FROM lake.main.anything") == "SCHEMA_NOT_FOUND"
+    assert error_name_of(cursor, "CREATE SCHEMA lake.main") == "NOT_SUPPORTED"
 
 
 def test_a_session_schema_that_does_not_exist_fails_as_in_trino(connect) -> None:
     cursor = connect(schema="default").cursor()   # lake has no schema `default`
-    assert _error_name(cursor, "SELECT * FROM t") == "SCHEMA_NOT_FOUND"
-    assert _error_name(cursor, "CREATE TABLE t (x integer)") == "NOT_FOUND"
+    assert error_name_of(cursor, "SELECT * FROM t") == "SCHEMA_NOT_FOUND"
+    assert error_name_of(cursor, "CREATE TABLE t (x integer)") == "NOT_FOUND"
     assert _rows(cursor, "SELECT 1") == [[1]]
 
 
@@ -55,7 +49,7 @@ def test_three_part_names_join_across_catalogs(cursor, memory_table) -> None:
 
 def test_memory_catalog_cannot_modify_rows_like_trinos_memory_connector(cursor, memory_table) -> None:
     for sql in (f"DELETE FROM {memory_table} WHERE id = 1", f"UPDATE {memory_table} SET country = 'x'"):
-        assert _error_name(cursor, sql) == "NOT_SUPPORTED"
+        assert error_name_of(cursor, sql) == "NOT_SUPPORTED"
     assert _rows(cursor, f"SELECT count(*) FROM {memory_table}") == [[5]]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,7 @@ import pytest
 import requests
 import trino
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from report_pipeline_tests.conftest import free_port
 
 
 @pytest.fixture

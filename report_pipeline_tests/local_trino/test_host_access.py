@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import trino
 
-
-def _error_name(cursor, sql: str) -> str:
-    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
-        cursor.execute(sql)
-        cursor.fetchall()
-    return raised.value.error_name
+from report_pipeline_tests.local_trino import error_name_of
 
 
 @pytest.mark.parametrize("sql", [
@@ -20,20 +14,20 @@ def _error_name(cursor, sql: str) -> str:
     "SELECT * FROM TABLE(read_text('/proc/self/environ'))",
 ])
 def test_file_and_network_table_functions_are_not_tables_trino_knows(cursor, sql) -> None:
-    assert _error_name(cursor, sql) in ("SYNTAX_ERROR", "FUNCTION_NOT_FOUND")
+    assert error_name_of(cursor, sql) in ("SYNTAX_ERROR", "FUNCTION_NOT_FOUND")
 
 
 @pytest.mark.parametrize("sql", ["SELECT read_text('/etc/passwd')", "SELECT getenv('PGPASSWORD')",
                                  "SELECT current_setting('enable_external_access')"])
 def test_duckdb_only_functions_are_not_registered(cursor, sql) -> None:
-    assert _error_name(cursor, sql) == "FUNCTION_NOT_FOUND"
+    assert error_name_of(cursor, sql) == "FUNCTION_NOT_FOUND"
 
 
 @pytest.mark.parametrize("sql", ["SET enable_external_access = true", "INSTALL httpfs", "LOAD httpfs",
                                  "ATTACH '/tmp/other.duckdb' AS other", "COPY events TO '/tmp/events.csv'",
                                  "PRAGMA enable_external_access", "EXPORT DATABASE '/tmp/dump'"])
 def test_duckdb_statements_never_reach_duckdb(cursor, sql) -> None:
-    assert _error_name(cursor, sql) in ("SYNTAX_ERROR", "NOT_SUPPORTED")
+    assert error_name_of(cursor, sql) in ("SYNTAX_ERROR", "NOT_SUPPORTED")
 
 
 def test_the_database_itself_refuses_the_file_system_and_extension_installs(local_trino) -> None:
@@ -55,5 +49,5 @@ def test_the_database_itself_refuses_the_file_system_and_extension_installs(loca
 
 def test_a_file_or_url_named_as_a_table_is_denied_not_read(cursor) -> None:
     # DuckDB would scan a file named like a table; with host access off it refuses, as a user error
-    assert _error_name(cursor, 'SELECT * FROM "https://example.com/x.parquet"') in ("PERMISSION_DENIED", "TABLE_NOT_FOUND")
-    assert _error_name(cursor, "SELECT * FROM '/etc/passwd'") in ("PERMISSION_DENIED", "SYNTAX_ERROR", "TABLE_NOT_FOUND")
+    assert error_name_of(cursor, 'SELECT * FROM "https://example.com/x.parquet"') in ("PERMISSION_DENIED", "TABLE_NOT_FOUND")
+    assert error_name_of(cursor, "SELECT * FROM '/etc/passwd'") in ("PERMISSION_DENIED", "SYNTAX_ERROR", "TABLE_NOT_FOUND")

@@ -7,12 +7,7 @@ import requests
 import trino
 from trino.transaction import IsolationLevel
 
-
-def _error_name(cursor, sql: str) -> str:
-    with pytest.raises(trino.exceptions.TrinoUserError) as raised:
-        cursor.execute(sql)
-        cursor.fetchall()
-    return raised.value.error_name
+from report_pipeline_tests.local_trino import error_name_of
 
 
 @pytest.fixture
@@ -30,22 +25,22 @@ def test_reads_inside_a_transaction_answer_and_commit_ends_it(transactional) -> 
 
 
 def test_a_write_inside_a_transaction_fails_autocommit_write_conflict(transactional) -> None:
-    assert _error_name(transactional.cursor(), "CREATE TABLE memory.default.in_tx (x integer)") \
+    assert error_name_of(transactional.cursor(), "CREATE TABLE memory.default.in_tx (x integer)") \
         == "AUTOCOMMIT_WRITE_CONFLICT"
     transactional.rollback()
-    assert _error_name(transactional.cursor(), "SELECT * FROM memory.default.in_tx") == "TABLE_NOT_FOUND"
+    assert error_name_of(transactional.cursor(), "SELECT * FROM memory.default.in_tx") == "TABLE_NOT_FOUND"
 
 
 def test_after_a_failure_the_transaction_ignores_statements_until_it_ends(transactional) -> None:
     cursor = transactional.cursor()
-    assert _error_name(cursor, "SELECT * FROM no_such_table") == "TABLE_NOT_FOUND"
-    assert _error_name(transactional.cursor(), "SELECT 1") == "TRANSACTION_ALREADY_ABORTED"
+    assert error_name_of(cursor, "SELECT * FROM no_such_table") == "TABLE_NOT_FOUND"
+    assert error_name_of(transactional.cursor(), "SELECT 1") == "TRANSACTION_ALREADY_ABORTED"
     transactional.rollback()
 
 
 def test_commit_without_a_transaction_is_not_in_transaction(cursor) -> None:
-    assert _error_name(cursor, "COMMIT") == "NOT_IN_TRANSACTION"
-    assert _error_name(cursor, "ROLLBACK") == "NOT_IN_TRANSACTION"
+    assert error_name_of(cursor, "COMMIT") == "NOT_IN_TRANSACTION"
+    assert error_name_of(cursor, "ROLLBACK") == "NOT_IN_TRANSACTION"
 
 
 def _statement(url: str, sql: str, transaction_id: str) -> tuple[dict, dict]:

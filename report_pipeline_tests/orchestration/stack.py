@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 
 import requests
 
+from report_pipeline_tests.conftest import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 SELECTOR = {"repositoryLocationName": "report_pipeline", "repositoryName": "__repository__"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DagsterStack:
