@@ -10,9 +10,9 @@ restarts, and each tick reads every unfinished saga, page by page, with no cap.
 
 import dagster as dg
 
-from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, _SagaScope, _tag_state
+from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, SagaScope
 from report_pipeline.reports.spec import ReportSpec
-from report_pipeline.saga import FailureKind, SagaState
+from report_pipeline.saga import FailureKind, SagaState, give_up
 from report_pipeline.saga.model import SagaRecord
 
 COMPENSATE_JOB = "compensate_saga"
@@ -20,7 +20,6 @@ COMPENSATE_OP = "compensate"
 BACKSTOP_INTERVAL_SECONDS = 5
 MAX_COMPENSATION_RUNS = 3     # then a person must look: the saga is set FAILED_NEEDS_MANUAL
 BACKSTOP_PAGE_SIZE = 200      # sagas read (and their runs looked up) together; every page is read each tick
-_KIND_BY_STATE = {SagaState.CANCELLED: FailureKind.CANCELLED, SagaState.TIMED_OUT: FailureKind.TIMED_OUT}
 
 
 class CompensateSagaConfig(dg.Config):
@@ -41,14 +40,14 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
             raise dg.Failure(f"saga {saga.saga_id} belongs to report {saga.saga_name}, which this code location "
                              f"does not define")
         ledger.link_run(saga.saga_id, context.run_id, saga.run_id, "compensation")
-        scope = _SagaScope(spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log)
+        scope = SagaScope(spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log)
         context.log.info(f"compensating saga {saga.saga_id} ({saga.state.value}): {config.reason}")
         with scope.log_context(context.run_id, saga.failed_step):
             state = scope.coordinator.compensate(
-                saga.saga_id, _KIND_BY_STATE.get(saga.state, FailureKind.CRASHED),
+                saga.saga_id, FailureKind.of_unfinished(saga.state),
                 scope.runner(scope.saved_parameters()), run_id=context.run_id, failed_step=saga.failed_step,
                 error=config.reason)
-        _tag_state(context, scope, *([saga.run_id] if saga.run_id else []))
+        scope.tag_state(context, *([saga.run_id] if saga.run_id else []))
         if state == SagaState.FAILED_NEEDS_MANUAL:
             raise dg.Failure(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
                              f"see the ledger for the failed undo", allow_retries=False)
@@ -92,10 +91,7 @@ def _backstop_request(context: dg.SensorEvaluationContext, ledger, saga: SagaRec
     attempts = sum(1 for r in linked if r["kind"] == "compensation")
     if attempts >= MAX_COMPENSATION_RUNS:
         reason = f"{attempts} compensation runs ended without compensating the saga"
-        ledger.transition(saga.saga_id, {SagaState.RUNNING}, SagaState.FAILED, reason,
-                          failure_kind=FailureKind.CRASHED.value)
-        ledger.transition(saga.saga_id, {SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED,
-                                         SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, reason)
+        give_up(ledger, saga.saga_id, reason)
         context.log.error(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: {reason}")
         return None
     ended = f"ended {run.status.value}" if run else "is unknown to this instance"

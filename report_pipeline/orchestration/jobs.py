@@ -54,7 +54,7 @@ def saga_id_of(run: dg.DagsterRun) -> str:
     return run.root_run_id or run.run_id
 
 
-class _SagaScope:
+class SagaScope:
     """What an op or hook of one run needs to talk to the saga engine."""
 
     def __init__(self, spec: ReportSpec, saga_id: str, trino: TrinoResource, ledger: LedgerResource, log: Any):
@@ -83,6 +83,13 @@ class _SagaScope:
         return structlog.contextvars.bound_contextvars(saga_id=self.saga_id, run_id=run_id, report=self.spec.name,
                                                        step=step)
 
+    def tag_state(self, context: dg.OpExecutionContext | dg.HookContext, *other_runs: str) -> SagaState:
+        """Show the saga's state on the run (and on other runs of the saga, for a compensation run)."""
+        state = self.ledger.get_saga(self.saga_id).state
+        for run_id in (context.run_id, *other_runs):
+            context.instance.add_run_tags(run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value})
+        return state
+
     def _report_progress(self, step: str, progress: QueryProgress) -> None:
         # noted when the query starts running and every PROGRESS_INTERVAL_SECONDS while it runs (or
         # waits in Trino's queue that long); how it ended is in the attempt's own record
@@ -109,15 +116,6 @@ class _SagaScope:
             f"{step}: Trino query {progress.query_id} {progress.state} {percent} "
             f"({progress.completed_splits}/{progress.total_splits} splits, {progress.processed_rows:,} rows, "
             f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)")
-
-
-def _tag_state(context: dg.OpExecutionContext | dg.HookContext, scope: "_SagaScope",
-               *other_runs: str) -> SagaState:
-    """Show the saga's state on the run (and on other runs of the saga, for a compensation run)."""
-    state = scope.ledger.get_saga(scope.saga_id).state
-    for run_id in (context.run_id, *other_runs):
-        context.instance.add_run_tags(run_id, {SAGA_ID_TAG: scope.saga_id, SAGA_STATE_TAG: state.value})
-    return state
 
 
 def _config_class(spec: ReportSpec) -> type[dg.Config]:
@@ -149,7 +147,7 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
             context.resources.trino.settings()
         except ValueError as error:
             raise dg.Failure(description=f"Invalid Trino settings: {error}", allow_retries=False) from None
-        scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
+        scope = SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
                            context.log)
         trigger = trigger_of(context.run)
         partition = context.partition_key if context.has_partition_key else None
@@ -158,7 +156,7 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
                                               trigger=trigger, partition=partition)
         context.instance.add_run_tags(context.run_id, {TRIGGER_TAG: trigger, **({PARTITION_TAG: partition}
                                                                                  if partition else {})})
-        _tag_state(context, scope)
+        scope.tag_state(context)
         context.log.info(f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
                          f"with {parameters_to_json(parameters)}")
         yield dg.Output(None, metadata={"saga_id": scope.saga_id, **parameters_to_json(parameters)})
@@ -182,7 +180,7 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
            required_resource_keys={"trino", "ledger"}, tags={"kind": "trino"},
            description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}")
     def run_step(context: dg.OpExecutionContext):
-        scope = _SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
+        scope = SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
                            context.log)
         with scope.log_context(context.run_id, step_name):
             result, state = _run_step(context, scope, step_name, step)
@@ -191,7 +189,7 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
     return run_step
 
 
-def _run_step(context: dg.OpExecutionContext, scope: _SagaScope, step_name: str,
+def _run_step(context: dg.OpExecutionContext, scope: SagaScope, step_name: str,
               step: Any) -> tuple[StepResult, SagaState]:
     """The step through the saga engine, with Dagster's retry, failure and termination semantics."""
     runner = scope.runner(scope.saved_parameters())
@@ -220,9 +218,9 @@ def _run_step(context: dg.OpExecutionContext, scope: _SagaScope, step_name: str,
         # run on termination, so record it; the saga backstop sensor compensates the saga.
         scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, interrupted=[step_name],
                                error="run terminated")
-        _tag_state(context, scope)
+        scope.tag_state(context)
         raise
-    return result, _tag_state(context, scope)
+    return result, scope.tag_state(context)
 
 
 def _metadata(result: StepResult, trino_ui: str, state: SagaState) -> dict[str, Any]:
@@ -251,7 +249,7 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
     @dg.failure_hook(name=f"{spec.name}__compensate", required_resource_keys={"trino", "ledger"})
     def compensate(context: dg.HookContext) -> None:
         run = context.instance.get_run_by_id(context.run_id)
-        scope = _SagaScope(spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log)
+        scope = SagaScope(spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log)
         if scope.ledger.get_saga(scope.saga_id) is None:
             context.log.info(f"{context.op.name} failed before the saga started: nothing to compensate")
             return
@@ -262,7 +260,7 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
         with scope.log_context(context.run_id, context.op.name):
             state = scope.coordinator.compensate(scope.saga_id, kind, scope.runner(scope.saved_parameters()),
                                                  run_id=context.run_id, failed_step=context.op.name, error=message)
-        _tag_state(context, scope)
+        scope.tag_state(context)
         if state == SagaState.FAILED_NEEDS_MANUAL:
             context.log.error(f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
                               f"see the ledger for the failed undo")

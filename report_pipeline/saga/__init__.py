@@ -4,7 +4,7 @@ It knows nothing of Dagster or Trino: the orchestration layer calls `SagaCoordin
 a `StepRunner` that performs the actual work.
 """
 
-from report_pipeline.saga.coordinator import SagaCoordinator, StatementListener, StepRunner
+from report_pipeline.saga.coordinator import SagaCoordinator, StatementListener, StepRunner, give_up
 from report_pipeline.saga.errors import (
     PermanentStepError,
     SagaFenced,
@@ -30,4 +30,5 @@ __all__ = [
     "AttemptKind", "AttemptStatus", "CompensationPolicy", "FailureKind", "PermanentStepError", "SagaCoordinator",
     "SagaDefinition", "SagaFenced", "SagaState", "StatementFate", "StatementListener", "StepCancelled",
     "StepDefinition", "StepError", "StepProgress", "StepResult", "StepRunner", "StepTimedOut", "TransientStepError",
+    "give_up",
 ]

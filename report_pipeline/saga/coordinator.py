@@ -48,6 +48,18 @@ _FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
 StatementListener = Callable[[str], None]   # told each statement id as soon as the engine assigns it
 
 
+def give_up(ledger: SqlLedger, saga_id: str, reason: str) -> SagaState | None:
+    """Hand a saga that keeps failing to be compensated to a person (FAILED_NEEDS_MANUAL); the old
+    state, or None if it had ended meanwhile. Needs no report definition: the report may be gone."""
+    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, reason, failure_kind=FailureKind.CRASHED.value)
+    old = ledger.transition(saga_id, {*_FAILURE_STATES, SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL,
+                            reason)
+    if old is not None:
+        log.error("saga needs manual intervention", saga_id=saga_id, reason=reason, old_state=old.value,
+                  new_state="FAILED_NEEDS_MANUAL")
+    return old
+
+
 class StepRunner(Protocol):
     """Performs a step's work; raises StepError subclasses to say whether a retry may help."""
 

@@ -62,6 +62,11 @@ class FailureKind(StrEnum):
         return {FailureKind.TIMED_OUT: SagaState.TIMED_OUT,
                 FailureKind.CANCELLED: SagaState.CANCELLED}.get(self, SagaState.FAILED)
 
+    @classmethod
+    def of_unfinished(cls, state: SagaState) -> "FailureKind":
+        """Why a saga found unfinished after its run ended stopped: what its state says, else a crash."""
+        return {SagaState.TIMED_OUT: cls.TIMED_OUT, SagaState.CANCELLED: cls.CANCELLED}.get(state, cls.CRASHED)
+
 
 class AttemptKind(StrEnum):
     ACTION = "action"

@@ -14,6 +14,7 @@ from report_pipeline.saga import (
     StatementFate,
     StepDefinition,
     StepError,
+    give_up,
 )
 from report_pipeline_tests.saga.conftest import CHAIN, FAN_OUT, FAST, ScriptedRunner, coordinator, permanent, transient
 
@@ -357,3 +358,10 @@ def test_a_step_that_fails_on_its_own_stays_the_failed_step_while_its_running_si
     record = ledger.get_saga("saga-1")
     assert (record.failed_step, record.interrupted_steps) == ("right", ("left",))
     assert ("stop", "q-left") in runner.calls
+
+
+def test_giving_up_hands_an_unfinished_saga_to_a_person(ledger) -> None:
+    coordinator(ledger).start("saga-1", {}, "run-1")
+    assert give_up(ledger, "saga-1", "3 compensation runs ended") == SagaState.FAILED
+    assert states(ledger)[-2:] == ["FAILED", "FAILED_NEEDS_MANUAL"]
+    assert give_up(ledger, "saga-1", "again") is None     # ended: nothing changes
