@@ -83,6 +83,7 @@ class SagaCoordinator:
         self.policy = policy
         self._sleep = sleep
         self.log = log.bind(report=definition.name)
+        self._position = {name: index for index, name in enumerate(definition.order())}   # the report's order
 
     # --- starting and joining -------------------------------------------------------------------
     def start(self, saga_id: str, parameters: dict, run_id: str | None, *, trigger: str | None = None,
@@ -333,7 +334,7 @@ class SagaCoordinator:
         return seen
 
     def _rank(self, step: str) -> int:
-        return self.definition.order().index(step)
+        return self._position[step]
 
     def _all_steps(self) -> list[str]:
         return [s.name for s in self.definition.steps]
