@@ -20,7 +20,9 @@ STOPPED_WITHIN = 15
 def start_endless(cursor: trino.dbapi.Cursor, local_trino: LocalTrino, sql: str = ENDLESS_QUERY):
     """Start a statement that only ends when stopped; return its thread, outcome and engine query."""
     thread, outcome = run_in_thread(lambda: cursor.execute(sql) and cursor.fetchall())
-    wait_until(lambda: cursor.query_id is not None)
+    # the client names the query a moment before it stores the URI a cancel goes to (a cancel before
+    # that is a silent no-op): wait for both
+    wait_until(lambda: cursor.query_id is not None and cursor._query._next_uri is not None)
     query = local_trino.engine.get(cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     return thread, outcome, query

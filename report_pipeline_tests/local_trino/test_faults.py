@@ -47,7 +47,8 @@ def test_stalled_statement_reports_running_and_can_be_cancelled(local_trino, con
     cursor = connect().cursor()
     from report_pipeline_tests.conftest import run_in_thread
     thread, outcome = run_in_thread(lambda: cursor.execute("SELECT 'stall_cancel'"))
-    wait_until(lambda: cursor.query_id is not None)
+    # as in test_cancellation.start_endless: a cancel before the client stores its next URI is a no-op
+    wait_until(lambda: cursor.query_id is not None and cursor._query._next_uri is not None)
     query = local_trino.engine.get(cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     cursor.cancel()
