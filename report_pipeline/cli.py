@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import re
 import signal
 import sys
 import threading
@@ -62,61 +61,112 @@ def _ledger():
         sys.exit("error: set REPORT_PIPELINE_LEDGER_URL to the saga ledger's database URL")
     try:
         return SqlLedger(url)
-    except sa.exc.ArgumentError:    # its message quotes the URL, password and all
-        sys.exit("error: REPORT_PIPELINE_LEDGER_URL is not a database URL SQLAlchemy can use, e.g. "
-                 "postgresql+psycopg2://user:password@host:5432/database")
+    except sa.exc.ArgumentError:  # its message quotes the URL, password and all
+        sys.exit(
+            "error: REPORT_PIPELINE_LEDGER_URL is not a database URL SQLAlchemy can use, e.g. "
+            "postgresql+psycopg2://user:password@host:5432/database"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    engine = commands.add_parser("local-trino", help="serve the local Trino-compatible engine over HTTP")
+    engine = commands.add_parser(
+        "local-trino", help="serve the local Trino-compatible engine over HTTP"
+    )
     engine.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     engine.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     engine.add_argument("--data", help="DuckDB file holding the first catalog (default: in memory)")
-    engine.add_argument("--catalog", type=_catalog, action="append", metavar="NAME[=FILE]",
-                        help="a catalog, in memory or in a DuckDB file; repeatable, the first gets the sample "
-                             "data (default: lake; `memory` behaves as Trino's memory connector)")
-    engine.add_argument("--sample-rows", type=_non_negative,
-                        help="sample events to generate if the tables are missing (default: the engine's sample)")
-    engine.add_argument("--enable-fault-injection", action="store_true",
-                        help="serve the fault API (/v1/local/faults) for tests and demos (default: off)")
+    engine.add_argument(
+        "--catalog",
+        type=_catalog,
+        action="append",
+        metavar="NAME[=FILE]",
+        help="a catalog, in memory or in a DuckDB file; repeatable, the first gets the sample "
+        "data (default: lake; `memory` behaves as Trino's memory connector)",
+    )
+    engine.add_argument(
+        "--sample-rows",
+        type=_non_negative,
+        help="sample events to generate if the tables are missing (default: the engine's sample)",
+    )
+    engine.add_argument(
+        "--enable-fault-injection",
+        action="store_true",
+        help="serve the fault API (/v1/local/faults) for tests and demos (default: off)",
+    )
 
-    server = commands.add_parser("trino-server", help="run a real single-node Trino (fetched and cached on first use)")
+    server = commands.add_parser(
+        "trino-server", help="run a real single-node Trino (fetched and cached on first use)"
+    )
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     server.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    server.add_argument("--sample-rows", type=_non_negative,
-                        help="sample events to load if the tables are missing (default: the engine's sample)")
-    server.add_argument("--data-dir", default=".trino-server",
-                        help="config, logs and Iceberg files (default: .trino-server)")
-    server.add_argument("--database-prefix", default="report_pipeline",
-                        help="PostgreSQL databases <prefix>_lake and <prefix>_iceberg hold the catalogs")
+    server.add_argument(
+        "--sample-rows",
+        type=_non_negative,
+        help="sample events to load if the tables are missing (default: the engine's sample)",
+    )
+    server.add_argument(
+        "--data-dir",
+        default=".trino-server",
+        help="config, logs and Iceberg files (default: .trino-server)",
+    )
+    server.add_argument(
+        "--database-prefix",
+        default="report_pipeline",
+        help="PostgreSQL databases <prefix>_lake and <prefix>_iceberg hold the catalogs",
+    )
 
     reports = commands.add_parser("reports", help="work with report definitions")
     report_commands = reports.add_subparsers(dest="reports_command", required=True)
-    validate = report_commands.add_parser("validate", help="check every report spec and its SQL files")
+    validate = report_commands.add_parser(
+        "validate", help="check every report spec and its SQL files"
+    )
     validate.add_argument("--dir", help="reports folder (default: the packaged reports)")
 
-    dev = commands.add_parser("dev", help="the Dagster UI and daemon on the local engine and local PostgreSQL")
+    dev = commands.add_parser(
+        "dev", help="the Dagster UI and daemon on the local engine and local PostgreSQL"
+    )
     dev.add_argument("--ui-port", type=int, default=3000)
     dev.add_argument("--trino-port", type=int, default=8080)
-    dev.add_argument("--database", default="report_pipeline_dev", help="PostgreSQL database (created if missing)")
+    dev.add_argument(
+        "--database", default="report_pipeline_dev", help="PostgreSQL database (created if missing)"
+    )
 
-    metrics = commands.add_parser("metrics", help="serve Prometheus metrics computed from the saga ledger")
+    metrics = commands.add_parser(
+        "metrics", help="serve Prometheus metrics computed from the saga ledger"
+    )
     metrics.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     metrics.add_argument("--port", type=int, default=9108, help="port (default: 9108)")
-    metrics.add_argument("--stuck-after", type=_positive_seconds, default=None, metavar="SECONDS",
-                         help="a live saga with no sign of life for this long counts as stuck (default: "
-                              "REPORT_PIPELINE_STUCK_AFTER_SECONDS or 900)")
+    metrics.add_argument(
+        "--stuck-after",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="a live saga with no sign of life for this long counts as stuck (default: "
+        "REPORT_PIPELINE_STUCK_AFTER_SECONDS or 900)",
+    )
 
-    status = commands.add_parser("status", help="the recent sagas, or one saga's steps, progress and compensations")
-    status.add_argument("saga_id", nargs="?", help="a saga id (the root run id); omit for the recent sagas")
-    status.add_argument("--follow", "-f", action="store_true",
-                        help="redraw every --interval seconds; with a saga id, until it reaches an end state")
-    status.add_argument("--interval", type=_positive_seconds, default=1.0, help="seconds between redraws")
+    status = commands.add_parser(
+        "status", help="the recent sagas, or one saga's steps, progress and compensations"
+    )
+    status.add_argument(
+        "saga_id", nargs="?", help="a saga id (the root run id); omit for the recent sagas"
+    )
+    status.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="redraw every --interval seconds; with a saga id, until it reaches an end state",
+    )
+    status.add_argument(
+        "--interval", type=_positive_seconds, default=1.0, help="seconds between redraws"
+    )
     status.add_argument("--limit", type=int, default=20, help="how many recent sagas (default: 20)")
-    status.add_argument("--state", action="append", type=_saga_state, help="only sagas in this state (repeatable)")
+    status.add_argument(
+        "--state", action="append", type=_saga_state, help="only sagas in this state (repeatable)"
+    )
 
     demo = commands.add_parser("demo", help="run the daily country report on the embedded engine")
     demo.add_argument("--start-date", type=_date, default=dt.date(2026, 1, 1))
@@ -134,21 +184,29 @@ def _sample_rows(args: argparse.Namespace) -> int:
 
 def _serve_local_trino(args: argparse.Namespace) -> None:
     from report_pipeline.local_trino import LocalTrino
-
     from report_pipeline.local_trino.catalogs import CatalogSpec
 
     first, *more = args.catalog or [CatalogSpec("lake")]
     if len({c.name for c in (first, *more)}) != len(more) + 1:
         raise SystemExit("error: each --catalog needs its own name")
-    engine = LocalTrino(host=args.host, port=args.port, data=first.path or args.data,
-                        sample_events=_sample_rows(args),
-                        catalog=first.name, catalogs=more, fault_injection=args.enable_fault_injection)
+    engine = LocalTrino(
+        host=args.host,
+        port=args.port,
+        data=first.path or args.data,
+        sample_events=_sample_rows(args),
+        catalog=first.name,
+        catalogs=more,
+        fault_injection=args.enable_fault_injection,
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with engine:
         names = ", ".join(engine.engine.catalogs.names)
-        print(f"local Trino-compatible engine listening on {engine.url} (catalogs {names})", flush=True)
+        print(
+            f"local Trino-compatible engine listening on {engine.url} (catalogs {names})",
+            flush=True,
+        )
         stop.wait()
     print("local engine stopped", flush=True)
 
@@ -157,23 +215,38 @@ def _serve_trino_server(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from report_pipeline.postgres import PostgresSettings
-    from report_pipeline.trino_server import InstallError, TrinoServer, TrinoServerError, ensure_installed
+    from report_pipeline.trino_server import (
+        InstallError,
+        TrinoServer,
+        TrinoServerError,
+        ensure_installed,
+    )
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         installation = ensure_installed(log=lambda line: print(line, flush=True))
-        server = TrinoServer(installation, Path(args.data_dir), PostgresSettings.from_env(), host=args.host,
-                             port=args.port, lake_database=f"{args.database_prefix}_lake",
-                             iceberg_database=f"{args.database_prefix}_iceberg", sample_events=_sample_rows(args))
+        server = TrinoServer(
+            installation,
+            Path(args.data_dir),
+            PostgresSettings.from_env(),
+            host=args.host,
+            port=args.port,
+            lake_database=f"{args.database_prefix}_lake",
+            iceberg_database=f"{args.database_prefix}_iceberg",
+            sample_events=_sample_rows(args),
+        )
         print(f"starting Trino {installation.version} (log: {server.log_file})", flush=True)
         server.start()
     except (InstallError, TrinoServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Trino {installation.version} listening on {server.url} (catalogs lake, iceberg, memory; "
-          f"started in {server.startup_seconds:.1f}s)", flush=True)
+    print(
+        f"Trino {installation.version} listening on {server.url} (catalogs lake, iceberg, memory; "
+        f"started in {server.startup_seconds:.1f}s)",
+        flush=True,
+    )
     try:
         while not stop.wait(1.0):
             if server.wait_for_exit(0) is not None:
@@ -190,13 +263,16 @@ def _serve_metrics(args: argparse.Namespace) -> None:
 
     from report_pipeline.observability.metrics import DEFAULT_STUCK_AFTER_SECONDS, serve_metrics
 
-    stuck_after = args.stuck_after or float(os.environ.get("REPORT_PIPELINE_STUCK_AFTER_SECONDS")
-                                            or DEFAULT_STUCK_AFTER_SECONDS)
+    stuck_after = args.stuck_after or float(
+        os.environ.get("REPORT_PIPELINE_STUCK_AFTER_SECONDS") or DEFAULT_STUCK_AFTER_SECONDS
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"serving saga metrics on http://{args.host}:{args.port}/metrics (stuck after {stuck_after:.0f}s)",
-          flush=True)
+    print(
+        f"serving saga metrics on http://{args.host}:{args.port}/metrics (stuck after {stuck_after:.0f}s)",
+        flush=True,
+    )
     serve_metrics(_ledger(), args.host, args.port, stuck_after, stop)
 
 
@@ -219,15 +295,21 @@ def _validate_reports(directory: str | None) -> int:
             failures += 1
             print(f"FAIL {folder.name}: {error}")
             continue
-        files = sum(len(s.action) + len(s.compensation) + bool(s.preview) for s in spec.steps.values())
-        print(f"ok   {spec.name}: {len(spec.steps)} steps ({' -> '.join(spec.saga_definition().order())}), "
-              f"{files} SQL files, parameters {', '.join(spec.parameters)}")
+        files = sum(
+            len(s.action) + len(s.compensation) + bool(s.preview) for s in spec.steps.values()
+        )
+        print(
+            f"ok   {spec.name}: {len(spec.steps)} steps ({' -> '.join(spec.saga_definition().order())}), "
+            f"{files} SQL files, parameters {', '.join(spec.parameters)}"
+        )
     return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "local-trino":
         _serve_local_trino(args)
     elif args.command == "trino-server":
@@ -243,8 +325,16 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "status":
         from report_pipeline.observability.status import show_status
 
-        sys.exit(show_status(_ledger(), args.saga_id, follow=args.follow, interval=args.interval, limit=args.limit,
-                             states=args.state))
+        sys.exit(
+            show_status(
+                _ledger(),
+                args.saga_id,
+                follow=args.follow,
+                interval=args.interval,
+                limit=args.limit,
+                states=args.state,
+            )
+        )
     elif args.command == "demo":
         from report_pipeline import demo
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dagster as dg
-
 import os
 from pathlib import Path
+
+import dagster as dg
 
 from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor
 from report_pipeline.orchestration.compensation import build_backstop_sensor, build_compensation_job
@@ -16,7 +16,9 @@ from report_pipeline.orchestration.triggers import build_arrival_sensor, build_s
 from report_pipeline.reports import REPORTS_DIR, load_reports
 
 
-def build_definitions(reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: float = 3600) -> dg.Definitions:
+def build_definitions(
+    reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: float = 3600
+) -> dg.Definitions:
     specs = load_reports(reports_dir)
     jobs = {name: build_report_job(spec) for name, spec in specs.items()}
     compensation_job = build_compensation_job(specs)
@@ -25,22 +27,29 @@ def build_definitions(reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: fl
     return dg.Definitions(
         jobs=[*jobs.values(), compensation_job],
         schedules=[s for s in schedules if s is not None],
-        sensors=[build_backstop_sensor(compensation_job), build_sweeper_sensor(sweep_min_age_seconds),
-                 build_alert_sensor(specs),
-                 *(s for s in arrival_sensors if s is not None)],
+        sensors=[
+            build_backstop_sensor(compensation_job),
+            build_sweeper_sensor(sweep_min_age_seconds),
+            build_alert_sensor(specs),
+            *(s for s in arrival_sensors if s is not None),
+        ],
         resources={
             "trino": trino_resource_from_env(),
             "ledger": LedgerResource(url=dg.EnvVar("REPORT_PIPELINE_LEDGER_URL")),
-            "alerts": AlertsResource(format=os.environ.get("REPORT_PIPELINE_ALERT_FORMAT", "slack"),
-                                     dagster_ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000")),
+            "alerts": AlertsResource(
+                format=os.environ.get("REPORT_PIPELINE_ALERT_FORMAT", "slack"),
+                dagster_ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000"),
+            ),
         },
     )
 
 
 # Reports ship in the package; REPORT_PIPELINE_REPORTS_DIR points a deployment (or a test) at others.
 # REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS: how old a finished saga's scratch table must be to be swept.
-defs = build_definitions(Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR),
-                         float(os.environ.get("REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS") or 3600))
+defs = build_definitions(
+    Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR),
+    float(os.environ.get("REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS") or 3600),
+)
 
 
 def report_job(name: str) -> dg.JobDefinition:

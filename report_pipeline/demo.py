@@ -24,18 +24,30 @@ REPORT = "daily_country_report"
 
 
 def run_report(instance: dg.DagsterInstance, parameters: dict) -> dg.DagsterRun:
-    job = dg.build_reconstructable_job("report_pipeline.definitions", "report_job", reconstructable_args=(REPORT,))
+    job = dg.build_reconstructable_job(
+        "report_pipeline.definitions", "report_job", reconstructable_args=(REPORT,)
+    )
     config = {"ops": {START_OP: {"config": parameters}}}
     with dg.execute_job(job, instance=instance, run_config=config) as result:
         return instance.get_run_by_id(result.run_id)
 
 
 def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
-    parameters = {"start_date": start_date.isoformat(), "end_date": end_date.isoformat(), "min_events": min_events}
-    with tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home, \
-            LocalTrino(fault_injection=True) as engine:   # the second run has a fault injected
-        os.environ.update(TRINO_HOST=engine.host, TRINO_PORT=str(engine.port), TRINO_USER="demo",
-                          TRINO_CATALOG=engine.catalog)
+    parameters = {
+        "start_date": start_date.isoformat(),
+        "end_date": end_date.isoformat(),
+        "min_events": min_events,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home,
+        LocalTrino(fault_injection=True) as engine,
+    ):  # the second run has a fault injected
+        os.environ.update(
+            TRINO_HOST=engine.host,
+            TRINO_PORT=str(engine.port),
+            TRINO_USER="demo",
+            TRINO_CATALOG=engine.catalog,
+        )
         os.environ.setdefault("REPORT_PIPELINE_LEDGER_URL", f"sqlite:///{home}/ledger.sqlite")
         ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
         print(f"local Trino-compatible engine at {engine.url}; Dagster instance in {home}\n")
@@ -47,10 +59,17 @@ def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
             print(_report_table(engine, saga_id), "\n")
             print(describe_saga(ledger, saga_id), "\n")
 
-            engine.inject(Fault(pattern=r"INSERT INTO reports\.daily_country_report", action="error",
-                                error_name="PERMISSION_DENIED",
-                                message="Access Denied: Cannot insert into table reports.daily_country_report"))
-            print(f"2) {REPORT} {parameters}, with a fault injected into its second step (write_report)")
+            engine.inject(
+                Fault(
+                    pattern=r"INSERT INTO reports\.daily_country_report",
+                    action="error",
+                    error_name="PERMISSION_DENIED",
+                    message="Access Denied: Cannot insert into table reports.daily_country_report",
+                )
+            )
+            print(
+                f"2) {REPORT} {parameters}, with a fault injected into its second step (write_report)"
+            )
             run = run_report(instance, parameters)
             saga_id = run.tags[SAGA_ID_TAG]
             print(f"   run {run.run_id}: {run.status.value}\n")
@@ -59,9 +78,14 @@ def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
 
 
 def _report_table(engine: LocalTrino, saga_id: str) -> str:
-    with trino.dbapi.connect(host=engine.host, port=engine.port, user="demo", catalog=engine.catalog) as c:
+    with trino.dbapi.connect(
+        host=engine.host, port=engine.port, user="demo", catalog=engine.catalog
+    ) as c:
         cursor = c.cursor()
-        cursor.execute("SELECT country, active_users, avg_events FROM reports.daily_country_report "
-                       "WHERE saga_id = ? ORDER BY avg_events DESC", [saga_id])
+        cursor.execute(
+            "SELECT country, active_users, avg_events FROM reports.daily_country_report "
+            "WHERE saga_id = ? ORDER BY avg_events DESC",
+            [saga_id],
+        )
         rows = cursor.fetchall()
     return tabulate(rows, headers=["country", "active users", "avg events"], floatfmt=".2f")

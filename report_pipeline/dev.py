@@ -26,16 +26,40 @@ def run_dev(ui_port: int, trino_port: int, database: str) -> int:
     home.mkdir(exist_ok=True)
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     with LocalTrino(port=trino_port) as engine:
-        env = {**os.environ, "DAGSTER_HOME": str(home),
-               "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_USERNAME": pg.user,
-               "DAGSTER_PG_PASSWORD": pg.password, "DAGSTER_PG_DB": database,
-               "TRINO_HOST": engine.host, "TRINO_PORT": str(engine.port), "TRINO_USER": "report_pipeline",
-               "TRINO_CATALOG": engine.catalog,
-               "REPORT_PIPELINE_LEDGER_URL": pg.url(database)}
-        print(f"local Trino-compatible engine: {engine.url}\nDagster UI: http://127.0.0.1:{ui_port}", flush=True)
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": pg.host,
+            "DAGSTER_PG_PORT": str(pg.port),
+            "DAGSTER_PG_USERNAME": pg.user,
+            "DAGSTER_PG_PASSWORD": pg.password,
+            "DAGSTER_PG_DB": database,
+            "TRINO_HOST": engine.host,
+            "TRINO_PORT": str(engine.port),
+            "TRINO_USER": "report_pipeline",
+            "TRINO_CATALOG": engine.catalog,
+            "REPORT_PIPELINE_LEDGER_URL": pg.url(database),
+        }
+        print(
+            f"local Trino-compatible engine: {engine.url}\nDagster UI: http://127.0.0.1:{ui_port}",
+            flush=True,
+        )
         process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port),
-             "-w", str(PROJECT_ROOT / "workspace.yaml")], env=env, cwd=PROJECT_ROOT)
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(ui_port),
+                "-w",
+                str(PROJECT_ROOT / "workspace.yaml"),
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
         try:
             return process.wait()
         except KeyboardInterrupt:

@@ -34,11 +34,18 @@ import requests
 from report_pipeline.local_trino.errors import error_code
 from report_pipeline.local_trino.faults import Fault, FaultInjector
 
-UPSTREAM_TIMEOUT_SECONDS = 60.0     # longer than any poll a Trino server holds open
+UPSTREAM_TIMEOUT_SECONDS = 60.0  # longer than any poll a Trino server holds open
 STALLED_POLL_SECONDS = 1.0
 # Hop-by-hop and length headers are the proxy's own business on each side.
-SKIPPED_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding",
-                   "content-encoding"}
+SKIPPED_HEADERS = {
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "accept-encoding",
+    "content-encoding",
+}
 
 
 @dataclass
@@ -47,7 +54,7 @@ class ProxiedStatement:
     user: str | None
     source: str | None
     submitted_at: float
-    fault: str | None           # the action applied, if any
+    fault: str | None  # the action applied, if any
     query_id: str | None = None  # the upstream's id (None while it has not reached the upstream)
 
 
@@ -96,8 +103,10 @@ class FaultProxy:
         with self._lock:
             return list(self._statements)
 
-    def start(self) -> "FaultProxy":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+    def start(self) -> FaultProxy:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -105,7 +114,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -143,7 +152,9 @@ class FaultProxy:
         """An id in Trino's format for a statement the proxy answers itself."""
         return time.strftime("%Y%m%d_%H%M%S", time.gmtime()) + f"_{next(self._ids):05d}_proxy"
 
-    def stall(self, statement: ProxiedStatement, sql: bytes, headers: dict[str, str], seconds: float) -> _Stalled:
+    def stall(
+        self, statement: ProxiedStatement, sql: bytes, headers: dict[str, str], seconds: float
+    ) -> _Stalled:
         now = time.monotonic()
         stalled = _Stalled(statement, sql, headers, now + seconds, now, self.proxy_query_id())
         with self._lock:
@@ -169,15 +180,15 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True     # each answer is one small write: never wait for an ACK
+    disable_nagle_algorithm = True  # each answer is one small write: never wait for an ACK
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def finish(self) -> None:
         super().finish()
-        self.server.proxy.close_session()   # one handler thread per client connection
+        self.server.proxy.close_session()  # one handler thread per client connection
 
     def do_GET(self) -> None:
         self._route("GET")
@@ -235,8 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "drop":
             # Trino dispatches a statement at its first poll: the proxy polls it to the end itself,
             # so it runs while the client's own polls find their connection closed.
-            threading.Thread(target=_drive_to_completion, args=(response, self._forwarded_headers()),
-                             name="fault-proxy-drop", daemon=True).start()
+            threading.Thread(
+                target=_drive_to_completion,
+                args=(response, self._forwarded_headers()),
+                name="fault-proxy-drop",
+                daemon=True,
+            ).start()
         self._answer(response)
 
     def _stalled(self, method: str, query_id: str) -> None:
@@ -272,11 +287,19 @@ class _Handler(BaseHTTPRequestHandler):
         if response is not None:
             self._answer(response)
 
-    def _forward(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> requests.Response | None:
+    def _forward(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> requests.Response | None:
         proxy = self.server.proxy
         try:
-            return proxy.session().request(method, proxy.upstream_url + path, data=body or None, headers=headers,
-                                           timeout=UPSTREAM_TIMEOUT_SECONDS, allow_redirects=False)
+            return proxy.session().request(
+                method,
+                proxy.upstream_url + path,
+                data=body or None,
+                headers=headers,
+                timeout=UPSTREAM_TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
         except requests.RequestException:
             # the upstream is down or dropped us: so does the proxy, and the client sees a lost connection
             self._drop_connection()
@@ -301,19 +324,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _queued_document(self, stalled: _Stalled, token: int) -> dict:
         elapsed = int((time.monotonic() - stalled.started) * 1000)
         slug = secrets.token_hex(4)
-        return {"id": stalled.query_id, "infoUri": f"{self.server.proxy.url}/ui/query.html?{stalled.query_id}",
-                "nextUri": f"{self.server.proxy.url}/v1/proxy/stalled/{stalled.query_id}/{slug}/{token}",
-                "stats": _stats("QUEUED", elapsed)}
+        return {
+            "id": stalled.query_id,
+            "infoUri": f"{self.server.proxy.url}/ui/query.html?{stalled.query_id}",
+            "nextUri": f"{self.server.proxy.url}/v1/proxy/stalled/{stalled.query_id}/{slug}/{token}",
+            "stats": _stats("QUEUED", elapsed),
+        }
 
     def _failed_document(self, fault: Fault) -> dict:
         code = error_code(fault.error_name, fault.error_type)
         query_id = self.server.proxy.proxy_query_id()
-        return {"id": query_id, "infoUri": f"{self.server.proxy.url}/ui/query.html?{query_id}",
-                "stats": _stats("FAILED", 0),
-                "error": {"message": fault.message, "errorCode": code.code, "errorName": code.name,
-                          "errorType": code.type.value,
-                          "failureInfo": {"type": "io.trino.spi.TrinoException", "message": fault.message,
-                                          "suppressed": [], "stack": []}}}
+        return {
+            "id": query_id,
+            "infoUri": f"{self.server.proxy.url}/ui/query.html?{query_id}",
+            "stats": _stats("FAILED", 0),
+            "error": {
+                "message": fault.message,
+                "errorCode": code.code,
+                "errorName": code.name,
+                "errorType": code.type.value,
+                "failureInfo": {
+                    "type": "io.trino.spi.TrinoException",
+                    "message": fault.message,
+                    "suppressed": [],
+                    "stack": [],
+                },
+            },
+        }
 
     # -- the fault API ------------------------------------------------------------------------
 
@@ -334,7 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         else:
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on /v1/local/faults")
+            self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on /v1/local/faults"
+            )
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -372,7 +411,9 @@ def _drive_to_completion(response: requests.Response, headers: dict[str, str]) -
         document = response.json() if response.ok else {}
         while document.get("nextUri"):
             try:
-                document = session.get(document["nextUri"], headers=headers, timeout=UPSTREAM_TIMEOUT_SECONDS).json()
+                document = session.get(
+                    document["nextUri"], headers=headers, timeout=UPSTREAM_TIMEOUT_SECONDS
+                ).json()
             except (requests.RequestException, ValueError):
                 return
 
@@ -385,11 +426,25 @@ def _query_id(response: requests.Response) -> str | None:
 
 
 def _stats(state: str, elapsed_millis: int) -> dict:
-    return {"state": state, "queued": state == "QUEUED", "scheduled": False, "nodes": 0, "totalSplits": 0,
-            "queuedSplits": 0, "runningSplits": 0, "completedSplits": 0, "cpuTimeMillis": 0,
-            "wallTimeMillis": 0, "queuedTimeMillis": elapsed_millis, "elapsedTimeMillis": elapsed_millis,
-            "processedRows": 0, "processedBytes": 0, "physicalInputBytes": 0, "peakMemoryBytes": 0,
-            "spilledBytes": 0}
+    return {
+        "state": state,
+        "queued": state == "QUEUED",
+        "scheduled": False,
+        "nodes": 0,
+        "totalSplits": 0,
+        "queuedSplits": 0,
+        "runningSplits": 0,
+        "completedSplits": 0,
+        "cpuTimeMillis": 0,
+        "wallTimeMillis": 0,
+        "queuedTimeMillis": elapsed_millis,
+        "elapsedTimeMillis": elapsed_millis,
+        "processedRows": 0,
+        "processedBytes": 0,
+        "physicalInputBytes": 0,
+        "peakMemoryBytes": 0,
+        "spilledBytes": 0,
+    }
 
 
 __all__ = ["FaultProxy", "ProxiedStatement"]

@@ -18,14 +18,19 @@ class PostgresSettings:
     host: str = "127.0.0.1"
     port: int = 5432
     user: str = "report_pipeline"
-    password: str = "report_pipeline"    # a local development server's; real ones come from PGPASSWORD
+    password: str = (
+        "report_pipeline"  # a local development server's; real ones come from PGPASSWORD
+    )
 
     @classmethod
-    def from_env(cls) -> "PostgresSettings":
+    def from_env(cls) -> PostgresSettings:
         defaults = cls()
-        return cls(host=os.environ.get("PGHOST", defaults.host), port=int(os.environ.get("PGPORT", defaults.port)),
-                   user=os.environ.get("PGUSER", defaults.user),
-                   password=os.environ.get("PGPASSWORD", defaults.password))
+        return cls(
+            host=os.environ.get("PGHOST", defaults.host),
+            port=int(os.environ.get("PGPORT", defaults.port)),
+            user=os.environ.get("PGUSER", defaults.user),
+            password=os.environ.get("PGPASSWORD", defaults.password),
+        )
 
     def url(self, database: str) -> str:
         """A SQLAlchemy URL (psycopg2) for one database of this server."""
@@ -33,8 +38,14 @@ class PostgresSettings:
         return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{database}"
 
     def connect(self, database: str = "postgres") -> psycopg2.extensions.connection:
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=database, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        )
 
 
 def ensure_database(settings: PostgresSettings, name: str) -> None:
@@ -54,6 +65,8 @@ def drop_database(settings: PostgresSettings, name: str) -> None:
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cursor.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
     finally:
         connection.close()

@@ -10,19 +10,23 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psycopg2
 import pytest
-import sqlalchemy as sa
 import trino
 
 from report_pipeline.fault_proxy import FaultProxy, ProxiedStatement
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.postgres import PostgresSettings, drop_database
-from report_pipeline.trino_server import InstallError, TrinoServer, TrinoServerError, ensure_installed
+from report_pipeline.trino_server import (
+    InstallError,
+    TrinoServer,
+    TrinoServerError,
+    ensure_installed,
+)
 from report_pipeline_tests.credentials import TestCredentials, make_credentials
 
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
@@ -31,7 +35,12 @@ TEST_EVENTS = 20_000
 
 # the server .ci/ensure-postgres set up (or PGHOST/PGPORT/PGUSER/PGPASSWORD)
 POSTGRES = PostgresSettings.from_env()
-PG = {"host": POSTGRES.host, "port": POSTGRES.port, "user": POSTGRES.user, "password": POSTGRES.password}
+PG = {
+    "host": POSTGRES.host,
+    "port": POSTGRES.port,
+    "user": POSTGRES.user,
+    "password": POSTGRES.password,
+}
 
 
 def _postgres_admin() -> psycopg2.extensions.connection:
@@ -41,16 +50,24 @@ def _postgres_admin() -> psycopg2.extensions.connection:
     except psycopg2.OperationalError:
         versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
         if not versions or not shutil.which("pg_ctlcluster"):
-            pytest.fail(f"PostgreSQL is not reachable on {PG['host']}:{PG['port']} and no local cluster is "
-                        "installed to start (apt-get install postgresql, or set PGHOST/PGPORT)", pytrace=False)
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+            pytest.fail(
+                f"PostgreSQL is not reachable on {PG['host']}:{PG['port']} and no local cluster is "
+                "installed to start (apt-get install postgresql, or set PGHOST/PGPORT)",
+                pytrace=False,
+            )
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
+            check=False,
+        )
         for _ in range(30):
             try:
                 return psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
             except psycopg2.OperationalError:
                 time.sleep(1)
-        pytest.fail(f"PostgreSQL {versions[-1]} was started but does not answer on {PG['host']}:{PG['port']}",
-                    pytrace=False)
+        pytest.fail(
+            f"PostgreSQL {versions[-1]} was started but does not answer on {PG['host']}:{PG['port']}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +98,9 @@ def local_trino(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino
     """One engine for the whole session, its catalog in a file so it can be restarted mid-test;
     tests that change it clean up after themselves."""
     data = tmp_path_factory.mktemp("local-trino") / "lake.duckdb"
-    with LocalTrino(sample_events=TEST_EVENTS, data=str(data), catalogs=["memory"], fault_injection=True) as engine:
+    with LocalTrino(
+        sample_events=TEST_EVENTS, data=str(data), catalogs=["memory"], fault_injection=True
+    ) as engine:
         yield engine
 
 
@@ -91,8 +110,11 @@ def trino_credentials(tmp_path_factory: pytest.TempPathFactory) -> TestCredentia
 
 
 @pytest.fixture(scope="session")
-def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict,
-               trino_credentials: TestCredentials) -> Iterator[TrinoServer]:
+def real_trino(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_database: dict,
+    trino_credentials: TestCredentials,
+) -> Iterator[TrinoServer]:
     """One real Trino coordinator for the whole session (fetched and cached on first use), its `lake`
     and `iceberg` catalogs in databases of its own beside the session's, with the same sample data
     as the local engine."""
@@ -101,14 +123,24 @@ def real_trino(tmp_path_factory: pytest.TempPathFactory, postgres_database: dict
     except InstallError as error:
         pytest.fail(f"could not install the real Trino: {error}", pytrace=False)
     name = postgres_database["dbname"]
-    server = TrinoServer(installation, tmp_path_factory.mktemp("trino-server"), POSTGRES, port=free_port(),
-                         lake_database=f"{name}_lake", iceberg_database=f"{name}_iceberg",
-                         sample_events=TEST_EVENTS, secure=trino_credentials.secure)
+    server = TrinoServer(
+        installation,
+        tmp_path_factory.mktemp("trino-server"),
+        POSTGRES,
+        port=free_port(),
+        lake_database=f"{name}_lake",
+        iceberg_database=f"{name}_iceberg",
+        sample_events=TEST_EVENTS,
+        secure=trino_credentials.secure,
+    )
     try:
         server.start()
     except TrinoServerError as error:
         pytest.fail(str(error), pytrace=False)
-    print(f"[trino] Trino {installation.version} up in {server.startup_seconds:.1f}s at {server.url}", flush=True)
+    print(
+        f"[trino] Trino {installation.version} up in {server.startup_seconds:.1f}s at {server.url}",
+        flush=True,
+    )
     yield server
     server.stop()
     for database in (server.lake_database, server.iceberg_database):
@@ -132,7 +164,7 @@ class Backend:
     server: LocalTrino | TrinoServer
     proxy: FaultProxy
     catalog: str = "lake"
-    first_statement: int = 0        # where this test's part of the session-wide proxy log begins
+    first_statement: int = 0  # where this test's part of the session-wide proxy log begins
 
     @property
     def host(self) -> str:
@@ -147,18 +179,30 @@ class Backend:
 
     def statements(self, source: str | None = None) -> list[ProxiedStatement]:
         """The statements clients sent through the proxy during this test."""
-        return [s for s in self.proxy.statements()[self.first_statement:] if source is None or s.source == source]
+        return [
+            s
+            for s in self.proxy.statements()[self.first_statement :]
+            if source is None or s.source == source
+        ]
 
     def running_queries(self, pattern: str) -> list[RunningQuery]:
         """The server's queries whose text matches `pattern` and that have not ended: the local
         engine's own list, or Trino's `system.runtime.queries`."""
         if isinstance(self.server, LocalTrino):
-            return [RunningQuery(q.id, q.state.value) for q in self.server.engine.queries()
-                    if re.search(pattern, q.sql) and not q.state.done]
-        rows = self.server.execute("SELECT query_id, state, query FROM system.runtime.queries "
-                                   "WHERE state NOT IN ('FINISHED', 'FAILED')")
-        return [RunningQuery(query_id, state) for query_id, state, text in rows
-                if re.search(pattern, text.replace("''", "'"))]
+            return [
+                RunningQuery(q.id, q.state.value)
+                for q in self.server.engine.queries()
+                if re.search(pattern, q.sql) and not q.state.done
+            ]
+        rows = self.server.execute(
+            "SELECT query_id, state, query FROM system.runtime.queries "
+            "WHERE state NOT IN ('FINISHED', 'FAILED')"
+        )
+        return [
+            RunningQuery(query_id, state)
+            for query_id, state, text in rows
+            if re.search(pattern, text.replace("''", "'"))
+        ]
 
 
 @dataclass(frozen=True)
@@ -171,13 +215,17 @@ BACKENDS = ["local", "trino"]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, trino_proxy: FaultProxy, local_trino: LocalTrino) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, trino_proxy: FaultProxy, local_trino: LocalTrino
+) -> Iterator[Backend]:
     """Each test that takes it runs once on the local engine and once on the real Trino, through one
     code path: the proxy's upstream is switched for the test."""
     server = local_trino if request.param == "local" else request.getfixturevalue("real_trino")
     trino_proxy.upstream_url = server.url
     try:
-        yield Backend(request.param, server, trino_proxy, first_statement=len(trino_proxy.statements()))
+        yield Backend(
+            request.param, server, trino_proxy, first_statement=len(trino_proxy.statements())
+        )
     finally:
         trino_proxy.faults.clear()
         trino_proxy.upstream_url = local_trino.url
@@ -227,7 +275,7 @@ def run_in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]
     def run() -> None:
         try:
             outcome["result"] = target()
-        except BaseException as error:  # noqa: BLE001 - handed to the test to assert on
+        except BaseException as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=run, daemon=True)
@@ -235,7 +283,9 @@ def run_in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]
     return thread, outcome
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> float:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
+) -> float:
     """Seconds until `condition()` held; fails the test if it never does within `timeout`."""
     start = time.monotonic()
     while not condition():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 import urllib3
@@ -32,8 +32,9 @@ class DeliveryError(Exception):
     """The webhook did not accept the alert (connection failure, deadline, redirect or a non-2xx answer)."""
 
 
-def post_alert(url: str, alert: Alert, fmt: str = "slack",
-               deadline_seconds: float = DELIVERY_DEADLINE_SECONDS) -> None:
+def post_alert(
+    url: str, alert: Alert, fmt: str = "slack", deadline_seconds: float = DELIVERY_DEADLINE_SECONDS
+) -> None:
     """Post once; raises DeliveryError (one line, no URL in it) unless the webhook answered 2xx in time."""
     adapter = _DeadlineAdapter(deadline_seconds)
     status = None
@@ -43,9 +44,12 @@ def post_alert(url: str, alert: Alert, fmt: str = "slack",
         try:
             with adapter:
                 status = _exchange(session, url, FORMATS[fmt](alert), deadline_seconds)
-        except (OSError, urllib3.exceptions.HTTPError) as error:   # requests' errors are OSErrors
+        except (OSError, urllib3.exceptions.HTTPError) as error:  # requests' errors are OSErrors
             # the exception text can contain the URL, which is a secret: name only the failure
-            if not (adapter.expired or isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError))):
+            if not (
+                adapter.expired
+                or isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError))
+            ):
                 raise DeliveryError(f"webhook unreachable ({type(error).__name__})") from None
     # expired without an error: the cut answer merely looked complete (no Content-Length)
     if status is None or adapter.expired:
@@ -59,8 +63,13 @@ def post_alert(url: str, alert: Alert, fmt: str = "slack",
 def _exchange(session: requests.Session, url: str, payload: dict, deadline_seconds: float) -> int:
     # a 307/308 would re-send the alert to wherever it points, a 301/302 make a GET there count as
     # delivered: the webhook's own URL is the only place an alert goes
-    with session.post(url, json=payload, allow_redirects=False, stream=True,
-                      timeout=(deadline_seconds, deadline_seconds)) as response:
+    with session.post(
+        url,
+        json=payload,
+        allow_redirects=False,
+        stream=True,
+        timeout=(deadline_seconds, deadline_seconds),
+    ) as response:
         if 200 <= response.status_code < 300:
             # the answer must arrive in time, but its content does not matter: raw bytes, never
             # decompressed (a small gzip can inflate to gigabytes); closing drops the rest unread
@@ -84,7 +93,7 @@ class _DeadlineAdapter(HTTPAdapter):
         self._timer = threading.Timer(deadline_seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "_DeadlineAdapter":
+    def __enter__(self) -> _DeadlineAdapter:
         self._timer.start()
         return self
 
@@ -99,7 +108,7 @@ class _DeadlineAdapter(HTTPAdapter):
     def _watch(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
-            if self.expired:        # connected just as the deadline passed
+            if self.expired:  # connected just as the deadline passed
                 _shut(sock)
 
     def _expire(self) -> None:
@@ -123,5 +132,5 @@ def _watched(connection_class: type, watch: Callable[[socket.socket], None]) -> 
 def _shut(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:             # already closed: nothing left to cut
+    except OSError:  # already closed: nothing left to cut
         pass

@@ -42,6 +42,7 @@ def check(tree: exp.Expression, catalog: Any = None) -> None:
 
 # --- names and literals ----------------------------------------------------------------------------
 
+
 def _types_exist(tree: exp.Expression) -> None:
     # The parser keeps a type name it does not know as a user-defined type; Trino has none.
     for data_type in tree.find_all(exp.DataType):
@@ -58,7 +59,8 @@ _DATE = r"\s*(?P<year>[+-]?\d+)-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
 _DATE_LITERAL = re.compile(_DATE + r"\s*")
 _TIMESTAMP_LITERAL = re.compile(
     _DATE + r"(?: +(?P<hour>\d{1,2}):(?P<minute>\d{1,2})(?::(?P<second>\d{1,2})(?:\.\d+)?)?)?"
-    r"\s*(?P<zone>\S.*?)?\s*")
+    r"\s*(?P<zone>\S.*?)?\s*"
+)
 _OFFSET = re.compile(r"[+-]\d{1,2}(?::?\d{2})?")
 
 
@@ -67,7 +69,11 @@ def _literals(tree: exp.Expression) -> None:
     INVALID_LITERAL (a CAST of the same string fails at run time, as INVALID_CAST_ARGUMENT)."""
     for cast in tree.find_all(exp.Cast):
         # the parser builds a typed literal as a bare Cast; CAST(...) always carries its other args
-        if "format" in cast.args or not isinstance(cast.this, exp.Literal) or not cast.this.is_string:
+        if (
+            "format" in cast.args
+            or not isinstance(cast.this, exp.Literal)
+            or not cast.this.is_string
+        ):
             continue
         kind = cast.to.this
         if kind == T.DATE:
@@ -86,8 +92,11 @@ def _wall_time(match: re.Match) -> dt.datetime | None:
     year = int(match.group("year"))
     if not 1 <= year <= 9999:
         return None
-    parts = [int(match.group(g) or 0) for g in ("hour", "minute", "second")] if "hour" in match.re.groupindex \
+    parts = (
+        [int(match.group(g) or 0) for g in ("hour", "minute", "second")]
+        if "hour" in match.re.groupindex
         else [0, 0, 0]
+    )
     return dt.datetime(year, int(match.group("month")), int(match.group("day")), *parts)
 
 
@@ -121,7 +130,7 @@ def _valid_timestamp(text: str) -> bool:
         return True
     # a wall time in a daylight-saving gap does not exist in that zone: Trino refuses it
     there = wall.replace(tzinfo=tz)
-    return there.astimezone(dt.timezone.utc).astimezone(tz).replace(tzinfo=None) == wall
+    return there.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) == wall
 
 
 def _limits(tree: exp.Expression) -> None:
@@ -129,7 +138,9 @@ def _limits(tree: exp.Expression) -> None:
     for node in tree.find_all(exp.Limit, exp.Offset):
         if isinstance(node.expression, exp.Neg):
             keyword = "LIMIT" if isinstance(node, exp.Limit) else "OFFSET"
-            raise TrinoError("SYNTAX_ERROR", f"mismatched input '-' after {keyword}. Expecting: <integer>, ALL")
+            raise TrinoError(
+                "SYNTAX_ERROR", f"mismatched input '-' after {keyword}. Expecting: <integer>, ALL"
+            )
 
 
 def _column_aliases(tree: exp.Expression) -> None:
@@ -141,8 +152,10 @@ def _column_aliases(tree: exp.Expression) -> None:
             continue
         width = _width(relation)
         if width is not None and width != len(names):
-            raise TrinoError("MISMATCHED_COLUMN_ALIASES",
-                             f"Column alias list has {len(names)} entries but '{alias.name}' has {width} columns available")
+            raise TrinoError(
+                "MISMATCHED_COLUMN_ALIASES",
+                f"Column alias list has {len(names)} entries but '{alias.name}' has {width} columns available",
+            )
 
 
 def _width(relation: exp.Expression) -> int | None:
@@ -150,14 +163,19 @@ def _width(relation: exp.Expression) -> int | None:
     if isinstance(relation, exp.Values):
         rows = relation.expressions
         first = rows[0] if rows else None
-        return len(first.expressions) if isinstance(first, exp.Tuple) else (1 if first is not None else None)
+        return (
+            len(first.expressions)
+            if isinstance(first, exp.Tuple)
+            else (1 if first is not None else None)
+        )
     if isinstance(relation, exp.Subquery):
         select = relation.this
         while isinstance(select, exp.SetOperation):
             select = select.this
         if isinstance(select, exp.Select) and not any(
-                isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-                for e in select.expressions):
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in select.expressions
+        ):
             return len(select.expressions)
     return None
 
@@ -171,7 +189,10 @@ def _create_table(tree: exp.Expression) -> None:
         for column in schema.expressions:
             if isinstance(column, exp.ColumnDef):
                 if column.name.lower() in seen:
-                    raise TrinoError("DUPLICATE_COLUMN_NAME", f"Column name '{column.name}' specified more than once")
+                    raise TrinoError(
+                        "DUPLICATE_COLUMN_NAME",
+                        f"Column name '{column.name}' specified more than once",
+                    )
                 seen.add(column.name.lower())
     query = tree.expression
     if not isinstance(query, exp.Query) or (schema is not None and schema.expressions):
@@ -188,7 +209,9 @@ def _create_table(tree: exp.Expression) -> None:
             continue
         if not isinstance(projection, exp.Alias):
             # Trino names an unaliased expression _colN in a query, but a table's column needs a name
-            raise TrinoError("MISSING_COLUMN_NAME", f"Column name not specified at position {position}")
+            raise TrinoError(
+                "MISSING_COLUMN_NAME", f"Column name not specified at position {position}"
+            )
         if isinstance(projection.this, exp.Null):
             raise TrinoError("COLUMN_TYPE_UNKNOWN", f"Column type is unknown: {projection.alias}")
 
@@ -206,7 +229,9 @@ def _family(node: exp.Expression) -> str | None:
         return _family(node.this)
     if isinstance(node, exp.Neg):
         return _family(node.this)
-    if not isinstance(node, (exp.Literal, exp.Cast, exp.Column, exp.Boolean)) or isinstance(node, exp.TryCast):
+    if not isinstance(node, (exp.Literal, exp.Cast, exp.Column, exp.Boolean)) or isinstance(
+        node, exp.TryCast
+    ):
         return None
     return _type_family(node.type)
 
@@ -239,22 +264,24 @@ def _annotated(tree: exp.Expression, catalog: Any) -> exp.Expression | None:
         ctes = {cte.alias_or_name.lower() for cte in copy.find_all(exp.CTE)}
         try:
             for table in copy.find_all(exp.Table):
-                if not isinstance(table.this, exp.Identifier) or (not table.db and table.name.lower() in ctes):
+                if not isinstance(table.this, exp.Identifier) or (
+                    not table.db and table.name.lower() in ctes
+                ):
                     continue
                 name_catalog, name_schema = catalog.qualify(table.catalog or None, table.db or None)
                 table.set("catalog", exp.to_identifier(name_catalog))
                 table.set("db", exp.to_identifier(name_schema))
             schema = MappingSchema(catalog.column_types(), dialect="duckdb")
         except (TrinoError, SqlglotError, KeyError, ValueError):
-            schema = None   # the planner reports a missing catalog or schema itself
+            schema = None  # the planner reports a missing catalog or schema itself
     try:
         if schema is not None:
             try:
                 qualify_columns(copy, schema, expand_stars=False)
-            except Exception:  # noqa: BLE001 - best effort: an unresolved column is reported by DuckDB
+            except Exception:
                 pass
         return annotate_types(copy, schema=schema, dialect="trino")
-    except Exception as error:  # noqa: BLE001 - no inferred types means no type checks, not a failure
+    except Exception as error:
         log.debug("no types inferred: %s", error)
         return None
 
@@ -265,19 +292,30 @@ def _compatible(left: str | None, right: str | None) -> bool:
 
 def _type_mismatches(tree: exp.Expression) -> None:
     for node in tree.walk():
-        if isinstance(node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)):
+        if isinstance(
+            node,
+            (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ),
+        ):
             if not _compatible(_family(node.this), _family(node.expression)):
-                raise TrinoError("TYPE_MISMATCH", f"Cannot apply operator: {_sql_type(node.this)} "
-                                                  f"{node.key.upper()} {_sql_type(node.expression)}")
+                raise TrinoError(
+                    "TYPE_MISMATCH",
+                    f"Cannot apply operator: {_sql_type(node.this)} "
+                    f"{node.key.upper()} {_sql_type(node.expression)}",
+                )
         elif isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
             families = {_family(node.this), _family(node.expression)}
             if "string" in families and families & {"number", "temporal", "boolean"}:
-                raise TrinoError("TYPE_MISMATCH", f"Cannot apply operator: {_sql_type(node.this)} "
-                                                  f"{node.key.upper()} {_sql_type(node.expression)}")
+                raise TrinoError(
+                    "TYPE_MISMATCH",
+                    f"Cannot apply operator: {_sql_type(node.this)} "
+                    f"{node.key.upper()} {_sql_type(node.expression)}",
+                )
         elif isinstance(node, exp.In) and node.expressions:
             _common([node.this, *node.expressions], "IN value and list items")
         elif isinstance(node, exp.Case):
-            branches = [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
+            branches = [i.args.get("true") for i in node.args.get("ifs") or []] + [
+                node.args.get("default")
+            ]
             _common(branches, "CASE results")
         elif isinstance(node, exp.If):
             _common([node.args.get("true"), node.args.get("false")], "IF results")
@@ -291,8 +329,10 @@ def _type_mismatches(tree: exp.Expression) -> None:
             family = _family(node.this)
             if family not in (None, "boolean"):
                 clause = "WHERE" if isinstance(node, exp.Where) else "HAVING"
-                raise TrinoError("TYPE_MISMATCH",
-                                 f"{clause} clause must evaluate to a boolean: actual type {_sql_type(node.this)}")
+                raise TrinoError(
+                    "TYPE_MISMATCH",
+                    f"{clause} clause must evaluate to a boolean: actual type {_sql_type(node.this)}",
+                )
 
 
 def _common(operands: list[exp.Expression | None], what: str) -> None:
@@ -300,8 +340,11 @@ def _common(operands: list[exp.Expression | None], what: str) -> None:
     known = [(o, f) for o, f in known if f is not None]
     if len({f for _, f in known}) > 1:
         types = ", ".join(dict.fromkeys(_sql_type(o) for o, _ in known))
-        raise TrinoError("TYPE_MISMATCH", f"All {what} must be the same type or coercible to a common type. "
-                                          f"Cannot find common type between {types}")
+        raise TrinoError(
+            "TYPE_MISMATCH",
+            f"All {what} must be the same type or coercible to a common type. "
+            f"Cannot find common type between {types}",
+        )
 
 
 def _projections(query: exp.Expression) -> list[exp.Expression] | None:
@@ -310,8 +353,10 @@ def _projections(query: exp.Expression) -> list[exp.Expression] | None:
     if isinstance(query, exp.SetOperation):
         return _projections(query.this)
     if isinstance(query, exp.Select):
-        if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-               for e in query.expressions):
+        if any(
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in query.expressions
+        ):
             return None
         return [e.this if isinstance(e, exp.Alias) else e for e in query.expressions]
     if isinstance(query, exp.Values):
@@ -326,18 +371,25 @@ def _set_operation(node: exp.SetOperation) -> None:
         return
     for index, (a, b) in enumerate(zip(left, right), start=1):
         if not _compatible(_family(a), _family(b)):
-            raise TrinoError("TYPE_MISMATCH", f"column {index} in {node.key.upper()} query has incompatible types: "
-                                              f"{_sql_type(a)}, {_sql_type(b)}")
+            raise TrinoError(
+                "TYPE_MISMATCH",
+                f"column {index} in {node.key.upper()} query has incompatible types: "
+                f"{_sql_type(a)}, {_sql_type(b)}",
+            )
 
 
 def _target_columns(insert: exp.Insert, catalog: Any) -> list[tuple[str, str]] | None:
     """(name, DuckDB type) of the columns an INSERT writes, in the order its values come."""
     target = insert.this
-    listed = [c.name.lower() for c in target.expressions] if isinstance(target, exp.Schema) else None
+    listed = (
+        [c.name.lower() for c in target.expressions] if isinstance(target, exp.Schema) else None
+    )
     table = target.this if isinstance(target, exp.Schema) else target
     if not isinstance(table, exp.Table) or catalog is None:
         return None
-    columns = catalog.column_types().get(table.catalog, {}).get(table.db, {}).get(table.name.lower())
+    columns = (
+        catalog.column_types().get(table.catalog, {}).get(table.db, {}).get(table.name.lower())
+    )
     if not columns:
         return None
     if listed is None:
@@ -355,22 +407,29 @@ def _insert_types(tree: exp.Expression, catalog: Any) -> None:
         return
     rows: list[list[exp.Expression]] = []
     if isinstance(tree.expression, exp.Values):
-        rows = [list(r.expressions) if isinstance(r, exp.Tuple) else [r] for r in tree.expression.expressions]
+        rows = [
+            list(r.expressions) if isinstance(r, exp.Tuple) else [r]
+            for r in tree.expression.expressions
+        ]
     else:
         projections = _projections(tree.expression)
         rows = [projections] if projections is not None else []
     table_types = [exp.DataType.build(t, dialect="duckdb") for _, t in columns]
     for row in rows:
         mismatch = len(row) != len(columns) or any(
-            not _compatible(_family(value), _type_family(to)) for value, to in zip(row, table_types))
+            not _compatible(_family(value), _type_family(to)) for value, to in zip(row, table_types)
+        )
         if mismatch:
             table = ", ".join(t.sql(dialect="trino").lower() for t in table_types)
             query = ", ".join(_sql_type(v) for v in row)
-            raise TrinoError("TYPE_MISMATCH",
-                             f"Insert query has mismatched column types: Table: [{table}], Query: [{query}]")
+            raise TrinoError(
+                "TYPE_MISMATCH",
+                f"Insert query has mismatched column types: Table: [{table}], Query: [{query}]",
+            )
 
 
 # --- what the catalog's connector supports --------------------------------------------------------------
+
 
 def _connector_support(tree: exp.Expression, catalog: Any) -> None:
     """The `postgresql`-style catalogs do what Trino's PostgreSQL connector does: no views, no MERGE,
@@ -390,10 +449,18 @@ def _connector_support(tree: exp.Expression, catalog: Any) -> None:
         raise TrinoError("NOT_SUPPORTED", "This connector does not support creating views")
     if not isinstance(tree, (exp.Merge, exp.Update, exp.Delete)):
         return
-    merge = TrinoError("NOT_SUPPORTED", "The connector can not perform merge on the target table without primary keys")
+    merge = TrinoError(
+        "NOT_SUPPORTED",
+        "The connector can not perform merge on the target table without primary keys",
+    )
     if isinstance(tree, exp.Merge):
         raise merge
-    columns = catalog.column_types().get(name_catalog, {}).get(name_schema, {}).get(target.name.lower(), {})
+    columns = (
+        catalog.column_types()
+        .get(name_catalog, {})
+        .get(name_schema, {})
+        .get(target.name.lower(), {})
+    )
     if isinstance(tree, exp.Update):
         for assignment in tree.expressions:
             value = assignment.expression if isinstance(assignment, exp.EQ) else assignment
@@ -405,9 +472,7 @@ def _connector_support(tree: exp.Expression, catalog: Any) -> None:
 
 
 def _target(tree: exp.Expression) -> exp.Table | None:
-    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
-        node = tree.this
-    elif isinstance(tree, (exp.Merge, exp.Update, exp.Delete)):
+    if (isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW") or isinstance(tree, (exp.Merge, exp.Update, exp.Delete)):
         node = tree.this
     else:
         return None
@@ -417,10 +482,22 @@ def _target(tree: exp.Expression) -> exp.Table | None:
 
 
 def _constant(node: exp.Expression | None) -> bool:
-    return node is not None and not any(isinstance(n, (exp.Column, exp.Query, exp.Subquery)) for n in node.walk())
+    return node is not None and not any(
+        isinstance(n, (exp.Column, exp.Query, exp.Subquery)) for n in node.walk()
+    )
 
 
-_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_INTEGERS = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
 
 
 def _column_type(node: exp.Expression, columns: dict) -> str | None:
@@ -436,8 +513,9 @@ def _column_type(node: exp.Expression, columns: dict) -> str | None:
     if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Mod)):
         sides = [node.this, node.expression]
         kinds = [_column_type(s, columns) for s in sides]
-        if any(k is not None for k in kinds) and all(k in _INTEGERS or (k is None and _constant(s))
-                                                       for k, s in zip(kinds, sides)):
+        if any(k is not None for k in kinds) and all(
+            k in _INTEGERS or (k is None and _constant(s)) for k, s in zip(kinds, sides)
+        ):
             return next(k for k in kinds if k is not None)
     return None
 
@@ -458,13 +536,19 @@ def _pushable(node: exp.Expression, columns: dict) -> bool:
     if isinstance(node, exp.Or):
         terms = list(node.flatten())
         subjects = {_subject(t) for t in terms}
-        return len(subjects) == 1 and None not in subjects and all(_pushable(t, columns) for t in terms)
+        return (
+            len(subjects) == 1
+            and None not in subjects
+            and all(_pushable(t, columns) for t in terms)
+        )
     if isinstance(node, exp.Not):
         inner = node.this.unnest() if isinstance(node.this, exp.Paren) else node.this
         kind = _column_type(_subject_node(inner) or exp.null(), columns)
         return kind is not None and not _is_text(kind) and _pushable(inner, columns)
     if isinstance(node, exp.Is):
-        return _column_type(node.this, columns) is not None and isinstance(node.expression, exp.Null)
+        return _column_type(node.this, columns) is not None and isinstance(
+            node.expression, exp.Null
+        )
     subject = _subject_node(node)
     if subject is None:
         return False
@@ -478,7 +562,9 @@ def _pushable(node: exp.Expression, columns: dict) -> bool:
 
 def _subject_node(node: exp.Expression) -> exp.Expression | None:
     """The column side of a comparison with constants, or None."""
-    if isinstance(node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)):
+    if isinstance(
+        node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+    ):
         if _constant(node.expression) and not _constant(node.this):
             return node.this
         if _constant(node.this) and not _constant(node.expression):
@@ -502,5 +588,7 @@ def _subject(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Not):
         return _subject(node.this)
     subject = _subject_node(node)
-    columns = {c.name.lower() for c in subject.find_all(exp.Column)} if subject is not None else set()
+    columns = (
+        {c.name.lower() for c in subject.find_all(exp.Column)} if subject is not None else set()
+    )
     return next(iter(columns)) if len(columns) == 1 else None

@@ -33,27 +33,33 @@ class Catalog(Protocol):
 
     def qualify(self, catalog: str | None, schema: str | None) -> tuple[str, str]: ...
 
-    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None: ...
+    def system_table(
+        self, catalog: str, schema: str, table: str, hidden: bool = False
+    ) -> exp.Expression | None: ...
 
     def has_function(self, name: str) -> bool: ...
 
     def column_types(self) -> dict: ...
 
 
-TableName = tuple[str, str, str]   # catalog, schema, table
+TableName = tuple[str, str, str]  # catalog, schema, table
 
 
 @dataclass
 class Plan:
     duckdb_sql: str
-    update_type: str | None = None      # None for a query that returns rows
-    counts_rows: bool = False           # whether the response carries updateCount
-    tables: list[TableName] = field(default_factory=list)   # every table read or written
-    target: TableName | None = None     # the table a DDL or DML statement changes
-    if_exists: bool = False             # DROP ... IF EXISTS
-    schema_target: tuple[str, str] | None = None   # the schema CREATE/DROP SCHEMA names
-    output_types: dict[int, str] = field(default_factory=dict)   # output column -> the Trino type DuckDB lacks
-    declared_types: dict[str, str] = field(default_factory=dict)   # CREATE TABLE's varchar(n) columns
+    update_type: str | None = None  # None for a query that returns rows
+    counts_rows: bool = False  # whether the response carries updateCount
+    tables: list[TableName] = field(default_factory=list)  # every table read or written
+    target: TableName | None = None  # the table a DDL or DML statement changes
+    if_exists: bool = False  # DROP ... IF EXISTS
+    schema_target: tuple[str, str] | None = None  # the schema CREATE/DROP SCHEMA names
+    output_types: dict[int, str] = field(
+        default_factory=dict
+    )  # output column -> the Trino type DuckDB lacks
+    declared_types: dict[str, str] = field(
+        default_factory=dict
+    )  # CREATE TABLE's varchar(n) columns
 
 
 class _TrinoNames(Trino):
@@ -71,11 +77,19 @@ def parse(sql: str) -> exp.Expression:
         raise _syntax_error(error) from None
     statements = [s for s in statements if s is not None]
     if not statements:
-        raise TrinoError("SYNTAX_ERROR", "line 1:1: mismatched input '<EOF>'. Expecting: statement",
-                         line=1, column=1)
+        raise TrinoError(
+            "SYNTAX_ERROR",
+            "line 1:1: mismatched input '<EOF>'. Expecting: statement",
+            line=1,
+            column=1,
+        )
     if len(statements) > 1 or sql.rstrip().endswith(";"):
-        raise TrinoError("SYNTAX_ERROR", "mismatched input ';': a request holds exactly one statement",
-                         line=1, column=1)
+        raise TrinoError(
+            "SYNTAX_ERROR",
+            "mismatched input ';': a request holds exactly one statement",
+            line=1,
+            column=1,
+        )
     return statements[0]
 
 
@@ -84,16 +98,22 @@ def _syntax_error(error: Exception) -> TrinoError:
     first = details[0]
     line, column = first.get("line") or 1, first.get("col") or 1
     description = first.get("description") or str(error).splitlines()[0]
-    if "is not supported" in description:   # valid Trino the parser cannot read (INTERVAL ... DAY TO SECOND)
+    if (
+        "is not supported" in description
+    ):  # valid Trino the parser cannot read (INTERVAL ... DAY TO SECOND)
         return TrinoError("NOT_SUPPORTED", f"{description} by the local engine")
-    return TrinoError("SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column)
+    return TrinoError(
+        "SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column
+    )
 
 
 def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
     """Translate one parsed Trino statement into DuckDB SQL, or fail as Trino would."""
     if isinstance(tree, exp.Command):
         keyword = str(tree.this).upper()
-        raise TrinoError("NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine")
+        raise TrinoError(
+            "NOT_SUPPORTED", f"Statement {keyword} is not supported by the local engine"
+        )
     tree = tree.copy()
     semantics.session_functions(tree, catalog.session)
     checks.check(tree, catalog)
@@ -128,7 +148,9 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
             if table is target_node:
                 raise TrinoError("NOT_SUPPORTED", f"Table {'.'.join(name)} is read-only")
             alias = table.alias_or_name
-            table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            table.replace(
+                exp.Subquery(this=replacement, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+            )
             continue
         table.set("catalog", exp.to_identifier(name_catalog))
         table.set("db", exp.to_identifier(name_schema))
@@ -141,7 +163,7 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
     result.declared_types = semantics.declared_types(tree)
     tree = _rewrite_create(tree)
     result.output_types = semantics.apply(tree, catalog.column_types(), catalog.session)
-    tree = functions.rewrite_typed(tree)   # needs the types semantics inferred
+    tree = functions.rewrite_typed(tree)  # needs the types semantics inferred
     tree = tree.transform(_rewrite_version)
     result.update_type, result.counts_rows = _update_type(tree)
     result.if_exists = bool(tree.args.get("exists")) and isinstance(tree, exp.Drop)
@@ -159,7 +181,7 @@ def _name_output_columns(tree: exp.Expression) -> None:
     """Trino names an output column after its column reference or alias, and any other expression
     `_colN` by its position; DuckDB would use the expression's text."""
     select = tree
-    while isinstance(select, exp.SetOperation):   # a UNION's names are its first SELECT's
+    while isinstance(select, exp.SetOperation):  # a UNION's names are its first SELECT's
         select = select.this
     if isinstance(select, exp.Subquery):
         select = select.unnest()
@@ -174,7 +196,7 @@ def _name_output_columns(tree: exp.Expression) -> None:
 
 
 def _qualify_commented_column(column: exp.Column, catalog: Catalog) -> TableName:
-    parts = [p.name for p in column.parts[:-1]]   # [[catalog.]schema.]table
+    parts = [p.name for p in column.parts[:-1]]  # [[catalog.]schema.]table
     if not parts:
         raise TrinoError("SYNTAX_ERROR", "COMMENT ON COLUMN names the column as table.column")
     table_catalog, table_schema = catalog.qualify(*([None] * (3 - len(parts)) + parts[:-1]))
@@ -190,24 +212,36 @@ def _rewrite_create(tree: exp.Expression) -> exp.Expression:
     if not isinstance(tree, exp.Create):
         return tree
     properties = tree.args.get("properties")
-    no_data = [p for p in (properties.expressions if properties else []) if isinstance(p, exp.WithDataProperty)]
+    no_data = [
+        p
+        for p in (properties.expressions if properties else [])
+        if isinstance(p, exp.WithDataProperty)
+    ]
     if no_data and isinstance(tree.expression, exp.Query):
         for prop in no_data:
             if not prop.args.get("no"):
                 continue
             prop.pop()
-            tree.set("expression", exp.select("*").from_(tree.expression.subquery("source")).limit(0))
+            tree.set(
+                "expression", exp.select("*").from_(tree.expression.subquery("source")).limit(0)
+            )
         if properties is not None and not properties.expressions:
             properties.pop()
     schema = tree.this
-    if isinstance(schema, exp.Schema) and schema.expressions and all(
-            isinstance(e, exp.LikeProperty) for e in schema.expressions):
+    if (
+        isinstance(schema, exp.Schema)
+        and schema.expressions
+        and all(isinstance(e, exp.LikeProperty) for e in schema.expressions)
+    ):
         if len(schema.expressions) != 1:
-            raise TrinoError("NOT_SUPPORTED", "CREATE TABLE with several LIKE clauses is not supported by the local engine")
+            raise TrinoError(
+                "NOT_SUPPORTED",
+                "CREATE TABLE with several LIKE clauses is not supported by the local engine",
+            )
         source = schema.expressions[0].this
         tree.set("this", schema.this)
         tree.set("expression", exp.select("*").from_(source.copy()).limit(0))
-        tree.meta["like"] = True   # a table definition, not a CTAS: Trino reports no row count
+        tree.meta["like"] = True  # a table definition, not a CTAS: Trino reports no row count
     return tree
 
 
@@ -216,18 +250,34 @@ def _target_node(tree: exp.Expression) -> exp.Table | None:
     if isinstance(tree, exp.TruncateTable):
         return (tree.expressions or [None])[0]
     if isinstance(tree, exp.Comment) and isinstance(tree.this, exp.Column):
-        return None   # COMMENT ON COLUMN: qualified on its own (_qualify_commented_column)
-    if not isinstance(tree, (exp.Create, exp.Drop, exp.Insert, exp.Delete, exp.Update, exp.Merge, exp.Alter,
-                             exp.Comment)):
+        return None  # COMMENT ON COLUMN: qualified on its own (_qualify_commented_column)
+    if not isinstance(
+        tree,
+        (
+            exp.Create,
+            exp.Drop,
+            exp.Insert,
+            exp.Delete,
+            exp.Update,
+            exp.Merge,
+            exp.Alter,
+            exp.Comment,
+        ),
+    ):
         return None
-    node = tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]   # DROP names a list
-    if isinstance(node, exp.Schema):      # CREATE TABLE t (columns) / INSERT INTO t (columns)
+    node = (
+        tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]
+    )  # DROP names a list
+    if isinstance(node, exp.Schema):  # CREATE TABLE t (columns) / INSERT INTO t (columns)
         node = node.this
     return node if isinstance(node, exp.Table) else None
 
 
 def _is_schema_ddl(tree: exp.Expression) -> bool:
-    return isinstance(tree, (exp.Create, exp.Drop)) and (tree.args.get("kind") or "").upper() == "SCHEMA"
+    return (
+        isinstance(tree, (exp.Create, exp.Drop))
+        and (tree.args.get("kind") or "").upper() == "SCHEMA"
+    )
 
 
 def _rewrite_version(node: exp.Expression) -> exp.Expression:
@@ -262,29 +312,52 @@ _TABLE_FUNCTIONS = {"sequence", "exclude_columns", "query", "table_changes"}
 def _rewrite_table_functions(node: exp.Expression) -> exp.Expression:
     """`TABLE(sequence(start, stop[, step]))` as DuckDB's range; any other function in FROM is not a
     table Trino knows (DuckDB's read_csv and friends stay out of reach)."""
-    if not isinstance(node, exp.Table) or isinstance(node.this, exp.Identifier) or node.this is None:
+    if (
+        not isinstance(node, exp.Table)
+        or isinstance(node.this, exp.Identifier)
+        or node.this is None
+    ):
         return node
     call = node.this
-    if isinstance(call, exp.Anonymous) and call.name.upper() == "TABLE" and len(call.expressions) == 1:
+    if (
+        isinstance(call, exp.Anonymous)
+        and call.name.upper() == "TABLE"
+        and len(call.expressions) == 1
+    ):
         inner = call.expressions[0]
         name = _function_name(inner)
-        if name in ("sequence", "system.builtin.sequence") and isinstance(inner, exp.GenerateSeries):
+        if name in ("sequence", "system.builtin.sequence") and isinstance(
+            inner, exp.GenerateSeries
+        ):
             bounds = [_kwarg_value(inner.args.get(k)) for k in ("start", "end", "step")]
-            series = exp.Anonymous(this="generate_series", expressions=[b for b in bounds if b is not None])
-            select = exp.select(exp.column("generate_series").as_("sequential_number")).from_(series)
+            series = exp.Anonymous(
+                this="generate_series", expressions=[b for b in bounds if b is not None]
+            )
+            select = exp.select(exp.column("generate_series").as_("sequential_number")).from_(
+                series
+            )
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier("sequence"))
             return exp.Subquery(this=select, alias=alias.copy())
         if name.rsplit(".", 1)[-1] in _TABLE_FUNCTIONS:
-            raise TrinoError("NOT_SUPPORTED", f"Table function {name} is not supported by the local engine")
+            raise TrinoError(
+                "NOT_SUPPORTED", f"Table function {name} is not supported by the local engine"
+            )
         raise TrinoError("FUNCTION_NOT_FOUND", f"Table function '{name}' not registered")
-    raise TrinoError("SYNTAX_ERROR", f"Table functions are called as TABLE(function(...)), not {_function_name(call)}(...)")
+    raise TrinoError(
+        "SYNTAX_ERROR",
+        f"Table functions are called as TABLE(function(...)), not {_function_name(call)}(...)",
+    )
 
 
 def _function_name(node: exp.Expression) -> str:
     if isinstance(node, exp.GenerateSeries):
         return "sequence"
     if isinstance(node, exp.Dot):
-        return ".".join(part.name.lower() for part in node.flatten()) if hasattr(node, "flatten") else node.sql()
+        return (
+            ".".join(part.name.lower() for part in node.flatten())
+            if hasattr(node, "flatten")
+            else node.sql()
+        )
     if isinstance(node, exp.Func):
         return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
     return node.sql(dialect="trino").lower()
@@ -298,7 +371,11 @@ def _kwarg_value(node: exp.Expression | None) -> exp.Expression | None:
 
 def _trino_functions() -> frozenset[str]:
     text = (Path(__file__).with_name("trino_functions.txt")).read_text()
-    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return frozenset(
+        line.strip().lower()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
 
 
 TRINO_FUNCTIONS = _trino_functions()
@@ -311,13 +388,15 @@ def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
     for call in tree.find_all(exp.Anonymous):
         name = call.name.lower()
         if name in functions.ANONYMOUS:
-            continue   # answered (or refused) by functions.py
+            continue  # answered (or refused) by functions.py
         if name == "table" and isinstance(call.parent, exp.Table):
-            continue   # TABLE(function(...)) in FROM: a table function, checked on its own
+            continue  # TABLE(function(...)) in FROM: a table function, checked on its own
         if name not in TRINO_FUNCTIONS:
             raise TrinoError("FUNCTION_NOT_FOUND", f"Function '{name}' not registered")
         if not catalog.has_function(name) and name not in _SHIFTS and name not in _DOUBLE_CONSTANTS:
-            raise TrinoError("NOT_SUPPORTED", f"Function {name} is not supported by the local engine")
+            raise TrinoError(
+                "NOT_SUPPORTED", f"Function {name} is not supported by the local engine"
+            )
 
 
 _DDL_KINDS = {"TABLE", "SCHEMA", "VIEW"}
@@ -330,7 +409,9 @@ def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
         kind = (tree.args.get("kind") or "TABLE").upper()
         if kind not in _DDL_KINDS:
             raise TrinoError("NOT_SUPPORTED", f"CREATE {kind} is not supported by the local engine")
-        as_select = kind == "TABLE" and isinstance(tree.expression, exp.Query) and not tree.meta.get("like")
+        as_select = (
+            kind == "TABLE" and isinstance(tree.expression, exp.Query) and not tree.meta.get("like")
+        )
         return f"CREATE {kind}", as_select
     if isinstance(tree, exp.Drop):
         kind = (tree.args.get("kind") or "TABLE").upper()
@@ -339,53 +420,90 @@ def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
         return f"DROP {kind}", False
     if isinstance(tree, exp.TruncateTable):
         return "TRUNCATE TABLE", False
-    if isinstance(tree, exp.Comment) and (tree.args.get("kind") or "").upper() in ("TABLE", "COLUMN"):
+    if isinstance(tree, exp.Comment) and (tree.args.get("kind") or "").upper() in (
+        "TABLE",
+        "COLUMN",
+    ):
         return "COMMENT", False
-    for node_type, update_type in ((exp.Insert, "INSERT"), (exp.Delete, "DELETE"),
-                                   (exp.Update, "UPDATE"), (exp.Merge, "MERGE")):
+    for node_type, update_type in (
+        (exp.Insert, "INSERT"),
+        (exp.Delete, "DELETE"),
+        (exp.Update, "UPDATE"),
+        (exp.Merge, "MERGE"),
+    ):
         if isinstance(tree, node_type):
             return update_type, True
     if isinstance(tree, exp.Alter):
         actions = tree.args.get("actions") or []
         if any(isinstance(a, exp.AlterRename) for a in actions):
             return "RENAME TABLE", False
-        for action_type, update_type in ((exp.ColumnDef, "ADD COLUMN"), (exp.RenameColumn, "RENAME COLUMN"),
-                                         (exp.Drop, "DROP COLUMN"), (exp.AlterColumn, "SET COLUMN TYPE")):
+        for action_type, update_type in (
+            (exp.ColumnDef, "ADD COLUMN"),
+            (exp.RenameColumn, "RENAME COLUMN"),
+            (exp.Drop, "DROP COLUMN"),
+            (exp.AlterColumn, "SET COLUMN TYPE"),
+        ):
             if any(isinstance(a, action_type) for a in actions):
                 return update_type, False
-        raise TrinoError("NOT_SUPPORTED", f"ALTER TABLE {tree.sql(dialect='trino')[:60]} is not supported by the local engine")
-    raise TrinoError("NOT_SUPPORTED", f"Statement {tree.key.upper()} is not supported by the local engine")
+        raise TrinoError(
+            "NOT_SUPPORTED",
+            f"ALTER TABLE {tree.sql(dialect='trino')[:60]} is not supported by the local engine",
+        )
+    raise TrinoError(
+        "NOT_SUPPORTED", f"Statement {tree.key.upper()} is not supported by the local engine"
+    )
 
 
 # --- Statements the coordinator answers itself -------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SessionCommand:
-    kind: str           # execute_immediate, prepare, execute, deallocate, use, set_session, ...
+    kind: str  # execute_immediate, prepare, execute, deallocate, use, set_session, ...
     args: dict
 
 
 _STRING = r"'((?:[^']|'')*)'"
 _IDENT = r'("(?:[^"]|"")+"|[A-Za-z_][\w$@]*)'
 _COMMANDS: list[tuple[str, re.Pattern]] = [
-    ("execute_immediate", re.compile(rf"^\s*EXECUTE\s+IMMEDIATE\s+{_STRING}\s*(?:USING\s+(?P<using>.+))?$",
-                                     re.I | re.S)),
+    (
+        "execute_immediate",
+        re.compile(
+            rf"^\s*EXECUTE\s+IMMEDIATE\s+{_STRING}\s*(?:USING\s+(?P<using>.+))?$", re.I | re.S
+        ),
+    ),
     ("prepare", re.compile(rf"^\s*PREPARE\s+{_IDENT}\s+FROM\s+(?P<body>.+)$", re.I | re.S)),
     ("execute", re.compile(rf"^\s*EXECUTE\s+{_IDENT}\s*(?:USING\s+(?P<using>.+))?$", re.I | re.S)),
     ("deallocate", re.compile(rf"^\s*DEALLOCATE\s+PREPARE\s+{_IDENT}\s*$", re.I | re.S)),
     ("use", re.compile(rf"^\s*USE\s+{_IDENT}(?:\s*\.\s*{_IDENT})?\s*$", re.I | re.S)),
-    ("set_session", re.compile(r"^\s*SET\s+SESSION\s+(?P<name>[\w.]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S)),
+    (
+        "set_session",
+        re.compile(r"^\s*SET\s+SESSION\s+(?P<name>[\w.]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S),
+    ),
     ("reset_session", re.compile(r"^\s*RESET\s+SESSION\s+(?P<name>[\w.]+)\s*$", re.I | re.S)),
     ("call", re.compile(r"^\s*CALL\s+(?P<procedure>[\w.\"]+)\s*\((?P<args>.*)\)\s*$", re.I | re.S)),
     ("show_catalogs", re.compile(r"^\s*SHOW\s+CATALOGS\s*$", re.I)),
-    ("explain", re.compile(r"^\s*EXPLAIN\s+(?:\((?P<options>[^)]*)\)\s*)?(?P<body>.+)$", re.I | re.S)),
+    (
+        "explain",
+        re.compile(r"^\s*EXPLAIN\s+(?:\((?P<options>[^)]*)\)\s*)?(?P<body>.+)$", re.I | re.S),
+    ),
     ("set_time_zone", re.compile(r"^\s*SET\s+TIME\s+ZONE\s+(?P<zone>.+?)\s*$", re.I | re.S)),
     ("describe_output", re.compile(rf"^\s*DESCRIBE\s+OUTPUT\s+{_IDENT}\s*$", re.I)),
-    ("show_columns", re.compile(rf"^\s*(?:DESCRIBE|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+{_IDENT}"
-                                rf"(?:\s*\.\s*{_IDENT})?(?:\s*\.\s*{_IDENT})?\s*$", re.I)),
+    (
+        "show_columns",
+        re.compile(
+            rf"^\s*(?:DESCRIBE|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+{_IDENT}"
+            rf"(?:\s*\.\s*{_IDENT})?(?:\s*\.\s*{_IDENT})?\s*$",
+            re.I,
+        ),
+    ),
     ("show_schemas", re.compile(rf"^\s*SHOW\s+SCHEMAS(?:\s+(?:FROM|IN)\s+{_IDENT})?\s*$", re.I)),
-    ("show_tables", re.compile(rf"^\s*SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+{_IDENT}(?:\s*\.\s*{_IDENT})?)?\s*$",
-                               re.I)),
+    (
+        "show_tables",
+        re.compile(
+            rf"^\s*SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+{_IDENT}(?:\s*\.\s*{_IDENT})?)?\s*$", re.I
+        ),
+    ),
 ]
 
 
@@ -405,11 +523,15 @@ def session_command(sql: str) -> SessionCommand | None:
             continue
         groups = [g for g in match.groups()]
         if kind == "execute_immediate":
-            return SessionCommand(kind, {"sql": groups[0].replace("''", "'"), "using": match.group("using")})
+            return SessionCommand(
+                kind, {"sql": groups[0].replace("''", "'"), "using": match.group("using")}
+            )
         if kind == "prepare":
             return SessionCommand(kind, {"name": _unquote(groups[0]), "sql": match.group("body")})
         if kind == "execute":
-            return SessionCommand(kind, {"name": _unquote(groups[0]), "using": match.group("using")})
+            return SessionCommand(
+                kind, {"name": _unquote(groups[0]), "using": match.group("using")}
+            )
         if kind in ("deallocate", "describe_output"):
             return SessionCommand(kind, {"name": _unquote(groups[0])})
         if kind == "show_columns":
@@ -420,7 +542,9 @@ def session_command(sql: str) -> SessionCommand | None:
             catalog, schema = (first, second) if second else (None, first)
             return SessionCommand(kind, {"catalog": catalog, "schema": schema})
         if kind == "explain":
-            options = {o.strip().upper() for o in (match.group("options") or "").split(",") if o.strip()}
+            options = {
+                o.strip().upper() for o in (match.group("options") or "").split(",") if o.strip()
+            }
             return SessionCommand(kind, {"options": options, "body": match.group("body")})
         if kind == "set_time_zone":
             return SessionCommand(kind, {"zone": _time_zone_value(match.group("zone"))})
@@ -442,7 +566,7 @@ class Origin:
 
     table: TableName | None = None
     aliased: bool = False
-    column: str | None = None           # the source column's name
+    column: str | None = None  # the source column's name
 
 
 def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> list[Origin]:
@@ -454,24 +578,37 @@ def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> 
     sources: dict[str, TableName] = {}
     for table in select.find_all(exp.Table):
         if isinstance(table.this, exp.Identifier) and table.find_ancestor(exp.Select) is select:
-            qualified = (*catalog.qualify(table.catalog or None, table.db or None), table.name.lower())
+            qualified = (
+                *catalog.qualify(table.catalog or None, table.db or None),
+                table.name.lower(),
+            )
             sources[table.alias_or_name.lower()] = qualified
     only = next(iter(sources.values())) if len(sources) == 1 else None
     origins: list[Origin] = []
     for expression in select.expressions:
         aliased = isinstance(expression, exp.Alias)
         inner = expression.this if aliased else expression
-        if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+        if isinstance(inner, exp.Star) or (
+            isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)
+        ):
             source = sources.get(inner.table.lower()) if isinstance(inner, exp.Column) else only
             start = len(origins)
-            origins.extend(Origin(source, column=names[i].lower()) for i in
-                           range(start, len(names) - (len(select.expressions) - 1 - select.expressions.index(expression))))
+            origins.extend(
+                Origin(source, column=names[i].lower())
+                for i in range(
+                    start,
+                    len(names)
+                    - (len(select.expressions) - 1 - select.expressions.index(expression)),
+                )
+            )
             continue
         source = None
         if isinstance(inner, exp.Column):
             source = sources.get(inner.table.lower()) if inner.table else only
-        origins.append(Origin(source, aliased, inner.name.lower() if isinstance(inner, exp.Column) else None))
-    return (origins + [Origin()] * len(names))[:len(names)]
+        origins.append(
+            Origin(source, aliased, inner.name.lower() if isinstance(inner, exp.Column) else None)
+        )
+    return (origins + [Origin()] * len(names))[: len(names)]
 
 
 def _time_zone_value(text: str) -> str | None:
@@ -487,7 +624,9 @@ def _time_zone_value(text: str) -> str | None:
         return value.name
     if isinstance(value, exp.Interval) and isinstance(value.this, exp.Literal):
         return value.this.name
-    raise TrinoError("NOT_SUPPORTED", f"SET TIME ZONE {text.strip()} is not supported by the local engine")
+    raise TrinoError(
+        "NOT_SUPPORTED", f"SET TIME ZONE {text.strip()} is not supported by the local engine"
+    )
 
 
 def parse_parameters(using: str | None) -> list[exp.Expression]:
@@ -505,8 +644,10 @@ def bind_parameters(sql: str, parameters: list[exp.Expression]) -> str:
     """Put each parameter where its `?` stands, token-aware (a `?` inside a string stays)."""
     marks = _placeholders(sql)
     if len(marks) != len(parameters):
-        raise TrinoError("INVALID_PARAMETER_USAGE",
-                         f"Incorrect number of parameters: expected {len(marks)} but found {len(parameters)}")
+        raise TrinoError(
+            "INVALID_PARAMETER_USAGE",
+            f"Incorrect number of parameters: expected {len(marks)} but found {len(parameters)}",
+        )
     pieces, position = [], 0
     for (start, end), value in zip(marks, parameters):
         pieces.append(sql[position:start])
@@ -526,11 +667,16 @@ def _placeholders(sql: str, offset: int = 0) -> list[tuple[int, int]]:
         # sqlglot keeps the rest of an opaque command (CALL ...) as one string token: look inside it
         start = sql.find(tokens[1].text, tokens[0].end + 1)
         return _placeholders(tokens[1].text, offset + start)
-    return [(offset + t.start, offset + t.end) for t in tokens
-            if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?"]
+    return [
+        (offset + t.start, offset + t.end)
+        for t in tokens
+        if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?"
+    ]
 
 
-_ARGUMENT = re.compile(rf"\s*(?:(?P<name>\w+)\s*=>\s*)?(?:{_STRING}|(?P<number>-?\d+(?:\.\d+)?))\s*(?:,|$)", re.S)
+_ARGUMENT = re.compile(
+    rf"\s*(?:(?P<name>\w+)\s*=>\s*)?(?:{_STRING}|(?P<number>-?\d+(?:\.\d+)?))\s*(?:,|$)", re.S
+)
 
 
 def procedure_arguments(text: str, names: list[str]) -> dict[str, str]:
@@ -541,10 +687,14 @@ def procedure_arguments(text: str, names: list[str]) -> dict[str, str]:
     while position < len(text):
         match = _ARGUMENT.match(text, position)
         if not match or match.end() == position:
-            raise TrinoError("INVALID_PROCEDURE_ARGUMENT", f"Cannot parse procedure arguments: {text}")
+            raise TrinoError(
+                "INVALID_PROCEDURE_ARGUMENT", f"Cannot parse procedure arguments: {text}"
+            )
         name = (match.group("name") or (names[index] if index < len(names) else "")).lower()
         if name not in names:
-            raise TrinoError("INVALID_PROCEDURE_ARGUMENT", f"Unknown argument name: {name or index + 1}")
+            raise TrinoError(
+                "INVALID_PROCEDURE_ARGUMENT", f"Unknown argument name: {name or index + 1}"
+            )
         string = match.group(2)
         result[name] = string.replace("''", "'") if string is not None else match.group("number")
         position, index = match.end(), index + 1
@@ -559,5 +709,6 @@ def literal_value(text: str) -> str:
         return string.group(1).replace("''", "'")
     if re.fullmatch(r"-?\d+(?:\.\d+)?|true|false", text, re.I):
         return text.lower()
-    raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property value must be a literal: {text}")
-
+    raise TrinoError(
+        "INVALID_SESSION_PROPERTY", f"Session property value must be a literal: {text}"
+    )

@@ -29,34 +29,44 @@ from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 from report_pipeline.local_trino.faults import FaultInjector
 from report_pipeline.local_trino.query import Query, QueryState, Result, Session, _Stopped
 from report_pipeline.local_trino.transactions import Transaction, Transactions
-from report_pipeline.local_trino.types import bounded_varchar, column_json, output_type, row_encoder, trino_type
+from report_pipeline.local_trino.types import (
+    bounded_varchar,
+    column_json,
+    output_type,
+    row_encoder,
+    trino_type,
+)
 
 log = logging.getLogger(__name__)
 
 # Trino 476's system session properties (SHOW SESSION of a real server) are accepted; the engine acts on
 # query_max_run_time and query_max_execution_time. Catalog properties (`catalog.name`) are checked per connector.
 SESSION_PROPERTIES = frozenset(
-    line.strip() for line in (Path(__file__).with_name("trino_session_properties.txt")).read_text().splitlines()
-    if line.strip() and not line.startswith("#"))
+    line.strip()
+    for line in (Path(__file__).with_name("trino_session_properties.txt")).read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 _TIME_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-/]*|[+-]\d{2}:\d{2}")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    catalogs: tuple[CatalogSpec, ...] = (CatalogSpec("lake"),)   # the first holds the sample data
+    catalogs: tuple[CatalogSpec, ...] = (CatalogSpec("lake"),)  # the first holds the sample data
     max_running_queries: int = 32
-    client_timeout_seconds: float = 300.0    # Trino's query.client.timeout
-    expire_after_seconds: float = 900.0      # Trino's query.min-expire-age
+    client_timeout_seconds: float = 300.0  # Trino's query.client.timeout
+    expire_after_seconds: float = 900.0  # Trino's query.min-expire-age
     page_rows: int = 20_000
-    fault_injection: bool = False            # the /v1/local/faults API: tests and demos only
+    fault_injection: bool = False  # the /v1/local/faults API: tests and demos only
 
 
 def parse_duration(text: str) -> float:
     """Trino's duration syntax (`30s`, `1.5m`, `2h`) in seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", text)
     if not match or match.group(2) not in _DURATION_UNITS:
-        raise TrinoError("INVALID_SESSION_PROPERTY", f"Invalid duration: {text!r} (use e.g. 30s, 5m, 1h)")
+        raise TrinoError(
+            "INVALID_SESSION_PROPERTY", f"Invalid duration: {text!r} (use e.g. 30s, 5m, 1h)"
+        )
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
@@ -68,10 +78,12 @@ class Engine:
         self.faults = FaultInjector()
         self.transactions = Transactions()
         self.version = dialect.ENGINE_VERSION
-        self.http_uri = ""                      # set by the server that serves the engine
+        self.http_uri = ""  # set by the server that serves the engine
         self._db = database
-        self._functions = {row[0].lower() for row in
-                           self.fetch("SELECT DISTINCT function_name FROM duckdb_functions()")}
+        self._functions = {
+            row[0].lower()
+            for row in self.fetch("SELECT DISTINCT function_name FROM duckdb_functions()")
+        }
         self._queries: dict[str, Query] = {}
         self._expired: collections.deque[str] = collections.deque(maxlen=10_000)
         self._lock = threading.Lock()
@@ -83,10 +95,13 @@ class Engine:
         # the same, per client source (X-Trino-Source): which component put the load on the engine
         self._running_by_source: collections.Counter[str] = collections.Counter()
         self.peak_running_by_source: dict[str, int] = {}
-        self._pool = ThreadPoolExecutor(config.max_running_queries, thread_name_prefix="local-trino-query")
+        self._pool = ThreadPoolExecutor(
+            config.max_running_queries, thread_name_prefix="local-trino-query"
+        )
         self._stopping = threading.Event()
-        self._housekeeper = threading.Thread(target=self._housekeeping, name="local-trino-housekeeping",
-                                             daemon=True)
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name="local-trino-housekeeping", daemon=True
+        )
         self._housekeeper.start()
 
     def fetch(self, sql: str, parameters: list | None = None) -> list[tuple]:
@@ -110,13 +125,20 @@ class Engine:
     def submit(self, sql: str, session: Session) -> Query:
         with self._lock:
             self._counter += 1
-            query_id = f"{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}_{self._counter:05d}_{self._node}"
+            query_id = (
+                f"{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}_{self._counter:05d}_{self._node}"
+            )
             query = Query(query_id, secrets.token_hex(8), sql, session)
             self._queries[query_id] = query
         # decided at submission, so a fault holds from the client's very first poll
         query.fault = self.faults.take(sql) if self.config.fault_injection else None
         if query.fault is not None:
-            log.info("fault %s (%s) applies to statement %s", query.fault.id, query.fault.action, query_id)
+            log.info(
+                "fault %s (%s) applies to statement %s",
+                query.fault.id,
+                query.fault.action,
+                query_id,
+            )
             query.drop_connections = query.fault.action == "drop"
         return query
 
@@ -146,7 +168,9 @@ class Engine:
         query = self.get(query_id)
         if query is None:
             raise TrinoError("NOT_FOUND", f"Target query not found: {query_id}")
-        text = "Query killed. Message: " + message if message else "Query killed. No message provided."
+        text = (
+            "Query killed. Message: " + message if message else "Query killed. No message provided."
+        )
         query.fail(TrinoError("ADMINISTRATIVELY_KILLED", text))
 
     @property
@@ -166,12 +190,16 @@ class Engine:
             self._running += 1
             self._running_by_source[source] += 1
             self.peak_running = max(self.peak_running, self._running)
-            self.peak_running_by_source[source] = max(self.peak_running_by_source.get(source, 0),
-                                                      self._running_by_source[source])
+            self.peak_running_by_source[source] = max(
+                self.peak_running_by_source.get(source, 0), self._running_by_source[source]
+            )
         try:
             query.begin(QueryState.PLANNING)
             self._apply_fault(query)
-            for name, value in query.session.properties.items():   # X-Trino-Session, as Trino checks it
+            for (
+                name,
+                value,
+            ) in query.session.properties.items():  # X-Trino-Session, as Trino checks it
                 _validate_session_property(name.lower(), value, self.catalogs)
             self._execute(query, query.sql)
         except _Stopped:
@@ -180,7 +208,7 @@ class Engine:
             query.fail(error)
         except duckdb.Error as error:
             query.fail(from_duckdb(error))
-        except Exception as error:  # noqa: BLE001 - an engine bug must reach the client, not kill a thread
+        except Exception as error:
             log.exception("statement %s failed inside the engine", query.id)
             query.fail(TrinoError("GENERIC_INTERNAL_ERROR", f"{type(error).__name__}: {error}"))
         finally:
@@ -203,7 +231,9 @@ class Engine:
     def _execute(self, query: Query, sql: str) -> None:
         """Run one statement; inside an explicit transaction, any failure aborts the transaction."""
         session = query.session
-        transaction = self.transactions.get(session.transaction_id) if session.in_transaction else None
+        transaction = (
+            self.transactions.get(session.transaction_id) if session.in_transaction else None
+        )
         try:
             command = dialect.session_command(sql)
             if command is not None:
@@ -223,7 +253,9 @@ class Engine:
                 transaction.aborted = True
             raise
 
-    def _run_plan(self, query: Query, tree: exp.Expression, transaction: Transaction | None) -> None:
+    def _run_plan(
+        self, query: Query, tree: exp.Expression, transaction: Transaction | None
+    ) -> None:
         session = query.session
         # RUNNING from here: a statement reading system.runtime.queries sees itself running, as in Trino
         query.begin(QueryState.RUNNING)
@@ -231,9 +263,13 @@ class Engine:
         self._check_names(plan)
         if plan.update_type is not None and transaction is not None:
             if transaction.read_only:
-                raise TrinoError("READ_ONLY_VIOLATION", "Cannot execute write in a read-only transaction")
-            raise TrinoError("AUTOCOMMIT_WRITE_CONFLICT",
-                             f"Catalog only supports writes using autocommit: {plan.target[0] if plan.target else ''}")
+                raise TrinoError(
+                    "READ_ONLY_VIOLATION", "Cannot execute write in a read-only transaction"
+                )
+            raise TrinoError(
+                "AUTOCOMMIT_WRITE_CONFLICT",
+                f"Catalog only supports writes using autocommit: {plan.target[0] if plan.target else ''}",
+            )
         query.input_rows, query.input_bytes = self._input_size(plan)
         duck = self._db.cursor()
         try:
@@ -241,7 +277,8 @@ class Engine:
             query.attach(duck)
             # CREATE TABLE IF NOT EXISTS of a table that exists changes nothing, its declared types included
             creates = plan.update_type == "CREATE TABLE" and not (
-                tree.args.get("exists") and plan.target and self.catalogs.table_exists(*plan.target))
+                tree.args.get("exists") and plan.target and self.catalogs.table_exists(*plan.target)
+            )
             duck.execute(plan.duckdb_sql)
             if plan.update_type is not None:
                 row = duck.fetchone() if plan.counts_rows else None
@@ -252,25 +289,38 @@ class Engine:
                 query.succeed(_update(plan.update_type, count))
                 duck.close()
                 return
-            types = [output_type(plan.output_types[i]) if i in plan.output_types else trino_type(d[1])
-                     for i, d in enumerate(duck.description)]
+            types = [
+                output_type(plan.output_types[i]) if i in plan.output_types else trino_type(d[1])
+                for i, d in enumerate(duck.description)
+            ]
             self._apply_declared_types(plan, tree, session, [d[0] for d in duck.description], types)
             columns = [column_json(d[0], t) for d, t in zip(duck.description, types)]
             query.succeed(Result(columns, row_encoder(types), cursor=duck))
         except BaseException:
             duck.close()
-            if query.state.done:   # cancelled or killed: DuckDB's interrupt error is the echo of it
+            if query.state.done:  # cancelled or killed: DuckDB's interrupt error is the echo of it
                 raise _Stopped() from None
             raise
 
-    def _apply_declared_types(self, plan: dialect.Plan, tree: exp.Expression, session: Session, names: list[str],
-                              types: list) -> None:
+    def _apply_declared_types(
+        self,
+        plan: dialect.Plan,
+        tree: exp.Expression,
+        session: Session,
+        names: list[str],
+        types: list,
+    ) -> None:
         """An output column that is a table's varchar(n) column has that type (DuckDB reports varchar)."""
-        declared = {(catalog, *key): value for catalog in {t[0] for t in plan.tables}
-                    for key, value in self.catalogs.declared_types(catalog).items()}
+        declared = {
+            (catalog, *key): value
+            for catalog in {t[0] for t in plan.tables}
+            for key, value in self.catalogs.declared_types(catalog).items()
+        }
         if not declared:
             return
-        for index, origin in enumerate(dialect.output_origins(tree, names, _CatalogView(self, session))):
+        for index, origin in enumerate(
+            dialect.output_origins(tree, names, _CatalogView(self, session))
+        ):
             if index not in plan.output_types and origin.table and origin.column:
                 trino_type_name = declared.get((*origin.table, origin.column))
                 if trino_type_name is not None:
@@ -292,23 +342,35 @@ class Engine:
         elif isinstance(tree, exp.Alter):
             for action in tree.args.get("actions") or []:
                 if isinstance(action, exp.AlterRename):
-                    self.catalogs.rename(catalog, schema, table, new_schema=(action.this.db or schema).lower(),
-                                         new_table=action.this.name.lower())
+                    self.catalogs.rename(
+                        catalog,
+                        schema,
+                        table,
+                        new_schema=(action.this.db or schema).lower(),
+                        new_table=action.this.name.lower(),
+                    )
                 elif isinstance(action, exp.RenameColumn):
-                    self.catalogs.rename(catalog, schema, table, column=action.this.name.lower(),
-                                         new_column=action.args["to"].name.lower())
+                    self.catalogs.rename(
+                        catalog,
+                        schema,
+                        table,
+                        column=action.this.name.lower(),
+                        new_column=action.args["to"].name.lower(),
+                    )
                 elif isinstance(action, exp.Drop):
                     for column in action.args.get("tables") or []:
                         self.catalogs.forget(catalog, schema, table, column.name.lower())
                 elif isinstance(action, (exp.AlterColumn, exp.ColumnDef)):
                     name = action.name.lower()
-                    bound = semantics.bounded_varchar(action.args.get("dtype") or action.args.get("kind"))
+                    bound = semantics.bounded_varchar(
+                        action.args.get("dtype") or action.args.get("kind")
+                    )
                     self.catalogs.forget(catalog, schema, table, name)
                     if bound is not None:
                         self.catalogs.declare(catalog, schema, table, {name: bound}, replace=False)
 
     def _prepare_connection(self, duck: duckdb.DuckDBPyConnection, session: Session) -> None:
-        duck.execute("SET enable_progress_bar = true")   # makes query_progress() report
+        duck.execute("SET enable_progress_bar = true")  # makes query_progress() report
         duck.execute("SET enable_progress_bar_print = false")
         # USE takes no parameters; the name is a known catalog. Every table name in the statement is
         # fully qualified, so this only decides where unqualified functions live.
@@ -330,18 +392,26 @@ class Engine:
             if target and plan.if_exists:
                 continue
             if target and plan.update_type is not None:
-                raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
+                raise TrinoError(
+                    "TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist"
+                )
             raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
         if plan.schema_target is not None:
             catalog, schema = plan.schema_target
             self.catalogs.spec(catalog)
             if schema in self.catalogs.hidden_schemas:
-                raise TrinoError("NOT_SUPPORTED", f"Schema name {schema} is reserved by the local engine")
+                raise TrinoError(
+                    "NOT_SUPPORTED", f"Schema name {schema} is reserved by the local engine"
+                )
         if plan.target is not None and not self.catalogs.spec(plan.target[0]).modifies_rows:
             if plan.update_type in ("DELETE", "UPDATE", "MERGE"):
-                raise TrinoError("NOT_SUPPORTED", "This connector does not support modifying table rows")
+                raise TrinoError(
+                    "NOT_SUPPORTED", "This connector does not support modifying table rows"
+                )
             if plan.update_type in ("DROP COLUMN", "SET COLUMN TYPE"):
-                raise TrinoError("NOT_SUPPORTED", f"This connector does not support {plan.update_type.lower()}")
+                raise TrinoError(
+                    "NOT_SUPPORTED", f"This connector does not support {plan.update_type.lower()}"
+                )
 
     def _input_size(self, plan: dialect.Plan) -> tuple[int, int]:
         rows = size = 0
@@ -352,7 +422,9 @@ class Engine:
         return rows, size
 
     # --- transactions ---------------------------------------------------------------------------
-    def _transaction_statement(self, query: Query, tree: exp.Expression, transaction: Transaction | None) -> Result:
+    def _transaction_statement(
+        self, query: Query, tree: exp.Expression, transaction: Transaction | None
+    ) -> Result:
         session = query.session
         if isinstance(tree, exp.Transaction):
             if session.transaction_id is None:
@@ -360,16 +432,26 @@ class Engine:
             if transaction is not None:
                 raise TrinoError("NOT_SUPPORTED", "Nested transactions not supported")
             modes = [str(m).upper() for m in tree.args.get("modes") or []]
-            isolation = next((m.removeprefix("ISOLATION LEVEL ").strip() for m in modes
-                              if m.startswith("ISOLATION LEVEL")), "READ UNCOMMITTED")
-            started = self.transactions.begin(read_only="READ ONLY" in modes, isolation_level=isolation)
+            isolation = next(
+                (
+                    m.removeprefix("ISOLATION LEVEL ").strip()
+                    for m in modes
+                    if m.startswith("ISOLATION LEVEL")
+                ),
+                "READ UNCOMMITTED",
+            )
+            started = self.transactions.begin(
+                read_only="READ ONLY" in modes, isolation_level=isolation
+            )
             query.response_headers["X-Trino-Started-Transaction-Id"] = [started.id]
             return _update("START TRANSACTION", None)
         if transaction is None:
             raise TrinoError("NOT_IN_TRANSACTION", "No transaction in progress")
         self.transactions.end(transaction.id)
         if isinstance(tree, exp.Commit) and transaction.aborted:
-            raise TrinoError("TRANSACTION_ALREADY_ABORTED", "Current transaction has already been aborted")
+            raise TrinoError(
+                "TRANSACTION_ALREADY_ABORTED", "Current transaction has already been aborted"
+            )
         query.response_headers["X-Trino-Clear-Transaction-Id"] = ["true"]
         return _update("COMMIT" if isinstance(tree, exp.Commit) else "ROLLBACK", None)
 
@@ -377,9 +459,15 @@ class Engine:
     def _run_command(self, query: Query, command: dialect.SessionCommand) -> Result:
         session, args = query.session, command.args
         if command.kind in ("execute_immediate", "execute"):
-            text = args["sql"] if command.kind == "execute_immediate" else self._prepared(session, args["name"])
+            text = (
+                args["sql"]
+                if command.kind == "execute_immediate"
+                else self._prepared(session, args["name"])
+            )
             inner = dialect.session_command(text)
-            if inner is not None and inner.kind == "explain":   # Trino binds no parameters into an EXPLAIN
+            if (
+                inner is not None and inner.kind == "explain"
+            ):  # Trino binds no parameters into an EXPLAIN
                 return self._explain(session, inner.args["options"], inner.args["body"])
         if command.kind == "execute_immediate":
             bound = dialect.bind_parameters(args["sql"], dialect.parse_parameters(args["using"]))
@@ -388,23 +476,30 @@ class Engine:
         if command.kind == "prepare":
             dialect.parse(args["sql"])  # a statement that cannot be parsed cannot be prepared
             query.response_headers.setdefault("X-Trino-Added-Prepare", []).append(
-                f"{args['name']}={quote_plus(args['sql'])}")
+                f"{args['name']}={quote_plus(args['sql'])}"
+            )
             return _update("PREPARE", None)
         if command.kind == "execute":
-            bound = dialect.bind_parameters(self._prepared(session, args["name"]),
-                                            dialect.parse_parameters(args["using"]))
+            bound = dialect.bind_parameters(
+                self._prepared(session, args["name"]), dialect.parse_parameters(args["using"])
+            )
             self._execute_nested(query, bound)
             return query.result
         if command.kind == "deallocate":
             self._prepared(session, args["name"])
-            query.response_headers.setdefault("X-Trino-Deallocated-Prepare", []).append(args["name"])
+            query.response_headers.setdefault("X-Trino-Deallocated-Prepare", []).append(
+                args["name"]
+            )
             return _update("DEALLOCATE", None)
         if command.kind == "describe_output":
             return self._describe_output(session, self._prepared(session, args["name"]))
         if command.kind == "use":
             catalog = args["catalog"] or session.catalog
             if catalog is None:
-                raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+                raise TrinoError(
+                    "MISSING_CATALOG_NAME",
+                    "Catalog must be specified when session catalog is not set",
+                )
             self.catalogs.spec(catalog)
             if not self.catalogs.schema_exists(catalog, args["schema"]):
                 raise TrinoError("NOT_FOUND", f"Schema does not exist: {catalog}.{args['schema']}")
@@ -414,33 +509,48 @@ class Engine:
         if command.kind == "set_session":
             name, value = args["name"].lower(), dialect.literal_value(args["value"])
             _validate_session_property(name, value, self.catalogs)
-            query.response_headers.setdefault("X-Trino-Set-Session", []).append(f"{name}={quote_plus(value)}")
+            query.response_headers.setdefault("X-Trino-Set-Session", []).append(
+                f"{name}={quote_plus(value)}"
+            )
             return _update("SET SESSION", None)
         if command.kind == "explain":
             return self._explain(session, args["options"], args["body"])
         if command.kind == "set_time_zone":
             # Trino keeps the zone in the hidden session property time_zone_id
             if args["zone"] is None:
-                query.response_headers.setdefault("X-Trino-Clear-Session", []).append("time_zone_id")
+                query.response_headers.setdefault("X-Trino-Clear-Session", []).append(
+                    "time_zone_id"
+                )
             else:
                 duckdb_time_zone(args["zone"])
                 query.response_headers.setdefault("X-Trino-Set-Session", []).append(
-                    f"time_zone_id={quote_plus(args['zone'])}")
+                    f"time_zone_id={quote_plus(args['zone'])}"
+                )
             return _update("SET TIME ZONE", None)
         if command.kind == "reset_session":
             _validate_session_property(args["name"].lower(), None, self.catalogs)
-            query.response_headers.setdefault("X-Trino-Clear-Session", []).append(args["name"].lower())
+            query.response_headers.setdefault("X-Trino-Clear-Session", []).append(
+                args["name"].lower()
+            )
             return _update("RESET SESSION", None)
         if command.kind == "call":
             return self._call(args["procedure"], args["args"])
         if command.kind == "show_catalogs":
-            return _bounded_rows_result(["Catalog"], [[c] for c in sorted(["system", *self.catalogs.names])])
+            return _bounded_rows_result(
+                ["Catalog"], [[c] for c in sorted(["system", *self.catalogs.names])]
+            )
         if command.kind == "show_schemas":
             catalog = args["catalog"] or session.catalog
             if catalog is None:
-                raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
-            schemas = (system_tables.SYSTEM_SCHEMAS if catalog == "system"
-                       else self.catalogs.schemas(self.catalogs.spec(catalog).name))
+                raise TrinoError(
+                    "MISSING_CATALOG_NAME",
+                    "Catalog must be specified when session catalog is not set",
+                )
+            schemas = (
+                system_tables.SYSTEM_SCHEMAS
+                if catalog == "system"
+                else self.catalogs.schemas(self.catalogs.spec(catalog).name)
+            )
             return _rows_result(["Schema"], [[s] for s in schemas])
         if command.kind == "show_tables":
             catalog, schema = self._schema_of(session, args["catalog"], args["schema"])
@@ -451,15 +561,23 @@ class Engine:
             return _rows_result(["Table"], [[t] for t in tables])
         if command.kind == "show_columns":
             return self._show_columns(session, args["table"])
-        raise TrinoError("NOT_SUPPORTED", f"Statement {command.kind} is not supported by the local engine")
+        raise TrinoError(
+            "NOT_SUPPORTED", f"Statement {command.kind} is not supported by the local engine"
+        )
 
-    def _schema_of(self, session: Session, catalog: str | None, schema: str | None) -> tuple[str, str]:
+    def _schema_of(
+        self, session: Session, catalog: str | None, schema: str | None
+    ) -> tuple[str, str]:
         catalog = catalog or session.catalog
         schema = schema or session.schema
         if catalog is None:
-            raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+            raise TrinoError(
+                "MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set"
+            )
         if schema is None:
-            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
+            raise TrinoError(
+                "MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set"
+            )
         if catalog == "system":
             if schema not in system_tables.SYSTEM_SCHEMAS:
                 raise TrinoError("SCHEMA_NOT_FOUND", f"Schema '{schema}' does not exist")
@@ -479,27 +597,50 @@ class Engine:
         snapshot = system_tables.snapshot(self, catalog, schema, table)
         if snapshot is not None:
             # Trino's system tables keep milliseconds in their zoned timestamps
-            columns = [(c, "timestamp(3) with time zone" if ty == "TIMESTAMPTZ" else system_tables.trino_type_name(ty),
-                        None) for c, ty in snapshot[0]]
+            columns = [
+                (
+                    c,
+                    "timestamp(3) with time zone"
+                    if ty == "TIMESTAMPTZ"
+                    else system_tables.trino_type_name(ty),
+                    None,
+                )
+                for c, ty in snapshot[0]
+            ]
         else:
             declared = self.catalogs.declared_types(catalog)
-            columns = [(c, declared.get((s, t, c)) or system_tables.trino_type_name(ty), comment)
-                       for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog) if s == schema and t == table]
+            columns = [
+                (c, declared.get((s, t, c)) or system_tables.trino_type_name(ty), comment)
+                for s, t, c, _, _, _, ty, comment in self.catalogs.columns(catalog)
+                if s == schema and t == table
+            ]
         if not columns:
-            raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist")
-        return _rows_result(["Column", "Type", "Extra", "Comment"],
-                            [[c, ty, "", comment or ""] for c, ty, comment in columns])
+            raise TrinoError(
+                "TABLE_NOT_FOUND", f"Table '{catalog}.{schema}.{table}' does not exist"
+            )
+        return _rows_result(
+            ["Column", "Type", "Extra", "Comment"],
+            [[c, ty, "", comment or ""] for c, ty, comment in columns],
+        )
 
     def _describe_output(self, session: Session, sql: str) -> Result:
         """DESCRIBE OUTPUT: the columns a prepared statement would return, without running it."""
         tree = dialect.parse(sql)
         # DuckDB cannot describe an unbound `?`: NULL stands in where the value cannot change an
         # output type; one an output column is built from would be typed unknown by Trino
-        if isinstance(tree, exp.Query) and any(p.find_ancestor(exp.Select) is tree and p.find_ancestor(
-                exp.Where, exp.Having, exp.Join, exp.Subquery) is None for p in tree.find_all(exp.Placeholder)):
-            raise TrinoError("NOT_SUPPORTED", "DESCRIBE OUTPUT of a parameter in the select list is not supported "
-                                              "by the local engine")
-        tree = tree.transform(lambda node: exp.null() if isinstance(node, exp.Placeholder) else node)
+        if isinstance(tree, exp.Query) and any(
+            p.find_ancestor(exp.Select) is tree
+            and p.find_ancestor(exp.Where, exp.Having, exp.Join, exp.Subquery) is None
+            for p in tree.find_all(exp.Placeholder)
+        ):
+            raise TrinoError(
+                "NOT_SUPPORTED",
+                "DESCRIBE OUTPUT of a parameter in the select list is not supported "
+                "by the local engine",
+            )
+        tree = tree.transform(
+            lambda node: exp.null() if isinstance(node, exp.Placeholder) else node
+        )
         plan = dialect.plan(tree, _CatalogView(self, session))
         self._check_names(plan)
         if plan.update_type is not None:
@@ -508,14 +649,19 @@ class Engine:
             with self._db.cursor() as duck:
                 duck.execute(f"USE {_quoted(self.catalog)}")
                 rows = duck.execute("DESCRIBE " + plan.duckdb_sql).fetchall()
-            origins = dialect.output_origins(tree, [r[0] for r in rows], _CatalogView(self, session))
+            origins = dialect.output_origins(
+                tree, [r[0] for r in rows], _CatalogView(self, session)
+            )
             described = []
             for (name, duck_type, *_), origin in zip(rows, origins):
                 type_ = trino_type(duckdb.sqltype(duck_type))
                 table = origin.table or ("", "", "")
                 described.append((name, *table, type_.name, type_.fixed_size, origin.aliased))
         names = ["Column Name", "Catalog", "Schema", "Table", "Type", "Type Size", "Aliased"]
-        columns = [column_json(n, bounded_varchar([r[i] for r in described])) for i, n in enumerate(names[:5])]
+        columns = [
+            column_json(n, bounded_varchar([r[i] for r in described]))
+            for i, n in enumerate(names[:5])
+        ]
         columns += [column_json("Type Size", _INTEGER), column_json("Aliased", _BOOLEAN)]
         return Result(columns, list, rows=[list(r) for r in described])
 
@@ -523,25 +669,35 @@ class Engine:
         """EXPLAIN checks the statement as planning it would (its errors are Trino's); only
         `TYPE VALIDATE` has an answer to give: the plan itself would be DuckDB's."""
         if body.lstrip().upper().startswith("ANALYZE"):
-            raise TrinoError("NOT_SUPPORTED", "EXPLAIN ANALYZE is not supported by the local engine")
+            raise TrinoError(
+                "NOT_SUPPORTED", "EXPLAIN ANALYZE is not supported by the local engine"
+            )
         tree = dialect.parse(body)
         markers = len(list(tree.find_all(exp.Placeholder)))
-        if markers:   # nothing binds an EXPLAIN's parameters
-            raise TrinoError("INVALID_PARAMETER_USAGE",
-                             f"Incorrect number of parameters: expected {markers} but found 0")
+        if markers:  # nothing binds an EXPLAIN's parameters
+            raise TrinoError(
+                "INVALID_PARAMETER_USAGE",
+                f"Incorrect number of parameters: expected {markers} but found 0",
+            )
         plan = dialect.plan(tree, _CatalogView(self, session))
         self._check_names(plan)
         with self._db.cursor() as duck:
             self._prepare_connection(duck, session)
-            duck.execute("EXPLAIN " + plan.duckdb_sql)   # binds every name and type, runs nothing
+            duck.execute("EXPLAIN " + plan.duckdb_sql)  # binds every name and type, runs nothing
         if options == {"TYPE VALIDATE"}:
             return Result([column_json("Valid", _BOOLEAN)], list, rows=[[True]])
-        raise TrinoError("NOT_SUPPORTED", "EXPLAIN output (the plan would be DuckDB's) is not supported by the local "
-                         "engine; EXPLAIN (TYPE VALIDATE) is")
+        raise TrinoError(
+            "NOT_SUPPORTED",
+            "EXPLAIN output (the plan would be DuckDB's) is not supported by the local "
+            "engine; EXPLAIN (TYPE VALIDATE) is",
+        )
 
     def _execute_nested(self, query: Query, sql: str) -> None:
         if dialect.session_command(sql) is not None and dialect.session_command(sql).kind in (
-                "execute_immediate", "execute", "prepare"):
+            "execute_immediate",
+            "execute",
+            "prepare",
+        ):
             raise TrinoError("NOT_SUPPORTED", "Nested prepared statements are not supported")
         self._execute(query, sql)
 
@@ -551,7 +707,9 @@ class Engine:
             raise TrinoError("PROCEDURE_NOT_FOUND", f"Procedure not registered: {name}")
         values = dialect.procedure_arguments(arguments, ["query_id", "message"])
         if "query_id" not in values:
-            raise TrinoError("INVALID_PROCEDURE_ARGUMENT", "Required procedure argument 'query_id' is missing")
+            raise TrinoError(
+                "INVALID_PROCEDURE_ARGUMENT", "Required procedure argument 'query_id' is missing"
+            )
         self.kill(values["query_id"], values.get("message"))
         return _update("CALL", None)
 
@@ -559,7 +717,9 @@ class Engine:
     def has_function(self, name: str) -> bool:
         return name in self._functions
 
-    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None:
+    def system_table(
+        self, catalog: str, schema: str, table: str, hidden: bool = False
+    ) -> exp.Expression | None:
         snapshot = system_tables.snapshot(self, catalog, schema, table, hidden)
         return None if snapshot is None else system_tables.values_table(*snapshot)
 
@@ -588,14 +748,22 @@ class Engine:
                     continue
                 since = query.created if name == "query_max_run_time" else (query.started or now)
                 if now - since > limit:
-                    query.fail(TrinoError("EXCEEDED_TIME_LIMIT", f"Query exceeded maximum time limit of {limit:.2f}s"))
+                    query.fail(
+                        TrinoError(
+                            "EXCEEDED_TIME_LIMIT",
+                            f"Query exceeded maximum time limit of {limit:.2f}s",
+                        )
+                    )
                     return
         if now - query.last_heartbeat > self.config.client_timeout_seconds:
-            query.fail(TrinoError(
-                "ABANDONED_QUERY",
-                f"Query {query.id} was abandoned by the client, as it may have exited or stopped checking "
-                f"for query results. Query results have not been accessed since "
-                f"{dt.datetime.fromtimestamp(query.last_heartbeat, dt.timezone.utc).isoformat()}"))
+            query.fail(
+                TrinoError(
+                    "ABANDONED_QUERY",
+                    f"Query {query.id} was abandoned by the client, as it may have exited or stopped checking "
+                    f"for query results. Query results have not been accessed since "
+                    f"{dt.datetime.fromtimestamp(query.last_heartbeat, dt.UTC).isoformat()}",
+                )
+            )
 
 
 class _CatalogView:
@@ -608,15 +776,21 @@ class _CatalogView:
         """A table's catalog and schema, the session's filling in what the statement leaves out."""
         catalog = (catalog or self.session.catalog or "").lower() or None
         schema = schema or self.session.schema
-        if schema is None:   # Trino asks for the schema first
-            raise TrinoError("MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set")
+        if schema is None:  # Trino asks for the schema first
+            raise TrinoError(
+                "MISSING_SCHEMA_NAME", "Schema must be specified when session schema is not set"
+            )
         if catalog is None:
-            raise TrinoError("MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set")
+            raise TrinoError(
+                "MISSING_CATALOG_NAME", "Catalog must be specified when session catalog is not set"
+            )
         if catalog != "system":
             self._engine.catalogs.spec(catalog)
         return catalog, schema.lower()
 
-    def system_table(self, catalog: str, schema: str, table: str, hidden: bool = False) -> exp.Expression | None:
+    def system_table(
+        self, catalog: str, schema: str, table: str, hidden: bool = False
+    ) -> exp.Expression | None:
         return self._engine.system_table(catalog, schema, table, hidden)
 
     def has_function(self, name: str) -> bool:
@@ -629,8 +803,12 @@ class _CatalogView:
         """{catalog: {schema: {table: {column: DuckDB type}}}} of every catalog, for type inference."""
         mapping: dict = {}
         for catalog in self._engine.catalogs.names:
-            for schema, table, column, _, _, _, duck_type, _ in self._engine.catalogs.columns(catalog):
-                mapping.setdefault(catalog, {}).setdefault(schema, {}).setdefault(table, {})[column] = duck_type
+            for schema, table, column, _, _, _, duck_type, _ in self._engine.catalogs.columns(
+                catalog
+            ):
+                mapping.setdefault(catalog, {}).setdefault(schema, {}).setdefault(table, {})[
+                    column
+                ] = duck_type
         return mapping
 
 
@@ -642,14 +820,18 @@ def duckdb_time_zone(zone: str) -> str:
     if zone[0] in "+-":
         hours, minutes = zone[1:].split(":")
         if minutes != "00":
-            raise TrinoError("NOT_SUPPORTED", f"Time zone offset {zone} is not supported by the local engine")
+            raise TrinoError(
+                "NOT_SUPPORTED", f"Time zone offset {zone} is not supported by the local engine"
+            )
         return "UTC" if int(hours) == 0 else f"Etc/GMT{'-' if zone[0] == '+' else '+'}{int(hours)}"
     return zone
 
 
 def _aborted() -> TrinoError:
-    return TrinoError("TRANSACTION_ALREADY_ABORTED",
-                      "Current transaction is aborted, commands ignored until end of transaction block")
+    return TrinoError(
+        "TRANSACTION_ALREADY_ABORTED",
+        "Current transaction is aborted, commands ignored until end of transaction block",
+    )
 
 
 def _quoted(identifier: str) -> str:
@@ -662,7 +844,9 @@ def _validate_session_property(name: str, value: str | None, catalogs: Catalogs)
     catalog, dot, catalog_property = name.partition(".")
     if dot:
         if catalog_property not in catalogs.spec(catalog).session_properties:
-            raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist")
+            raise TrinoError(
+                "INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist"
+            )
         return
     if name not in SESSION_PROPERTIES:
         raise TrinoError("INVALID_SESSION_PROPERTY", f"Session property '{name}' does not exist")
@@ -671,8 +855,10 @@ def _validate_session_property(name: str, value: str | None, catalogs: Catalogs)
     if name in ("query_max_run_time", "query_max_execution_time"):
         parse_duration(value)
     if name == "join_distribution_type" and value.upper() not in _JOIN_DISTRIBUTION_TYPES:
-        raise TrinoError("INVALID_SESSION_PROPERTY",
-                         f"Invalid value [{value}]. Valid values: [{', '.join(_JOIN_DISTRIBUTION_TYPES)}]")
+        raise TrinoError(
+            "INVALID_SESSION_PROPERTY",
+            f"Invalid value [{value}]. Valid values: [{', '.join(_JOIN_DISTRIBUTION_TYPES)}]",
+        )
 
 
 _JOIN_DISTRIBUTION_TYPES = ("BROADCAST", "PARTITIONED", "AUTOMATIC")
@@ -687,8 +873,13 @@ _VARCHAR = trino_type(duckdb.sqltype("VARCHAR"))
 def _update(update_type: str, count: int | None) -> Result:
     """Trino answers DML with one `rows bigint` row, and other updates with no columns at all."""
     if count is not None:
-        return Result([column_json("rows", _BIGINT)], list, rows=[[count]],
-                      update_type=update_type, update_count=count)
+        return Result(
+            [column_json("rows", _BIGINT)],
+            list,
+            rows=[[count]],
+            update_type=update_type,
+            update_count=count,
+        )
     return Result([], list, rows=[], update_type=update_type)
 
 
@@ -699,5 +890,8 @@ def _rows_result(names: list[str], rows: list[list]) -> Result:
 
 def _bounded_rows_result(names: list[str], rows: list[list]) -> Result:
     """Rows of varchar(n) columns, n the longest value: Trino answers these statements from VALUES."""
-    return Result([column_json(name, bounded_varchar([r[i] for r in rows])) for i, name in enumerate(names)],
-                  list, rows=rows)
+    return Result(
+        [column_json(name, bounded_varchar([r[i] for r in rows])) for i, name in enumerate(names)],
+        list,
+        rows=rows,
+    )

@@ -101,7 +101,9 @@ _DEFAULT_CODE = {
 }
 
 
-def error_code(name: str, error_type: ErrorType | str | None = None, code: int | None = None) -> ErrorCode:
+def error_code(
+    name: str, error_type: ErrorType | str | None = None, code: int | None = None
+) -> ErrorCode:
     """The code for a standard error name, or a custom one (a connector's EXTERNAL error, say)."""
     if name in STANDARD_ERRORS and error_type is None and code is None:
         return STANDARD_ERRORS[name]
@@ -114,9 +116,17 @@ def error_code(name: str, error_type: ErrorType | str | None = None, code: int |
 class TrinoError(Exception):
     """A failure reported to the client the way Trino reports it."""
 
-    def __init__(self, name: str, message: str, *, error_type: ErrorType | str | None = None,
-                 code: int | None = None, line: int | None = None, column: int | None = None,
-                 cause_type: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        message: str,
+        *,
+        error_type: ErrorType | str | None = None,
+        code: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        cause_type: str | None = None,
+    ):
         super().__init__(message)
         self.error = error_code(name, error_type, code)
         self.message = message
@@ -150,61 +160,89 @@ class TrinoError(Exception):
 
 # DuckDB exception class -> list of (message pattern, Trino error name); the first match wins.
 _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
-    (duckdb.ParserException, [
-        (r"Duplicate CTE name", "DUPLICATE_NAMED_QUERY"),
-        (r"^Frame (start|end) cannot", "INVALID_WINDOW_FRAME"),
-        ("", "SYNTAX_ERROR"),
-    ]),
-    (duckdb.DependencyException, [(r"because there are entries that depend on it", "SCHEMA_NOT_EMPTY")]),
-    (duckdb.CatalogException, [
-        (r"Table with name .* does not exist", "TABLE_NOT_FOUND"),
-        (r"View with name .* does not exist", "TABLE_NOT_FOUND"),
-        (r"Schema with name .* does not exist", "SCHEMA_NOT_FOUND"),
-        (r"Catalog .* does not exist", "CATALOG_NOT_FOUND"),
-        (r"Table with name .* already exists", "TABLE_ALREADY_EXISTS"),
-        (r"Schema with name .* already exists", "SCHEMA_ALREADY_EXISTS"),
-        (r"already exists", "ALREADY_EXISTS"),
-        (r"Function with name .* does not exist", "FUNCTION_NOT_FOUND"),
-        (r"Type with name .* does not exist", "TYPE_NOT_FOUND"),
-        (r"depend|dependencies", "SCHEMA_NOT_EMPTY"),
-        ("", "GENERIC_USER_ERROR"),
-    ]),
-    (duckdb.BinderException, [
-        # a qualifier naming no table in FROM: Trino cannot resolve the column it qualifies
-        (r"Referenced column .* not found|Column .* not found|does not have a column|Referenced table .* not found",
-         "COLUMN_NOT_FOUND"),
-        (r"Ambiguous reference", "AMBIGUOUS_NAME"),
-        (r"aggregate function calls cannot be nested", "NESTED_AGGREGATION"),
-        (r"aggregate function calls cannot contain window function", "NESTED_WINDOW"),
-        (r"(WHERE|JOIN|GROUP BY) clause cannot contain (aggregates|window functions)", "EXPRESSION_NOT_SCALAR"),
-        (r"(ORDER|GROUP BY) term out of range", "INVALID_COLUMN_REFERENCE"),
-        # INSERT with fewer or more values than columns: Trino compares the row types
-        (r"has \d+ columns but \d+ values were supplied", "TYPE_MISMATCH"),
-        (r"must appear in the GROUP BY|must be part of an aggregate", "EXPRESSION_NOT_AGGREGATE"),
-        (r"No function matches|Could not choose a best candidate", "FUNCTION_NOT_FOUND"),
-        (r"Cannot compare|Cannot mix|cannot be cast", "TYPE_MISMATCH"),
-        ("", "GENERIC_USER_ERROR"),
-    ]),
-    (duckdb.ConversionException, [
-        # a number outside the target type's range (a string or a decimal that does not fit stays
-        # a cast error, and so does a double cast to bigint: Trino's "Unable to cast")
-        (r"^Type (DOUBLE|FLOAT) with value .* destination type INT64", "INVALID_CAST_ARGUMENT"),
-        (r"^Type (U?INT\d+|HUGEINT|DOUBLE|FLOAT) with value .* out of range for the destination type",
-         "NUMERIC_VALUE_OUT_OF_RANGE"),
-        # a cast between types DuckDB cannot convert at all: Trino refuses such operands when typing
-        (r"^Unimplemented type for cast", "TYPE_MISMATCH"),
-        ("", "INVALID_CAST_ARGUMENT"),
-    ]),
+    (
+        duckdb.ParserException,
+        [
+            (r"Duplicate CTE name", "DUPLICATE_NAMED_QUERY"),
+            (r"^Frame (start|end) cannot", "INVALID_WINDOW_FRAME"),
+            ("", "SYNTAX_ERROR"),
+        ],
+    ),
+    (
+        duckdb.DependencyException,
+        [(r"because there are entries that depend on it", "SCHEMA_NOT_EMPTY")],
+    ),
+    (
+        duckdb.CatalogException,
+        [
+            (r"Table with name .* does not exist", "TABLE_NOT_FOUND"),
+            (r"View with name .* does not exist", "TABLE_NOT_FOUND"),
+            (r"Schema with name .* does not exist", "SCHEMA_NOT_FOUND"),
+            (r"Catalog .* does not exist", "CATALOG_NOT_FOUND"),
+            (r"Table with name .* already exists", "TABLE_ALREADY_EXISTS"),
+            (r"Schema with name .* already exists", "SCHEMA_ALREADY_EXISTS"),
+            (r"already exists", "ALREADY_EXISTS"),
+            (r"Function with name .* does not exist", "FUNCTION_NOT_FOUND"),
+            (r"Type with name .* does not exist", "TYPE_NOT_FOUND"),
+            (r"depend|dependencies", "SCHEMA_NOT_EMPTY"),
+            ("", "GENERIC_USER_ERROR"),
+        ],
+    ),
+    (
+        duckdb.BinderException,
+        [
+            # a qualifier naming no table in FROM: Trino cannot resolve the column it qualifies
+            (
+                r"Referenced column .* not found|Column .* not found|does not have a column|Referenced table .* not found",
+                "COLUMN_NOT_FOUND",
+            ),
+            (r"Ambiguous reference", "AMBIGUOUS_NAME"),
+            (r"aggregate function calls cannot be nested", "NESTED_AGGREGATION"),
+            (r"aggregate function calls cannot contain window function", "NESTED_WINDOW"),
+            (
+                r"(WHERE|JOIN|GROUP BY) clause cannot contain (aggregates|window functions)",
+                "EXPRESSION_NOT_SCALAR",
+            ),
+            (r"(ORDER|GROUP BY) term out of range", "INVALID_COLUMN_REFERENCE"),
+            # INSERT with fewer or more values than columns: Trino compares the row types
+            (r"has \d+ columns but \d+ values were supplied", "TYPE_MISMATCH"),
+            (
+                r"must appear in the GROUP BY|must be part of an aggregate",
+                "EXPRESSION_NOT_AGGREGATE",
+            ),
+            (r"No function matches|Could not choose a best candidate", "FUNCTION_NOT_FOUND"),
+            (r"Cannot compare|Cannot mix|cannot be cast", "TYPE_MISMATCH"),
+            ("", "GENERIC_USER_ERROR"),
+        ],
+    ),
+    (
+        duckdb.ConversionException,
+        [
+            # a number outside the target type's range (a string or a decimal that does not fit stays
+            # a cast error, and so does a double cast to bigint: Trino's "Unable to cast")
+            (r"^Type (DOUBLE|FLOAT) with value .* destination type INT64", "INVALID_CAST_ARGUMENT"),
+            (
+                r"^Type (U?INT\d+|HUGEINT|DOUBLE|FLOAT) with value .* out of range for the destination type",
+                "NUMERIC_VALUE_OUT_OF_RANGE",
+            ),
+            # a cast between types DuckDB cannot convert at all: Trino refuses such operands when typing
+            (r"^Unimplemented type for cast", "TYPE_MISMATCH"),
+            ("", "INVALID_CAST_ARGUMENT"),
+        ],
+    ),
     (duckdb.OutOfRangeException, [("", "NUMERIC_VALUE_OUT_OF_RANGE")]),
     (duckdb.ConstraintException, [("", "CONSTRAINT_VIOLATION")]),
     (duckdb.TransactionException, [("", "TRANSACTION_CONFLICT")]),
     (duckdb.OutOfMemoryException, [("", "EXCEEDED_LOCAL_MEMORY_LIMIT")]),
-    (duckdb.InvalidInputException, [
-        (r"[Dd]ivision by zero", "DIVISION_BY_ZERO"),
-        (r"More than one row returned by a subquery", "SUBQUERY_MULTIPLE_ROWS"),
-        (r"Values were not provided for the following parameters", "INVALID_PARAMETER_USAGE"),
-        ("", "INVALID_FUNCTION_ARGUMENT"),
-    ]),
+    (
+        duckdb.InvalidInputException,
+        [
+            (r"[Dd]ivision by zero", "DIVISION_BY_ZERO"),
+            (r"More than one row returned by a subquery", "SUBQUERY_MULTIPLE_ROWS"),
+            (r"Values were not provided for the following parameters", "INVALID_PARAMETER_USAGE"),
+            ("", "INVALID_FUNCTION_ARGUMENT"),
+        ],
+    ),
     (duckdb.NotImplementedException, [("", "NOT_SUPPORTED")]),
     # DuckDB's own refusal to touch files or the network (it is locked away from the host)
     (duckdb.PermissionException, [("", "PERMISSION_DENIED")]),
@@ -215,10 +253,19 @@ _DUCKDB_PREFIX = re.compile(r"^[A-Za-z ]+ Error: ")
 
 _TRINO_MESSAGES = {
     # DuckDB's wording -> Trino's, for the errors clients most often match on
-    "TABLE_NOT_FOUND": (r"(?:Table|View) with name (\S+) does not exist", "Table '{0}' does not exist"),
+    "TABLE_NOT_FOUND": (
+        r"(?:Table|View) with name (\S+) does not exist",
+        "Table '{0}' does not exist",
+    ),
     "SCHEMA_NOT_FOUND": (r"Schema with name (\S+) does not exist", "Schema '{0}' does not exist"),
-    "TABLE_ALREADY_EXISTS": (r"Table with name \"?([^\s\"]+)\"? already exists", "Table '{0}' already exists"),
-    "COLUMN_NOT_FOUND": (r'Referenced column "?([^\s"]+)"? not found', "Column '{0}' cannot be resolved"),
+    "TABLE_ALREADY_EXISTS": (
+        r"Table with name \"?([^\s\"]+)\"? already exists",
+        "Table '{0}' already exists",
+    ),
+    "COLUMN_NOT_FOUND": (
+        r'Referenced column "?([^\s"]+)"? not found',
+        "Column '{0}' cannot be resolved",
+    ),
     "DIVISION_BY_ZERO": (r"[Dd]ivision by zero", "Division by zero"),
 }
 

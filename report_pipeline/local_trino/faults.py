@@ -26,9 +26,9 @@ Action = Literal["error", "stall", "drop"]
 class Fault:
     pattern: str
     action: Action
-    times: int | None = 1               # None: every matching statement, until cleared
+    times: int | None = 1  # None: every matching statement, until cleared
     error_name: str = "GENERIC_INTERNAL_ERROR"
-    error_type: str | None = None       # needed only for names outside Trino's standard list
+    error_type: str | None = None  # needed only for names outside Trino's standard list
     message: str = "Injected fault"
     seconds: float = 0.0
     id: int = field(default=0, compare=False)
@@ -58,7 +58,7 @@ class Fault:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "released"}
 
     @classmethod
-    def from_json(cls, spec: object) -> "Fault":
+    def from_json(cls, spec: object) -> Fault:
         """A fault from the JSON of `POST /v1/local/faults` (its bookkeeping fields ignored);
         ValueError or TypeError on a bad one."""
         if not isinstance(spec, dict):

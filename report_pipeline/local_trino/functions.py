@@ -12,7 +12,8 @@ Where Trino fails at run time (an index out of range, say), the DuckDB expressio
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlglot import exp
 
@@ -31,6 +32,7 @@ def refuse(construct: str) -> TrinoError:
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+
 def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
     return exp.Anonymous(this=name, expressions=list(args))
 
@@ -44,11 +46,15 @@ def _fail(name: str, message: exp.Expression | str) -> exp.Expression:
 def _float_divide(a: exp.Expression, b: exp.Expression) -> exp.Expression:
     """IEEE division of doubles: the engine sets DuckDB's integer_division (Trino's 5 / 2 = 2),
     which turns the `/` operator into `//`, an error on zero; the "/" function stays IEEE."""
-    return exp.Anonymous(this=exp.to_identifier("/", quoted=True),
-                         expressions=[exp.cast(a, T.DOUBLE), exp.cast(b, T.DOUBLE)])
+    return exp.Anonymous(
+        this=exp.to_identifier("/", quoted=True),
+        expressions=[exp.cast(a, T.DOUBLE), exp.cast(b, T.DOUBLE)],
+    )
 
 
-def _when(*pairs: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None) -> exp.Case:
+def _when(
+    *pairs: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None
+) -> exp.Case:
     case = exp.Case()
     for condition, value in pairs:
         case = case.when(condition, value)
@@ -81,14 +87,17 @@ def _lambda(body: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
 
 # --- the untyped pass ---------------------------------------------------------------------------------
 
+
 def rewrite_tree(tree: exp.Expression, session: Any = None) -> exp.Expression:
     """Rewrite every call whose translation its shape decides, children first."""
     return _post_order(tree, lambda node: rewrite(node, session))
 
 
-def _post_order(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+def _post_order(
+    tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]
+) -> exp.Expression:
     nodes = list(tree.walk(bfs=False))
-    for node in reversed(nodes):          # reversed pre-order: every node after its descendants
+    for node in reversed(nodes):  # reversed pre-order: every node after its descendants
         new = fun(node)
         if new is not node:
             if node is tree:
@@ -129,16 +138,28 @@ def _refuse_call(node: exp.Expression) -> exp.Expression:
 
 
 # Trino's name for exp classes sqlglot maps Trino calls to, where DuckDB lacks the function
-_TRINO_NAMES = {"str_to_map": "split_to_map", "from_base": "from_base", "json_object": "json_object",
-                "jsonobject": "json_object", "jsonarraycontains": "json_array_contains",
-                "json_array_contains": "json_array_contains", "width_bucket": "width_bucket",
-                "normalize": "normalize", "parse_datetime": "parse_datetime", "parsedatetime": "parse_datetime"}
+_TRINO_NAMES = {
+    "str_to_map": "split_to_map",
+    "from_base": "from_base",
+    "json_object": "json_object",
+    "jsonobject": "json_object",
+    "jsonarraycontains": "json_array_contains",
+    "json_array_contains": "json_array_contains",
+    "width_bucket": "width_bucket",
+    "normalize": "normalize",
+    "parse_datetime": "parse_datetime",
+    "parsedatetime": "parse_datetime",
+}
 
 
 _EXTRACT_FIELDS = {
     # Trino's day_of_week/dow is ISO (Monday 1 .. Sunday 7); DuckDB's dow counts from Sunday 0
-    "DAY_OF_WEEK": "ISODOW", "DOW": "ISODOW", "DAY_OF_MONTH": "DAY", "DAY_OF_YEAR": "DOY",
-    "YEAR_OF_WEEK": "ISOYEAR", "YOW": "ISOYEAR",
+    "DAY_OF_WEEK": "ISODOW",
+    "DOW": "ISODOW",
+    "DAY_OF_MONTH": "DAY",
+    "DAY_OF_YEAR": "DOY",
+    "YEAR_OF_WEEK": "ISOYEAR",
+    "YOW": "ISOYEAR",
 }
 
 
@@ -159,7 +180,7 @@ def _bitwise(node: exp.Expression) -> exp.Expression:
 
 
 def _grouping(node: exp.Grouping) -> exp.Expression:
-    return exp.cast(_c(node), T.INT)        # Trino's grouping() is an integer
+    return exp.cast(_c(node), T.INT)  # Trino's grouping() is an integer
 
 
 def _substring(node: exp.Substring) -> exp.Expression:
@@ -169,12 +190,18 @@ def _substring(node: exp.Substring) -> exp.Expression:
     if start is None:
         return node
     literal_start, literal_length = _literal_int(start), _literal_int(length)
-    if literal_start is not None and literal_start > 0 and (length is None or (literal_length or 0) >= 0) \
-            and (length is None or literal_length is not None):
+    if (
+        literal_start is not None
+        and literal_start > 0
+        and (length is None or (literal_length or 0) >= 0)
+        and (length is None or literal_length is not None)
+    ):
         return node
     empty = exp.Literal.string("")
-    conditions = [exp.EQ(this=_c(start), expression=exp.Literal.number(0)),
-                  exp.LT(this=_c(start), expression=exp.Neg(this=_fn("length", _c(value))))]
+    conditions = [
+        exp.EQ(this=_c(start), expression=exp.Literal.number(0)),
+        exp.LT(this=_c(start), expression=exp.Neg(this=_fn("length", _c(value)))),
+    ]
     if length is not None:
         conditions.append(exp.LT(this=_c(length), expression=exp.Literal.number(0)))
     return _when(*[(c, empty) for c in conditions], default=_c(node))
@@ -187,12 +214,25 @@ def _split(node: exp.Split) -> exp.Expression:
     value, delimiter = node.this, node.expression
     parts = exp.Split(this=_c(value), expression=_c(delimiter))
     # the first limit-1 parts, then the rest of the string unsplit
-    head = _fn("list_slice", parts.copy(), exp.Literal.number(1), exp.Sub(this=_c(limit), expression=exp.Literal.number(1)))
-    tail = _fn("array_to_string", _fn("list_slice", parts.copy(), _c(limit), _fn("len", parts.copy())), _c(delimiter))
+    head = _fn(
+        "list_slice",
+        parts.copy(),
+        exp.Literal.number(1),
+        exp.Sub(this=_c(limit), expression=exp.Literal.number(1)),
+    )
+    tail = _fn(
+        "array_to_string",
+        _fn("list_slice", parts.copy(), _c(limit), _fn("len", parts.copy())),
+        _c(delimiter),
+    )
     return _when(
-        (exp.LTE(this=_c(limit), expression=exp.Literal.number(0)), _fail("INVALID_FUNCTION_ARGUMENT", "Limit must be positive")),
+        (
+            exp.LTE(this=_c(limit), expression=exp.Literal.number(0)),
+            _fail("INVALID_FUNCTION_ARGUMENT", "Limit must be positive"),
+        ),
         (exp.LTE(this=_fn("len", parts.copy()), expression=_c(limit)), parts.copy()),
-        default=_fn("list_concat", head, exp.Array(expressions=[tail])))
+        default=_fn("list_concat", head, exp.Array(expressions=[tail])),
+    )
 
 
 def _split_part(node: exp.SplitPart) -> exp.Expression:
@@ -202,10 +242,13 @@ def _split_part(node: exp.SplitPart) -> exp.Expression:
     parts = exp.Split(this=_c(value), expression=_c(delimiter))
     # index 0 (or below) is an error in Trino, one past the last part is NULL (DuckDB: '')
     return _when(
-        (exp.LTE(this=_c(index), expression=exp.Literal.number(0)),
-         _fail("INVALID_FUNCTION_ARGUMENT", "Index must be greater than zero")),
+        (
+            exp.LTE(this=_c(index), expression=exp.Literal.number(0)),
+            _fail("INVALID_FUNCTION_ARGUMENT", "Index must be greater than zero"),
+        ),
         (exp.GT(this=_c(index), expression=_fn("len", parts)), exp.null()),
-        default=_c(node))
+        default=_c(node),
+    )
 
 
 def _regexp_extract(node: exp.RegexpExtract) -> exp.Expression:
@@ -233,7 +276,10 @@ def _java_replacement(text: str) -> str:
         char = text[i]
         if char == "\\":
             if i + 1 >= len(text):
-                raise TrinoError("INVALID_FUNCTION_ARGUMENT", "Illegal replacement sequence: character to be escaped is missing")
+                raise TrinoError(
+                    "INVALID_FUNCTION_ARGUMENT",
+                    "Illegal replacement sequence: character to be escaped is missing",
+                )
             literal = text[i + 1]
             out.append("\\\\" if literal == "\\" else literal)
             i += 2
@@ -245,7 +291,7 @@ def _java_replacement(text: str) -> str:
                 raise refuse("regexp_replace() with a named group reference")
             if j - i - 1 > 1:
                 raise refuse("regexp_replace() with a group reference above 9")
-            out.append("\\" + text[i + 1:j])
+            out.append("\\" + text[i + 1 : j])
             i = j
         else:
             out.append(char)
@@ -262,18 +308,29 @@ def _sha2(node: exp.SHA2Digest) -> exp.Expression:
     length = _literal_int(node.args.get("length"))
     if length == 256:
         return exp.Unhex(this=_fn("sha256", _c(node.this)))
-    raise refuse(f"Function sha{length or ''}")     # DuckDB has no sha512
+    raise refuse(f"Function sha{length or ''}")  # DuckDB has no sha512
 
 
 def _repeat(node: exp.Repeat) -> exp.Expression:
     # Trino's repeat(element, count) is an array of count elements
     times = node.args.get("times")
     return _when(
-        (exp.LT(this=_c(times), expression=exp.Literal.number(0)),
-         _fail("INVALID_FUNCTION_ARGUMENT", "count argument of repeat function must be greater than or equal to 0")),
-        (exp.GT(this=_c(times), expression=exp.Literal.number(10000)),
-         _fail("INVALID_FUNCTION_ARGUMENT", "count argument of repeat function must be less than or equal to 10000")),
-        default=_fn("repeat", exp.Array(expressions=[_c(node.this)]), _c(times)))
+        (
+            exp.LT(this=_c(times), expression=exp.Literal.number(0)),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                "count argument of repeat function must be greater than or equal to 0",
+            ),
+        ),
+        (
+            exp.GT(this=_c(times), expression=exp.Literal.number(10000)),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                "count argument of repeat function must be less than or equal to 10000",
+            ),
+        ),
+        default=_fn("repeat", exp.Array(expressions=[_c(node.this)]), _c(times)),
+    )
 
 
 def _upper(node: exp.Upper) -> exp.Expression:
@@ -292,7 +349,7 @@ def _format(node: exp.Format) -> exp.Expression:
     text, i = fmt.name, 0
     while i < len(text):
         if text[i] == "%":
-            spec = text[i + 1:i + 2]
+            spec = text[i + 1 : i + 2]
             if spec not in ("s", "d", "%"):
                 raise refuse("format() with conversions other than %s, %d and %%")
             i += 2
@@ -311,9 +368,15 @@ def _sequence(node: exp.GenerateSeries) -> exp.Expression:
         node = exp.GenerateSeries(start=_c(start), end=_c(end), step=step)
     series = node.copy()
     return _when(
-        (exp.GT(this=_fn("len", series), expression=exp.Literal.number(10000)),
-         _fail("INVALID_FUNCTION_ARGUMENT", "result of sequence function must not have more than 10000 entries")),
-        default=node.copy())
+        (
+            exp.GT(this=_fn("len", series), expression=exp.Literal.number(10000)),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                "result of sequence function must not have more than 10000 entries",
+            ),
+        ),
+        default=node.copy(),
+    )
 
 
 _DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
@@ -322,18 +385,30 @@ _DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH"
 def _date_unit(node: exp.Expression) -> exp.Expression:
     unit = node.args.get("unit")
     if isinstance(unit, (exp.Var, exp.Literal)) and unit.name.upper() not in _DATE_UNITS:
-        raise TrinoError("INVALID_FUNCTION_ARGUMENT", f"'{unit.name.lower()}' is not a valid DATE field")
+        raise TrinoError(
+            "INVALID_FUNCTION_ARGUMENT", f"'{unit.name.lower()}' is not a valid DATE field"
+        )
     return node
 
 
 def _pad(node: exp.Pad) -> exp.Expression:
     size = node.expression
     fill = node.args.get("fill_pattern")
-    checks = [(exp.LT(this=_c(size), expression=exp.Literal.number(0)),
-               _fail("INVALID_FUNCTION_ARGUMENT", "Target length must be in the range [0..2147483647]"))]
+    checks = [
+        (
+            exp.LT(this=_c(size), expression=exp.Literal.number(0)),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT", "Target length must be in the range [0..2147483647]"
+            ),
+        )
+    ]
     if fill is not None:
-        checks.append((exp.EQ(this=_c(fill), expression=exp.Literal.string("")),
-                       _fail("INVALID_FUNCTION_ARGUMENT", "Padding string must not be empty")))
+        checks.append(
+            (
+                exp.EQ(this=_c(fill), expression=exp.Literal.string("")),
+                _fail("INVALID_FUNCTION_ARGUMENT", "Padding string must not be empty"),
+            )
+        )
     return _when(*checks, default=_c(node))
 
 
@@ -346,19 +421,41 @@ def _from_iso8601_date(node: exp.FromISO8601Date) -> exp.Expression:
     value = _c(node.this)
     well_formed = exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(_ISO_DATE))
     padded = _when(
-        (exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(r"^\d{4}$")),
-         exp.DPipe(this=value.copy(), expression=exp.Literal.string("-01-01"))),
-        (exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(r"^\d{4}-\d{2}$")),
-         exp.DPipe(this=value.copy(), expression=exp.Literal.string("-01"))),
-        default=value.copy())
-    week_or_ordinal = exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(r"^\d{4}-(W\d{2}(-\d)?|\d{3})$"))
+        (
+            exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(r"^\d{4}$")),
+            exp.DPipe(this=value.copy(), expression=exp.Literal.string("-01-01")),
+        ),
+        (
+            exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(r"^\d{4}-\d{2}$")),
+            exp.DPipe(this=value.copy(), expression=exp.Literal.string("-01")),
+        ),
+        default=value.copy(),
+    )
+    week_or_ordinal = exp.RegexpLike(
+        this=value.copy(), expression=exp.Literal.string(r"^\d{4}-(W\d{2}(-\d)?|\d{3})$")
+    )
     return _when(
-        (week_or_ordinal, _fail("NOT_SUPPORTED", "from_iso8601_date() of a week or ordinal date is not supported by the local engine")),
-        (exp.Not(this=well_formed), _fail("INVALID_FUNCTION_ARGUMENT",
-                                         exp.DPipe(this=exp.Literal.string('Invalid format: "'),
-                                                   expression=exp.DPipe(this=exp.cast(value.copy(), T.VARCHAR),
-                                                                        expression=exp.Literal.string('"'))))),
-        default=exp.cast(padded, T.DATE))
+        (
+            week_or_ordinal,
+            _fail(
+                "NOT_SUPPORTED",
+                "from_iso8601_date() of a week or ordinal date is not supported by the local engine",
+            ),
+        ),
+        (
+            exp.Not(this=well_formed),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                exp.DPipe(
+                    this=exp.Literal.string('Invalid format: "'),
+                    expression=exp.DPipe(
+                        this=exp.cast(value.copy(), T.VARCHAR), expression=exp.Literal.string('"')
+                    ),
+                ),
+            ),
+        ),
+        default=exp.cast(padded, T.DATE),
+    )
 
 
 def _skewness(node: exp.Skewness) -> exp.Expression:
@@ -366,15 +463,27 @@ def _skewness(node: exp.Skewness) -> exp.Expression:
     if isinstance(node.parent, (exp.Window, exp.Filter)):
         raise refuse("skewness() as a window function or with FILTER")
     n = exp.Count(this=_c(node.this))
-    factor = _float_divide(exp.Sub(this=n.copy(), expression=exp.Literal.number(2)),
-                     exp.Sqrt(this=exp.Mul(this=n.copy(), expression=exp.paren(exp.Sub(this=n.copy(), expression=exp.Literal.number(1)), copy=False))))
+    factor = _float_divide(
+        exp.Sub(this=n.copy(), expression=exp.Literal.number(2)),
+        exp.Sqrt(
+            this=exp.Mul(
+                this=n.copy(),
+                expression=exp.paren(
+                    exp.Sub(this=n.copy(), expression=exp.Literal.number(1)), copy=False
+                ),
+            )
+        ),
+    )
     return exp.Mul(this=_c(node), expression=exp.Paren(this=exp.cast(factor, T.DOUBLE)))
 
 
 def _cast(node: exp.Cast) -> exp.Expression:
     to = node.to
-    if to.this == T.JSON and isinstance(node.this, exp.Struct) \
-            and not any(isinstance(e, (exp.PropertyEQ, exp.Alias)) for e in node.this.expressions):
+    if (
+        to.this == T.JSON
+        and isinstance(node.this, exp.Struct)
+        and not any(isinstance(e, (exp.PropertyEQ, exp.Alias)) for e in node.this.expressions)
+    ):
         # an anonymous ROW is a JSON object whose keys are all ''
         pieces: list[exp.Expression] = []
         for index, field in enumerate(node.this.expressions):
@@ -393,26 +502,47 @@ def _json_scalar(node: exp.Cast) -> exp.Expression:
     value = node.this
     kind = _fn("json_type", _c(value))
     return _when(
-        (exp.In(this=kind, expressions=[exp.Literal.string("ARRAY"), exp.Literal.string("OBJECT")]),
-         _fail("INVALID_CAST_ARGUMENT", exp.DPipe(
-             this=exp.Literal.string("Cannot cast '"),
-             expression=exp.DPipe(this=exp.cast(_c(value), T.VARCHAR), expression=exp.Literal.string("' to varchar"))))),
-        default=exp.JSONExtractScalar(this=_c(value), expression=exp.Literal.string("$")))
+        (
+            exp.In(
+                this=kind, expressions=[exp.Literal.string("ARRAY"), exp.Literal.string("OBJECT")]
+            ),
+            _fail(
+                "INVALID_CAST_ARGUMENT",
+                exp.DPipe(
+                    this=exp.Literal.string("Cannot cast '"),
+                    expression=exp.DPipe(
+                        this=exp.cast(_c(value), T.VARCHAR),
+                        expression=exp.Literal.string("' to varchar"),
+                    ),
+                ),
+            ),
+        ),
+        default=exp.JSONExtractScalar(this=_c(value), expression=exp.Literal.string("$")),
+    )
 
 
 _JSON_VALUED = (exp.JSONExtract, exp.ParseJSON)
 
 
 def _cast_json_scalar(node: exp.Cast) -> exp.Expression:
-    if node.to.this in (T.VARCHAR, T.TEXT) and not node.to.expressions and (
-            isinstance(node.this, _JSON_VALUED) or (isinstance(node.this, exp.Cast) and node.this.to.this == T.JSON)):
+    if (
+        node.to.this in (T.VARCHAR, T.TEXT)
+        and not node.to.expressions
+        and (
+            isinstance(node.this, _JSON_VALUED)
+            or (isinstance(node.this, exp.Cast) and node.this.to.this == T.JSON)
+        )
+    ):
         return _json_scalar(node)
     return _cast(node)
 
 
 _HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
     exp.Extract: _extract,
-    exp.BitwiseAnd: _bitwise, exp.BitwiseOr: _bitwise, exp.BitwiseXor: _bitwise, exp.BitwiseNot: _bitwise,
+    exp.BitwiseAnd: _bitwise,
+    exp.BitwiseOr: _bitwise,
+    exp.BitwiseXor: _bitwise,
+    exp.BitwiseNot: _bitwise,
     exp.Grouping: _grouping,
     exp.Substring: _substring,
     exp.Split: _split,
@@ -424,21 +554,27 @@ _HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
     exp.Repeat: _repeat,
     exp.Format: _format,
     exp.GenerateSeries: _sequence,
-    exp.DateAdd: _date_unit, exp.DateDiff: _date_unit,
+    exp.DateAdd: _date_unit,
+    exp.DateDiff: _date_unit,
     exp.Pad: _pad,
     exp.FromISO8601Date: _from_iso8601_date,
     exp.Skewness: _skewness,
     exp.Cast: _cast_json_scalar,
     # Trino functions sqlglot maps to a DuckDB name DuckDB lacks
-    exp.StrToMap: _refuse_call, exp.FromBase: _refuse_call, exp.WidthBucket: _refuse_call,
-    exp.Normalize: _refuse_call, exp.JSONArrayContains: _refuse_call, exp.JSONObject: _refuse_call,
+    exp.StrToMap: _refuse_call,
+    exp.FromBase: _refuse_call,
+    exp.WidthBucket: _refuse_call,
+    exp.Normalize: _refuse_call,
+    exp.JSONArrayContains: _refuse_call,
+    exp.JSONObject: _refuse_call,
     exp.ParseDatetime: _refuse_call,
 }
 
 _ANONYMOUS_HANDLERS: dict[str, Callable[[Any], exp.Expression]] = {
     "millisecond": _millisecond,
     "fail": _fail_call,
-    "json_exists": _refuse_call, "json_array": _refuse_call,
+    "json_exists": _refuse_call,
+    "json_array": _refuse_call,
     "bit_count": lambda node: _bit_count(node) if len(node.expressions) == 2 else node,
 }
 
@@ -446,27 +582,77 @@ _ANONYMOUS_HANDLERS: dict[str, Callable[[Any], exp.Expression]] = {
 def _bit_count(node: exp.Anonymous) -> exp.Expression:
     # Trino's bit_count(x, bits) counts the set bits of x's two's complement in `bits` bits
     value, bits = (exp.cast(_c(e), T.BIGINT) for e in node.expressions)
-    shift = _fn("least", bits.copy(), exp.Literal.number(63))    # 1 << 64 overflows even unused
-    half = exp.paren(exp.BitwiseLeftShift(this=exp.cast(exp.Literal.number(1), T.BIGINT),
-                                expression=exp.paren(exp.Sub(this=shift.copy(), expression=exp.Literal.number(1)), copy=False)), copy=False)
+    shift = _fn("least", bits.copy(), exp.Literal.number(63))  # 1 << 64 overflows even unused
+    half = exp.paren(
+        exp.BitwiseLeftShift(
+            this=exp.cast(exp.Literal.number(1), T.BIGINT),
+            expression=exp.paren(
+                exp.Sub(this=shift.copy(), expression=exp.Literal.number(1)), copy=False
+            ),
+        ),
+        copy=False,
+    )
     text = lambda e: exp.cast(e.copy(), T.VARCHAR)
-    masked = exp.BitwiseAnd(this=value.copy(), expression=exp.paren(exp.Sub(
-        this=exp.paren(exp.BitwiseLeftShift(this=exp.cast(exp.Literal.number(1), T.BIGINT), expression=shift.copy()), copy=False),
-        expression=exp.Literal.number(1)), copy=False))
+    masked = exp.BitwiseAnd(
+        this=value.copy(),
+        expression=exp.paren(
+            exp.Sub(
+                this=exp.paren(
+                    exp.BitwiseLeftShift(
+                        this=exp.cast(exp.Literal.number(1), T.BIGINT), expression=shift.copy()
+                    ),
+                    copy=False,
+                ),
+                expression=exp.Literal.number(1),
+            ),
+            copy=False,
+        ),
+    )
     return _when(
-        (exp.or_(exp.LT(this=bits.copy(), expression=exp.Literal.number(2)),
-                 exp.GT(this=bits.copy(), expression=exp.Literal.number(64))),
-         _fail("INVALID_FUNCTION_ARGUMENT", exp.DPipe(
-             this=exp.Literal.string("Bits specified in bit_count must be between 2 and 64, got "), expression=text(bits)))),
-        (exp.EQ(this=bits.copy(), expression=exp.Literal.number(64)),
-         exp.cast(_fn("bit_count", value.copy()), T.BIGINT)),
-        (exp.or_(exp.GTE(this=value.copy(), expression=half.copy()), exp.LT(this=value.copy(), expression=exp.Neg(this=half.copy()))),
-         _fail("INVALID_FUNCTION_ARGUMENT", exp.DPipe(
-             this=exp.Literal.string("Number must be representable with the bits specified. "),
-             expression=exp.DPipe(this=text(value), expression=exp.DPipe(
-                 this=exp.Literal.string(" cannot be represented with "),
-                 expression=exp.DPipe(this=text(bits), expression=exp.Literal.string(" bits"))))))),
-        default=exp.cast(_fn("bit_count", masked), T.BIGINT))
+        (
+            exp.or_(
+                exp.LT(this=bits.copy(), expression=exp.Literal.number(2)),
+                exp.GT(this=bits.copy(), expression=exp.Literal.number(64)),
+            ),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                exp.DPipe(
+                    this=exp.Literal.string(
+                        "Bits specified in bit_count must be between 2 and 64, got "
+                    ),
+                    expression=text(bits),
+                ),
+            ),
+        ),
+        (
+            exp.EQ(this=bits.copy(), expression=exp.Literal.number(64)),
+            exp.cast(_fn("bit_count", value.copy()), T.BIGINT),
+        ),
+        (
+            exp.or_(
+                exp.GTE(this=value.copy(), expression=half.copy()),
+                exp.LT(this=value.copy(), expression=exp.Neg(this=half.copy())),
+            ),
+            _fail(
+                "INVALID_FUNCTION_ARGUMENT",
+                exp.DPipe(
+                    this=exp.Literal.string(
+                        "Number must be representable with the bits specified. "
+                    ),
+                    expression=exp.DPipe(
+                        this=text(value),
+                        expression=exp.DPipe(
+                            this=exp.Literal.string(" cannot be represented with "),
+                            expression=exp.DPipe(
+                                this=text(bits), expression=exp.Literal.string(" bits")
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+        default=exp.cast(_fn("bit_count", masked), T.BIGINT),
+    )
 
 
 # --- the typed pass -----------------------------------------------------------------------------------
@@ -501,9 +687,17 @@ def _divide(node: exp.Div) -> exp.Expression:
     # double divided by zero; Trino's double division is IEEE (Infinity, NaN)
     if _type(node.this) == T.DOUBLE or _type(node.expression) == T.DOUBLE:
         return _typed(_float_divide(_c(node.this), _c(node.expression)), node)
-    if _type(node.this) == T.FLOAT or _type(node.expression) == T.FLOAT:   # real / real is real
-        return _typed(exp.Anonymous(this=exp.to_identifier("/", quoted=True),
-                                    expressions=[exp.cast(_c(node.this), T.FLOAT), exp.cast(_c(node.expression), T.FLOAT)]), node)
+    if _type(node.this) == T.FLOAT or _type(node.expression) == T.FLOAT:  # real / real is real
+        return _typed(
+            exp.Anonymous(
+                this=exp.to_identifier("/", quoted=True),
+                expressions=[
+                    exp.cast(_c(node.this), T.FLOAT),
+                    exp.cast(_c(node.expression), T.FLOAT),
+                ],
+            ),
+            node,
+        )
     return node
 
 
@@ -525,7 +719,9 @@ def _min_max(node: exp.Expression) -> exp.Expression:
         return node
     if isinstance(node.parent, (exp.Window, exp.Filter)):
         raise refuse(f"{node.sql_name().lower()}() of a double as a window function or with FILTER")
-    skipping = exp.Filter(this=node.copy(), expression=exp.Where(this=exp.Not(this=_fn("isnan", _c(node.this)))))
+    skipping = exp.Filter(
+        this=node.copy(), expression=exp.Where(this=exp.Not(this=_fn("isnan", _c(node.this))))
+    )
     return _typed(exp.Coalesce(this=skipping, expressions=[node.copy()]), node)
 
 
@@ -548,8 +744,11 @@ def _real_statistic(node: exp.Expression) -> exp.Expression:
     # corr/covar_* choose their real signature unless an argument is a double (Trino coerces
     # integers and decimals to real); DuckDB answers a double
     arguments = [node.this, node.expression]
-    if any(_type(a) is None for a in arguments) or any(_type(a) == T.DOUBLE for a in arguments) \
-            or isinstance(node.parent, (exp.Window, exp.Filter)):
+    if (
+        any(_type(a) is None for a in arguments)
+        or any(_type(a) == T.DOUBLE for a in arguments)
+        or isinstance(node.parent, (exp.Window, exp.Filter))
+    ):
         return node
     return exp.cast(_c(node), T.FLOAT)
 
@@ -568,7 +767,7 @@ def _approx_percentile(node: exp.ApproxQuantile) -> exp.Expression:
 
 def _length(node: exp.Length) -> exp.Expression:
     if _type(node.this) in _BINARY or isinstance(node.this, (exp.HexString, exp.Encode, exp.Unhex)):
-        return _fn("octet_length", _c(node.this))     # a varbinary's length is its bytes
+        return _fn("octet_length", _c(node.this))  # a varbinary's length is its bytes
     return node
 
 
@@ -577,30 +776,69 @@ def _bracket(node: exp.Bracket) -> exp.Expression:
     if len(keys) != 1:
         return node
     key = keys[0]
-    safe = bool(node.args.get("safe"))          # element_at(); a subscript fails instead of NULL
+    safe = bool(node.args.get("safe"))  # element_at(); a subscript fails instead of NULL
     if not node.args.get("offset") and _literal_int(key) is not None:
-        key = _int(_literal_int(key) + 1)       # sqlglot keeps a literal subscript 0-based
+        key = _int(_literal_int(key) + 1)  # sqlglot keeps a literal subscript 0-based
     kind = _type(container)
     if kind == T.MAP and not safe:
         missing = exp.Not(this=_fn("map_contains", _c(container), _c(key)))
-        return _typed(_when((missing, _fail("INVALID_FUNCTION_ARGUMENT", exp.DPipe(
-            this=exp.Literal.string("Key not present in map: "), expression=exp.cast(_c(key), T.VARCHAR)))),
-            default=_c(node)), node)
+        return _typed(
+            _when(
+                (
+                    missing,
+                    _fail(
+                        "INVALID_FUNCTION_ARGUMENT",
+                        exp.DPipe(
+                            this=exp.Literal.string("Key not present in map: "),
+                            expression=exp.cast(_c(key), T.VARCHAR),
+                        ),
+                    ),
+                ),
+                default=_c(node),
+            ),
+            node,
+        )
     if kind != T.ARRAY and not isinstance(container, exp.Array):
         return node
-    checks = [(exp.EQ(this=_c(key), expression=exp.Literal.number(0)),
-               _fail("INVALID_FUNCTION_ARGUMENT", "SQL array indices start at 1"))]
+    checks = [
+        (
+            exp.EQ(this=_c(key), expression=exp.Literal.number(0)),
+            _fail("INVALID_FUNCTION_ARGUMENT", "SQL array indices start at 1"),
+        )
+    ]
     if not safe:
         text = exp.cast(_c(key), T.VARCHAR)
-        checks.append((exp.LT(this=_c(key), expression=exp.Literal.number(0)),
-                       _fail("INVALID_FUNCTION_ARGUMENT", exp.DPipe(
-                           this=exp.Literal.string("Array subscript is negative: "), expression=text))))
-        checks.append((exp.GT(this=_c(key), expression=_fn("len", _c(container))),
-                       _fail("INVALID_FUNCTION_ARGUMENT", exp.DPipe(
-                           this=exp.Literal.string("Array subscript must be less than or equal to array length: "),
-                           expression=exp.DPipe(this=text.copy(), expression=exp.DPipe(
-                               this=exp.Literal.string(" > "),
-                               expression=exp.cast(_fn("len", _c(container)), T.VARCHAR)))))))
+        checks.append(
+            (
+                exp.LT(this=_c(key), expression=exp.Literal.number(0)),
+                _fail(
+                    "INVALID_FUNCTION_ARGUMENT",
+                    exp.DPipe(
+                        this=exp.Literal.string("Array subscript is negative: "), expression=text
+                    ),
+                ),
+            )
+        )
+        checks.append(
+            (
+                exp.GT(this=_c(key), expression=_fn("len", _c(container))),
+                _fail(
+                    "INVALID_FUNCTION_ARGUMENT",
+                    exp.DPipe(
+                        this=exp.Literal.string(
+                            "Array subscript must be less than or equal to array length: "
+                        ),
+                        expression=exp.DPipe(
+                            this=text.copy(),
+                            expression=exp.DPipe(
+                                this=exp.Literal.string(" > "),
+                                expression=exp.cast(_fn("len", _c(container)), T.VARCHAR),
+                            ),
+                        ),
+                    ),
+                ),
+            )
+        )
     return _typed(_when(*checks, default=_c(node)), node)
 
 
@@ -610,19 +848,32 @@ def _compare(node: exp.Expression) -> exp.Expression:
     if not any(_type(side) in _FLOATS for side in sides):
         return node
     nan = exp.or_(*[_fn("isnan", _c(side)) for side in sides if _type(side) in _FLOATS])
-    known = exp.and_(*[exp.Not(this=exp.Is(this=_c(side), expression=exp.null())) for side in sides])
-    return _when((exp.and_(nan, known), exp.Boolean(this=isinstance(node, exp.NEQ))), default=_c(node))
+    known = exp.and_(
+        *[exp.Not(this=exp.Is(this=_c(side), expression=exp.null())) for side in sides]
+    )
+    return _when(
+        (exp.and_(nan, known), exp.Boolean(this=isinstance(node, exp.NEQ))), default=_c(node)
+    )
 
 
 _TYPED_HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
-    exp.Upper: _upper,      # here so the varchar(n) bound semantics gives upper() stays
-    exp.EQ: _compare, exp.NEQ: _compare, exp.LT: _compare, exp.LTE: _compare, exp.GT: _compare, exp.GTE: _compare,
+    exp.Upper: _upper,  # here so the varchar(n) bound semantics gives upper() stays
+    exp.EQ: _compare,
+    exp.NEQ: _compare,
+    exp.LT: _compare,
+    exp.LTE: _compare,
+    exp.GT: _compare,
+    exp.GTE: _compare,
     exp.Div: _divide,
     exp.Cast: _cast_typed,
-    exp.Max: _min_max, exp.Min: _min_max,
+    exp.Max: _min_max,
+    exp.Min: _min_max,
     exp.Sign: _sign,
-    exp.Sum: _real_aggregate, exp.Avg: _real_aggregate,
-    exp.Corr: _real_statistic, exp.CovarPop: _real_statistic, exp.CovarSamp: _real_statistic,
+    exp.Sum: _real_aggregate,
+    exp.Avg: _real_aggregate,
+    exp.Corr: _real_statistic,
+    exp.CovarPop: _real_statistic,
+    exp.CovarSamp: _real_statistic,
     exp.ApproxQuantile: _approx_percentile,
     exp.Length: _length,
     exp.Bracket: _bracket,

@@ -16,7 +16,7 @@ import duckdb
 
 from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 
-_PAUSE_TICK_SECONDS = 0.05   # how soon a stalled statement notices its stall was released
+_PAUSE_TICK_SECONDS = 0.05  # how soon a stalled statement notices its stall was released
 
 # DuckDB stores tables in row groups of this many rows; one row group counts as one "split".
 ROWS_PER_SPLIT = 122_880
@@ -58,8 +58,8 @@ class Result:
 
     columns: list[dict]
     encode: Any
-    cursor: Any = None                  # the DuckDB cursor rows are fetched from, for queries
-    rows: list[list] | None = None      # rows known up front (updates, coordinator answers)
+    cursor: Any = None  # the DuckDB cursor rows are fetched from, for queries
+    rows: list[list] | None = None  # rows known up front (updates, coordinator answers)
     update_type: str | None = None
     update_count: int | None = None
 
@@ -74,7 +74,7 @@ class Query:
         self.error: TrinoError | None = None
         self.result: Result | None = None
         self.response_headers: dict[str, list[str]] = {}
-        self.fault: Any = None              # the injected fault this statement is subject to, if any
+        self.fault: Any = None  # the injected fault this statement is subject to, if any
         self.drop_connections = False
         self.created = time.time()
         self.started: float | None = None
@@ -85,11 +85,13 @@ class Query:
         self.delivered_rows = 0
         self._progress = 0.0
         self._exhausted = False
-        self._duck: Any = None           # the DuckDB connection running the statement
+        self._duck: Any = None  # the DuckDB connection running the statement
         self._cancelled = threading.Event()
-        self.stopped = threading.Event()  # set once no engine thread executes the statement any more
+        self.stopped = (
+            threading.Event()
+        )  # set once no engine thread executes the statement any more
         self._changed = threading.Condition()
-        self.page_token = 0              # the last token served, and its document (for retries)
+        self.page_token = 0  # the last token served, and its document (for retries)
         self.page_document: dict | None = None
         self.page_lock = threading.Lock()
 
@@ -145,7 +147,9 @@ class Query:
         """Wait as a stalled statement would, until `seconds` pass or the stall is released; stops
         the statement when it is cancelled meanwhile."""
         deadline = time.monotonic() + seconds
-        while not self._cancelled.wait(min(_PAUSE_TICK_SECONDS, max(0.0, deadline - time.monotonic()))):
+        while not self._cancelled.wait(
+            min(_PAUSE_TICK_SECONDS, max(0.0, deadline - time.monotonic()))
+        ):
             if released.is_set() or time.monotonic() >= deadline:
                 return
         raise _Stopped()
@@ -196,7 +200,7 @@ class Query:
         if duck is not None and self.state == QueryState.RUNNING and self.result is None:
             try:
                 value = duck.query_progress()
-            except Exception:  # noqa: BLE001 - progress is best effort while DuckDB tears down
+            except Exception:
                 value = -1
             if value > self._progress:
                 self._progress = min(float(value), 99.0)
@@ -208,10 +212,14 @@ class Query:
         running_since = self.started or end
         percent = self.progress()
         total_splits = max(1, -(-self.input_rows // ROWS_PER_SPLIT)) if self.started else 0
-        completed = round(total_splits * percent / 100) if not self.state.done or self.error else total_splits
+        completed = (
+            round(total_splits * percent / 100)
+            if not self.state.done or self.error
+            else total_splits
+        )
         if self.state == QueryState.FINISHED:
             percent, completed = 100.0, total_splits
-        running = QueryState.RUNNING == self.state and completed < total_splits
+        running = self.state == QueryState.RUNNING and completed < total_splits
         fraction = completed / total_splits if total_splits else 0.0
         wall_ms = int((end - running_since) * 1000)
         stats = {
@@ -244,17 +252,27 @@ class Query:
             "state": self.state.value,
             "query": self.sql,
             "self": f"{base_url}/v1/query/{self.id}",
-            "session": {"user": self.session.user, "source": self.session.source,
-                        "catalog": self.session.catalog, "schema": self.session.schema},
-            "queryStats": {**self.stats(), "createTime": _iso(self.created),
-                           "endTime": _iso(self.ended) if self.ended else None},
+            "session": {
+                "user": self.session.user,
+                "source": self.session.source,
+                "catalog": self.session.catalog,
+                "schema": self.session.schema,
+            },
+            "queryStats": {
+                **self.stats(),
+                "createTime": _iso(self.created),
+                "endTime": _iso(self.ended) if self.ended else None,
+            },
             "updateType": self.result.update_type if self.result else None,
             "scheduled": self.started is not None,
         }
         if self.error:
             doc["errorType"] = self.error.error.type.value
-            doc["errorCode"] = {"code": self.error.error.code, "name": self.error.name,
-                                "type": self.error.error.type.value}
+            doc["errorCode"] = {
+                "code": self.error.error.code,
+                "name": self.error.name,
+                "type": self.error.error.type.value,
+            }
             doc["failureInfo"] = self.error.to_json()["failureInfo"]
         return doc
 
@@ -264,4 +282,7 @@ class _Stopped(Exception):
 
 
 def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1000):03d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+        + f".{int(timestamp % 1 * 1000):03d}Z"
+    )

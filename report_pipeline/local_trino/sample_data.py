@@ -25,8 +25,13 @@ def users_for(events: int) -> int:
     return max(100, events // 50)
 
 
-def load_sample_data(connection: duckdb.DuckDBPyConnection, catalog: str, events: int = DEFAULT_EVENTS,
-                     start: dt.date = DEFAULT_START, days: int = DEFAULT_DAYS) -> bool:
+def load_sample_data(
+    connection: duckdb.DuckDBPyConnection,
+    catalog: str,
+    events: int = DEFAULT_EVENTS,
+    start: dt.date = DEFAULT_START,
+    days: int = DEFAULT_DAYS,
+) -> bool:
     """Create the warehouse schemas and, unless they exist, `users` and `events`. True if loaded."""
     if events < 0 or days < 1:
         raise ValueError("events must be >= 0 and days >= 1")
@@ -34,13 +39,16 @@ def load_sample_data(connection: duckdb.DuckDBPyConnection, catalog: str, events
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{schema}"')
     existing = connection.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
-        "AND table_name IN ('users', 'events')", [catalog, SOURCE_SCHEMA]).fetchone()[0]
+        "AND table_name IN ('users', 'events')",
+        [catalog, SOURCE_SCHEMA],
+    ).fetchone()[0]
     if existing == 2 or events == 0:
         return False
     users = users_for(events)
     prefix = f'"{catalog}"."{SOURCE_SCHEMA}"'
     # Knuth's multiplicative hash spreads row numbers over 32 bits; the fields are slices of it.
-    connection.execute(f"""
+    connection.execute(
+        f"""
         CREATE OR REPLACE TABLE {prefix}.users AS
         SELECT id::BIGINT AS id,
                ($countries)[1 + (h % {len(COUNTRIES)})::INTEGER] AS country,
@@ -48,8 +56,11 @@ def load_sample_data(connection: duckdb.DuckDBPyConnection, catalog: str, events
                ($plans)[1 + ((h >> 4) % {len(PLANS)})::INTEGER] AS plan
         FROM (SELECT range AS id, (range * 2654435761) % 4294967296 AS h FROM range({users}))
         ORDER BY id
-    """, {"countries": COUNTRIES, "plans": PLANS, "start": start})
-    connection.execute(f"""
+    """,
+        {"countries": COUNTRIES, "plans": PLANS, "start": start},
+    )
+    connection.execute(
+        f"""
         CREATE OR REPLACE TABLE {prefix}.events AS
         SELECT i::BIGINT AS event_id,
                -- squaring a uniform fraction skews activity towards low user ids
@@ -61,5 +72,7 @@ def load_sample_data(connection: duckdb.DuckDBPyConnection, catalog: str, events
                ((h >> 7) % 60000)::INTEGER AS duration_ms
         FROM (SELECT range AS i, (range * 2654435761 + 97) % 4294967296 AS h FROM range({events}))
         ORDER BY event_date, event_id
-    """, {"event_types": EVENT_TYPES, "start": start})
+    """,
+        {"event_types": EVENT_TYPES, "start": start},
+    )
     return True

@@ -52,21 +52,35 @@ def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
 
 # --- refusals that need no types --------------------------------------------------------------------
 
+
 def _refuse_types(tree: exp.Expression) -> None:
     outputs = _output_expressions(tree)
     for node in tree.walk():
-        if isinstance(node, exp.Typeof) or (isinstance(node, exp.Anonymous) and node.name.lower() == "typeof"):
+        if isinstance(node, exp.Typeof) or (
+            isinstance(node, exp.Anonymous) and node.name.lower() == "typeof"
+        ):
             raise refuse("typeof() (DuckDB's types are not always Trino's)")
         if isinstance(node, exp.DataType) and node.this == T.IPADDRESS:
             raise refuse("The ipaddress type")
-        if isinstance(node, exp.Interval) and _is_year_month(node) and not (
-                isinstance(node.parent, (exp.Add, exp.Sub)) and not any(
-                    isinstance(operand, exp.Interval) for operand in (node.parent.this, node.parent.expression)
-                    if operand is not node)):
+        if (
+            isinstance(node, exp.Interval)
+            and _is_year_month(node)
+            and not (
+                isinstance(node.parent, (exp.Add, exp.Sub))
+                and not any(
+                    isinstance(operand, exp.Interval)
+                    for operand in (node.parent.this, node.parent.expression)
+                    if operand is not node
+                )
+            )
+        ):
             raise refuse("An interval year to month value (DuckDB has one interval type)")
-        if isinstance(node, exp.Interval) and " TO " in (node.args.get("unit").sql("trino").upper()
-                                                          if node.args.get("unit") is not None else ""):
-            raise refuse(f"INTERVAL ... {node.args['unit'].sql('trino').upper()} (DuckDB reads single units)")
+        if isinstance(node, exp.Interval) and " TO " in (
+            node.args.get("unit").sql("trino").upper() if node.args.get("unit") is not None else ""
+        ):
+            raise refuse(
+                f"INTERVAL ... {node.args['unit'].sql('trino').upper()} (DuckDB reads single units)"
+            )
         if isinstance(node, exp.FromISO8601Timestamp):
             raise refuse("from_iso8601_timestamp() (values keep no zone but UTC)")
         if isinstance(node, exp.UnixToTime) and node.args.get("zone") is not None:
@@ -75,23 +89,41 @@ def _refuse_types(tree: exp.Expression) -> None:
             raise refuse("AT TIME ZONE")
         if isinstance(node, exp.DataType) and node.this in (T.CHAR, T.NCHAR):
             raise refuse("The char(n) type (DuckDB has no blank-padded strings)")
-        if isinstance(node, (exp.Array, exp.Map, exp.VarMap, exp.Struct, exp.Tuple)) and _holds_string_literal(node) \
-                and id(node) in outputs:
-            raise refuse(f"{type(node).__name__.lower()} of string literals as a column (Trino types them varchar(n))")
-        if isinstance(node, exp.Cast) and node.to.this in (T.TIMESTAMPTZ, T.TIMETZ) and _zoned_literal(node):
+        if (
+            isinstance(node, (exp.Array, exp.Map, exp.VarMap, exp.Struct, exp.Tuple))
+            and _holds_string_literal(node)
+            and id(node) in outputs
+        ):
+            raise refuse(
+                f"{type(node).__name__.lower()} of string literals as a column (Trino types them varchar(n))"
+            )
+        if (
+            isinstance(node, exp.Cast)
+            and node.to.this in (T.TIMESTAMPTZ, T.TIMETZ)
+            and _zoned_literal(node)
+        ):
             zone = _literal_zone(node.this.name)
             # DuckDB's time with time zone keeps an offset; its timestamp with time zone keeps none
             keeps_offset = node.to.this == T.TIMETZ and zone is not None and zone[0] in "+-"
             if zone is not None and zone.upper() not in _UTC and not keeps_offset:
-                raise refuse(f"A {node.to.sql('trino')} literal in zone {zone} (values keep no zone but UTC)")
+                raise refuse(
+                    f"A {node.to.sql('trino')} literal in zone {zone} (values keep no zone but UTC)"
+                )
 
 
 def _holds_string_literal(node: exp.Expression) -> bool:
-    if isinstance(node.parent, exp.Cast) or isinstance(node, exp.Tuple) and not isinstance(node.parent, exp.Select):
-        return False   # a CAST names the type; a tuple outside the select list is an IN list or VALUES row
-    return any(isinstance(child, exp.Literal) and child.is_string for child in node.iter_expressions()) or any(
+    if (
+        isinstance(node.parent, exp.Cast)
+        or (isinstance(node, exp.Tuple)
+        and not isinstance(node.parent, exp.Select))
+    ):
+        return False  # a CAST names the type; a tuple outside the select list is an IN list or VALUES row
+    return any(
+        isinstance(child, exp.Literal) and child.is_string for child in node.iter_expressions()
+    ) or any(
         isinstance(child, (exp.Array, exp.Map, exp.VarMap)) and _holds_string_literal(child)
-        for child in node.iter_expressions())
+        for child in node.iter_expressions()
+    )
 
 
 def _is_year_month(node: exp.Interval) -> bool:
@@ -118,8 +150,18 @@ def _literal_zone(text: str) -> str | None:
 
 
 # String functions whose result Trino bounds by their argument's varchar(n) (by rules of their own).
-_BOUNDED_BY_ARGUMENT = (exp.Reverse, exp.Chr, exp.Replace, exp.RegexpReplace, exp.RegexpExtract, exp.RegexpExtractAll,
-                        exp.Split, exp.RegexpSplit, exp.JSONExtractScalar, exp.Repeat)
+_BOUNDED_BY_ARGUMENT = (
+    exp.Reverse,
+    exp.Chr,
+    exp.Replace,
+    exp.RegexpReplace,
+    exp.RegexpExtract,
+    exp.RegexpExtractAll,
+    exp.Split,
+    exp.RegexpSplit,
+    exp.JSONExtractScalar,
+    exp.Repeat,
+)
 
 
 def canonical_json(tree: exp.Expression) -> None:
@@ -133,9 +175,12 @@ def canonical_json(tree: exp.Expression) -> None:
         try:
             value = json.loads(node.this.name)
         except ValueError:
-            continue   # invalid JSON fails in DuckDB as in Trino
-        node.this.replace(exp.Literal.string(json.dumps(value, sort_keys=True, separators=(",", ":"),
-                                                        ensure_ascii=False)))
+            continue  # invalid JSON fails in DuckDB as in Trino
+        node.this.replace(
+            exp.Literal.string(
+                json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            )
+        )
 
 
 def refuse_literal_string_columns(tree: exp.Expression) -> None:
@@ -159,28 +204,46 @@ def _output_expressions_by_position(tree: exp.Expression) -> list[tuple[int, exp
 
 # --- the session ------------------------------------------------------------------------------------
 
+
 def session_functions(tree: exp.Expression, session: Any) -> None:
     """current_user, current_catalog and current_schema are the session's (DuckDB would name its own)."""
-    values = {exp.CurrentUser: session.user, exp.CurrentSchema: session.schema,
-              exp.CurrentCatalog: session.catalog}
+    values = {
+        exp.CurrentUser: session.user,
+        exp.CurrentSchema: session.schema,
+        exp.CurrentCatalog: session.catalog,
+    }
     for node in list(tree.walk()):
-        if isinstance(node, exp.Column) and not node.table and not node.this.quoted \
-                and node.name.lower() == "current_schema":
-            node = node.replace(exp.CurrentSchema())   # Trino's keyword, parsed as a column name
+        if (
+            isinstance(node, exp.Column)
+            and not node.table
+            and not node.this.quoted
+            and node.name.lower() == "current_schema"
+        ):
+            node = node.replace(exp.CurrentSchema())  # Trino's keyword, parsed as a column name
         for node_type, value in values.items():
             if isinstance(node, node_type):
-                node.replace(exp.cast(exp.Literal.string(value) if value is not None else exp.null(), T.VARCHAR))
+                node.replace(
+                    exp.cast(
+                        exp.Literal.string(value) if value is not None else exp.null(), T.VARCHAR
+                    )
+                )
 
 
 # --- decimals ---------------------------------------------------------------------------------------
+
 
 def _decimal_literals(tree: exp.Expression) -> None:
     """Trino types `2.50` as decimal(3,2) (precision: its digits, at least its scale); DuckDB's
     literal typing differs for leading zeros and fails beyond 18 digits."""
     for node in list(tree.walk()):
-        if isinstance(node, exp.Cast) and node.to.this == T.DECIMAL and not node.to.expressions \
-                and isinstance(node.this, exp.Literal) and node.this.is_string:
-            node.replace(_decimal_literal(node.this.name.strip()))   # DECIMAL '1.50'
+        if (
+            isinstance(node, exp.Cast)
+            and node.to.this == T.DECIMAL
+            and not node.to.expressions
+            and isinstance(node.this, exp.Literal)
+            and node.this.is_string
+        ):
+            node.replace(_decimal_literal(node.this.name.strip()))  # DECIMAL '1.50'
             continue
         if isinstance(node, exp.Literal) and not node.is_string and _is_decimal_text(node.name):
             if isinstance(node.parent, exp.Cast):
@@ -189,15 +252,21 @@ def _decimal_literals(tree: exp.Expression) -> None:
             precision = max(len(whole.lstrip("0")) + len(fraction), 1)
             if precision > 38:
                 raise refuse(f"The decimal literal {node.name} (over 38 digits)")
-            node.replace(exp.cast(node.copy(), exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})")))
+            node.replace(
+                exp.cast(node.copy(), exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})"))
+            )
 
 
 def _integer_literals(tree: exp.Expression) -> None:
     """Trino types an integer literal `integer` (`bigint` beyond 32 bits) also in arithmetic, where
     DuckDB would shrink it to the other operand's type (smallint * 3 is an integer in Trino)."""
     for node in list(tree.walk()):
-        if isinstance(node, exp.Literal) and not node.is_string and node.name.isdigit() \
-                and isinstance(node.parent, (exp.Add, exp.Sub, exp.Mul, exp.Mod)):
+        if (
+            isinstance(node, exp.Literal)
+            and not node.is_string
+            and node.name.isdigit()
+            and isinstance(node.parent, (exp.Add, exp.Sub, exp.Mul, exp.Mod))
+        ):
             node.replace(exp.cast(node.copy(), T.INT if int(node.name) < 2**31 else T.BIGINT))
 
 
@@ -211,8 +280,10 @@ def _decimal_literal(text: str) -> exp.Expression:
     precision = max(len(whole.lstrip("0")) + len(fraction), 1)
     if precision > 38:
         raise refuse(f"The decimal literal {text} (over 38 digits)")
-    return exp.cast(exp.Literal.string(sign + (whole or "0") + ("." + fraction if fraction else "")),
-                    exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})"))
+    return exp.cast(
+        exp.Literal.string(sign + (whole or "0") + ("." + fraction if fraction else "")),
+        exp.DataType.build(f"DECIMAL({precision}, {len(fraction)})"),
+    )
 
 
 def _is_decimal(node: exp.Expression) -> bool:
@@ -224,12 +295,18 @@ def _decimal_operations(tree: exp.Expression) -> None:
     """Decimal division, avg, round, mod and sign follow Trino's precision and rounding rules, which
     DuckDB's (a double, or other scales) do not: refused rather than answered differently."""
     for node in tree.walk():
-        if isinstance(node, (exp.Div, exp.IntDiv)) and (_is_decimal(node.this) or _is_decimal(node.expression)):
+        if isinstance(node, (exp.Div, exp.IntDiv)) and (
+            _is_decimal(node.this) or _is_decimal(node.expression)
+        ):
             raise refuse("Division with a decimal operand (Trino's result is a rounded decimal)")
         if isinstance(node, _DECIMAL_FUNCTIONS) and _is_decimal(node.this):
             raise refuse(f"{type(node).__name__.lower()}() of a decimal")
-        if isinstance(node, exp.Anonymous) and node.name.lower() in ("truncate", "sign") and node.expressions \
-                and _is_decimal(node.expressions[0]):
+        if (
+            isinstance(node, exp.Anonymous)
+            and node.name.lower() in ("truncate", "sign")
+            and node.expressions
+            and _is_decimal(node.expressions[0])
+        ):
             raise refuse(f"{node.name.lower()}() of a decimal")
 
 
@@ -252,22 +329,31 @@ def _integer_division(tree: exp.Expression) -> None:
 
 # --- dates and timestamps ---------------------------------------------------------------------------
 
+
 def _date_arithmetic(tree: exp.Expression) -> None:
     """A date plus or minus days, months or years stays a date in Trino; DuckDB makes it a timestamp."""
     for node in list(tree.walk()):
         if isinstance(node, (exp.DateAdd, exp.DateSub, exp.DateTrunc, exp.TimestampTrunc)):
-            source = node.this if not isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) else node.this
+            source = (
+                node.this
+                if not isinstance(node, (exp.DateTrunc, exp.TimestampTrunc))
+                else node.this
+            )
             if isinstance(node, exp.DateTrunc) and not _is_date(node.this):
                 continue
             if _is_date(source):
                 _cast_result(node, T.DATE)
         elif isinstance(node, exp.StrToTime) and not isinstance(node.parent, exp.Cast):
-            node.replace(exp.cast(node.copy(), exp.DataType.build("TIMESTAMP_MS", dialect="duckdb")))  # date_parse
+            node.replace(
+                exp.cast(node.copy(), exp.DataType.build("TIMESTAMP_MS", dialect="duckdb"))
+            )  # date_parse
         elif isinstance(node, (exp.Add, exp.Sub)):
             left, right = node.this, node.expression
             if isinstance(node, exp.Sub) and _is_date(left) and _is_date(right):
                 raise refuse("Date minus date (an interval day to second in Trino)")
-            if (_is_date(left) and isinstance(right, exp.Interval)) or (_is_date(right) and isinstance(left, exp.Interval)):
+            if (_is_date(left) and isinstance(right, exp.Interval)) or (
+                _is_date(right) and isinstance(left, exp.Interval)
+            ):
                 _cast_result(node, T.DATE)
 
 
@@ -285,7 +371,11 @@ def _cast_result(node: exp.Expression, to: exp.DataType.Type) -> None:
 
 
 # DuckDB's timestamp types by the fractional digits Trino's timestamp(p) keeps
-_TIMESTAMP_TYPES = {0: "TIMESTAMP_S", 3: "TIMESTAMP_MS", 6: "TIMESTAMP"}   # nanoseconds do not reach Python
+_TIMESTAMP_TYPES = {
+    0: "TIMESTAMP_S",
+    3: "TIMESTAMP_MS",
+    6: "TIMESTAMP",
+}  # nanoseconds do not reach Python
 
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In)
@@ -313,8 +403,11 @@ def _timestamp_precision(tree: exp.Expression) -> dict[int, str]:
             node.set("to", exp.DataType.build(duck_type, dialect="duckdb"))
             _keep_precision(node, precision)
             continue
-        name = {T.TIMESTAMPTZ: "timestamp({}) with time zone", T.TIME: "time({})",
-                T.TIMETZ: "time({}) with time zone"}.get(target.this, "timestamp({})").format(precision)
+        name = {
+            T.TIMESTAMPTZ: "timestamp({}) with time zone",
+            T.TIME: "time({})",
+            T.TIMETZ: "time({}) with time zone",
+        }.get(target.this, "timestamp({})").format(precision)
         if precision == 6:
             continue
         if precision > 6:
@@ -347,12 +440,17 @@ def _keep_precision(node: exp.Cast, precision: int) -> None:
     if isinstance(parent, (exp.DateAdd, exp.DateSub)):
         result = precision
     elif isinstance(parent, (exp.Add, exp.Sub)) and any(
-            isinstance(operand, exp.Interval) for operand in (parent.this, parent.expression)):
+        isinstance(operand, exp.Interval) for operand in (parent.this, parent.expression)
+    ):
         interval = next(o for o in (parent.this, parent.expression) if isinstance(o, exp.Interval))
-        result = precision if _is_year_month(interval) else max(precision, 3)   # day-to-second has ms
+        result = (
+            precision if _is_year_month(interval) else max(precision, 3)
+        )  # day-to-second has ms
     else:
         return
-    parent.replace(exp.cast(parent.copy(), exp.DataType.build(_TIMESTAMP_TYPES[result], dialect="duckdb")))
+    parent.replace(
+        exp.cast(parent.copy(), exp.DataType.build(_TIMESTAMP_TYPES[result], dialect="duckdb"))
+    )
 
 
 def _precision(data_type: exp.DataType) -> int | None:
@@ -387,11 +485,13 @@ def _output_types(tree: exp.Expression) -> dict[int, str]:
         bound = _bound(inner)
         if bound is None and isinstance(inner, exp.Column):
             bound = values_bounds.get((inner.table.lower(), inner.name.lower())) or (
-                values_bounds.get(("", inner.name.lower())) if not inner.table else None)
+                values_bounds.get(("", inner.name.lower())) if not inner.table else None
+            )
         if bound is not None:
             types[index] = f"varchar({bound})"
         elif isinstance(inner, _MILLISECOND_ZONED) or (
-                isinstance(inner, exp.Anonymous) and inner.name.lower() in _MILLISECOND_ZONED_NAMES):
+            isinstance(inner, exp.Anonymous) and inner.name.lower() in _MILLISECOND_ZONED_NAMES
+        ):
             types[index] = "timestamp(3) with time zone"
     return types
 
@@ -425,7 +525,11 @@ def declared_types(tree: exp.Expression) -> dict[str, str]:
 
 def bounded_varchar(data_type: exp.Expression | None) -> str | None:
     """`varchar(n)` for a varchar type with a length, else None."""
-    if isinstance(data_type, exp.DataType) and data_type.this == T.VARCHAR and data_type.expressions:
+    if (
+        isinstance(data_type, exp.DataType)
+        and data_type.this == T.VARCHAR
+        and data_type.expressions
+    ):
         return f"varchar({_precision(data_type)})"
     return None
 
@@ -439,7 +543,9 @@ def _values_bounds(select: exp.Select) -> dict[tuple[str, str], int]:
         if alias is None or values.find_ancestor(exp.Select) is not select:
             continue
         columns = [c.name.lower() for c in alias.columns]
-        rows = [row.expressions if isinstance(row, exp.Tuple) else [row] for row in values.expressions]
+        rows = [
+            row.expressions if isinstance(row, exp.Tuple) else [row] for row in values.expressions
+        ]
         for position, column in enumerate(columns):
             cells = [row[position] for row in rows if position < len(row)]
             strings = [c for c in cells if isinstance(c, exp.Literal) and c.is_string]
@@ -470,10 +576,12 @@ def _length(node: exp.Expression) -> int:
     if isinstance(node, (exp.Upper, exp.Lower, exp.Trim)):
         return _length(node.this)
     if isinstance(node, exp.Cast) and node.to.this == T.VARCHAR and node.to.expressions:
-        return _precision(node.to)   # CAST(x AS varchar(n))
+        return _precision(node.to)  # CAST(x AS varchar(n))
     if isinstance(node, exp.Substring):
         return _length(node.this)
-    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Array):   # element_at(ARRAY['a', ...], i)
+    if isinstance(node, exp.Bracket) and isinstance(
+        node.this, exp.Array
+    ):  # element_at(ARRAY['a', ...], i)
         return max(_length(element) for element in node.this.expressions)
     if isinstance(node, (exp.Greatest, exp.Least)):
         return max(_length(argument) for argument in [node.this, *node.expressions])
@@ -487,13 +595,16 @@ def _length(node: exp.Expression) -> int:
 
 def _branches(node: exp.Expression) -> list[exp.Expression]:
     if isinstance(node, exp.Case):
-        return [i.args["true"] for i in node.args.get("ifs") or []] + [node.args.get("default") or exp.null()]
+        return [i.args["true"] for i in node.args.get("ifs") or []] + [
+            node.args.get("default") or exp.null()
+        ]
     if isinstance(node, exp.If):
         return [node.args["true"], node.args.get("false") or exp.null()]
     return [node.this, *node.expressions]
 
 
 # --- types ------------------------------------------------------------------------------------------
+
 
 def _annotate(tree: exp.Expression, schema: dict) -> None:
     """Give every node of `tree` its inferred type (`node.type`), from a copy with qualified columns
@@ -505,10 +616,14 @@ def _annotate(tree: exp.Expression, schema: dict) -> None:
         mapping = MappingSchema(schema, dialect="duckdb")
         qualify_columns(copy, mapping, expand_stars=False)
         annotate_types(copy, schema=mapping, dialect="trino")
-    except Exception as error:  # noqa: BLE001 - sqlglot's optimizer asserts on some shapes; types stay unknown
+    except Exception as error:
         log.debug("no types inferred: %s", error)
         return
-    inferred = {node.meta.get("node"): node.type for node in copy.walk() if node.meta.get("node") is not None}
+    inferred = {
+        node.meta.get("node"): node.type
+        for node in copy.walk()
+        if node.meta.get("node") is not None
+    }
     for node in tree.walk():
         node_type = inferred.get(node.meta.get("node"))
         if node_type is not None and node_type.this != T.UNKNOWN:

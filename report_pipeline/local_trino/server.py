@@ -28,8 +28,8 @@ from report_pipeline.local_trino.dialect import ENGINE_VERSION
 from report_pipeline.local_trino.engine import Engine
 from report_pipeline.local_trino.errors import TrinoError
 from report_pipeline.local_trino.faults import Fault
-from report_pipeline.local_trino.transactions import parse_header as parse_transaction_header
 from report_pipeline.local_trino.query import Query, QueryState, Session
+from report_pipeline.local_trino.transactions import parse_header as parse_transaction_header
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,10 @@ _QUERY_PATH = re.compile(r"^/v1/query/([\w]+)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"   # keep-alive: the client polls many times per statement
+    protocol_version = "HTTP/1.1"  # keep-alive: the client polls many times per statement
     disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for an ACK
     server_version = "local-trino/" + ENGINE_VERSION
-    server: "_HttpServer"
+    server: _HttpServer
 
     @property
     def timeout(self) -> float:  # type: ignore[override]
@@ -61,7 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
-        if self.request_version == "HTTP/0.9":   # `GET /path` alone: an answer without status or headers
+        if (
+            self.request_version == "HTTP/0.9"
+        ):  # `GET /path` alone: an answer without status or headers
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
             return False
         return True
@@ -70,11 +72,19 @@ class _Handler(BaseHTTPRequestHandler):
         # The stdlib answers what it cannot parse (400, 414, 431, 501, ...) with an HTML page; a Trino
         # client gets JSON from every answer here, errors included.
         status = HTTPStatus(code)
-        self._query_headers = None     # a previous statement's session changes are not this answer's
-        self.close_connection = True   # the rest of a request that could not be parsed cannot be trusted
+        self._query_headers = None  # a previous statement's session changes are not this answer's
+        self.close_connection = (
+            True  # the rest of a request that could not be parsed cannot be trusted
+        )
         if self.request_version == "HTTP/0.9":
-            self.request_version = "HTTP/1.1"   # otherwise the stdlib leaves out the status line and headers
-        text = status.phrase if not message or message == status.phrase else f"{status.phrase}: {message}"
+            self.request_version = (
+                "HTTP/1.1"  # otherwise the stdlib leaves out the status line and headers
+            )
+        text = (
+            status.phrase
+            if not message or message == status.phrase
+            else f"{status.phrase}: {message}"
+        )
         if explain:
             text += f" ({explain})"
         self._error(status, text)
@@ -90,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self._query_headers = None   # a previous poll's on this connection are not this answer's
+        self._query_headers = None  # a previous poll's on this connection are not this answer's
         try:
             body = self._read_body()
             if body is None:
@@ -105,25 +115,40 @@ class _Handler(BaseHTTPRequestHandler):
                 (r"^/ui/query\.html$", {"GET": self._query_page}),
                 (r"^/v1/local/stats$", {"GET": self._engine_stats}),
             ]
-            if self.server.engine.config.fault_injection:   # only an engine started for tests or demos has it
-                routes.append((r"^/v1/local/faults$", {"GET": self._list_faults, "POST": self._add_fault,
-                                                       "DELETE": self._clear_faults}))
+            if (
+                self.server.engine.config.fault_injection
+            ):  # only an engine started for tests or demos has it
+                routes.append(
+                    (
+                        r"^/v1/local/faults$",
+                        {
+                            "GET": self._list_faults,
+                            "POST": self._add_fault,
+                            "DELETE": self._clear_faults,
+                        },
+                    )
+                )
             for pattern, handlers in routes:
                 match = re.match(pattern, path)
                 if match:
                     handler = handlers.get(method)
                     if handler is None:
-                        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+                        self._error(
+                            HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}"
+                        )
                     else:
                         handler(*match.groups())
                     return
             self._error(HTTPStatus.NOT_FOUND, f"No resource at {path}", name="NOT_FOUND")
         except (BrokenPipeError, ConnectionResetError):
             pass
-        except Exception as error:  # noqa: BLE001 - answer with a Trino-style error, never a traceback
+        except Exception as error:
             log.exception("request %s %s failed", method, self.path)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}",
-                        name="GENERIC_INTERNAL_ERROR")
+            self._error(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                f"{type(error).__name__}: {error}",
+                name="GENERIC_INTERNAL_ERROR",
+            )
 
     # --- statements -----------------------------------------------------------------------------
     def _submit(self) -> None:
@@ -146,8 +171,13 @@ class _Handler(BaseHTTPRequestHandler):
         if len(sql) > MAX_QUERY_LENGTH:
             # As Trino: accepted (QUEUED), then failed before anything runs. (Trino counts UTF-16
             # units, this code points: they differ only for characters outside the BMP.)
-            query.fail(TrinoError("QUERY_TEXT_TOO_LARGE", f"Query text length ({len(sql)}) exceeds "
-                                                          f"the maximum length ({MAX_QUERY_LENGTH})"))
+            query.fail(
+                TrinoError(
+                    "QUERY_TEXT_TOO_LARGE",
+                    f"Query text length ({len(sql)}) exceeds "
+                    f"the maximum length ({MAX_QUERY_LENGTH})",
+                )
+            )
         self.server.engine.start(query)
         self._json(HTTPStatus.OK, doc)
 
@@ -166,7 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
             catalog=self.headers.get("X-Trino-Catalog") or None,
             schema=self.headers.get("X-Trino-Schema") or None,
             # SET TIME ZONE keeps the zone in the hidden session property time_zone_id
-            time_zone=properties.get("time_zone_id") or self.headers.get("X-Trino-Time-Zone") or None,
+            time_zone=properties.get("time_zone_id")
+            or self.headers.get("X-Trino-Time-Zone")
+            or None,
             properties=properties,
             prepared=prepared,
             transaction_id=parse_transaction_header(self.headers.get("X-Trino-Transaction-Id")),
@@ -205,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 rows, last = query.next_rows(self.server.engine.config.page_rows)
             except TrinoError as error:
-                query.fail(error)   # a no-op when a cancel interrupted the fetch: its error stands
+                query.fail(error)  # a no-op when a cancel interrupted the fetch: its error stands
             else:
                 if query.error is not None:
                     # cancelled while fetching: the page may be cut short, and must not pass for the end
@@ -238,8 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._no_content()
 
     def _base_document(self, query: Query) -> dict:
-        return {"id": query.id, "infoUri": f"{self._base_url()}/ui/query.html?{query.id}",
-                "stats": query.stats()}
+        return {
+            "id": query.id,
+            "infoUri": f"{self._base_url()}/ui/query.html?{query.id}",
+            "stats": query.stats(),
+        }
 
     def _next_uri(self, query: Query, phase: str, token: int) -> str:
         return f"{self._base_url()}/v1/statement/{phase}/{query.id}/{query.slug}/{token}"
@@ -259,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, query.info(self._base_url()))
 
     def _cancel_query(self, query_id: str) -> None:
-        self.server.engine.cancel(query_id)   # as Trino: 204 whether or not the query is known
+        self.server.engine.cancel(query_id)  # as Trino: 204 whether or not the query is known
         self._no_content()
 
     def _lookup(self, query_id: str) -> Query | None:
@@ -267,9 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = self.server.engine.get(query_id)
         if query is None:
             expired = self.server.engine.was_expired(query_id)
-            self._error(HTTPStatus.GONE,
-                        f"Query {query_id} has expired" if expired else f"Query not found: {query_id}",
-                        name="NOT_FOUND")
+            self._error(
+                HTTPStatus.GONE,
+                f"Query {query_id} has expired" if expired else f"Query not found: {query_id}",
+                name="NOT_FOUND",
+            )
         return query
 
     def _query_page(self) -> None:
@@ -278,19 +315,34 @@ class _Handler(BaseHTTPRequestHandler):
         if query is None:
             return
         info = query.info(self._base_url())
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in [("Query", info["queryId"]), ("State", info["state"]),
-                                    ("User", query.session.user), ("Source", query.session.source),
-                                    ("Error", query.error.message if query.error else ""),
-                                    *info["queryStats"].items()])
-        page = (f"<!doctype html><title>Query {html.escape(query.id)}</title>"
-                f"<h1>Query {html.escape(query.id)}</h1><table>{rows}</table>"
-                f"<pre>{html.escape(query.sql)}</pre>")
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in [
+                ("Query", info["queryId"]),
+                ("State", info["state"]),
+                ("User", query.session.user),
+                ("Source", query.session.source),
+                ("Error", query.error.message if query.error else ""),
+                *info["queryStats"].items(),
+            ]
+        )
+        page = (
+            f"<!doctype html><title>Query {html.escape(query.id)}</title>"
+            f"<h1>Query {html.escape(query.id)}</h1><table>{rows}</table>"
+            f"<pre>{html.escape(query.sql)}</pre>"
+        )
         self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
     def _server_info(self) -> None:
-        self._json(HTTPStatus.OK, {"nodeVersion": {"version": ENGINE_VERSION}, "environment": "local",
-                                   "coordinator": True, "starting": False})
+        self._json(
+            HTTPStatus.OK,
+            {
+                "nodeVersion": {"version": ENGINE_VERSION},
+                "environment": "local",
+                "coordinator": True,
+                "starting": False,
+            },
+        )
 
     # --- local-engine extras --------------------------------------------------------------------
     def _list_faults(self) -> None:
@@ -311,11 +363,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _engine_stats(self) -> None:
         engine = self.server.engine
         states = [q.state for q in engine.queries()]
-        self._json(HTTPStatus.OK, {"running": engine.running, "peak_running": engine.peak_running,
-                                   "peak_running_by_source": engine.peak_running_by_source,
-                                   "queries": len(states),
-                                   "active": sum(1 for s in states if not s.done),
-                                   "failed": sum(1 for s in states if s == QueryState.FAILED)})
+        self._json(
+            HTTPStatus.OK,
+            {
+                "running": engine.running,
+                "peak_running": engine.peak_running,
+                "peak_running_by_source": engine.peak_running_by_source,
+                "queries": len(states),
+                "active": sum(1 for s in states if not s.done),
+                "failed": sum(1 for s in states if s == QueryState.FAILED),
+            },
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
     def _base_url(self) -> str:
@@ -326,34 +384,49 @@ class _Handler(BaseHTTPRequestHandler):
         A body that is not exactly as long as Content-Length says is never acted on: it may be a
         statement cut short (`DELETE ... WHERE` without its WHERE) or carry something else after it."""
         if self.headers.get("Transfer-Encoding") is not None:
-            return self._refuse(HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding is not supported: send Content-Length")
+            return self._refuse(
+                HTTPStatus.LENGTH_REQUIRED,
+                "Transfer-Encoding is not supported: send Content-Length",
+            )
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             if self.command == "POST":
-                return self._refuse(HTTPStatus.LENGTH_REQUIRED, "A POST needs a Content-Length header")
+                return self._refuse(
+                    HTTPStatus.LENGTH_REQUIRED, "A POST needs a Content-Length header"
+                )
             return b""
         if len(lengths) > 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
-            return self._refuse(HTTPStatus.BAD_REQUEST, f"Invalid Content-Length: {', '.join(lengths)}")
+            return self._refuse(
+                HTTPStatus.BAD_REQUEST, f"Invalid Content-Length: {', '.join(lengths)}"
+            )
         length = int(lengths[0])
         if length > MAX_BODY_BYTES:
-            return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                f"Request body of {length} bytes exceeds what a statement may be (query "
-                                f"text of at most {MAX_QUERY_LENGTH} characters)")
+            return self._refuse(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"Request body of {length} bytes exceeds what a statement may be (query "
+                f"text of at most {MAX_QUERY_LENGTH} characters)",
+            )
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            return self._refuse(HTTPStatus.REQUEST_TIMEOUT, f"Request body not received within {self.timeout}s")
+            return self._refuse(
+                HTTPStatus.REQUEST_TIMEOUT, f"Request body not received within {self.timeout}s"
+            )
         if len(body) < length:
-            return self._refuse(HTTPStatus.BAD_REQUEST,
-                                f"Request body ended after {len(body)} of its {length} bytes (Content-Length)")
+            return self._refuse(
+                HTTPStatus.BAD_REQUEST,
+                f"Request body ended after {len(body)} of its {length} bytes (Content-Length)",
+            )
         if self.command == "POST" and self._input_waiting():
-            return self._refuse(HTTPStatus.BAD_REQUEST, "Request body is longer than its Content-Length")
+            return self._refuse(
+                HTTPStatus.BAD_REQUEST, "Request body is longer than its Content-Length"
+            )
         return body
 
     def _input_waiting(self) -> bool:
         """Whether bytes have already arrived after the request. Trino clients never pipeline: nothing
         follows a POST until its answer is read, so what does is the rest of an over-long body."""
-        self.connection.settimeout(0)   # non-blocking: only what is already here
+        self.connection.settimeout(0)  # non-blocking: only what is already here
         try:
             return bool(self.rfile.peek(1))
         except OSError:
@@ -362,7 +435,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.settimeout(self.timeout)
 
     def _refuse(self, status: HTTPStatus, message: str) -> None:
-        self.close_connection = True   # what follows on the connection cannot be told apart from the body
+        self.close_connection = (
+            True  # what follows on the connection cannot be told apart from the body
+        )
         self._error(status, message)
 
     def _json(self, status: HTTPStatus, document: object) -> None:
@@ -386,7 +461,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _error(self, status: HTTPStatus, message: str, name: str | None = None) -> None:
-        error = TrinoError(name or _ERROR_NAMES.get(status, "GENERIC_USER_ERROR"), message).to_json()
+        error = TrinoError(
+            name or _ERROR_NAMES.get(status, "GENERIC_USER_ERROR"), message
+        ).to_json()
         self._json(status, {"error": error, "message": message})
 
     def _drop_connection(self) -> None:
@@ -397,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -426,24 +503,33 @@ class _HttpServer(ThreadingHTTPServer):
 class LocalTrinoServer:
     """The engine served over HTTP on a background thread; port 0 picks a free port."""
 
-    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0,
-                 read_timeout: float = READ_TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        engine: Engine,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+    ):
         self.engine = engine
         self._http = _HttpServer((host, port), _Handler)
         self._http.engine = engine
         self._http.read_timeout = read_timeout
         self.host, self.port = self._http.server_address[:2]
         self._http.address = f"{self.host}:{self.port}"
-        engine.http_uri = f"http://{self._http.address}"   # system.runtime.nodes
+        engine.http_uri = f"http://{self._http.address}"  # system.runtime.nodes
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "LocalTrinoServer":
-        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="local-trino-http", daemon=True)
+    def start(self) -> LocalTrinoServer:
+        self._thread = threading.Thread(
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="local-trino-http",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from report_pipeline.local_trino.errors import TrinoError
 
 NO_TRANSACTION = "NONE"
-IDLE_TIMEOUT_SECONDS = 300.0      # Trino's transaction.idle-timeout
+IDLE_TIMEOUT_SECONDS = 300.0  # Trino's transaction.idle-timeout
 
 
 @dataclass
@@ -46,8 +46,11 @@ class Transactions:
         with self._lock:
             transaction = self._open.get(transaction_id)
         if transaction is None:
-            raise TrinoError("UNKNOWN_TRANSACTION", f"Unknown transaction ID: {transaction_id}. Possibly expired? "
-                             "Commands ignored until end of transaction block")
+            raise TrinoError(
+                "UNKNOWN_TRANSACTION",
+                f"Unknown transaction ID: {transaction_id}. Possibly expired? "
+                "Commands ignored until end of transaction block",
+            )
         transaction.last_used = time.time()
         return transaction
 
@@ -61,7 +64,9 @@ class Transactions:
 
     def expire_idle(self, now: float) -> None:
         with self._lock:
-            for transaction_id in [t.id for t in self._open.values() if now - t.last_used > IDLE_TIMEOUT_SECONDS]:
+            for transaction_id in [
+                t.id for t in self._open.values() if now - t.last_used > IDLE_TIMEOUT_SECONDS
+            ]:
                 del self._open[transaction_id]
 
 

@@ -10,8 +10,9 @@ import base64
 import datetime as dt
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from report_pipeline.local_trino.errors import TrinoError
 
@@ -35,9 +36,24 @@ class TrinoType:
         return _FIXED_SIZES.get(self.signature["rawType"], 0)
 
 
-_FIXED_SIZES = {"boolean": 1, "tinyint": 1, "smallint": 2, "integer": 4, "bigint": 8, "real": 4, "double": 8,
-                "date": 4, "timestamp": 8, "timestamp with time zone": 8, "time": 8, "time with time zone": 8,
-                "uuid": 16, "ipaddress": 16, "interval day to second": 8, "interval year to month": 4}
+_FIXED_SIZES = {
+    "boolean": 1,
+    "tinyint": 1,
+    "smallint": 2,
+    "integer": 4,
+    "bigint": 8,
+    "real": 4,
+    "double": 8,
+    "date": 4,
+    "timestamp": 8,
+    "timestamp with time zone": 8,
+    "time": 8,
+    "time with time zone": 8,
+    "uuid": 16,
+    "ipaddress": 16,
+    "interval day to second": 8,
+    "interval year to month": 4,
+}
 
 
 def _signature(raw: str, *arguments: dict) -> dict:
@@ -97,11 +113,11 @@ def _fraction(digits: int) -> Callable[[str], str]:
     """Cut microsecond text to `digits` fractional digits (0: no fraction), as Trino prints precision."""
     if digits == 6:
         return lambda text: text
-    if digits == 9:   # DuckDB hands nanosecond timestamps over as microseconds
+    if digits == 9:  # DuckDB hands nanosecond timestamps over as microseconds
         return lambda text: text + "000"
     if digits == 0:
-        return lambda text: text[:text.index(".")] if "." in text else text
-    return lambda text: text[:text.index(".") + 1 + digits] if "." in text else text
+        return lambda text: text[: text.index(".")] if "." in text else text
+    return lambda text: text[: text.index(".") + 1 + digits] if "." in text else text
 
 
 def _time_tz(value: dt.time) -> str:
@@ -117,7 +133,9 @@ def _with_offset(text: str, value: dt.time) -> str:
 
 def _zone_name(tz: dt.tzinfo, value: dt.datetime) -> str:
     name = getattr(tz, "zone", None) or getattr(tz, "key", None)
-    if name and name.startswith("Etc/GMT") and name[7:8] in ("+", "-"):   # a whole-hour offset, sign inverted
+    if (
+        name and name.startswith("Etc/GMT") and name[7:8] in ("+", "-")
+    ):  # a whole-hour offset, sign inverted
         return f"{'-' if name[7] == '+' else '+'}{int(name[8:]):02d}:00"
     if name:
         return "UTC" if name in ("Etc/UTC", "UTC") else name
@@ -135,8 +153,10 @@ def _interval_day_second(value: dt.timedelta) -> str:
     sign = "-" if value < dt.timedelta(0) else ""
     value = abs(value)
     seconds = value.seconds
-    return (f"{sign}{value.days} {seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
-            f"{seconds % 60:02d}.{value.microseconds // 1000:03d}")
+    return (
+        f"{sign}{value.days} {seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
+        f"{seconds % 60:02d}.{value.microseconds // 1000:03d}"
+    )
 
 
 _PRIMITIVES: dict[str, TrinoType] = {
@@ -158,10 +178,13 @@ _PRIMITIVES: dict[str, TrinoType] = {
     "uuid": _simple("uuid", _nullable(str)),
     "json": _simple("json"),
     # Trino spells this one type's name in capitals in the column's `type`
-    "interval": TrinoType("INTERVAL DAY TO SECOND", _signature("interval day to second"),
-                          _nullable(_interval_day_second)),
+    "interval": TrinoType(
+        "INTERVAL DAY TO SECOND",
+        _signature("interval day to second"),
+        _nullable(_interval_day_second),
+    ),
     "null": _simple("unknown"),
-    "\"null\"": _simple("unknown"),
+    '"null"': _simple("unknown"),
 }
 
 _VARCHAR = TrinoType("varchar", _signature("varchar", _long(UNBOUNDED_VARCHAR)))
@@ -172,57 +195,88 @@ def trino_type(duck_type: Any) -> TrinoType:
     type_id = duck_type.id
     if type_id in _PRIMITIVES:
         return _PRIMITIVES[type_id]
-    if type_id == "varchar" and str(duck_type) == "JSON":   # DuckDB's json is an alias of varchar
+    if type_id == "varchar" and str(duck_type) == "JSON":  # DuckDB's json is an alias of varchar
         return _PRIMITIVES["json"]
     if type_id in ("varchar", "enum", "bit"):
-        return TrinoType(_VARCHAR.name, _VARCHAR.signature, _nullable(str) if type_id != "varchar" else None)
+        return TrinoType(
+            _VARCHAR.name, _VARCHAR.signature, _nullable(str) if type_id != "varchar" else None
+        )
     children = dict(duck_type.children) if type_id in ("decimal", "list", "array", "map") else {}
     if type_id == "decimal":
         precision, scale = children["precision"], children["scale"]
-        return TrinoType(f"decimal({precision}, {scale})",
-                         _signature("decimal", _long(precision), _long(scale)), _nullable(str))
+        return TrinoType(
+            f"decimal({precision}, {scale})",
+            _signature("decimal", _long(precision), _long(scale)),
+            _nullable(str),
+        )
     if type_id in _TIMESTAMP_PRECISION:
         precision = _TIMESTAMP_PRECISION[type_id]
         cut = _fraction(precision)
-        return TrinoType(f"timestamp({precision})", _signature("timestamp", _long(precision)),
-                         _nullable(lambda v: cut(_timestamp(v))))
+        return TrinoType(
+            f"timestamp({precision})",
+            _signature("timestamp", _long(precision)),
+            _nullable(lambda v: cut(_timestamp(v))),
+        )
     if type_id == "time with time zone":
-        return TrinoType("time(6) with time zone", _signature("time with time zone", _long(6)),
-                         _nullable(_time_tz))
+        return TrinoType(
+            "time(6) with time zone",
+            _signature("time with time zone", _long(6)),
+            _nullable(_time_tz),
+        )
     if type_id == "timestamp with time zone":
-        return TrinoType("timestamp(6) with time zone",
-                         _signature("timestamp with time zone", _long(6)), _nullable(_timestamp_tz))
+        return TrinoType(
+            "timestamp(6) with time zone",
+            _signature("timestamp with time zone", _long(6)),
+            _nullable(_timestamp_tz),
+        )
     if type_id == "time":
-        return TrinoType("time(6)", _signature("time", _long(6)),
-                         _nullable(lambda v: v.strftime("%H:%M:%S.%f")))
+        return TrinoType(
+            "time(6)", _signature("time", _long(6)), _nullable(lambda v: v.strftime("%H:%M:%S.%f"))
+        )
     if type_id in ("list", "array"):
         element = trino_type(children["child"])
         encode = element.encode
-        return TrinoType(f"array({element.name})", _signature("array", _type_arg(element)),
-                         _nullable(lambda v: [encode(x) for x in v] if encode else list(v)))
+        return TrinoType(
+            f"array({element.name})",
+            _signature("array", _type_arg(element)),
+            _nullable(lambda v: [encode(x) for x in v] if encode else list(v)),
+        )
     if type_id == "map":
         key, value = trino_type(children["key"]), trino_type(children["value"])
         key_enc = key.encode or (lambda x: x)
         value_enc = value.encode or (lambda x: x)
-        return TrinoType(f"map({key.name}, {value.name})",
-                         _signature("map", _type_arg(key), _type_arg(value)),
-                         _nullable(lambda v: {str(key_enc(k)): value_enc(x) for k, x in v.items()}))
+        return TrinoType(
+            f"map({key.name}, {value.name})",
+            _signature("map", _type_arg(key), _type_arg(value)),
+            _nullable(lambda v: {str(key_enc(k)): value_enc(x) for k, x in v.items()}),
+        )
     if type_id in ("struct", "tuple"):
         # a ROW(...) without field names is DuckDB's unnamed struct: fields named '' (a Python tuple)
         fields = [(name, trino_type(child)) for name, child in duck_type.children]
         encoders = [f.encode or (lambda x: x) for _, f in fields]
         names = [name for name, _ in fields]
-        arguments = [{"kind": "NAMED_TYPE",
-                      "value": {**({"fieldName": {"name": name}} if name else {}), "typeSignature": f.signature}}
-                     for name, f in fields]
+        arguments = [
+            {
+                "kind": "NAMED_TYPE",
+                "value": {
+                    **({"fieldName": {"name": name}} if name else {}),
+                    "typeSignature": f.signature,
+                },
+            }
+            for name, f in fields
+        ]
         display = ", ".join(f"{name} {f.name}" if name else f.name for name, f in fields)
 
         def encode_row(value: Any) -> list:
             values = value if isinstance(value, tuple) else [value[n] for n in names]
             return [enc(v) for v, enc in zip(values, encoders)]
 
-        return TrinoType(f"row({display})", {"rawType": "row", "arguments": arguments}, _nullable(encode_row))
-    raise TrinoError("NOT_SUPPORTED", f"Result type {duck_type} has no Trino equivalent in the local engine")
+        return TrinoType(
+            f"row({display})", {"rawType": "row", "arguments": arguments}, _nullable(encode_row)
+        )
+    raise TrinoError(
+        "NOT_SUPPORTED", f"Result type {duck_type} has no Trino equivalent in the local engine"
+    )
 
 
 # DuckDB's timestamp types by fractional digits (nanoseconds arrive as microseconds from DuckDB)
@@ -241,8 +295,11 @@ def bounded_varchar_type(length: int) -> TrinoType:
 def timestamp_tz_type(precision: int) -> TrinoType:
     """timestamp(p) with time zone, for a column whose DuckDB type keeps microseconds."""
     cut = _fraction(precision)
-    return TrinoType(f"timestamp({precision}) with time zone", _signature("timestamp with time zone", _long(precision)),
-                     _nullable(lambda v: f"{cut(_timestamp(v))} {_zone_name(v.tzinfo, v)}"))
+    return TrinoType(
+        f"timestamp({precision}) with time zone",
+        _signature("timestamp with time zone", _long(precision)),
+        _nullable(lambda v: f"{cut(_timestamp(v))} {_zone_name(v.tzinfo, v)}"),
+    )
 
 
 def output_type(name: str) -> TrinoType:
@@ -257,12 +314,21 @@ def output_type(name: str) -> TrinoType:
     if raw == "timestamp" and suffix == " with time zone":
         return timestamp_tz_type(size)
     if raw == "timestamp":
-        return TrinoType(name, _signature("timestamp", _long(size)), _nullable(lambda v: cut(_timestamp(v))))
+        return TrinoType(
+            name, _signature("timestamp", _long(size)), _nullable(lambda v: cut(_timestamp(v)))
+        )
     if raw == "time" and suffix == " with time zone":
-        return TrinoType(name, _signature("time with time zone", _long(size)),
-                         _nullable(lambda v: _with_offset(cut(v.strftime("%H:%M:%S.%f")), v)))
+        return TrinoType(
+            name,
+            _signature("time with time zone", _long(size)),
+            _nullable(lambda v: _with_offset(cut(v.strftime("%H:%M:%S.%f")), v)),
+        )
     if raw == "time":
-        return TrinoType(name, _signature("time", _long(size)), _nullable(lambda v: cut(v.strftime("%H:%M:%S.%f"))))
+        return TrinoType(
+            name,
+            _signature("time", _long(size)),
+            _nullable(lambda v: cut(v.strftime("%H:%M:%S.%f"))),
+        )
     raise ValueError(f"no output type {name!r}")
 
 

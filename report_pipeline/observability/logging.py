@@ -31,8 +31,14 @@ def configure_logging(fmt: str | None = None) -> None:
     global _configured
     if _configured:
         return
-    fmt = fmt or os.environ.get("REPORT_PIPELINE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-    renderer = structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    fmt = (
+        fmt
+        or os.environ.get("REPORT_PIPELINE_LOG_FORMAT")
+        or ("console" if sys.stderr.isatty() else "json")
+    )
+    renderer = (
+        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

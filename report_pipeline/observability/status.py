@@ -23,23 +23,46 @@ import sqlalchemy as sa
 from tabulate import tabulate
 
 from report_pipeline.saga.ledger import SqlLedger, describe_failure, installed_version
-from report_pipeline.saga.model import AttemptKind, AttemptStatus, SagaRecord, SagaState, StepAttempt
+from report_pipeline.saga.model import (
+    AttemptKind,
+    AttemptStatus,
+    SagaRecord,
+    SagaState,
+    StepAttempt,
+)
 
 # `status --follow SAGA_ID` exits with the saga's outcome, for scripts that wait on one
 EXIT_CODES = {SagaState.SUCCEEDED: 0, SagaState.COMPENSATED: 1, SagaState.FAILED_NEEDS_MANUAL: 2}
-UNREACHABLE = 3     # the ledger could not be read (one line on stderr says why)
+UNREACHABLE = 3  # the ledger could not be read (one line on stderr says why)
 _CLEAR = "\x1b[H\x1b[2J"
 # C0 controls, DEL and C1 controls (ESC starts terminal sequences, and so does CSI, U+009B), as escapes
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
 
 # a step's state in the saga's current generation, from its attempts
 PENDING, RUNNING, SUCCEEDED, FAILED, COMPENSATED, UNDO_FAILED = (
-    "pending", "running", "succeeded", "failed", "compensated", "undo failed")
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "compensated",
+    "undo failed",
+)
 
 
-def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False, interval: float = 1.0,
-                limit: int = 20, states: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def show_status(
+    ledger: SqlLedger,
+    saga_id: str | None,
+    *,
+    follow: bool = False,
+    interval: float = 1.0,
+    limit: int = 20,
+    states: Sequence[str] | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     """Print the view once, or redraw it until the saga ends (or Ctrl-C); the exit code."""
     wanted = [SagaState(s) for s in states] if states else None
     last = None
@@ -66,7 +89,9 @@ def show_status(ledger: SqlLedger, saga_id: str | None, *, follow: bool = False,
             time.sleep(interval)
     except KeyboardInterrupt:
         return 130
-    except sa.exc.SQLAlchemyError as error:     # down, hung (a timeout), refused: one line, no traceback
+    except (
+        sa.exc.SQLAlchemyError
+    ) as error:  # down, hung (a timeout), refused: one line, no traceback
         print(f"error: {describe_failure(ledger.engine.url, error)}", file=sys.stderr)
         return UNREACHABLE
 
@@ -83,8 +108,10 @@ def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return escape(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _clean(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
+        return dataclasses.replace(
+            value,
+            **{f.name: _clean(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init},
+        )
     if isinstance(value, dict):
         return {_clean(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -125,68 +152,155 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
     steps = _report_steps(saga.saga_name) if steps is None else steps
     attempts = _read(ledger.attempts, saga_id)
     current = [a for a in attempts if a.generation == saga.generation]
-    lines = [f"saga {saga.saga_id}  report {saga.saga_name}  state {saga.state.value}  "
-             f"generation {saga.generation}",
-             f"started {_time(saga.created_at)}  updated {_time(saga.updated_at)}  "
-             f"{'took' if saga.state.terminal else 'running for'} {_duration(saga)}  "
-             f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  run {saga.run_id or '-'}",
-             f"parameters {', '.join(f'{name}={value}' for name, value in saga.parameters.items()) or '-'}"]
+    lines = [
+        f"saga {saga.saga_id}  report {saga.saga_name}  state {saga.state.value}  "
+        f"generation {saga.generation}",
+        f"started {_time(saga.created_at)}  updated {_time(saga.updated_at)}  "
+        f"{'took' if saga.state.terminal else 'running for'} {_duration(saga)}  "
+        f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  run {saga.run_id or '-'}",
+        f"parameters {', '.join(f'{name}={value}' for name, value in saga.parameters.items()) or '-'}",
+    ]
     if saga.failed_step:
         lines.append(f"failed step {saga.failed_step} ({saga.failure_kind}): {saga.error}")
     if saga.interrupted_steps:
         lines.append(f"interrupted steps {', '.join(saga.interrupted_steps)}")
     if saga.state == SagaState.FAILED_NEEDS_MANUAL:
-        lines.append("NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may still "
-                     "exist; see the runbook in the README")
+        lines.append(
+            "NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may still "
+            "exist; see the runbook in the README"
+        )
 
     names = list(steps) + [a.step for a in current if a.step not in steps]
-    rows = [_step_row(name, [a for a in current if a.step == name]) for name in dict.fromkeys(names)]
-    lines += ["", "steps:", tabulate(rows, headers=["step", "state", "attempts", "trino query", "progress", "rows",
-                                                    "seconds", "error"])]
+    rows = [
+        _step_row(name, [a for a in current if a.step == name]) for name in dict.fromkeys(names)
+    ]
+    lines += [
+        "",
+        "steps:",
+        tabulate(
+            rows,
+            headers=[
+                "step",
+                "state",
+                "attempts",
+                "trino query",
+                "progress",
+                "rows",
+                "seconds",
+                "error",
+            ],
+        ),
+    ]
 
     undos = [a for a in attempts if a.kind == AttemptKind.COMPENSATION]
     if undos:
-        lines += ["", "compensations:", tabulate(
-            [[a.step, a.generation, a.attempt, a.status.value, a.query_id or "", _seconds(a), a.error or ""]
-             for a in undos], headers=["step", "generation", "#", "status", "trino query", "seconds", "error"])]
+        lines += [
+            "",
+            "compensations:",
+            tabulate(
+                [
+                    [
+                        a.step,
+                        a.generation,
+                        a.attempt,
+                        a.status.value,
+                        a.query_id or "",
+                        _seconds(a),
+                        a.error or "",
+                    ]
+                    for a in undos
+                ],
+                headers=["step", "generation", "#", "status", "trino query", "seconds", "error"],
+            ),
+        ]
 
-    lines += ["", "transitions:", tabulate(
-        [[_time(t.at), t.old_state.value if t.old_state else "-", t.new_state.value, t.reason]
-         for t in _read(ledger.transitions, saga_id)], headers=["time", "from", "to", "reason"])]
+    lines += [
+        "",
+        "transitions:",
+        tabulate(
+            [
+                [
+                    _time(t.at),
+                    t.old_state.value if t.old_state else "-",
+                    t.new_state.value,
+                    t.reason,
+                ]
+                for t in _read(ledger.transitions, saga_id)
+            ],
+            headers=["time", "from", "to", "reason"],
+        ),
+    ]
 
     created = _read(ledger.resources, saga_id)
     if created:
-        lines += ["", "tables (recorded before the step that creates them ran):",
-                  tabulate(sorted(created.items()), headers=["table", "created by"])]
+        lines += [
+            "",
+            "tables (recorded before the step that creates them ran):",
+            tabulate(sorted(created.items()), headers=["table", "created by"]),
+        ]
     return "\n".join(lines)
 
 
-def describe_recent(ledger: SqlLedger, limit: int = 20, states: Sequence[SagaState] | None = None) -> str:
+def describe_recent(
+    ledger: SqlLedger, limit: int = 20, states: Sequence[SagaState] | None = None
+) -> str:
     """The most recent sagas, newest first."""
     sagas = _read(ledger.list_sagas, states=states, limit=limit) if _has_tables(ledger) else []
     if not sagas:
-        return "no sagas in the ledger" + (f" in state {', '.join(s.value for s in states)}" if states else "")
-    rows = [[s.saga_id, s.saga_name, s.state.value, s.trigger or "", s.partition or "", _time(s.created_at),
-             _duration(s), _where(ledger, s)] for s in sagas]
-    return tabulate(rows, headers=["saga", "report", "state", "trigger", "partition", "started", "duration",
-                                   "step / failure"])
+        return "no sagas in the ledger" + (
+            f" in state {', '.join(s.value for s in states)}" if states else ""
+        )
+    rows = [
+        [
+            s.saga_id,
+            s.saga_name,
+            s.state.value,
+            s.trigger or "",
+            s.partition or "",
+            _time(s.created_at),
+            _duration(s),
+            _where(ledger, s),
+        ]
+        for s in sagas
+    ]
+    return tabulate(
+        rows,
+        headers=[
+            "saga",
+            "report",
+            "state",
+            "trigger",
+            "partition",
+            "started",
+            "duration",
+            "step / failure",
+        ],
+    )
 
 
 def _step_row(name: str, attempts: list[StepAttempt]) -> list[object]:
     actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
     last = actions[-1] if actions else None
     failed = next((a for a in reversed(attempts) if a.status == AttemptStatus.FAILED), None)
-    return [name, _step_state(attempts), len([a for a in actions if a.attempt > 0]),
-            (last.query_id or "") if last else "", _progress(last), "" if last is None or last.rows is None
-            else f"{last.rows:,}", _seconds(last) if last else "",
-            (failed.error_name or "") if failed else ""]
+    return [
+        name,
+        _step_state(attempts),
+        len([a for a in actions if a.attempt > 0]),
+        (last.query_id or "") if last else "",
+        _progress(last),
+        "" if last is None or last.rows is None else f"{last.rows:,}",
+        _seconds(last) if last else "",
+        (failed.error_name or "") if failed else "",
+    ]
 
 
 def _step_state(attempts: list[StepAttempt]) -> str:
     state = PENDING
     for attempt in attempts:
         if attempt.kind == AttemptKind.ACTION:
-            state = {AttemptStatus.RUNNING: RUNNING, AttemptStatus.SUCCEEDED: SUCCEEDED}.get(attempt.status, FAILED)
+            state = {AttemptStatus.RUNNING: RUNNING, AttemptStatus.SUCCEEDED: SUCCEEDED}.get(
+                attempt.status, FAILED
+            )
         elif attempt.status == AttemptStatus.SUCCEEDED:
             state = COMPENSATED
         elif attempt.status == AttemptStatus.FAILED:
@@ -209,14 +323,17 @@ def _where(ledger: SqlLedger, saga: SagaRecord) -> str:
     if saga.failed_step:
         return f"{saga.failed_step}: {saga.failure_kind}"
     if saga.state == SagaState.RUNNING:
-        running = [a.step for a in _read(ledger.attempts, saga.saga_id)
-                   if a.status == AttemptStatus.RUNNING and a.generation == saga.generation]
+        running = [
+            a.step
+            for a in _read(ledger.attempts, saga.saga_id)
+            if a.status == AttemptStatus.RUNNING and a.generation == saga.generation
+        ]
         return ", ".join(dict.fromkeys(running))
     return ""
 
 
 def _duration(saga: SagaRecord) -> str:
-    end = saga.updated_at if saga.state.terminal else dt.datetime.now(dt.timezone.utc)
+    end = saga.updated_at if saga.state.terminal else dt.datetime.now(dt.UTC)
     seconds = (_utc(end) - _utc(saga.created_at)).total_seconds()
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
@@ -224,7 +341,9 @@ def _duration(saga: SagaRecord) -> str:
 
 def _seconds(attempt: StepAttempt) -> str:
     if attempt.ended_at is None:
-        return f"{(dt.datetime.now(dt.timezone.utc) - _utc(attempt.started_at)).total_seconds():.1f}+"
+        return (
+            f"{(dt.datetime.now(dt.UTC) - _utc(attempt.started_at)).total_seconds():.1f}+"
+        )
     return f"{(attempt.ended_at - attempt.started_at).total_seconds():.2f}"
 
 
@@ -233,4 +352,4 @@ def _time(moment: dt.datetime) -> str:
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

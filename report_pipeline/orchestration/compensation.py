@@ -18,8 +18,10 @@ from report_pipeline.saga.model import SagaRecord
 COMPENSATE_JOB = "compensate_saga"
 COMPENSATE_OP = "compensate"
 BACKSTOP_INTERVAL_SECONDS = 5
-MAX_COMPENSATION_RUNS = 3     # then a person must look: the saga is set FAILED_NEEDS_MANUAL
-BACKSTOP_PAGE_SIZE = 200      # sagas read (and their runs looked up) together; every page is read each tick
+MAX_COMPENSATION_RUNS = 3  # then a person must look: the saga is set FAILED_NEEDS_MANUAL
+BACKSTOP_PAGE_SIZE = (
+    200  # sagas read (and their runs looked up) together; every page is read each tick
+)
 
 
 class CompensateSagaConfig(dg.Config):
@@ -28,8 +30,11 @@ class CompensateSagaConfig(dg.Config):
 
 
 def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
-    @dg.op(name=COMPENSATE_OP, required_resource_keys={"trino", "ledger"},
-           description="Undo a saga whose run ended without finishing it (terminated, killed, timed out).")
+    @dg.op(
+        name=COMPENSATE_OP,
+        required_resource_keys={"trino", "ledger"},
+        description="Undo a saga whose run ended without finishing it (terminated, killed, timed out).",
+    )
     def compensate_saga(context: dg.OpExecutionContext, config: CompensateSagaConfig) -> None:
         ledger = context.resources.ledger.ledger
         saga = ledger.get_saga(config.saga_id)
@@ -37,24 +42,38 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
             raise dg.Failure(f"no saga {config.saga_id} in the ledger")
         spec = specs.get(saga.saga_name)
         if spec is None:
-            raise dg.Failure(f"saga {saga.saga_id} belongs to report {saga.saga_name}, which this code location "
-                             f"does not define")
+            raise dg.Failure(
+                f"saga {saga.saga_id} belongs to report {saga.saga_name}, which this code location "
+                f"does not define"
+            )
         ledger.link_run(saga.saga_id, context.run_id, saga.run_id, "compensation")
-        scope = SagaScope(spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log)
+        scope = SagaScope(
+            spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log
+        )
         context.log.info(f"compensating saga {saga.saga_id} ({saga.state.value}): {config.reason}")
         with scope.log_context(context.run_id, saga.failed_step):
             state = scope.coordinator.compensate(
-                saga.saga_id, FailureKind.of_unfinished(saga.state),
-                scope.runner(scope.saved_parameters()), run_id=context.run_id, failed_step=saga.failed_step,
-                error=config.reason)
+                saga.saga_id,
+                FailureKind.of_unfinished(saga.state),
+                scope.runner(scope.saved_parameters()),
+                run_id=context.run_id,
+                failed_step=saga.failed_step,
+                error=config.reason,
+            )
         scope.tag_state(context, *([saga.run_id] if saga.run_id else []))
         if state == SagaState.FAILED_NEEDS_MANUAL:
-            raise dg.Failure(f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
-                             f"see the ledger for the failed undo", allow_retries=False)
+            raise dg.Failure(
+                f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
+                f"see the ledger for the failed undo",
+                allow_retries=False,
+            )
         context.log.info(f"saga {saga.saga_id} is {state.value}")
 
-    @dg.job(name=COMPENSATE_JOB, executor_def=dg.in_process_executor,
-            description="Compensates one saga; launched by saga_backstop_sensor, or by hand with the saga id.")
+    @dg.job(
+        name=COMPENSATE_JOB,
+        executor_def=dg.in_process_executor,
+        description="Compensates one saga; launched by saga_backstop_sensor, or by hand with the saga id.",
+    )
     def compensate_saga_job() -> None:
         compensate_saga()
 
@@ -62,30 +81,51 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
 
 
 def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name="saga_backstop_sensor", job=job, minimum_interval_seconds=BACKSTOP_INTERVAL_SECONDS,
-               required_resource_keys={"ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Compensates sagas left unfinished by terminated, killed or timed-out runs.")
+    @dg.sensor(
+        name="saga_backstop_sensor",
+        job=job,
+        minimum_interval_seconds=BACKSTOP_INTERVAL_SECONDS,
+        required_resource_keys={"ledger"},
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Compensates sagas left unfinished by terminated, killed or timed-out runs.",
+    )
     def saga_backstop_sensor(context: dg.SensorEvaluationContext):
         ledger = context.resources.ledger.ledger
         for page in ledger.unfinished_sagas(BACKSTOP_PAGE_SIZE):
             runs = ledger.runs_of([saga.saga_id for saga in page])
             latest = {saga_id: linked[-1]["run_id"] for saga_id, linked in runs.items() if linked}
             # (an empty run_ids filter would match every run)
-            known = {run.run_id: run for run in context.instance.get_runs(dg.RunsFilter(run_ids=list(latest.values())))
-                     } if latest else {}
+            known = (
+                {
+                    run.run_id: run
+                    for run in context.instance.get_runs(
+                        dg.RunsFilter(run_ids=list(latest.values()))
+                    )
+                }
+                if latest
+                else {}
+            )
             for saga in page:
                 run = known.get(latest.get(saga.saga_id, ""))
                 if run is not None and not run.is_finished:
-                    continue          # still going (a run the instance does not know cannot be)
-                request = _backstop_request(context, ledger, saga, run, latest.get(saga.saga_id), runs[saga.saga_id])
+                    continue  # still going (a run the instance does not know cannot be)
+                request = _backstop_request(
+                    context, ledger, saga, run, latest.get(saga.saga_id), runs[saga.saga_id]
+                )
                 if request is not None:
                     yield request
 
     return saga_backstop_sensor
 
 
-def _backstop_request(context: dg.SensorEvaluationContext, ledger, saga: SagaRecord, run: dg.DagsterRun | None,
-                      run_id: str | None, linked: list[dict]) -> dg.RunRequest | None:
+def _backstop_request(
+    context: dg.SensorEvaluationContext,
+    ledger,
+    saga: SagaRecord,
+    run: dg.DagsterRun | None,
+    run_id: str | None,
+    linked: list[dict],
+) -> dg.RunRequest | None:
     """The compensation run for a saga whose run ended without finishing it, or None when enough
     compensation runs have failed that a person must look (the saga is set FAILED_NEEDS_MANUAL)."""
     attempts = sum(1 for r in linked if r["kind"] == "compensation")
@@ -99,10 +139,17 @@ def _backstop_request(context: dg.SensorEvaluationContext, ledger, saga: SagaRec
     context.log.info(f"saga {saga.saga_id}: {reason}")
     return dg.RunRequest(
         run_key=f"compensate:{saga.saga_id}:{saga.generation}:{attempts}",
-        run_config={"ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}},
+        run_config={
+            "ops": {COMPENSATE_OP: {"config": {"saga_id": saga.saga_id, "reason": reason}}}
+        },
         # ahead of queued report runs: cleanup must not wait behind new work
-        tags={SAGA_ID_TAG: saga.saga_id, SAGA_STATE_TAG: saga.state.value, "report": saga.saga_name,
-              "dagster/priority": "10"})
+        tags={
+            SAGA_ID_TAG: saga.saga_id,
+            SAGA_STATE_TAG: saga.state.value,
+            "report": saga.saga_name,
+            "dagster/priority": "10",
+        },
+    )
 
 
 __all__ = ["build_backstop_sensor", "build_compensation_job"]

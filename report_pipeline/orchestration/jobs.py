@@ -18,7 +18,12 @@ import structlog
 from tabulate import tabulate
 
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
-from report_pipeline.orchestration.triggers import PARTITION_TAG, TRIGGER_TAG, partitioned_config, trigger_of
+from report_pipeline.orchestration.triggers import (
+    PARTITION_TAG,
+    TRIGGER_TAG,
+    partitioned_config,
+    trigger_of,
+)
 from report_pipeline.reports.runner import ReportStepRunner
 from report_pipeline.reports.spec import ParameterError, ReportSpec, parameters_to_json
 from report_pipeline.saga import (
@@ -43,10 +48,12 @@ log = structlog.get_logger("report_pipeline.orchestration")
 
 # Parallel branches of a report must really run at once: each step is a process. forkserver with the
 # project preloaded keeps the cost of starting a step process low.
-EXECUTOR = dg.multiprocess_executor.configured({
-    "max_concurrent": 4,
-    "start_method": {"forkserver": {"preload_modules": ["report_pipeline.definitions"]}},
-})
+EXECUTOR = dg.multiprocess_executor.configured(
+    {
+        "max_concurrent": 4,
+        "start_method": {"forkserver": {"preload_modules": ["report_pipeline.definitions"]}},
+    }
+)
 
 
 def saga_id_of(run: dg.DagsterRun) -> str:
@@ -57,7 +64,9 @@ def saga_id_of(run: dg.DagsterRun) -> str:
 class SagaScope:
     """What an op or hook of one run needs to talk to the saga engine."""
 
-    def __init__(self, spec: ReportSpec, saga_id: str, trino: TrinoResource, ledger: LedgerResource, log: Any):
+    def __init__(
+        self, spec: ReportSpec, saga_id: str, trino: TrinoResource, ledger: LedgerResource, log: Any
+    ):
         self.spec = spec
         self.saga_id = saga_id
         self.ledger = ledger.ledger
@@ -68,26 +77,38 @@ class SagaScope:
 
     def runner(self, parameters: dict[str, Any]) -> ReportStepRunner:
         return ReportStepRunner(
-            self.spec, self.trino.client(), self.saga_id, parameters, scratch_schema=self.trino.scratch_schema,
+            self.spec,
+            self.trino.client(),
+            self.saga_id,
+            parameters,
+            scratch_schema=self.trino.scratch_schema,
             recorded_resources=lambda: set(self.ledger.resources(self.saga_id)),
-            on_progress=self._report_progress)
+            on_progress=self._report_progress,
+        )
 
     def saved_parameters(self) -> dict[str, Any]:
         saga = self.ledger.get_saga(self.saga_id)
         if saga is None:
-            raise dg.Failure(f"saga {self.saga_id} was never started (its start_saga step did not succeed)")
+            raise dg.Failure(
+                f"saga {self.saga_id} was never started (its start_saga step did not succeed)"
+            )
         return self.spec.parse_parameters(saga.parameters)
 
     def log_context(self, run_id: str, step: str | None = None) -> Any:
         """Every JSON log line written meanwhile carries the saga, run and step (the client adds the query)."""
-        return structlog.contextvars.bound_contextvars(saga_id=self.saga_id, run_id=run_id, report=self.spec.name,
-                                                       step=step)
+        return structlog.contextvars.bound_contextvars(
+            saga_id=self.saga_id, run_id=run_id, report=self.spec.name, step=step
+        )
 
-    def tag_state(self, context: dg.OpExecutionContext | dg.HookContext, *other_runs: str) -> SagaState:
+    def tag_state(
+        self, context: dg.OpExecutionContext | dg.HookContext, *other_runs: str
+    ) -> SagaState:
         """Show the saga's state on the run (and on other runs of the saga, for a compensation run)."""
         state = self.ledger.get_saga(self.saga_id).state
         for run_id in (context.run_id, *other_runs):
-            context.instance.add_run_tags(run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value})
+            context.instance.add_run_tags(
+                run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value}
+            )
         return state
 
     def _report_progress(self, step: str, progress: QueryProgress) -> None:
@@ -98,24 +119,39 @@ class SagaScope:
         if progress.state == last_state and now - last_time < PROGRESS_INTERVAL_SECONDS:
             return
         if progress.state not in ("QUEUED", "RUNNING") or (
-                progress.state == "QUEUED" and progress.elapsed_seconds < PROGRESS_INTERVAL_SECONDS):
+            progress.state == "QUEUED" and progress.elapsed_seconds < PROGRESS_INTERVAL_SECONDS
+        ):
             return
         self._last_progress[step] = (now, progress.state)
-        try:   # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
-            self.ledger.record_progress(self.saga_id, step, StepProgress(
-                progress.state, progress.percent, progress.processed_rows, progress.processed_bytes))
-        except Exception as error:  # noqa: BLE001
+        try:  # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
+            self.ledger.record_progress(
+                self.saga_id,
+                step,
+                StepProgress(
+                    progress.state,
+                    progress.percent,
+                    progress.processed_rows,
+                    progress.processed_bytes,
+                ),
+            )
+        except Exception as error:
             log.warning("could not record progress", error=str(error))
-        log.info("statement progress", state=progress.state, percent=progress.percent,
-                 processed_rows=progress.processed_rows, processed_bytes=progress.processed_bytes,
-                 elapsed_seconds=round(progress.elapsed_seconds, 1))
+        log.info(
+            "statement progress",
+            state=progress.state,
+            percent=progress.percent,
+            processed_rows=progress.processed_rows,
+            processed_bytes=progress.processed_bytes,
+            elapsed_seconds=round(progress.elapsed_seconds, 1),
+        )
         if progress.state == "QUEUED":
             return
         percent = f"{progress.percent:.0f}%" if progress.percent is not None else "-"
         self.log.info(
             f"{step}: Trino query {progress.query_id} {progress.state} {percent} "
             f"({progress.completed_splits}/{progress.total_splits} splits, {progress.processed_rows:,} rows, "
-            f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)")
+            f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)"
+        )
 
 
 def _config_class(spec: ReportSpec) -> type[dg.Config]:
@@ -125,8 +161,10 @@ def _config_class(spec: ReportSpec) -> type[dg.Config]:
     fields: dict[str, Any] = {}
     for name, parameter in spec.parameters.items():
         annotation = int if parameter.type == "integer" else str
-        fields[name] = (Optional[annotation], pydantic.Field(default=parameter.default,
-                                                             description=parameter.description or None))
+        fields[name] = (
+            Optional[annotation],
+            pydantic.Field(default=parameter.default, description=parameter.description or None),
+        )
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Parameters"
     return pydantic.create_model(class_name, __base__=dg.Config, **fields)
 
@@ -134,31 +172,53 @@ def _config_class(spec: ReportSpec) -> type[dg.Config]:
 def _start_op(spec: ReportSpec) -> dg.OpDefinition:
     config_class = _config_class(spec)
 
-    @dg.op(name=f"{spec.name}__{START_OP}", out=dg.Out(dg.Nothing), required_resource_keys={"trino", "ledger"},
-           description=f"Validate the parameters of {spec.name} and record the saga in the ledger.")
+    @dg.op(
+        name=f"{spec.name}__{START_OP}",
+        out=dg.Out(dg.Nothing),
+        required_resource_keys={"trino", "ledger"},
+        description=f"Validate the parameters of {spec.name} and record the saga in the ledger.",
+    )
     def start_saga(context: dg.OpExecutionContext, config: config_class):  # type: ignore[valid-type]
         try:
             parameters = spec.parse_parameters(config.model_dump())
         except ParameterError as error:
-            raise dg.Failure(description=f"Invalid parameters for {spec.name}: {error}",
-                             metadata={name: problem for name, problem in error.problems.items()},
-                             allow_retries=False) from None
-        try:   # a misconfigured connection (say, a password over plain HTTP) stops here, before the saga
+            raise dg.Failure(
+                description=f"Invalid parameters for {spec.name}: {error}",
+                metadata={name: problem for name, problem in error.problems.items()},
+                allow_retries=False,
+            ) from None
+        try:  # a misconfigured connection (say, a password over plain HTTP) stops here, before the saga
             context.resources.trino.settings()
         except ValueError as error:
-            raise dg.Failure(description=f"Invalid Trino settings: {error}", allow_retries=False) from None
-        scope = SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
-                           context.log)
+            raise dg.Failure(
+                description=f"Invalid Trino settings: {error}", allow_retries=False
+            ) from None
+        scope = SagaScope(
+            spec,
+            saga_id_of(context.run),
+            context.resources.trino,
+            context.resources.ledger,
+            context.log,
+        )
         trigger = trigger_of(context.run)
         partition = context.partition_key if context.has_partition_key else None
         with scope.log_context(context.run_id, START_OP):
-            created = scope.coordinator.start(scope.saga_id, parameters_to_json(parameters), context.run_id,
-                                              trigger=trigger, partition=partition)
-        context.instance.add_run_tags(context.run_id, {TRIGGER_TAG: trigger, **({PARTITION_TAG: partition}
-                                                                                 if partition else {})})
+            created = scope.coordinator.start(
+                scope.saga_id,
+                parameters_to_json(parameters),
+                context.run_id,
+                trigger=trigger,
+                partition=partition,
+            )
+        context.instance.add_run_tags(
+            context.run_id,
+            {TRIGGER_TAG: trigger, **({PARTITION_TAG: partition} if partition else {})},
+        )
         scope.tag_state(context)
-        context.log.info(f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
-                         f"with {parameters_to_json(parameters)}")
+        context.log.info(
+            f"saga {scope.saga_id} {'started' if created else 'already recorded'} "
+            f"with {parameters_to_json(parameters)}"
+        )
         yield dg.Output(None, metadata={"saga_id": scope.saga_id, **parameters_to_json(parameters)})
 
     return start_saga
@@ -168,44 +228,65 @@ def _failure(kind: FailureKind, step: str, error: BaseException) -> dg.Failure:
     metadata: dict[str, Any] = {"failure_kind": kind.value, "error": str(error)}
     if isinstance(error, StepError):
         metadata.update(error_name=error.error_name or "", query_id=error.query_id or "")
-    return dg.Failure(description=f"step {step} failed ({kind.value}): {error}", metadata=metadata,
-                      allow_retries=False)
+    return dg.Failure(
+        description=f"step {step} failed ({kind.value}): {error}",
+        metadata=metadata,
+        allow_retries=False,
+    )
 
 
 def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
     step = spec.steps[step_name]
     ins = {dep: dg.In(dg.Nothing) for dep in step.depends_on} or {START_OP: dg.In(dg.Nothing)}
 
-    @dg.op(name=f"{spec.name}__{step_name}", ins=ins, out=dg.Out(dg.Nothing), pool="trino",
-           required_resource_keys={"trino", "ledger"}, tags={"kind": "trino"},
-           description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}")
+    @dg.op(
+        name=f"{spec.name}__{step_name}",
+        ins=ins,
+        out=dg.Out(dg.Nothing),
+        pool="trino",
+        required_resource_keys={"trino", "ledger"},
+        tags={"kind": "trino"},
+        description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}",
+    )
     def run_step(context: dg.OpExecutionContext):
-        scope = SagaScope(spec, saga_id_of(context.run), context.resources.trino, context.resources.ledger,
-                           context.log)
+        scope = SagaScope(
+            spec,
+            saga_id_of(context.run),
+            context.resources.trino,
+            context.resources.ledger,
+            context.log,
+        )
         with scope.log_context(context.run_id, step_name):
             result, state = _run_step(context, scope, step_name, step)
-        yield dg.Output(None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state))
+        yield dg.Output(
+            None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state)
+        )
 
     return run_step
 
 
-def _run_step(context: dg.OpExecutionContext, scope: SagaScope, step_name: str,
-              step: Any) -> tuple[StepResult, SagaState]:
+def _run_step(
+    context: dg.OpExecutionContext, scope: SagaScope, step_name: str, step: Any
+) -> tuple[StepResult, SagaState]:
     """The step through the saga engine, with Dagster's retry, failure and termination semantics."""
     runner = scope.runner(scope.saved_parameters())
     in_run = context.run.step_keys_to_execute
-    restored = scope.coordinator.join(scope.saga_id, step_name, context.run_id, context.run.parent_run_id,
-                                      in_run, runner)
+    restored = scope.coordinator.join(
+        scope.saga_id, step_name, context.run_id, context.run.parent_run_id, in_run, runner
+    )
     if restored:
         context.log.info(f"restored steps skipped by this re-execution: {', '.join(restored)}")
     try:
-        result = scope.coordinator.execute_step(scope.saga_id, step_name, context.run_id,
-                                                context.retry_number + 1, runner)
+        result = scope.coordinator.execute_step(
+            scope.saga_id, step_name, context.run_id, context.retry_number + 1, runner
+        )
     except TransientStepError as error:
         if context.retry_number < step.retry.max_retries:
-            delay = step.retry.delay_seconds * step.retry.backoff ** context.retry_number
+            delay = step.retry.delay_seconds * step.retry.backoff**context.retry_number
             context.log.warning(f"{step_name}: transient failure, retry in {delay:.1f}s: {error}")
-            raise dg.RetryRequested(max_retries=step.retry.max_retries, seconds_to_wait=delay) from error
+            raise dg.RetryRequested(
+                max_retries=step.retry.max_retries, seconds_to_wait=delay
+            ) from error
         raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
     except StepTimedOut as error:
         raise _failure(FailureKind.TIMED_OUT, step_name, error) from error
@@ -216,8 +297,13 @@ def _run_step(context: dg.OpExecutionContext, scope: SagaScope, step_name: str,
     except dg.DagsterExecutionInterruptedError:
         # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
         # run on termination, so record it; the saga backstop sensor compensates the saga.
-        scope.coordinator.stop(scope.saga_id, FailureKind.CANCELLED, run_id=context.run_id, interrupted=[step_name],
-                               error="run terminated")
+        scope.coordinator.stop(
+            scope.saga_id,
+            FailureKind.CANCELLED,
+            run_id=context.run_id,
+            interrupted=[step_name],
+            error="run terminated",
+        )
         scope.tag_state(context)
         raise
     return result, scope.tag_state(context)
@@ -238,8 +324,12 @@ def _metadata(result: StepResult, trino_ui: str, state: SagaState) -> dict[str, 
     elif result.query_id:
         metadata["trino_ui"] = dg.MetadataValue.url(f"{trino_ui}/ui/query.html?{result.query_id}")
     if "preview_rows" in details:
-        table = tabulate(details["preview_rows"], headers=details["preview_columns"], tablefmt="github",
-                         floatfmt=".2f")
+        table = tabulate(
+            details["preview_rows"],
+            headers=details["preview_columns"],
+            tablefmt="github",
+            floatfmt=".2f",
+        )
         metadata["report_preview"] = dg.MetadataValue.md(table)
         metadata["report_row_count"] = dg.MetadataValue.int(details["report_row_count"])
     return metadata
@@ -249,21 +339,37 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
     @dg.failure_hook(name=f"{spec.name}__compensate", required_resource_keys={"trino", "ledger"})
     def compensate(context: dg.HookContext) -> None:
         run = context.instance.get_run_by_id(context.run_id)
-        scope = SagaScope(spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log)
+        scope = SagaScope(
+            spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log
+        )
         if scope.ledger.get_saga(scope.saga_id) is None:
-            context.log.info(f"{context.op.name} failed before the saga started: nothing to compensate")
+            context.log.info(
+                f"{context.op.name} failed before the saga started: nothing to compensate"
+            )
             return
         error = context.op_exception
         metadata = getattr(error, "metadata", None) or {}
-        kind = FailureKind(_metadata_text(metadata, "failure_kind") or FailureKind.STEP_FAILED.value)
-        message = _metadata_text(metadata, "error") or getattr(error, "description", None) or str(error)
+        kind = FailureKind(
+            _metadata_text(metadata, "failure_kind") or FailureKind.STEP_FAILED.value
+        )
+        message = (
+            _metadata_text(metadata, "error") or getattr(error, "description", None) or str(error)
+        )
         with scope.log_context(context.run_id, context.op.name):
-            state = scope.coordinator.compensate(scope.saga_id, kind, scope.runner(scope.saved_parameters()),
-                                                 run_id=context.run_id, failed_step=context.op.name, error=message)
+            state = scope.coordinator.compensate(
+                scope.saga_id,
+                kind,
+                scope.runner(scope.saved_parameters()),
+                run_id=context.run_id,
+                failed_step=context.op.name,
+                error=message,
+            )
         scope.tag_state(context)
         if state == SagaState.FAILED_NEEDS_MANUAL:
-            context.log.error(f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
-                              f"see the ledger for the failed undo")
+            context.log.error(
+                f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
+                f"see the ledger for the failed undo"
+            )
         else:
             context.log.info(f"saga {scope.saga_id} is {state.value}")
 
@@ -275,14 +381,21 @@ def _metadata_text(metadata: dict[str, Any], key: str) -> str | None:
     return getattr(value, "value", value)
 
 
-def build_report_job(spec: ReportSpec, executor: dg.ExecutorDefinition = EXECUTOR) -> dg.JobDefinition:
+def build_report_job(
+    spec: ReportSpec, executor: dg.ExecutorDefinition = EXECUTOR
+) -> dg.JobDefinition:
     definition = spec.saga_definition()
     start = _start_op(spec)
     ops = {name: _step_op(spec, name) for name in definition.order()}
 
-    @dg.job(name=spec.name, description=spec.description.strip(), hooks={_compensation_hook(spec)},
-            executor_def=executor, tags={"report": spec.name, "owner": spec.owner},
-            config=partitioned_config(spec, START_OP))
+    @dg.job(
+        name=spec.name,
+        description=spec.description.strip(),
+        hooks={_compensation_hook(spec)},
+        executor_def=executor,
+        tags={"report": spec.name, "owner": spec.owner},
+        config=partitioned_config(spec, START_OP),
+    )
     def report_job() -> None:
         started = start.alias(START_OP)()
         done: dict[str, Any] = {}

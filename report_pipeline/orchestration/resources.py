@@ -12,7 +12,6 @@ from report_pipeline.observability.logging import configure_logging
 from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 
-
 # Client sources (X-Trino-Source) of the project's statements: report steps and their undos, the
 # scratch sweeper, the data-arrival sensors.
 STEP_SOURCE = "report_pipeline"
@@ -31,7 +30,7 @@ class TrinoResource(dg.ConfigurableResource):
     schema_name: str = "analytics"
     scratch_schema: str = "scratch"
     http_scheme: str = "http"
-    verify: str = "true"                 # "true", "false", or the path of a CA bundle
+    verify: str = "true"  # "true", "false", or the path of a CA bundle
     client_tags: list[str] = []
     session_properties: dict[str, str] = {}
     password_env_var: str = "TRINO_PASSWORD"
@@ -39,12 +38,23 @@ class TrinoResource(dg.ConfigurableResource):
 
     def settings(self, source: str = STEP_SOURCE) -> TrinoSettings:
         """Checked before any statement: a bad combination fails with one clear line."""
-        verify: bool | str = {"true": True, "false": False}.get(self.verify.strip().lower(), self.verify)
+        verify: bool | str = {"true": True, "false": False}.get(
+            self.verify.strip().lower(), self.verify
+        )
         return TrinoSettings(
-            host=self.host, port=self.port, user=self.user, catalog=self.catalog, schema=self.schema_name,
-            http_scheme=self.http_scheme.strip().lower(), verify=verify,
-            password=os.environ.get(self.password_env_var) or None, jwt=os.environ.get(self.jwt_env_var) or None,
-            source=source, client_tags=tuple(self.client_tags), session_properties=dict(self.session_properties))
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            catalog=self.catalog,
+            schema=self.schema_name,
+            http_scheme=self.http_scheme.strip().lower(),
+            verify=verify,
+            password=os.environ.get(self.password_env_var) or None,
+            jwt=os.environ.get(self.jwt_env_var) or None,
+            source=source,
+            client_tags=tuple(self.client_tags),
+            session_properties=dict(self.session_properties),
+        )
 
     def client(self, source: str = STEP_SOURCE) -> TrinoClient:
         """A client whose queries name `source`: Trino's UI shows it, and resource groups can select on it."""
@@ -56,11 +66,15 @@ def trino_resource_from_env() -> TrinoResource:
     time), the rest optional; see the README's configuration table."""
     env = os.environ
     return TrinoResource(
-        host=dg.EnvVar("TRINO_HOST"), port=dg.EnvVar.int("TRINO_PORT"), user=dg.EnvVar("TRINO_USER"),
-        catalog=dg.EnvVar("TRINO_CATALOG"), http_scheme=env.get("TRINO_HTTP_SCHEME", "http"),
+        host=dg.EnvVar("TRINO_HOST"),
+        port=dg.EnvVar.int("TRINO_PORT"),
+        user=dg.EnvVar("TRINO_USER"),
+        catalog=dg.EnvVar("TRINO_CATALOG"),
+        http_scheme=env.get("TRINO_HTTP_SCHEME", "http"),
         verify=env.get("TRINO_VERIFY", "true"),
         client_tags=[t.strip() for t in env.get("TRINO_CLIENT_TAGS", "").split(",") if t.strip()],
-        session_properties=parse_session_properties(env.get("TRINO_SESSION_PROPERTIES", "")))
+        session_properties=parse_session_properties(env.get("TRINO_SESSION_PROPERTIES", "")),
+    )
 
 
 def parse_session_properties(text: str) -> dict[str, str]:

@@ -21,13 +21,18 @@ SWEEP_INTERVAL_SECONDS = 300
 log = structlog.get_logger("report_pipeline.sweeper")
 
 
-def sweep_scratch_tables(trino, ledger, min_age_seconds: float, now: dt.datetime | None = None) -> list[str]:
+def sweep_scratch_tables(
+    trino, ledger, min_age_seconds: float, now: dt.datetime | None = None
+) -> list[str]:
     """One pass of the sweeper; returns the tables it dropped."""
     client = trino.client(SWEEPER_SOURCE)
     catalog, schema = client.settings.catalog, trino.scratch_schema
-    listed = client.execute(Statement("SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-                                      [schema])).rows
-    now = now or dt.datetime.now(dt.timezone.utc)
+    listed = client.execute(
+        Statement(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+        )
+    ).rows
+    now = now or dt.datetime.now(dt.UTC)
     dropped = []
     for (table_name,) in listed:
         match = SAGA_TABLE.match(table_name)
@@ -38,7 +43,7 @@ def sweep_scratch_tables(trino, ledger, min_age_seconds: float, now: dt.datetime
         if saga is not None and not saga.state.terminal:
             continue
         if saga is not None:
-            since = _aware(saga.updated_at)    # when the saga reached its terminal state
+            since = _aware(saga.updated_at)  # when the saga reached its terminal state
             reason = f"its saga is {saga.state.value}"
         else:
             since = ledger.first_seen(str(qualified), now)
@@ -47,23 +52,37 @@ def sweep_scratch_tables(trino, ledger, min_age_seconds: float, now: dt.datetime
             continue
         client.execute(Statement(f"DROP TABLE IF EXISTS {qualified.quoted()}", []))
         ledger.record_sweep(str(qualified), saga, reason)
-        log.info("scratch table dropped", table=str(qualified), saga_id=saga.saga_id if saga else None, reason=reason)
+        log.info(
+            "scratch table dropped",
+            table=str(qualified),
+            saga_id=saga.saga_id if saga else None,
+            reason=reason,
+        )
         dropped.append(str(qualified))
     return dropped
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def build_sweeper_sensor(min_age_seconds: float) -> dg.SensorDefinition:
-    @dg.sensor(name="scratch_sweeper_sensor", minimum_interval_seconds=SWEEP_INTERVAL_SECONDS,
-               required_resource_keys={"trino", "ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"Drops scratch tables of finished or unknown sagas older than {min_age_seconds:.0f}s.")
+    @dg.sensor(
+        name="scratch_sweeper_sensor",
+        minimum_interval_seconds=SWEEP_INTERVAL_SECONDS,
+        required_resource_keys={"trino", "ledger"},
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Drops scratch tables of finished or unknown sagas older than {min_age_seconds:.0f}s.",
+    )
     def scratch_sweeper_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        dropped = sweep_scratch_tables(context.resources.trino, context.resources.ledger.ledger, min_age_seconds)
+        dropped = sweep_scratch_tables(
+            context.resources.trino, context.resources.ledger.ledger, min_age_seconds
+        )
         for table in dropped:
             context.log.info(f"dropped {table}")
-        return dg.SkipReason(f"dropped {len(dropped)} scratch table(s)" + (f": {', '.join(dropped)}" if dropped else ""))
+        return dg.SkipReason(
+            f"dropped {len(dropped)} scratch table(s)"
+            + (f": {', '.join(dropped)}" if dropped else "")
+        )
 
     return scratch_sweeper_sensor

@@ -11,8 +11,10 @@ REPORTS_DIR = Path(__file__).parent
 
 def load_reports(directory: Path = REPORTS_DIR) -> dict[str, ReportSpec]:
     """Every report folder under `directory`, validated; the first invalid one raises."""
-    return {folder.name: load_report(folder)
-            for folder in sorted(p for p in directory.iterdir() if (p / SPEC_FILE).is_file())}
+    return {
+        folder.name: load_report(folder)
+        for folder in sorted(p for p in directory.iterdir() if (p / SPEC_FILE).is_file())
+    }
 
 
 __all__ = ["REPORTS_DIR", "ReportSpec", "ReportSpecError", "load_report", "load_reports"]

@@ -20,10 +20,10 @@ from sqlglot import exp
 from report_pipeline.saga.errors import PermanentStepError
 from report_pipeline.trino.sql import QualifiedName, SqlRenderError, parse_statement
 
-TableKey = tuple[str, str, str]   # catalog, schema, table; lower-case ('' for a part not written)
+TableKey = tuple[str, str, str]  # catalog, schema, table; lower-case ('' for a part not written)
 
 RULE = "a compensation is DROP TABLE IF EXISTS ${table} or DELETE ... WHERE saga_id = :saga_id"
-_PLAIN_TABLE = {"this", "db", "catalog"}   # a table name alone: no alias, sample, version, join...
+_PLAIN_TABLE = {"this", "db", "catalog"}  # a table name alone: no alias, sample, version, join...
 
 
 class RefusedCompensation(PermanentStepError):
@@ -38,13 +38,20 @@ def key_of(name: QualifiedName) -> TableKey:
 
 def table_key(table: exp.Expression | None) -> TableKey | None:
     """A plain table reference as a comparable key (Trino folds identifiers to lower case)."""
-    if not isinstance(table, exp.Table) or any(v for k, v in table.args.items() if k not in _PLAIN_TABLE):
+    if not isinstance(table, exp.Table) or any(
+        v for k, v in table.args.items() if k not in _PLAIN_TABLE
+    ):
         return None
     catalog, schema, name = (table.args.get(part) for part in ("catalog", "db", "this"))
-    if not isinstance(name, exp.Identifier) or not all(p is None or isinstance(p, exp.Identifier)
-                                                       for p in (catalog, schema)):
+    if not isinstance(name, exp.Identifier) or not all(
+        p is None or isinstance(p, exp.Identifier) for p in (catalog, schema)
+    ):
         return None
-    return (catalog.name.lower() if catalog else "", schema.name.lower() if schema else "", name.name.lower())
+    return (
+        catalog.name.lower() if catalog else "",
+        schema.name.lower() if schema else "",
+        name.name.lower(),
+    )
 
 
 def insert_targets(statements: Iterable[exp.Expression]) -> set[TableKey]:
@@ -54,12 +61,19 @@ def insert_targets(statements: Iterable[exp.Expression]) -> set[TableKey]:
 
 def created_tables(statements: Iterable[exp.Expression]) -> set[TableKey]:
     """The tables the statements CREATE (what a step's `creates` must name)."""
-    return _written((t for t in statements if str(t.args.get("kind") or "").upper() == "TABLE"), exp.Create)
+    return _written(
+        (t for t in statements if str(t.args.get("kind") or "").upper() == "TABLE"), exp.Create
+    )
 
 
 def _written(statements: Iterable[exp.Expression], kind: type[exp.Expression]) -> set[TableKey]:
-    keys = {table_key(tree.this.this if isinstance(tree.this, exp.Schema) else tree.this)   # with a column list or not
-            for tree in statements if isinstance(tree, kind)}
+    keys = {
+        table_key(
+            tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        )  # with a column list or not
+        for tree in statements
+        if isinstance(tree, kind)
+    }
     keys.discard(None)
     return keys  # type: ignore[return-value]
 
@@ -70,8 +84,13 @@ def dropped_table(tree: exp.Expression) -> TableKey | None:
     return None
 
 
-def compensation_problem(tree: exp.Expression, *, droppable: Collection[TableKey], targets: Collection[TableKey],
-                         binds_saga_id: Callable[[exp.Expression], bool]) -> str | None:
+def compensation_problem(
+    tree: exp.Expression,
+    *,
+    droppable: Collection[TableKey],
+    targets: Collection[TableKey],
+    binds_saga_id: Callable[[exp.Expression], bool],
+) -> str | None:
     """Why `tree` is not an allowed undo, or None. `binds_saga_id` says whether a node is the saga id's
     parameter (`:saga_id` in a spec's file, the `?` bound to it once rendered)."""
     if isinstance(tree, exp.Drop):
@@ -99,11 +118,14 @@ def _drop_problem(tree: exp.Drop, droppable: Collection[TableKey]) -> str | None
 
 def _extra_clauses(tree: exp.Expression, *allowed: str) -> str:
     """The clauses set beyond `allowed`, by name (CASCADE, WITH, USING, ...): none may widen an undo."""
-    return ", ".join(sorted(k.rstrip("_").upper() for k, v in tree.args.items() if v and k not in allowed))
+    return ", ".join(
+        sorted(k.rstrip("_").upper() for k, v in tree.args.items() if v and k not in allowed)
+    )
 
 
-def _delete_problem(tree: exp.Delete, targets: Collection[TableKey],
-                    binds_saga_id: Callable[[exp.Expression], bool]) -> str | None:
+def _delete_problem(
+    tree: exp.Delete, targets: Collection[TableKey], binds_saga_id: Callable[[exp.Expression], bool]
+) -> str | None:
     extra = _extra_clauses(tree, "this", "where")
     if extra:
         return f"it must be a plain DELETE FROM ... WHERE, without {extra}"
@@ -130,20 +152,36 @@ def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     return found
 
 
-def _is_saga_key(condition: exp.Expression, binds_saga_id: Callable[[exp.Expression], bool]) -> bool:
+def _is_saga_key(
+    condition: exp.Expression, binds_saga_id: Callable[[exp.Expression], bool]
+) -> bool:
     """`saga_id = :saga_id` (either way round, in parentheses or not): a column, not a tautology."""
     condition = condition.unnest()
     if not isinstance(condition, exp.EQ):
         return False
-    for column, value in ((condition.this, condition.expression), (condition.expression, condition.this)):
-        if isinstance(column, exp.Column) and not column.table and column.name.lower() == "saga_id" \
-                and isinstance(column.this, exp.Identifier) and binds_saga_id(value):
+    for column, value in (
+        (condition.this, condition.expression),
+        (condition.expression, condition.this),
+    ):
+        if (
+            isinstance(column, exp.Column)
+            and not column.table
+            and column.name.lower() == "saga_id"
+            and isinstance(column.this, exp.Identifier)
+            and binds_saga_id(value)
+        ):
             return True
     return False
 
 
-def guard_rendered(sql: str, *, where: str, scratch: Iterable[QualifiedName], recorded: Collection[str],
-                   targets: Collection[TableKey]) -> bool:
+def guard_rendered(
+    sql: str,
+    *,
+    where: str,
+    scratch: Iterable[QualifiedName],
+    recorded: Collection[str],
+    targets: Collection[TableKey],
+) -> bool:
     """Whether to send a rendered undo statement of one step. False: it drops a scratch table of the
     step the ledger never recorded (never created, so nothing to undo). RefusedCompensation for
     anything but a drop of a recorded scratch table of the step or a delete of this saga's rows."""
@@ -153,8 +191,12 @@ def guard_rendered(sql: str, *, where: str, scratch: Iterable[QualifiedName], re
         raise RefusedCompensation(f"{where}: undo statement refused: it {error}") from None
     own = {key_of(name): str(name) in recorded for name in scratch}
     # the file was checked at load to bind :saga_id here; rendered, that is a positional `?`
-    problem = compensation_problem(tree, droppable=own, targets=targets,
-                                   binds_saga_id=lambda node: isinstance(node, exp.Placeholder) and not node.this)
+    problem = compensation_problem(
+        tree,
+        droppable=own,
+        targets=targets,
+        binds_saga_id=lambda node: isinstance(node, exp.Placeholder) and not node.this,
+    )
     if problem:
         raise RefusedCompensation(f"{where}: undo statement refused: {problem}")
     dropped = dropped_table(tree)

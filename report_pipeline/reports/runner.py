@@ -15,7 +15,13 @@ import structlog
 
 from report_pipeline.reports.compensation_sql import guard_rendered, insert_targets
 from report_pipeline.reports.spec import ReportSpec
-from report_pipeline.saga import AttemptStatus, StatementFate, StatementListener, StepDefinition, StepResult
+from report_pipeline.saga import (
+    AttemptStatus,
+    StatementFate,
+    StatementListener,
+    StepDefinition,
+    StepResult,
+)
 from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClient
 from report_pipeline.trino.sql import QualifiedName, Statement, parse_statement, render
 
@@ -24,9 +30,17 @@ log = structlog.get_logger("report_pipeline.reports")
 
 
 class ReportStepRunner:
-    def __init__(self, spec: ReportSpec, client: TrinoClient, saga_id: str, parameters: dict[str, Any], *,
-                 scratch_schema: str, recorded_resources: Callable[[], set[str]],
-                 on_progress: Callable[[str, QueryProgress], None] | None = None):
+    def __init__(
+        self,
+        spec: ReportSpec,
+        client: TrinoClient,
+        saga_id: str,
+        parameters: dict[str, Any],
+        *,
+        scratch_schema: str,
+        recorded_resources: Callable[[], set[str]],
+        on_progress: Callable[[str, QueryProgress], None] | None = None,
+    ):
         self.spec = spec
         self.client = client
         self.saga_id = saga_id
@@ -38,56 +52,100 @@ class ReportStepRunner:
     def resources(self, step: StepDefinition) -> list[str]:
         return [str(self.tables[name]) for name in self.spec.steps[step.name].creates]
 
-    def run_action(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
+    def run_action(
+        self, step: StepDefinition, on_statement: StatementListener | None = None
+    ) -> StepResult:
         spec = self.spec.steps[step.name]
-        outcomes = [self._run(step.name, file, spec.timeout_seconds, on_statement) for file in spec.action]
+        outcomes = [
+            self._run(step.name, file, spec.timeout_seconds, on_statement) for file in spec.action
+        ]
         details: dict[str, Any] = {"statements": len(outcomes)}
         if spec.preview:
             preview = self._run(step.name, spec.preview, spec.timeout_seconds, on_statement)
-            details.update(preview_columns=preview.columns, preview_rows=preview.rows[:PREVIEW_ROWS],
-                           report_row_count=len(preview.rows))
+            details.update(
+                preview_columns=preview.columns,
+                preview_rows=preview.rows[:PREVIEW_ROWS],
+                report_row_count=len(preview.rows),
+            )
         last = outcomes[-1]
-        return StepResult(query_id=last.query_id, rows=last.row_count,
-                          bytes=sum(o.processed_bytes for o in outcomes),
-                          elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
-                          queued_seconds=_total_queued(outcomes),
-                          details={**details, "info_uri": last.info_uri,
-                                   "processed_rows": sum(o.processed_rows for o in outcomes)})
+        return StepResult(
+            query_id=last.query_id,
+            rows=last.row_count,
+            bytes=sum(o.processed_bytes for o in outcomes),
+            elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
+            queued_seconds=_total_queued(outcomes),
+            details={
+                **details,
+                "info_uri": last.info_uri,
+                "processed_rows": sum(o.processed_rows for o in outcomes),
+            },
+        )
 
-    def run_compensation(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
+    def run_compensation(
+        self, step: StepDefinition, on_statement: StatementListener | None = None
+    ) -> StepResult:
         spec = self.spec.steps[step.name]
         recorded = self._recorded()
         # what an undo may touch, in this saga's rendered names: the step's scratch tables, and the
         # tables its action inserts into (a DELETE of this saga's rows)
         scratch = [self.tables[name] for name in spec.creates]
-        targets = insert_targets(parse_statement(render(self.spec.sql_text(file), self.tables, self.values).sql)
-                                 for file in spec.action)
+        targets = insert_targets(
+            parse_statement(render(self.spec.sql_text(file), self.tables, self.values).sql)
+            for file in spec.action
+        )
         outcomes = []
         for file in spec.compensation:
             statement = render(self.spec.sql_text(file), self.tables, self.values)
-            if not guard_rendered(statement.sql, where=f"{self.spec.name}: step {step.name}: {file}",
-                                  scratch=scratch, recorded=recorded, targets=targets):
-                continue      # a scratch table never recorded was never created by this saga: nothing to drop
-            outcomes.append(self._run(step.name, file, spec.timeout_seconds, on_statement, statement=statement))
+            if not guard_rendered(
+                statement.sql,
+                where=f"{self.spec.name}: step {step.name}: {file}",
+                scratch=scratch,
+                recorded=recorded,
+                targets=targets,
+            ):
+                continue  # a scratch table never recorded was never created by this saga: nothing to drop
+            outcomes.append(
+                self._run(step.name, file, spec.timeout_seconds, on_statement, statement=statement)
+            )
         last = outcomes[-1] if outcomes else None
-        return StepResult(query_id=last.query_id if last else None, rows=last.row_count if last else None,
-                          elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
-                          queued_seconds=_total_queued(outcomes))
+        return StepResult(
+            query_id=last.query_id if last else None,
+            rows=last.row_count if last else None,
+            elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
+            queued_seconds=_total_queued(outcomes),
+        )
 
-    def _run(self, step: str, file: str, timeout_seconds: float,
-             on_statement: StatementListener | None = None, *, statement: Statement | None = None) -> QueryOutcome:
+    def _run(
+        self,
+        step: str,
+        file: str,
+        timeout_seconds: float,
+        on_statement: StatementListener | None = None,
+        *,
+        statement: Statement | None = None,
+    ) -> QueryOutcome:
         """Run a file's statement (`statement`: already rendered, and checked, by the caller)."""
         statement = statement or render(self.spec.sql_text(file), self.tables, self.values)
         progress = (lambda p: self._on_progress(step, p)) if self._on_progress else None
         bound = log.bind(report=self.spec.name, saga_id=self.saga_id, step=step, sql_file=file)
         try:
-            outcome = self.client.execute(statement, timeout_seconds=timeout_seconds, on_progress=progress,
-                                          on_query_id=on_statement)
+            outcome = self.client.execute(
+                statement,
+                timeout_seconds=timeout_seconds,
+                on_progress=progress,
+                on_query_id=on_statement,
+            )
         except Exception as error:
-            bound.warning("statement failed", query_id=getattr(error, "query_id", None), error=str(error))
+            bound.warning(
+                "statement failed", query_id=getattr(error, "query_id", None), error=str(error)
+            )
             raise
-        bound.info("statement finished", query_id=outcome.query_id, rows=outcome.row_count,
-                   elapsed_seconds=round(outcome.elapsed_seconds, 3))
+        bound.info(
+            "statement finished",
+            query_id=outcome.query_id,
+            rows=outcome.row_count,
+            elapsed_seconds=round(outcome.elapsed_seconds, 3),
+        )
         return outcome
 
     def table(self, name: str) -> QualifiedName:
@@ -98,8 +156,11 @@ class ReportStepRunner:
         fate = self.client.stop(statement_id)
         if fate.state == "FINISHED":
             return StatementFate(AttemptStatus.SUCCEEDED)
-        error = fate.message or ("cancelled by the compensation" if fate.error_name == "USER_CANCELED"
-                                 else "the engine no longer knows the statement")
+        error = fate.message or (
+            "cancelled by the compensation"
+            if fate.error_name == "USER_CANCELED"
+            else "the engine no longer knows the statement"
+        )
         return StatementFate(AttemptStatus.FAILED, error=error, error_name=fate.error_name)
 
 

@@ -23,7 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlglot import exp
 from yaml.composer import ComposerError
 
-from report_pipeline.reports.compensation_sql import compensation_problem, created_tables, insert_targets, key_of
+from report_pipeline.reports.compensation_sql import (
+    compensation_problem,
+    created_tables,
+    insert_targets,
+    key_of,
+)
 from report_pipeline.saga import SagaDefinition, StepDefinition
 from report_pipeline.trino.sql import (
     QualifiedName,
@@ -36,16 +41,18 @@ from report_pipeline.trino.sql import (
 )
 
 SPEC_FILE = "report.yaml"
-RESERVED_PARAMETERS = {"saga_id"}   # bound by the pipeline itself: the saga's id, keying report rows
+RESERVED_PARAMETERS = {"saga_id"}  # bound by the pipeline itself: the saga's id, keying report rows
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")   # Python's fromisoformat also takes 20260101, 2026-W01-1
+ISO_DATE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+)  # Python's fromisoformat also takes 20260101, 2026-W01-1
 
 # A real report.yaml is a few KiB and a SQL file rarely passes 100 KiB: anything near these limits
 # is a mistake or an attack, refused before it costs memory and minutes (YAML and sqlglot are slow).
-MAX_SPEC_BYTES = 256 * 1024        # report.yaml
-MAX_SQL_BYTES = 1024 * 1024        # each SQL file (room for long generated IN lists)
-MAX_YAML_NODES = 10_000            # values with every alias expanded: a "billion laughs" is tiny on disk
-MAX_YAML_DEPTH = 32                # nesting (a real spec nests 4 deep); deeper would exhaust the stack
+MAX_SPEC_BYTES = 256 * 1024  # report.yaml
+MAX_SQL_BYTES = 1024 * 1024  # each SQL file (room for long generated IN lists)
+MAX_YAML_NODES = 10_000  # values with every alias expanded: a "billion laughs" is tiny on disk
+MAX_YAML_DEPTH = 32  # nesting (a real spec nests 4 deep); deeper would exhaust the stack
 
 
 class ReportSpecError(ValueError):
@@ -89,8 +96,8 @@ class PartitionSpec(_Strict):
     """Time partitions: each run covers one day or one week and fills date parameters from it."""
 
     cadence: Literal["daily", "weekly"]
-    start: str                                             # first partition (ISO date; a Monday if weekly)
-    fills: dict[str, Literal["first_day", "last_day"]]     # parameter -> which day of the window
+    start: str  # first partition (ISO date; a Monday if weekly)
+    fills: dict[str, Literal["first_day", "last_day"]]  # parameter -> which day of the window
 
     @field_validator("start")
     @classmethod
@@ -104,7 +111,10 @@ class PartitionSpec(_Strict):
 
     def values(self, partition_key: str) -> dict[str, str]:
         first, last = self.window(partition_key)
-        return {name: (first if day == "first_day" else last).isoformat() for name, day in self.fills.items()}
+        return {
+            name: (first if day == "first_day" else last).isoformat()
+            for name, day in self.fills.items()
+        }
 
 
 class ArrivalSpec(_Strict):
@@ -134,19 +144,19 @@ class ReportSpec(_Strict):
     name: str = Field(pattern=IDENTIFIER)
     description: str
     owner: str
-    schedule: str | None = None          # cron (UTC) for the partitioned job's schedule
+    schedule: str | None = None  # cron (UTC) for the partitioned job's schedule
     partitions: PartitionSpec | None = None
     arrival: ArrivalSpec | None = None
-    sla_minutes: int = Field(default=120, ge=1)   # a saga RUNNING longer than this raises an alert
+    sla_minutes: int = Field(default=120, ge=1)  # a saga RUNNING longer than this raises an alert
     tables: tuple[str, ...] = ()
     parameters: dict[str, ParameterSpec]
     date_ranges: tuple[DateRangeCheck, ...] = ()
     steps: dict[str, StepSpec]
     folder: Path
-    sql: dict[str, str] = Field(default_factory=dict, repr=False)   # file name -> text
+    sql: dict[str, str] = Field(default_factory=dict, repr=False)  # file name -> text
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ReportSpec":
+    def _consistent(self) -> ReportSpec:
         problems = []
         for table in self.tables:
             if not _is_identifier(table):
@@ -165,12 +175,17 @@ class ReportSpec(_Strict):
             if unknown:
                 problems.append(f"step {name} creates undeclared tables {sorted(unknown)}")
         if (self.schedule or self.arrival) and self.partitions is None:
-            problems.append("a schedule or an arrival sensor needs partitions (which parameters a run fills)")
+            problems.append(
+                "a schedule or an arrival sensor needs partitions (which parameters a run fills)"
+            )
         if self.partitions is not None:
             for name in self.partitions.fills:
                 if self.parameters.get(name, ParameterSpec(type="string")).type != "date":
                     problems.append(f"partitions fill {name!r}, which is not a date parameter")
-            if self.partitions.cadence == "weekly" and parse_date(self.partitions.start).weekday() != 0:
+            if (
+                self.partitions.cadence == "weekly"
+                and parse_date(self.partitions.start).weekday() != 0
+            ):
                 problems.append("weekly partitions must start on a Monday")
         if self.schedule is not None:
             try:
@@ -180,7 +195,9 @@ class ReportSpec(_Strict):
         for check in self.date_ranges:
             for field in (check.start, check.end):
                 if self.parameters.get(field, ParameterSpec(type="string")).type != "date":
-                    problems.append(f"date range check names {field!r}, which is not a date parameter")
+                    problems.append(
+                        f"date range check names {field!r}, which is not a date parameter"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -189,10 +206,17 @@ class ReportSpec(_Strict):
         """The schedule's cron as the time of day (and weekday) a partition's run starts."""
         fields = (self.schedule or "").split()
         weekly = self.partitions is not None and self.partitions.cadence == "weekly"
-        if len(fields) != 5 or not all(f.isdigit() for f in fields[:2]) or fields[2:4] != ["*", "*"] \
-                or (fields[4] == "*") == weekly or (weekly and not fields[4].isdigit()):
+        if (
+            len(fields) != 5
+            or not all(f.isdigit() for f in fields[:2])
+            or fields[2:4] != ["*", "*"]
+            or (fields[4] == "*") == weekly
+            or (weekly and not fields[4].isdigit())
+        ):
             shape = "M H * * D (weekly)" if weekly else "M H * * * (daily)"
-            raise ValueError(f"schedule {self.schedule!r} must have the form {shape} for {'weekly' if weekly else 'daily'} partitions")
+            raise ValueError(
+                f"schedule {self.schedule!r} must have the form {shape} for {'weekly' if weekly else 'daily'} partitions"
+            )
         result = {"minute_of_hour": int(fields[0]), "hour_of_day": int(fields[1])}
         if weekly:
             result["day_of_week"] = int(fields[4])
@@ -200,14 +224,23 @@ class ReportSpec(_Strict):
 
     # --- the saga ---------------------------------------------------------------------------------
     def saga_definition(self) -> SagaDefinition:
-        return SagaDefinition(self.name, tuple(
-            StepDefinition(name, step.depends_on, bool(step.compensation), step.creates)
-            for name, step in self.steps.items()))
+        return SagaDefinition(
+            self.name,
+            tuple(
+                StepDefinition(name, step.depends_on, bool(step.compensation), step.creates)
+                for name, step in self.steps.items()
+            ),
+        )
 
-    def scratch_tables(self, saga_id: str, catalog: str, scratch_schema: str) -> dict[str, QualifiedName]:
+    def scratch_tables(
+        self, saga_id: str, catalog: str, scratch_schema: str
+    ) -> dict[str, QualifiedName]:
         """The run's scratch tables: `saga_<id>_<name>`, so the orphan sweeper can recognise them."""
         key = saga_key(saga_id)
-        return {name: QualifiedName(catalog, scratch_schema, f"saga_{key}_{name}") for name in self.tables}
+        return {
+            name: QualifiedName(catalog, scratch_schema, f"saga_{key}_{name}")
+            for name in self.tables
+        }
 
     # --- launch parameters ------------------------------------------------------------------------
     def parse_parameters(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +251,7 @@ class ReportSpec(_Strict):
             problems[_shown(name) if not _is_identifier(name) else name] = "unknown parameter"
         for name, parameter in self.parameters.items():
             value = raw.get(name, parameter.default)
-            if value is None:        # missing without a default, or an explicit null
+            if value is None:  # missing without a default, or an explicit null
                 problems[name] = "a value is required"
                 continue
             try:
@@ -232,8 +265,10 @@ class ReportSpec(_Strict):
             if start > end:
                 problems[check.end] = f"must not be before {check.start} ({start.isoformat()})"
             elif (end - start).days + 1 > check.max_days:
-                problems[check.end] = (f"the range {start.isoformat()}..{end.isoformat()} spans "
-                                       f"{(end - start).days + 1} days; at most {check.max_days} are allowed")
+                problems[check.end] = (
+                    f"the range {start.isoformat()}..{end.isoformat()} spans "
+                    f"{(end - start).days + 1} days; at most {check.max_days} are allowed"
+                )
         if problems:
             raise ParameterError(problems)
         return values
@@ -256,12 +291,12 @@ def parameters_to_json(values: dict[str, Any]) -> dict[str, Any]:
 
 def parse_date(value: Any) -> dt.date:
     """A date, or text written exactly YYYY-MM-DD; datetimes and other spellings are refused."""
-    if type(value) is dt.date:       # not a datetime, a subclass of date
+    if type(value) is dt.date:  # not a datetime, a subclass of date
         return value
     if isinstance(value, str) and ISO_DATE.fullmatch(value):
         try:
             return dt.date.fromisoformat(value)
-        except ValueError as error:      # 2026-02-30
+        except ValueError as error:  # 2026-02-30
             raise ValueError(f"{_shown(value)} is not an ISO date (YYYY-MM-DD): {error}") from None
     raise ValueError(f"{_shown(value)} is not an ISO date (YYYY-MM-DD)")
 
@@ -273,7 +308,7 @@ def _is_identifier(name: str) -> bool:
 def _shown(value: Any, limit: int = 40) -> str:
     """A value as an error may quote it: one line, and short."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _coerce(parameter: ParameterSpec, value: Any) -> Any:
@@ -300,6 +335,7 @@ def _coerce(parameter: ParameterSpec, value: Any) -> Any:
 
 # --- loading ----------------------------------------------------------------------------------------
 
+
 def load_report(folder: Path) -> ReportSpec:
     path = folder / SPEC_FILE
     try:
@@ -312,12 +348,14 @@ def load_report(folder: Path) -> ReportSpec:
         raise ReportSpecError(f"{path}: expected a mapping at the top level")
     derived = sorted({"name", "folder", "sql"} & set(document))
     if derived:
-        raise ReportSpecError(f"{path}: {', '.join(derived)} cannot be set here (they come from the report folder)")
+        raise ReportSpecError(
+            f"{path}: {', '.join(derived)} cannot be set here (they come from the report folder)"
+        )
     try:
         spec = ReportSpec(name=folder.name, folder=folder, **document)
     except ValidationError as error:
         raise ReportSpecError(f"{path}: {_validation_problems(error)}") from None
-    except TypeError as error:           # a key that is not a string
+    except TypeError as error:  # a key that is not a string
         raise ReportSpecError(f"{path}: {error}") from None
     sql = {}
     if spec.arrival is not None:
@@ -350,7 +388,9 @@ def _read_report_file(folder: Path, name: str, limit: int) -> str:
     shown = name if name.isprintable() and len(name) <= 80 else _shown(name, 80)
     relative = PurePosixPath(name)
     if not name or relative.is_absolute() or ".." in relative.parts:
-        raise _FileRefused(f"{shown} must be a relative path inside the report folder, without '..'")
+        raise _FileRefused(
+            f"{shown} must be a relative path inside the report folder, without '..'"
+        )
     try:
         root = folder.resolve(strict=True)
         path = (root / relative).resolve(strict=True)
@@ -359,10 +399,12 @@ def _read_report_file(folder: Path, name: str, limit: int) -> str:
         if not stat.S_ISREG(path.stat().st_mode):
             raise _FileRefused(f"{shown} is not a regular file")
         with path.open("rb") as handle:
-            data = handle.read(limit + 1)    # not the size stat gave: the file may grow meanwhile
+            data = handle.read(limit + 1)  # not the size stat gave: the file may grow meanwhile
     except OSError as error:
-        raise _FileRefused(f"cannot read {shown}: {error.strerror or type(error).__name__}") from None
-    except (RuntimeError, ValueError):   # a symlink loop; a NUL in the name
+        raise _FileRefused(
+            f"cannot read {shown}: {error.strerror or type(error).__name__}"
+        ) from None
+    except (RuntimeError, ValueError):  # a symlink loop; a NUL in the name
         raise _FileRefused(f"cannot read {shown}: not a usable path") from None
     if len(data) > limit:
         raise _FileRefused(f"{shown} is larger than the {limit // 1024} KiB allowed")
@@ -383,8 +425,12 @@ class _SpecLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
-                raise ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                                    self.peek_event().start_mark)
+                raise ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -399,11 +445,15 @@ def _load_yaml(text: str) -> Any:
         if root is None:
             return None
         count, pending = 0, [root]
-        while pending:        # stops at the limit, so a bomb (or an alias inside its own anchor) costs little
+        while (
+            pending
+        ):  # stops at the limit, so a bomb (or an alias inside its own anchor) costs little
             node = pending.pop()
             count += 1
             if count > MAX_YAML_NODES:
-                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+                raise yaml.YAMLError(
+                    f"more than {MAX_YAML_NODES} values once its aliases are expanded"
+                )
             if isinstance(node, yaml.SequenceNode):
                 pending.extend(node.value)
             elif isinstance(node, yaml.MappingNode):
@@ -442,32 +492,50 @@ def _check_sql(spec: ReportSpec, path: Path) -> None:
         trees = {}
         for file in (*step.action, *step.compensation, *([step.preview] if step.preview else [])):
             text = spec.sql[file]
-            role = "compensation" if file in step.compensation else "preview" if file == step.preview else "action"
+            role = (
+                "compensation"
+                if file in step.compensation
+                else "preview"
+                if file == step.preview
+                else "action"
+            )
             unknown_params = set(parameter_names(text)) - declared
             if unknown_params:
-                raise ReportSpecError(f"{where}: {role} {file} uses undeclared parameters "
-                                      f"{', '.join(':' + p for p in sorted(unknown_params))}")
+                raise ReportSpecError(
+                    f"{where}: {role} {file} uses undeclared parameters "
+                    f"{', '.join(':' + p for p in sorted(unknown_params))}"
+                )
             unknown_tables = table_placeholders(text) - set(spec.tables)
             if unknown_tables:
-                raise ReportSpecError(f"{where}: {role} {file} uses undeclared tables "
-                                      f"{', '.join('${' + t + '}' for t in sorted(unknown_tables))}")
-            try:   # as Trino will receive it
-                trees[file] = parse_statement(render(text, dummy_tables, dict.fromkeys(parameter_names(text))).sql)
+                raise ReportSpecError(
+                    f"{where}: {role} {file} uses undeclared tables "
+                    f"{', '.join('${' + t + '}' for t in sorted(unknown_tables))}"
+                )
+            try:  # as Trino will receive it
+                trees[file] = parse_statement(
+                    render(text, dummy_tables, dict.fromkeys(parameter_names(text))).sql
+                )
             except SqlRenderError as error:
                 raise ReportSpecError(f"{where}: {role} {file} {error}") from None
         actions = [trees[file] for file in step.action]
         for table in step.creates:
             if key_of(dummy_tables[table]) not in created_tables(actions):
-                raise ReportSpecError(f"{where}: creates ${{{table}}} but its action never creates it "
-                                      f"(CREATE TABLE ${{{table}}})")
+                raise ReportSpecError(
+                    f"{where}: creates ${{{table}}} but its action never creates it "
+                    f"(CREATE TABLE ${{{table}}})"
+                )
         for file in step.compensation:
-            try:   # parsed again with its parameters still named, to tell `:saga_id` from any other
+            try:  # parsed again with its parameters still named, to tell `:saga_id` from any other
                 tree = parse_statement(substitute_tables(spec.sql[file], dummy_tables))
             except SqlRenderError as error:
                 raise ReportSpecError(f"{where}: compensation {file} {error}") from None
             problem = compensation_problem(
-                tree, droppable={key_of(dummy_tables[table]) for table in step.creates},
+                tree,
+                droppable={key_of(dummy_tables[table]) for table in step.creates},
                 targets=insert_targets(actions),
-                binds_saga_id=lambda node: isinstance(node, exp.Placeholder) and node.name.lower() == "saga_id")
+                binds_saga_id=lambda node: (
+                    isinstance(node, exp.Placeholder) and node.name.lower() == "saga_id"
+                ),
+            )
             if problem:
                 raise ReportSpecError(f"{where}: compensation {file}: {problem}")

@@ -27,8 +27,24 @@ from report_pipeline.saga.model import (
 )
 
 __all__ = [
-    "AttemptKind", "AttemptStatus", "CompensationPolicy", "FailureKind", "PermanentStepError", "SagaCoordinator",
-    "SagaDefinition", "SagaFenced", "SagaState", "StatementFate", "StatementListener", "StepCancelled",
-    "StepDefinition", "StepError", "StepProgress", "StepResult", "StepRunner", "StepTimedOut", "TransientStepError",
+    "AttemptKind",
+    "AttemptStatus",
+    "CompensationPolicy",
+    "FailureKind",
+    "PermanentStepError",
+    "SagaCoordinator",
+    "SagaDefinition",
+    "SagaFenced",
+    "SagaState",
+    "StatementFate",
+    "StatementListener",
+    "StepCancelled",
+    "StepDefinition",
+    "StepError",
+    "StepProgress",
+    "StepResult",
+    "StepRunner",
+    "StepTimedOut",
+    "TransientStepError",
     "give_up",
 ]

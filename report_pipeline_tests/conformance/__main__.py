@@ -14,27 +14,41 @@ import sys
 from urllib.parse import urlparse
 
 from report_pipeline_tests.conformance.corpus import differences_table, load_corpus
-from report_pipeline_tests.conformance.harness import Server, check_entries, clean_up, new_run_name, prepare
+from report_pipeline_tests.conformance.harness import (
+    Server,
+    check_entries,
+    clean_up,
+    new_run_name,
+    prepare,
+)
 
-SAMPLE_EVENTS = 20_000      # as the tests' servers (report_pipeline_tests/conftest.py TEST_EVENTS)
+SAMPLE_EVENTS = 20_000  # as the tests' servers (report_pipeline_tests/conftest.py TEST_EVENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m report_pipeline_tests.conformance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m report_pipeline_tests.conformance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--report", action="store_true", help="run the corpus on both servers")
-    parser.add_argument("--trino", default="http://127.0.0.1:8080", help="the real Trino's URL (plain HTTP)")
+    parser.add_argument(
+        "--trino", default="http://127.0.0.1:8080", help="the real Trino's URL (plain HTTP)"
+    )
     parser.add_argument("--only", default="", help="comma-separated corpus files (stems) to run")
     parser.add_argument("--sample-events", type=int, default=SAMPLE_EVENTS)
-    parser.add_argument("--mark", action="store_true",
-                        help="with --report: write local_not_supported / known_divergence marks into the corpus")
+    parser.add_argument(
+        "--mark",
+        action="store_true",
+        help="with --report: write local_not_supported / known_divergence marks into the corpus",
+    )
     args = parser.parse_args(argv)
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)   # the engine's parser warns on every SHOW
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # the engine's parser warns on every SHOW
     corpus = load_corpus()
     if not args.report:
         print(differences_table(corpus))
         return 0
-    from report_pipeline.local_trino import LocalTrino   # only the report needs the engine
+    from report_pipeline.local_trino import LocalTrino  # only the report needs the engine
 
     url = urlparse(args.trino)
     trino_server = Server("trino", url.hostname or "127.0.0.1", url.port or 8080)
@@ -54,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                 found = check_entries(local, trino_server, entries, run)
                 total += len(found)
                 everything += found
-                print(f"== {name}.yaml: {len(entries)} entries, {len(found)} divergences", flush=True)
+                print(
+                    f"== {name}.yaml: {len(entries)} entries, {len(found)} divergences", flush=True
+                )
                 for divergence in found:
                     print(f"  {divergence}", flush=True)
         finally:

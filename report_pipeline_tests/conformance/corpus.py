@@ -58,11 +58,12 @@ class SessionSpec(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     catalog: str | None = "lake"
-    schema_: str | None = Field(default=None, alias="schema")   # `schema` would shadow BaseModel's
-    time_zone: str | None = "UTC"     # pinned: the servers' own default zones may differ
+    schema_: str | None = Field(default=None, alias="schema")  # `schema` would shadow BaseModel's
+    time_zone: str | None = "UTC"  # pinned: the servers' own default zones may differ
     properties: dict[str, str] = {}
-    isolation_level: Literal["AUTOCOMMIT", "READ_UNCOMMITTED", "READ_COMMITTED",
-                             "REPEATABLE_READ", "SERIALIZABLE"] = "AUTOCOMMIT"
+    isolation_level: Literal[
+        "AUTOCOMMIT", "READ_UNCOMMITTED", "READ_COMMITTED", "REPEATABLE_READ", "SERIALIZABLE"
+    ] = "AUTOCOMMIT"
 
 
 DEFAULT_SESSION = SessionSpec(schema="analytics")
@@ -70,10 +71,10 @@ DEFAULT_SESSION = SessionSpec(schema="analytics")
 
 class EntrySpec(_Strict):
     sql: str | None = None
-    file: str | None = None           # a SQL file, relative to the repository root
-    statement: int | None = None      # its n-th statement (0-based), for files holding several
-    replace: dict[str, str] = {}      # literal text substitutions (a bootstrap target into ${run})
-    tables: dict[str, str] = {}       # a report file's ${name} placeholders -> catalog.schema.table
+    file: str | None = None  # a SQL file, relative to the repository root
+    statement: int | None = None  # its n-th statement (0-based), for files holding several
+    replace: dict[str, str] = {}  # literal text substitutions (a bootstrap target into ${run})
+    tables: dict[str, str] = {}  # a report file's ${name} placeholders -> catalog.schema.table
     parameters: list[Any] | dict[str, Any] | None = None
     session: dict[str, Any] | None = None
     ordered: bool | None = None
@@ -83,17 +84,21 @@ class EntrySpec(_Strict):
     known_divergence: str | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EntrySpec":
+    def _consistent(self) -> EntrySpec:
         if (self.sql is None) == (self.file is None):
             raise ValueError("give exactly one of sql: and file:")
         if self.file is None and (self.statement is not None or self.tables):
             raise ValueError("statement: and tables: belong to a file: entry")
         if isinstance(self.parameters, dict) and self.file is None:
-            raise ValueError("named parameters (a mapping) bind a file's :name placeholders; use a list for ?")
+            raise ValueError(
+                "named parameters (a mapping) bind a file's :name placeholders; use a list for ?"
+            )
         if self.file is not None and not (REPO_ROOT / self.file).is_file():
             raise ValueError(f"file {self.file} does not exist")
         if self.local_not_supported is not None and self.known_divergence is not None:
-            raise ValueError("an entry is either refused (local_not_supported) or a known divergence, not both")
+            raise ValueError(
+                "an entry is either refused (local_not_supported) or a known divergence, not both"
+            )
         return self
 
 
@@ -105,11 +110,11 @@ class Statement:
 
 @dataclass(frozen=True)
 class Entry:
-    file: str              # corpus file stem
-    index: int             # position in the file, 0-based
+    file: str  # corpus file stem
+    index: int  # position in the file, 0-based
     spec: EntrySpec
-    session: SessionSpec   # the file's session updated by the entry's
-    own_connection: bool   # the entry set a session: it runs on a connection of its own
+    session: SessionSpec  # the file's session updated by the entry's
+    own_connection: bool  # the entry set a session: it runs on a connection of its own
 
     @property
     def where(self) -> str:
@@ -126,10 +131,12 @@ class Entry:
             text = split_statements(text)[spec.statement]
         for old, new in spec.replace.items():
             text = text.replace(old, new.replace(RUN_PLACEHOLDER, run))
-        tables = {name: QualifiedName.parse(value.replace(RUN_PLACEHOLDER, run))
-                  for name, value in spec.tables.items()}
+        tables = {
+            name: QualifiedName.parse(value.replace(RUN_PLACEHOLDER, run))
+            for name, value in spec.tables.items()
+        }
         values = _substitute(spec.parameters, run) if isinstance(spec.parameters, dict) else {}
-        rendered = render(text, tables, values)     # how the report runner renders it
+        rendered = render(text, tables, values)  # how the report runner renders it
         if isinstance(spec.parameters, list):
             return Statement(rendered.sql, _substitute(spec.parameters, run))
         return Statement(rendered.sql, rendered.parameters or None)
@@ -142,7 +149,7 @@ def has_top_level_order_by(sql: str) -> bool:
     """Whether the statement is a query whose outermost level sorts (on sqlglot's tree)."""
     quiet = logging.getLogger("sqlglot")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)   # SHOW, SET, ... fall back to an opaque Command, with a warning
+    quiet.setLevel(logging.ERROR)  # SHOW, SET, ... fall back to an opaque Command, with a warning
     try:
         tree = sqlglot.parse_one(sql, read="trino")
     except sqlglot.errors.SqlglotError:
@@ -158,7 +165,7 @@ def split_statements(text: str) -> list[str]:
     statements, start = [], 0
     for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
-            statements.append(text[start:token.start].strip())
+            statements.append(text[start : token.start].strip())
             start = token.end + 1
     statements.append(text[start:].strip())
     return [s for s in statements if sqlglot.tokenize(s, read="trino")]
@@ -178,13 +185,18 @@ def _substitute(value: Any, run: str) -> Any:
 
 # --- loading --------------------------------------------------------------------------------------
 
+
 class _Loader(yaml.SafeLoader):
     """YAML plus tags for the parameter values YAML has no syntax for."""
 
 
-_Loader.add_constructor("!decimal", lambda loader, node: decimal.Decimal(loader.construct_scalar(node)))
+_Loader.add_constructor(
+    "!decimal", lambda loader, node: decimal.Decimal(loader.construct_scalar(node))
+)
 _Loader.add_constructor("!uuid", lambda loader, node: uuid.UUID(loader.construct_scalar(node)))
-_Loader.add_constructor("!row", lambda loader, node: tuple(loader.construct_sequence(node, deep=True)))
+_Loader.add_constructor(
+    "!row", lambda loader, node: tuple(loader.construct_sequence(node, deep=True))
+)
 
 
 def corpus_files() -> list[Path]:
@@ -193,14 +205,21 @@ def corpus_files() -> list[Path]:
 
 def load_file(path: Path) -> list[Entry]:
     try:
-        document = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as error:
         raise CorpusError(f"{path.name}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or set(document) - {"session", "entries"} \
-            or not isinstance(document.get("entries"), list):
-        raise CorpusError(f"{path.name}: expected a mapping with `entries:` (a list) and an optional `session:`")
+    if (
+        not isinstance(document, dict)
+        or set(document) - {"session", "entries"}
+        or not isinstance(document.get("entries"), list)
+    ):
+        raise CorpusError(
+            f"{path.name}: expected a mapping with `entries:` (a list) and an optional `session:`"
+        )
     try:
-        file_session = DEFAULT_SESSION.model_copy(update=_session_update(document.get("session") or {}))
+        file_session = DEFAULT_SESSION.model_copy(
+            update=_session_update(document.get("session") or {})
+        )
     except (ValidationError, ValueError) as error:
         raise CorpusError(f"{path.name}: session: {_short(error)}") from None
     entries = []
@@ -224,7 +243,9 @@ def _session_update(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _short(error: Exception) -> str:
     if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in error.errors())
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in error.errors()
+        )
     return str(error)
 
 
@@ -235,6 +256,7 @@ def load_corpus() -> dict[str, list[Entry]]:
 
 # --- the README's differences table ---------------------------------------------------------------
 
+
 def differences_table(corpus: dict[str, list[Entry]]) -> str:
     """The markdown table of what the local engine refuses (NOT_SUPPORTED) while Trino answers."""
     constructs: dict[str, set[str]] = {}
@@ -243,13 +265,25 @@ def differences_table(corpus: dict[str, list[Entry]]) -> str:
             if entry.spec.local_not_supported:
                 constructs.setdefault(entry.spec.local_not_supported, set()).add(f"`{entry.file}`")
     lines = ["| Trino answers (local engine: NOT_SUPPORTED) | corpus |", "| --- | --- |"]
-    lines += [f"| {_cell(construct)} | {', '.join(sorted(files))} |" for construct, files in sorted(constructs.items())]
-    known = [(name, index, entry.spec.known_divergence) for name, entries in corpus.items()
-             for index, entry in enumerate(entries) if entry.spec.known_divergence]
+    lines += [
+        f"| {_cell(construct)} | {', '.join(sorted(files))} |"
+        for construct, files in sorted(constructs.items())
+    ]
+    known = [
+        (name, index, entry.spec.known_divergence)
+        for name, entries in corpus.items()
+        for index, entry in enumerate(entries)
+        if entry.spec.known_divergence
+    ]
     if known:
-        lines += ["", "Answered differently because an earlier statement of the sequence was refused (the "
-                  "table or setting it would have made does not exist):", "",
-                  "| corpus entry | how the local engine differs |", "| --- | --- |"]
+        lines += [
+            "",
+            "Answered differently because an earlier statement of the sequence was refused (the "
+            "table or setting it would have made does not exist):",
+            "",
+            "| corpus entry | how the local engine differs |",
+            "| --- | --- |",
+        ]
         lines += [f"| `{name}:{index}` | {_cell(reason)} |" for name, index, reason in known]
     return "\n".join(lines)
 

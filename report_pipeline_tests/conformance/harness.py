@@ -23,9 +23,9 @@ from trino.transaction import IsolationLevel
 
 from report_pipeline_tests.conformance.corpus import Entry, SessionSpec, Statement
 
-REQUEST_TIMEOUT = 30.0        # seconds, each HTTP request of the client
-STATEMENT_TIMEOUT = 120.0     # seconds, one statement from submission to its last row
-REL_TOLERANCE = 1e-9          # doubles: DuckDB and Trino may sum in a different order
+REQUEST_TIMEOUT = 30.0  # seconds, each HTTP request of the client
+STATEMENT_TIMEOUT = 120.0  # seconds, one statement from submission to its last row
+REL_TOLERANCE = 1e-9  # doubles: DuckDB and Trino may sum in a different order
 USER = "conformance"
 
 
@@ -40,7 +40,7 @@ class Server:
 class Column:
     name: str
     type: str
-    signature: Any      # the typeSignature JSON as the server sent it
+    signature: Any  # the typeSignature JSON as the server sent it
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Outcome:
     columns: tuple[Column, ...] = ()
     rows: tuple[tuple[Any, ...], ...] = ()
     update_type: str | None = None
-    update_count: int | None = None     # the client's rowcount; None where it says -1
+    update_count: int | None = None  # the client's rowcount; None where it says -1
     error_name: str | None = None
     error_message: str = field(default="", compare=False)
 
@@ -61,7 +61,9 @@ class Outcome:
         if self.failed:
             return f"{self.error_name} ({_clip(self.error_message, 100)})"
         if self.update_type is not None:
-            return f"{self.update_type}" + (f" {self.update_count} rows" if self.update_count is not None else "")
+            return f"{self.update_type}" + (
+                f" {self.update_count} rows" if self.update_count is not None else ""
+            )
         first = f", first {_show(self.rows[0])}" if self.rows else ""
         return f"{len(self.rows)} rows{first}"
 
@@ -72,22 +74,31 @@ def new_run_name() -> str:
 
 # --- running ----------------------------------------------------------------------------------------
 
+
 def connect(server: Server, session: SessionSpec) -> trino.dbapi.Connection:
     return trino.dbapi.connect(
-        host=server.host, port=server.port, user=USER, catalog=session.catalog, schema=session.schema_,
-        timezone=session.time_zone, session_properties=dict(session.properties),
+        host=server.host,
+        port=server.port,
+        user=USER,
+        catalog=session.catalog,
+        schema=session.schema_,
+        timezone=session.time_zone,
+        session_properties=dict(session.properties),
         isolation_level=IsolationLevel[session.isolation_level],
-        legacy_prepared_statements=False,      # EXECUTE IMMEDIATE: no probe statement in between
-        request_timeout=REQUEST_TIMEOUT, max_attempts=1)    # no retries: see each answer as it is
+        legacy_prepared_statements=False,  # EXECUTE IMMEDIATE: no probe statement in between
+        request_timeout=REQUEST_TIMEOUT,
+        max_attempts=1,
+    )  # no retries: see each answer as it is
 
 
-def execute(connection: trino.dbapi.Connection, statement: Statement,
-            timeout: float = STATEMENT_TIMEOUT) -> Outcome:
+def execute(
+    connection: trino.dbapi.Connection, statement: Statement, timeout: float = STATEMENT_TIMEOUT
+) -> Outcome:
     """One statement, all its rows, as the client maps them."""
     timed_out = threading.Event()
     timer: threading.Timer | None = None
     try:
-        cursor = connection.cursor()     # in a transactional session this starts the transaction
+        cursor = connection.cursor()  # in a transactional session this starts the transaction
 
         def cancel() -> None:
             timed_out.set()
@@ -99,14 +110,22 @@ def execute(connection: trino.dbapi.Connection, statement: Statement,
         cursor.execute(statement.sql, statement.parameters)
         rows = cursor.fetchall()
         # the raw column JSON: description's type_code is only the type string
-        columns = tuple(Column(c["name"], c["type"], c.get("typeSignature"))
-                        for c in (cursor._query.columns or []))   # noqa: SLF001 - no public accessor
+        columns = tuple(
+            Column(c["name"], c["type"], c.get("typeSignature"))
+            for c in (cursor._query.columns or [])
+        )
         count = cursor.rowcount
-        return Outcome(columns, tuple(tuple(row) for row in rows), cursor.update_type,
-                       None if count == -1 else count)
-    except Exception as error:  # noqa: BLE001 - a client-side failure (mapping a value, HTTP) is an answer too
+        return Outcome(
+            columns,
+            tuple(tuple(row) for row in rows),
+            cursor.update_type,
+            None if count == -1 else count,
+        )
+    except Exception as error:
         if timed_out.is_set():
-            return Outcome(error_name="CLIENT_TIMEOUT", error_message=f"still running after {timeout}s")
+            return Outcome(
+                error_name="CLIENT_TIMEOUT", error_message=f"still running after {timeout}s"
+            )
         if isinstance(error, TrinoQueryError):
             return Outcome(error_name=error.error_name, error_message=error.message)
         return Outcome(error_name=f"CLIENT:{type(error).__name__}", error_message=str(error))
@@ -118,8 +137,8 @@ def execute(connection: trino.dbapi.Connection, statement: Statement,
 def _close(connection: trino.dbapi.Connection) -> None:
     if connection.transaction is not None:
         try:
-            connection.rollback()        # end a transaction the entries left open, rather than let it expire
-        except Exception:  # noqa: BLE001 - already committed or aborted by the entries themselves
+            connection.rollback()  # end a transaction the entries left open, rather than let it expire
+        except Exception:
             pass
     connection.close()
 
@@ -135,10 +154,15 @@ def run_entries(server: Server, entries: list[Entry], run: str) -> list[Outcome]
         for entry in entries:
             statement = entry.statement(run)
             try:
-                connection = shared if shared is not None and not entry.own_connection \
+                connection = (
+                    shared
+                    if shared is not None and not entry.own_connection
                     else connect(server, entry.session)
-            except Exception as error:  # noqa: BLE001 - the client refuses the session (an unknown zone)
-                outcomes.append(Outcome(error_name=f"CLIENT:{type(error).__name__}", error_message=str(error)))
+                )
+            except Exception as error:
+                outcomes.append(
+                    Outcome(error_name=f"CLIENT:{type(error).__name__}", error_message=str(error))
+                )
                 continue
             if entry.own_connection:
                 try:
@@ -159,8 +183,9 @@ def run_entries(server: Server, entries: list[Entry], run: str) -> list[Outcome]
     return outcomes
 
 
-def run_on_both(local: Server, trino_server: Server, entries: list[Entry],
-                run: str) -> tuple[list[Outcome], list[Outcome]]:
+def run_on_both(
+    local: Server, trino_server: Server, entries: list[Entry], run: str
+) -> tuple[list[Outcome], list[Outcome]]:
     """The same entries on both servers, side by side (each server runs them in order)."""
     with ThreadPoolExecutor(2) as pool:
         on_local = pool.submit(run_entries, local, entries, run)
@@ -192,12 +217,18 @@ def clean_up(server: Server, run: str) -> list[str]:
             problems.append(f"{server.name}: {sql}: {outcome.summary()}")
 
     for catalog in ("lake", "memory"):
-        schemas = [s for (s,) in rows(f"SHOW SCHEMAS FROM {catalog}") if s.startswith(run)] + ["default"]
+        schemas = [s for (s,) in rows(f"SHOW SCHEMAS FROM {catalog}") if s.startswith(run)] + [
+            "default"
+        ]
         for schema in schemas:
-            for name, kind in rows(f"SELECT table_name, table_type FROM {catalog}.information_schema.tables "
-                                   f"WHERE table_schema = '{schema}'"):
+            for name, kind in rows(
+                f"SELECT table_name, table_type FROM {catalog}.information_schema.tables "
+                f"WHERE table_schema = '{schema}'"
+            ):
                 if schema.startswith(run) or name.startswith(run):
-                    drop(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} {catalog}."{schema}"."{name}"')
+                    drop(
+                        f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} {catalog}."{schema}"."{name}"'
+                    )
             if schema.startswith(run):
                 drop(f'DROP SCHEMA {catalog}."{schema}"')
     connection.close()
@@ -206,11 +237,14 @@ def clean_up(server: Server, run: str) -> list[str]:
 
 # --- comparing --------------------------------------------------------------------------------------
 
+
 def expectation_problems(entry: Entry, trino_outcome: Outcome) -> list[str]:
     """Where the corpus entry itself is wrong about Trino: an error case that does not fail as
     stated, or a statement that fails without being marked an error case."""
     if entry.spec.error is not None and trino_outcome.error_name != entry.spec.error:
-        return [f"corpus: expected Trino to fail {entry.spec.error}, Trino answered {trino_outcome.summary()}"]
+        return [
+            f"corpus: expected Trino to fail {entry.spec.error}, Trino answered {trino_outcome.summary()}"
+        ]
     if entry.spec.error is None and trino_outcome.failed:
         return [f"corpus: Trino fails {trino_outcome.summary()}; fix the entry or mark it `error:`"]
     return []
@@ -221,24 +255,35 @@ def differences(entry: Entry, sql: str, local: Outcome, trino_outcome: Outcome) 
     if entry.spec.local_not_supported is not None:
         if local.error_name == "NOT_SUPPORTED":
             return []
-        return [f"stale local_not_supported mark ({entry.spec.local_not_supported}): "
-                f"the local engine answered {local.summary()}"]
+        return [
+            f"stale local_not_supported mark ({entry.spec.local_not_supported}): "
+            f"the local engine answered {local.summary()}"
+        ]
     if entry.spec.known_divergence is not None:
         if local.error_name == "NOT_SUPPORTED" and not trino_outcome.failed:
-            return [f"known_divergence mark ({entry.spec.known_divergence}) on a construct the local engine now "
-                    "refuses: mark it local_not_supported instead"]
+            return [
+                f"known_divergence mark ({entry.spec.known_divergence}) on a construct the local engine now "
+                "refuses: mark it local_not_supported instead"
+            ]
         unmarked = replace(entry, spec=entry.spec.model_copy(update={"known_divergence": None}))
         if differences(unmarked, sql, local, trino_outcome):
             return []
-        return [f"stale known_divergence mark ({entry.spec.known_divergence}): the local engine now answers as Trino"]
+        return [
+            f"stale known_divergence mark ({entry.spec.known_divergence}): the local engine now answers as Trino"
+        ]
     if local.failed or trino_outcome.failed:
         if local.error_name == trino_outcome.error_name:
             return []
         return [f"outcome: local {local.summary()} | trino {trino_outcome.summary()}"]
     lines = []
-    if (local.update_type, local.update_count) != (trino_outcome.update_type, trino_outcome.update_count):
-        lines.append(f"update: local {local.update_type} count {local.update_count} | "
-                     f"trino {trino_outcome.update_type} count {trino_outcome.update_count}")
+    if (local.update_type, local.update_count) != (
+        trino_outcome.update_type,
+        trino_outcome.update_count,
+    ):
+        lines.append(
+            f"update: local {local.update_type} count {local.update_count} | "
+            f"trino {trino_outcome.update_type} count {trino_outcome.update_count}"
+        )
     lines += _column_differences(local.columns, trino_outcome.columns)
     if entry.spec.compare_rows:
         lines += _row_differences(local.rows, trino_outcome.rows, entry.ordered(sql))
@@ -256,22 +301,34 @@ def _column_differences(local: tuple[Column, ...], other: tuple[Column, ...]) ->
     else:
         for mine, theirs in zip(local, other):
             if mine.signature != theirs.signature:
-                lines.append(f"type signature of {theirs.name} ({theirs.type}): "
-                             f"local {mine.signature} | trino {theirs.signature}")
+                lines.append(
+                    f"type signature of {theirs.name} ({theirs.type}): "
+                    f"local {mine.signature} | trino {theirs.signature}"
+                )
     return lines
 
 
-def _row_differences(local: tuple[tuple, ...], other: tuple[tuple, ...], ordered: bool) -> list[str]:
+def _row_differences(
+    local: tuple[tuple, ...], other: tuple[tuple, ...], ordered: bool
+) -> list[str]:
     mine, theirs = [_Row.of(r) for r in local], [_Row.of(r) for r in other]
-    if not ordered:     # a multiset: both sorted the same way (doubles rounded, so near-equal sort alike)
+    if (
+        not ordered
+    ):  # a multiset: both sorted the same way (doubles rounded, so near-equal sort alike)
         mine.sort(key=_Row.sort_key)
         theirs.sort(key=_Row.sort_key)
     differing = [i for i, (a, b) in enumerate(zip(mine, theirs)) if not _same(a.values, b.values)]
     where = "row" if ordered else "sorted row"
-    first = (f"first difference at {where} {differing[0]}: local {_show(mine[differing[0]].original)} | "
-             f"trino {_show(theirs[differing[0]].original)}" if differing else "")
+    first = (
+        f"first difference at {where} {differing[0]}: local {_show(mine[differing[0]].original)} | "
+        f"trino {_show(theirs[differing[0]].original)}"
+        if differing
+        else ""
+    )
     if len(mine) != len(theirs):
-        return [f"row count: local {len(mine)} | trino {len(theirs)}" + (f"; {first}" if first else "")]
+        return [
+            f"row count: local {len(mine)} | trino {len(theirs)}" + (f"; {first}" if first else "")
+        ]
     if differing:
         return [f"rows: {len(differing)} of {len(mine)} differ; {first}"]
     return []
@@ -279,11 +336,11 @@ def _row_differences(local: tuple[tuple, ...], other: tuple[tuple, ...], ordered
 
 @dataclass(frozen=True)
 class _Row:
-    values: tuple       # each value in its strict comparable form (_value)
-    original: tuple     # as the client mapped it, for display
+    values: tuple  # each value in its strict comparable form (_value)
+    original: tuple  # as the client mapped it, for display
 
     @classmethod
-    def of(cls, row: tuple) -> "_Row":
+    def of(cls, row: tuple) -> _Row:
         return cls(tuple(_value(v) for v in row), row)
 
     def sort_key(self) -> str:
@@ -311,7 +368,7 @@ def _value(v: Any) -> Any:
         return ("seq", tuple(_value(x) for x in v))
     if v is None or isinstance(v, (int, str, bytes, dt.date, dt.timedelta)):
         return v
-    return (type(v).__name__, str(v))     # uuid, ip address, relativedelta, ...
+    return (type(v).__name__, str(v))  # uuid, ip address, relativedelta, ...
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -331,6 +388,7 @@ def _sort_key(value: Any) -> str:
         if isinstance(v, tuple):
             return tuple(rounded(x) for x in v)
         return v
+
     return repr(rounded(value))
 
 
@@ -340,10 +398,11 @@ def _show(value: Any) -> str:
 
 def _clip(text: str, width: int) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # --- a whole file -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Divergence:
@@ -355,7 +414,9 @@ class Divergence:
         return f"{self.entry.where} {_clip(self.sql, 100)!r}: {self.detail}"
 
 
-def check_entries(local: Server, trino_server: Server, entries: list[Entry], run: str) -> list[Divergence]:
+def check_entries(
+    local: Server, trino_server: Server, entries: list[Entry], run: str
+) -> list[Divergence]:
     """Run the entries on both servers: every divergence, and every entry that is wrong about Trino."""
     local_outcomes, trino_outcomes = run_on_both(local, trino_server, entries, run)
     found = []

@@ -19,7 +19,9 @@ import yaml
 from report_pipeline_tests.conformance.corpus import CORPUS_DIR
 from report_pipeline_tests.conformance.harness import Divergence
 
-_REFUSED = re.compile(r"^outcome: local NOT_SUPPORTED \((?P<message>.*?)(?: is not supported.*)?\) \| trino")
+_REFUSED = re.compile(
+    r"^outcome: local NOT_SUPPORTED \((?P<message>.*?)(?: is not supported.*)?\) \| trino"
+)
 
 
 def mark_for(detail: str) -> tuple[str, str]:
@@ -35,7 +37,7 @@ def write_marks(divergences: list[Divergence], corpus_dir: Path = CORPUS_DIR) ->
     by_file: dict[str, dict[int, Divergence]] = defaultdict(dict)
     for divergence in divergences:
         if divergence.detail.startswith("corpus:"):
-            continue   # the entry itself needs a human
+            continue  # the entry itself needs a human
         by_file[divergence.entry.file].setdefault(divergence.entry.index, divergence)
     marked = 0
     for name, entries in by_file.items():
@@ -68,8 +70,8 @@ def _remove_mark(lines: list[str], node: yaml.MappingNode) -> None:
         row = key.start_mark.line
         if value.end_mark.line != row:
             raise ValueError(f"the mark on line {row + 1} spans several lines: remove it by hand")
-        prefix = lines[row][:key.start_mark.column]
+        prefix = lines[row][: key.start_mark.column]
         del lines[row]
-        if prefix.strip():   # `  - local_not_supported: ...`: the dash moves to the next key's line
-            lines[row] = prefix + lines[row][len(prefix):]
+        if prefix.strip():  # `  - local_not_supported: ...`: the dash moves to the next key's line
+            lines[row] = prefix + lines[row][len(prefix) :]
         return

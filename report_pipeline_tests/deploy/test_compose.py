@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlglot
 import trino
-from sqlglot import exp
 import yaml
+from sqlglot import exp
 
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.trino_server import TRINO_VERSION
@@ -29,8 +29,11 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 ONE_SHOT = {"trino-bootstrap"}
 APP_SERVICES = {"code-location", "dagster-webserver", "dagster-daemon", "metrics"}
-ENV_EXAMPLE = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+ENV_EXAMPLE = dict(
+    line.split("=", 1)
+    for line in (ROOT / ".env.example").read_text().splitlines()
+    if line and not line.startswith("#")
+)
 
 
 def java_properties(path: Path) -> dict[str, str]:
@@ -44,8 +47,17 @@ def java_properties(path: Path) -> dict[str, str]:
 
 
 def test_the_stack_has_every_part() -> None:
-    assert set(SERVICES) == {"postgres", "trino", "trino-bootstrap", "code-location", "dagster-webserver",
-                             "dagster-daemon", "metrics", "prometheus", "grafana"}
+    assert set(SERVICES) == {
+        "postgres",
+        "trino",
+        "trino-bootstrap",
+        "code-location",
+        "dagster-webserver",
+        "dagster-daemon",
+        "metrics",
+        "prometheus",
+        "grafana",
+    }
 
 
 def test_images_are_pinned() -> None:
@@ -76,15 +88,21 @@ def test_start_up_order_waits_for_health_not_just_start() -> None:
 
 
 def test_every_published_port_is_bound_to_localhost() -> None:
-    ports = [(name, port) for name, service in SERVICES.items() for port in service.get("ports", [])]
+    ports = [
+        (name, port) for name, service in SERVICES.items() for port in service.get("ports", [])
+    ]
     assert len(ports) >= 6
     for name, port in ports:
         assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
 def test_every_file_the_stack_mounts_or_builds_from_exists() -> None:
-    mounts = [volume.split(":")[0] for service in SERVICES.values() for volume in service.get("volumes", [])
-              if volume.startswith("./")]
+    mounts = [
+        volume.split(":")[0]
+        for service in SERVICES.values()
+        for volume in service.get("volumes", [])
+        if volume.startswith("./")
+    ]
     assert len(mounts) >= 8
     for source in mounts:
         assert (ROOT / source).exists(), source
@@ -99,15 +117,22 @@ def test_every_file_the_stack_mounts_or_builds_from_exists() -> None:
 
 def test_every_variable_the_compose_file_reads_is_documented_in_env_example() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text)) - {"ENV"}   # ${ENV:...}: Trino's, in a comment
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text)) - {
+        "ENV"
+    }  # ${ENV:...}: Trino's, in a comment
     assert used and used <= set(ENV_EXAMPLE), used - set(ENV_EXAMPLE)
     required = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*):\?", text))
-    assert {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required   # secrets never have defaults
+    assert {
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    } <= required  # secrets never have defaults
     assert (ROOT / ".gitignore").read_text().splitlines().count(".env") == 1
 
 
 def code_reads(name: str) -> bool:
-    sources = [p.read_text() for p in (ROOT / "report_pipeline").rglob("*.py")] + [(ROOT / "dagster.yaml").read_text()]
+    sources = [p.read_text() for p in (ROOT / "report_pipeline").rglob("*.py")] + [
+        (ROOT / "dagster.yaml").read_text()
+    ]
     return any(re.search(rf"""["'\s]{name}["'\s}}]""", source) for source in sources)
 
 
@@ -119,8 +144,10 @@ def test_the_app_environment_sets_only_names_the_code_reads() -> None:
 
 
 def test_the_app_environment_sets_everything_the_code_location_needs() -> None:
-    code = "".join((ROOT / "report_pipeline" / path).read_text()
-                   for path in ("definitions.py", "orchestration/resources.py"))
+    code = "".join(
+        (ROOT / "report_pipeline" / path).read_text()
+        for path in ("definitions.py", "orchestration/resources.py")
+    )
     needed = set(re.findall(r'EnvVar(?:\.int)?\("([A-Z_]+)"\)', code))
     needed |= set(re.findall(r"\{env: ([A-Z_]+)\}", (ROOT / "dagster.yaml").read_text()))
     assert {"TRINO_HOST", "REPORT_PIPELINE_LEDGER_URL", "DAGSTER_PG_HOST"} <= needed
@@ -142,8 +169,11 @@ def test_the_stack_runs_the_trino_release_the_tests_run() -> None:
 
 
 def test_the_stack_mounts_every_catalog_the_tests_use() -> None:
-    mounted = {Path(v.split(":")[0]).name: v.split(":")[1] for v in SERVICES["trino"]["volumes"]
-               if v.startswith("./report_pipeline/deploy/trino/catalog/")}
+    mounted = {
+        Path(v.split(":")[0]).name: v.split(":")[1]
+        for v in SERVICES["trino"]["volumes"]
+        if v.startswith("./report_pipeline/deploy/trino/catalog/")
+    }
     assert mounted == {name: f"/etc/trino/catalog/{name}" for name in CATALOG_FILES}
     assert {p.name for p in CATALOGS.glob("*.properties")} == set(CATALOG_FILES)
 
@@ -181,20 +211,34 @@ def bootstrap_statements(catalog: str) -> list[str]:
 
 
 def test_the_bootstrap_builds_the_local_engines_sample_warehouse_on_real_trino(real_trino) -> None:
-    with trino.dbapi.connect(host=real_trino.host, port=real_trino.port, user="bootstrap",
-                             catalog="memory", request_timeout=120) as connection:
+    with trino.dbapi.connect(
+        host=real_trino.host,
+        port=real_trino.port,
+        user="bootstrap",
+        catalog="memory",
+        request_timeout=120,
+    ) as connection:
         cursor = connection.cursor()
-        for _ in range(2):           # a restarted stack runs it again: nothing changes, nothing fails
+        for _ in range(2):  # a restarted stack runs it again: nothing changes, nothing fails
             for statement in bootstrap_statements("memory"):
                 cursor.execute(statement)
                 cursor.fetchall()
         built = {table: _rows(cursor, f"memory.analytics.{table}") for table in ("users", "events")}
-        bootstrap_columns = {table: _columns(cursor, "memory", table) for table in ("users", "events")}
-    with LocalTrino(sample_events=50_000) as engine:   # the local engine's own sample warehouse
-        with trino.dbapi.connect(host=engine.host, port=engine.port, user="x", catalog=engine.catalog) as c:
+        bootstrap_columns = {
+            table: _columns(cursor, "memory", table) for table in ("users", "events")
+        }
+    with LocalTrino(sample_events=50_000) as engine:  # the local engine's own sample warehouse
+        with trino.dbapi.connect(
+            host=engine.host, port=engine.port, user="x", catalog=engine.catalog
+        ) as c:
             cursor = c.cursor()
-            assert bootstrap_columns == {t: _columns(cursor, engine.catalog, t) for t in ("users", "events")}
-            expected = {table: _rows(cursor, f"{engine.catalog}.analytics.{table}") for table in ("users", "events")}
+            assert bootstrap_columns == {
+                t: _columns(cursor, engine.catalog, t) for t in ("users", "events")
+            }
+            expected = {
+                table: _rows(cursor, f"{engine.catalog}.analytics.{table}")
+                for table in ("users", "events")
+            }
     assert len(built["events"]) == 50_000 and len(built["users"]) == 1000
     assert built == expected
 
@@ -205,8 +249,11 @@ def _rows(cursor, table: str) -> list[list]:
 
 
 def _columns(cursor, catalog: str, table: str) -> list[str]:
-    cursor.execute(f"SELECT column_name FROM {catalog}.information_schema.columns "
-                   "WHERE table_schema = 'analytics' AND table_name = ? ORDER BY ordinal_position", [table])
+    cursor.execute(
+        f"SELECT column_name FROM {catalog}.information_schema.columns "
+        "WHERE table_schema = 'analytics' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    )
     return [row[0] for row in cursor.fetchall()]
 
 
@@ -215,31 +262,48 @@ def test_prometheus_scrapes_the_metrics_service_and_grafana_reads_that_prometheu
     [target] = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     command = SERVICES["metrics"]["command"]
     assert target == f"metrics:{command[command.index('--port') + 1]}"
-    datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
-                                .read_text())["datasources"][0]
+    datasource = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "report_pipeline.json").read_text())
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
-    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "report_pipeline.yml")
-                              .read_text())["providers"][0]
-    assert any(v.split(":")[1] == provider["options"]["path"] for v in SERVICES["grafana"]["volumes"]
-               if v.startswith("./report_pipeline/deploy/grafana/dashboards"))
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "report_pipeline.yml").read_text()
+    )["providers"][0]
+    assert any(
+        v.split(":")[1] == provider["options"]["path"]
+        for v in SERVICES["grafana"]["volumes"]
+        if v.startswith("./report_pipeline/deploy/grafana/dashboards")
+    )
 
 
 # --- the two workspace files -------------------------------------------------------------------
 def validate(workspace: Path, home: Path) -> subprocess.CompletedProcess:
     dagster = Path(sys.executable).parent / "dagster"
-    return subprocess.run([str(dagster), "definitions", "validate", "-w", str(workspace)], cwd=ROOT,
-                          env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(workspace)],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_both_workspace_files_name_the_same_location_and_module() -> None:
     [local] = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
     [stack] = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())["load_from"]
-    assert local["python_module"]["location_name"] == stack["grpc_server"]["location_name"] == "report_pipeline"
+    assert (
+        local["python_module"]["location_name"]
+        == stack["grpc_server"]["location_name"]
+        == "report_pipeline"
+    )
     command = SERVICES["code-location"]["command"]
     assert command[command.index("-m") + 1] == local["python_module"]["module_name"]
     assert (stack["grpc_server"]["host"], str(stack["grpc_server"]["port"])) == (
-        "code-location", command[command.index("-p") + 1])
+        "code-location",
+        command[command.index("-p") + 1],
+    )
 
 
 def test_the_local_workspace_loads(tmp_path: Path) -> None:
@@ -248,19 +312,40 @@ def test_the_local_workspace_loads(tmp_path: Path) -> None:
     assert "report_pipeline" in result.stdout + result.stderr
 
 
-def test_the_stack_workspace_loads_from_a_code_server_started_like_the_compose_service(tmp_path: Path) -> None:
+def test_the_stack_workspace_loads_from_a_code_server_started_like_the_compose_service(
+    tmp_path: Path,
+) -> None:
     port = free_port()
-    command = [str(Path(sys.executable).parent / "dagster"), *SERVICES["code-location"]["command"][1:]]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        *SERVICES["code-location"]["command"][1:],
+    ]
     command[command.index("-h") + 1], command[command.index("-p") + 1] = "127.0.0.1", str(port)
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
         workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
         path = tmp_path / "workspace.yaml"
         path.write_text(yaml.safe_dump(workspace))
-        health = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check", "-p", str(port)]
-        wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0, timeout=120, interval=1)
+        health = [
+            str(Path(sys.executable).parent / "dagster"),
+            "api",
+            "grpc-health-check",
+            "-p",
+            str(port),
+        ]
+        wait_until(
+            lambda: subprocess.run(health, capture_output=True).returncode == 0,
+            timeout=120,
+            interval=1,
+        )
         result = validate(path, tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "report_pipeline" in result.stdout + result.stderr

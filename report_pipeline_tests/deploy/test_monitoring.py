@@ -21,16 +21,31 @@ RULES = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "report_pipeline.json"
 # Grafana's variables, replaced by what they stand for when a panel is drawn
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$report": ".*"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-                "offset", "inf", "nan"}
-PROMETHEUS_OWN = {"up"}   # written by Prometheus for each scrape target
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
+PROMETHEUS_OWN = {"up"}  # written by Prometheus for each scrape target
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is missing: `make install` installs Debian's prometheus package, which has it")
+        pytest.fail(
+            "promtool is missing: `make install` installs Debian's prometheus package, which has it"
+        )
     return path
 
 
@@ -43,7 +58,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     registry.register(LedgerCollector(ledger))
     names = set()
     for family in registry.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(
+            family.type, [""]
+        )
         names.update(family.name + suffix for suffix in suffixes)
     assert "saga_executions_total" in generate_latest(registry).decode()
     return names
@@ -55,7 +72,11 @@ def dashboard_queries() -> list[str]:
 
 
 def rule_queries() -> list[str]:
-    return [rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    return [
+        rule["expr"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def as_promql(expr: str) -> str:
@@ -70,43 +91,82 @@ def metric_names(expr: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    text = re.sub(r"[A-Za-z_][A-Za-z0-9_]*\s*\(", "(", text)      # function and aggregation names
-    return {word for word in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text) if word.lower() not in PROMQL_WORDS}
+    text = re.sub(r"[A-Za-z_][A-Za-z0-9_]*\s*\(", "(", text)  # function and aggregation names
+    return {
+        word
+        for word in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text)
+        if word.lower() not in PROMQL_WORDS
+    }
 
 
 def test_alert_rules_are_valid(promtool: str) -> None:
-    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alert_rules_fire_as_their_unit_tests_specify(promtool: str) -> None:
-    result = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=RULES.parent, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=RULES.parent,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
 def test_every_alert_rule_has_a_unit_test() -> None:
-    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
     tests = yaml.safe_load((RULES.parent / "alerts_test.yml").read_text())["tests"]
-    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
+    tested = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
     assert alerts == tested
 
 
 def test_the_required_alerts_exist() -> None:
-    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
-    assert {"SagaFailureRateHigh", "SagaStuck", "SagaNeedsManualIntervention", "SagaMetricsEndpointDown"} <= alerts
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    assert {
+        "SagaFailureRateHigh",
+        "SagaStuck",
+        "SagaNeedsManualIntervention",
+        "SagaMetricsEndpointDown",
+    } <= alerts
 
 
 def test_prometheus_config_is_valid_and_loads_the_rules(promtool: str) -> None:
     config = RULES.parent / "prometheus.yml"
-    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert yaml.safe_load(config.read_text())["rule_files"] == [RULES.name]
 
 
 def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": as_promql(expr)} for i, expr in enumerate(dashboard_queries())]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": as_promql(expr)}
+                    for i, expr in enumerate(dashboard_queries())
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump(rules))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
@@ -125,9 +185,10 @@ def test_alert_rules_use_only_metrics_the_project_exports(exported: set[str]) ->
 
 
 def test_the_metric_name_reader_finds_names_and_ignores_syntax() -> None:
-    assert metric_names('sum by (saga_name) (increase(saga_executions_total{status="x"}[1h])) '
-                        '/ on (saga_name) max(saga_sagas) > 0 and up == 1') == {
-        "saga_executions_total", "saga_sagas", "up"}
+    assert metric_names(
+        'sum by (saga_name) (increase(saga_executions_total{status="x"}[1h])) '
+        "/ on (saga_name) max(saga_sagas) > 0 and up == 1"
+    ) == {"saga_executions_total", "saga_sagas", "up"}
 
 
 def test_dashboard_has_the_views_engineers_need() -> None:
@@ -135,6 +196,8 @@ def test_dashboard_has_the_views_engineers_need() -> None:
     titles = " | ".join(p["title"].lower() for p in panels)
     for view in ("success rate", "slowest", "compensations", "stuck", "failed_needs_manual"):
         assert view in titles
-    assert any(p["type"] == "heatmap" and "saga_step_duration_seconds_bucket" in p["targets"][0]["expr"]
-               for p in panels)
+    assert any(
+        p["type"] == "heatmap" and "saga_step_duration_seconds_bucket" in p["targets"][0]["expr"]
+        for p in panels
+    )
     assert len({p["id"] for p in panels}) == len(panels)

@@ -19,8 +19,16 @@ MARK = "proxy_test_marker"
 
 @pytest.fixture
 def client(backend) -> TrinoClient:
-    return TrinoClient(TrinoSettings(host=backend.proxy.host, port=backend.proxy.port, user="proxy-tests",
-                                     catalog="lake", source="proxy-tests", request_timeout_seconds=10))
+    return TrinoClient(
+        TrinoSettings(
+            host=backend.proxy.host,
+            port=backend.proxy.port,
+            user="proxy-tests",
+            catalog="lake",
+            source="proxy-tests",
+            request_timeout_seconds=10,
+        )
+    )
 
 
 def statement(tag: str) -> Statement:
@@ -29,20 +37,32 @@ def statement(tag: str) -> Statement:
 
 def reached_server(backend, tag: str) -> bool:
     """Did a statement with this tag reach the server? (Its id on the server, from the proxy's log.)"""
-    return any(s.query_id and not s.query_id.endswith("_proxy")
-               for s in backend.statements("proxy-tests") if f"{MARK}_{tag}" in s.sql)
+    return any(
+        s.query_id and not s.query_id.endswith("_proxy")
+        for s in backend.statements("proxy-tests")
+        if f"{MARK}_{tag}" in s.sql
+    )
 
 
 def test_statements_pass_through_to_the_upstream(backend, client) -> None:
-    outcome = client.execute(Statement("SELECT count(*) FROM events WHERE event_type = ?", ["purchase"]))
+    outcome = client.execute(
+        Statement("SELECT count(*) FROM events WHERE event_type = ?", ["purchase"])
+    )
     assert outcome.rows[0][0] > 0
-    assert outcome.info_uri.startswith(backend.proxy.url)          # URLs point back at the proxy
+    assert outcome.info_uri.startswith(backend.proxy.url)  # URLs point back at the proxy
     assert client.query_info(outcome.query_id)["state"] == "FINISHED"
 
 
 def test_an_error_fault_fails_the_statement_before_the_server_sees_it(backend, client) -> None:
-    backend.inject(Fault(pattern=f"{MARK}_error", action="error", error_name="HIVE_METASTORE_ERROR",
-                         error_type="EXTERNAL", message="metastore down (injected)"))
+    backend.inject(
+        Fault(
+            pattern=f"{MARK}_error",
+            action="error",
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            message="metastore down (injected)",
+        )
+    )
     with pytest.raises(TransientStepError, match="metastore down") as failure:
         client.execute(statement("error"))
     assert failure.value.error_name == "HIVE_METASTORE_ERROR"
@@ -50,7 +70,9 @@ def test_an_error_fault_fails_the_statement_before_the_server_sees_it(backend, c
 
 
 def test_an_error_fault_applies_to_the_next_n_matching_statements(backend, client) -> None:
-    backend.inject(Fault(pattern=f"{MARK}_twice", action="error", error_name="PERMISSION_DENIED", times=2))
+    backend.inject(
+        Fault(pattern=f"{MARK}_twice", action="error", error_name="PERMISSION_DENIED", times=2)
+    )
     for _ in range(2):
         with pytest.raises(PermanentStepError, match="PERMISSION_DENIED"):
             client.execute(statement("twice"))
@@ -70,13 +92,19 @@ def test_a_stall_holds_the_statement_queued_then_runs_it(backend, client) -> Non
 
 def test_a_stall_cancelled_meanwhile_never_reaches_the_server(backend, client) -> None:
     backend.inject(Fault(pattern=f"{MARK}_cancelled", action="stall", seconds=30))
-    thread, outcome = run_in_thread(lambda: client.execute(statement("cancelled"), timeout_seconds=1))
+    thread, outcome = run_in_thread(
+        lambda: client.execute(statement("cancelled"), timeout_seconds=1)
+    )
     thread.join(15)
-    assert type(outcome.get("error")).__name__ == "StepTimedOut"   # cancelled in the proxy, synchronously
+    assert (
+        type(outcome.get("error")).__name__ == "StepTimedOut"
+    )  # cancelled in the proxy, synchronously
     assert not reached_server(backend, "cancelled")
 
 
-def test_a_drop_runs_the_statement_and_the_client_learns_its_outcome_by_lookup(backend, client) -> None:
+def test_a_drop_runs_the_statement_and_the_client_learns_its_outcome_by_lookup(
+    backend, client
+) -> None:
     backend.inject(Fault(pattern=f"{MARK}_ctas", action="drop"))
     table = f"scratch.{MARK}_table"
     client.execute(Statement(f"DROP TABLE IF EXISTS {table}", []))
@@ -84,13 +112,15 @@ def test_a_drop_runs_the_statement_and_the_client_learns_its_outcome_by_lookup(b
     assert outcome.update_type == "CREATE TABLE"
     assert client.execute(Statement(f"SELECT * FROM {table}", [])).rows == [[1]]
     submitted = [s for s in backend.statements("proxy-tests") if f"{MARK}_ctas" in s.sql]
-    assert len(submitted) == 1 and submitted[0].fault == "drop"          # looked up, never re-sent
+    assert len(submitted) == 1 and submitted[0].fault == "drop"  # looked up, never re-sent
     client.execute(Statement(f"DROP TABLE {table}", []))
 
 
 def test_the_fault_api_over_http_matches_the_local_engines(backend) -> None:
     url = f"{backend.proxy.url}/v1/local/faults"
-    created = requests.post(url, json={"pattern": "x", "action": "stall", "seconds": 1, "times": 3}, timeout=5)
+    created = requests.post(
+        url, json={"pattern": "x", "action": "stall", "seconds": 1, "times": 3}, timeout=5
+    )
     assert created.status_code == 201 and created.json()["times"] == 3
     assert [f["pattern"] for f in requests.get(url, timeout=5).json()] == ["x"]
     refused = requests.post(url, json={"pattern": "x", "action": "explode"}, timeout=5)
@@ -101,7 +131,9 @@ def test_the_fault_api_over_http_matches_the_local_engines(backend) -> None:
 
 def test_an_upstream_that_is_down_looks_like_a_lost_connection() -> None:
     with FaultProxy("http://127.0.0.1:9") as proxy:
-        client = TrinoClient(TrinoSettings(host=proxy.host, port=proxy.port, request_timeout_seconds=2))
+        client = TrinoClient(
+            TrinoSettings(host=proxy.host, port=proxy.port, request_timeout_seconds=2)
+        )
         with pytest.raises(TransientStepError) as failure:
             client.execute(Statement("SELECT 1", []))
     assert failure.value.error_name == "CONNECTION_LOST"

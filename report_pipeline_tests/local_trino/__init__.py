@@ -4,8 +4,10 @@ import pytest
 import trino
 
 # Runs for minutes on DuckDB unless stopped: for cancellation, kill and timeout tests.
-ENDLESS_QUERY = ("SELECT sum((a.sequential_number * b.sequential_number) % 7) "
-                 "FROM TABLE(sequence(1, 100000)) a CROSS JOIN TABLE(sequence(1, 100000)) b")
+ENDLESS_QUERY = (
+    "SELECT sum((a.sequential_number * b.sequential_number) % 7) "
+    "FROM TABLE(sequence(1, 100000)) a CROSS JOIN TABLE(sequence(1, 100000)) b"
+)
 
 
 def error_name_of(cursor: trino.dbapi.Cursor, sql: str) -> str:

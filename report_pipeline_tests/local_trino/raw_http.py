@@ -15,7 +15,7 @@ class Answer:
     status: int
     headers: http.client.HTTPMessage
     body: bytes
-    raw: bytes           # everything the server sent, status line and headers included
+    raw: bytes  # everything the server sent, status line and headers included
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -43,7 +43,9 @@ def parse(raw: bytes) -> Answer:
     return Answer(response.status, response.headers, response.read(), raw)
 
 
-def exchange(port: int, request: bytes, *, close_write: bool = False, timeout: float = 10.0) -> Answer:
+def exchange(
+    port: int, request: bytes, *, close_write: bool = False, timeout: float = 10.0
+) -> Answer:
     """Send `request` as is (then half-close if asked), and parse what comes back until the server closes."""
     with connect(port, timeout) as sock:
         sock.sendall(request)
@@ -62,6 +64,8 @@ def seconds_until_closed(sock: socket.socket) -> tuple[float, bytes]:
 def post_statement(sql_bytes: bytes, content_length: int | None, extra_headers: str = "") -> bytes:
     """A POST /v1/statement request whose Content-Length need not match its body."""
     length = f"Content-Length: {content_length}\r\n" if content_length is not None else ""
-    head = (f"POST /v1/statement HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trino-User: tester\r\n"
-            f"X-Trino-Catalog: lake\r\nX-Trino-Schema: scratch\r\n{length}{extra_headers}\r\n")
+    head = (
+        f"POST /v1/statement HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trino-User: tester\r\n"
+        f"X-Trino-Catalog: lake\r\nX-Trino-Schema: scratch\r\n{length}{extra_headers}\r\n"
+    )
     return head.encode() + sql_bytes

@@ -66,7 +66,9 @@ def test_recent_queries_are_listed_in_system_runtime_queries(local_trino, cursor
     cursor.execute("SELECT 'runtime probe'")
     cursor.fetchall()
     probe_id = cursor.query_id
-    cursor.execute("SELECT state, query, error_code FROM system.runtime.queries WHERE query_id = ?", [probe_id])
+    cursor.execute(
+        "SELECT state, query, error_code FROM system.runtime.queries WHERE query_id = ?", [probe_id]
+    )
     assert cursor.fetchall() == [["FINISHED", "SELECT 'runtime probe'", None]]
 
 
@@ -74,14 +76,16 @@ def test_failed_query_shows_its_error_in_system_runtime_queries(cursor) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError):
         cursor.execute("SELECT * FROM runtime_missing_table")
     failed_id = cursor.query_id
-    cursor.execute("SELECT state, error_type, error_code FROM system.runtime.queries WHERE query_id = ?",
-                   [failed_id])
+    cursor.execute(
+        "SELECT state, error_type, error_code FROM system.runtime.queries WHERE query_id = ?",
+        [failed_id],
+    )
     assert cursor.fetchall() == [["FAILED", "USER_ERROR", "TABLE_NOT_FOUND"]]
 
 
 def test_unknown_query_lookup_is_gone(local_trino) -> None:
     response = requests.get(f"{local_trino.url}/v1/query/20260101_000000_99999_zzzzz", timeout=10)
-    assert response.status_code == 410   # as Trino 476 answers for a query it does not know
+    assert response.status_code == 410  # as Trino 476 answers for a query it does not know
     assert response.json()["error"]["errorName"] == "NOT_FOUND"
 
 
@@ -99,8 +103,10 @@ def test_kill_query_fails_the_target_with_the_message(local_trino, connect) -> N
     victim = connect().cursor()
     thread, outcome, query = start_endless(victim, local_trino)
     admin = connect().cursor()
-    admin.execute("CALL system.runtime.kill_query(query_id => ?, message => ?)", [query.id, "runaway report"])
-    assert admin.fetchall() == []   # Trino answers CALL with no columns
+    admin.execute(
+        "CALL system.runtime.kill_query(query_id => ?, message => ?)", [query.id, "runaway report"]
+    )
+    assert admin.fetchall() == []  # Trino answers CALL with no columns
     thread.join(STOPPED_WITHIN)
     error = outcome["error"]
     assert error.error_name == "ADMINISTRATIVELY_KILLED"
@@ -110,7 +116,9 @@ def test_kill_query_fails_the_target_with_the_message(local_trino, connect) -> N
 
 def test_kill_of_an_unknown_query_is_not_found(cursor) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
-        cursor.execute("CALL system.runtime.kill_query(query_id => '20260101_000000_99999_zzzzz', message => 'x')")
+        cursor.execute(
+            "CALL system.runtime.kill_query(query_id => '20260101_000000_99999_zzzzz', message => 'x')"
+        )
     assert raised.value.error_name == "NOT_FOUND"
 
 
@@ -122,30 +130,41 @@ def test_query_max_run_time_fails_a_long_statement(connect) -> None:
         cursor.fetchall()
     assert raised.value.error_name == "EXCEEDED_TIME_LIMIT"
     assert raised.value.error_type == "INSUFFICIENT_RESOURCES"
-    assert time.monotonic() - started < STOPPED_WITHIN    # (the statement itself never ends)
+    assert time.monotonic() - started < STOPPED_WITHIN  # (the statement itself never ends)
 
 
 @pytest.fixture
 def progress_input(connect):
     """Two million rows to scan; dropped afterwards."""
     setup = connect().cursor()
-    setup.execute("CREATE TABLE scratch.progress_input AS SELECT sequential_number AS x FROM TABLE(sequence(0, 1999999))")
+    setup.execute(
+        "CREATE TABLE scratch.progress_input AS SELECT sequential_number AS x FROM TABLE(sequence(0, 1999999))"
+    )
     setup.fetchall()
     yield "scratch.progress_input"
     setup.execute("DROP TABLE scratch.progress_input")
     setup.fetchall()
 
 
-def test_progress_stats_advance_while_a_statement_runs(local_trino, connect, progress_input) -> None:
+def test_progress_stats_advance_while_a_statement_runs(
+    local_trino, connect, progress_input
+) -> None:
     seen: list[dict] = []
     cursor = connect().cursor(stats_callback=seen.append)
     # runs for minutes unless cancelled: the test awaits progress instead of racing the statement's end
-    thread, outcome = run_in_thread(lambda: cursor.execute(
-        f"SELECT sum((p.x * r.sequential_number) % 7) FROM {progress_input} p CROSS JOIN TABLE(sequence(1, 100000)) r")
-        and cursor.fetchall())
+    thread, outcome = run_in_thread(
+        lambda: (
+            cursor.execute(
+                f"SELECT sum((p.x * r.sequential_number) % 7) FROM {progress_input} p CROSS JOIN TABLE(sequence(1, 100000)) r"
+            )
+            and cursor.fetchall()
+        )
+    )
 
     def running() -> list[dict]:
-        return [s for s in list(seen) if s["state"] == "RUNNING" and s.get("progressPercentage", 0) > 0]
+        return [
+            s for s in list(seen) if s["state"] == "RUNNING" and s.get("progressPercentage", 0) > 0
+        ]
 
     wait_until(lambda: len({s["progressPercentage"] for s in running()}) >= 2, timeout=60)
     cursor.cancel()
@@ -163,4 +182,8 @@ def test_final_stats_count_every_input_row_at_full_progress(connect, progress_in
     cursor = connect().cursor(stats_callback=seen.append)
     cursor.execute(f"SELECT count(*) FROM {progress_input}")
     assert cursor.fetchall() == [[2000000]]
-    assert (seen[-1]["state"], seen[-1]["progressPercentage"], seen[-1]["processedRows"]) == ("FINISHED", 100, 2000000)
+    assert (seen[-1]["state"], seen[-1]["progressPercentage"], seen[-1]["processedRows"]) == (
+        "FINISHED",
+        100,
+        2000000,
+    )

@@ -14,7 +14,9 @@ def test_quick_statements_finish_while_a_slow_one_runs(local_trino, connect) -> 
     local_trino.inject(Fault(pattern="slow_neighbour", action="stall", seconds=4))
     slow_cursor = connect().cursor()
     with ThreadPoolExecutor(9) as pool:
-        slow = pool.submit(lambda: slow_cursor.execute("SELECT 'slow_neighbour'") and slow_cursor.fetchall())
+        slow = pool.submit(
+            lambda: slow_cursor.execute("SELECT 'slow_neighbour'") and slow_cursor.fetchall()
+        )
         time.sleep(0.2)
         started = time.monotonic()
 

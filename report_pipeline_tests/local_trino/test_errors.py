@@ -13,20 +13,23 @@ import trino
 from report_pipeline.local_trino import Fault, LocalTrino
 
 
-@pytest.mark.parametrize(("sql", "error_name"), [
-    ("SELEC 1", "SYNTAX_ERROR"),
-    ("SELECT 1; SELECT 2", "SYNTAX_ERROR"),
-    ("SELECT 1;", "SYNTAX_ERROR"),
-    ("SELECT * FROM no_such_table", "TABLE_NOT_FOUND"),
-    ("SELECT no_such_column FROM events", "COLUMN_NOT_FOUND"),
-    ("SELECT * FROM no_such_catalog.analytics.events", "CATALOG_NOT_FOUND"),
-    ("SELECT 1 / 0", "DIVISION_BY_ZERO"),
-    ("SELECT CAST('abc' AS integer)", "INVALID_CAST_ARGUMENT"),
-    ("SELECT format_datetime(current_timestamp, 'yyyy-MM-dd')", "NOT_SUPPORTED"),
-    ("CREATE TABLE analytics.events AS SELECT 1 AS x", "TABLE_ALREADY_EXISTS"),
-    ("SET SESSION no_such_property = 1", "INVALID_SESSION_PROPERTY"),
-    ("CALL system.runtime.no_such_procedure()", "PROCEDURE_NOT_FOUND"),
-])
+@pytest.mark.parametrize(
+    ("sql", "error_name"),
+    [
+        ("SELEC 1", "SYNTAX_ERROR"),
+        ("SELECT 1; SELECT 2", "SYNTAX_ERROR"),
+        ("SELECT 1;", "SYNTAX_ERROR"),
+        ("SELECT * FROM no_such_table", "TABLE_NOT_FOUND"),
+        ("SELECT no_such_column FROM events", "COLUMN_NOT_FOUND"),
+        ("SELECT * FROM no_such_catalog.analytics.events", "CATALOG_NOT_FOUND"),
+        ("SELECT 1 / 0", "DIVISION_BY_ZERO"),
+        ("SELECT CAST('abc' AS integer)", "INVALID_CAST_ARGUMENT"),
+        ("SELECT format_datetime(current_timestamp, 'yyyy-MM-dd')", "NOT_SUPPORTED"),
+        ("CREATE TABLE analytics.events AS SELECT 1 AS x", "TABLE_ALREADY_EXISTS"),
+        ("SET SESSION no_such_property = 1", "INVALID_SESSION_PROPERTY"),
+        ("CALL system.runtime.no_such_procedure()", "PROCEDURE_NOT_FOUND"),
+    ],
+)
 def test_user_error_is_raised_as_trino_user_error(cursor, sql: str, error_name: str) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute(sql)
@@ -54,15 +57,26 @@ def test_untranslatable_function_is_named_in_the_error(cursor) -> None:
     assert "format_datetime" in raised.value.message
 
 
-@pytest.mark.parametrize(("error_name", "error_type", "exception"), [
-    ("HIVE_METASTORE_ERROR", "EXTERNAL", trino.exceptions.TrinoExternalError),
-    ("EXCEEDED_GLOBAL_MEMORY_LIMIT", None, trino.exceptions.TrinoQueryError),
-    ("GENERIC_INTERNAL_ERROR", None, trino.exceptions.TrinoQueryError),
-])
-def test_error_type_decides_the_client_exception(local_trino: LocalTrino, cursor, error_name, error_type,
-                                                  exception) -> None:
-    local_trino.inject(Fault(pattern="error_kind_probe", action="error", error_name=error_name,
-                             error_type=error_type, message="boom"))
+@pytest.mark.parametrize(
+    ("error_name", "error_type", "exception"),
+    [
+        ("HIVE_METASTORE_ERROR", "EXTERNAL", trino.exceptions.TrinoExternalError),
+        ("EXCEEDED_GLOBAL_MEMORY_LIMIT", None, trino.exceptions.TrinoQueryError),
+        ("GENERIC_INTERNAL_ERROR", None, trino.exceptions.TrinoQueryError),
+    ],
+)
+def test_error_type_decides_the_client_exception(
+    local_trino: LocalTrino, cursor, error_name, error_type, exception
+) -> None:
+    local_trino.inject(
+        Fault(
+            pattern="error_kind_probe",
+            action="error",
+            error_name=error_name,
+            error_type=error_type,
+            message="boom",
+        )
+    )
     with pytest.raises(exception) as raised:
         cursor.execute("SELECT 'error_kind_probe'")
     assert raised.value.error_name == error_name
@@ -71,51 +85,74 @@ def test_error_type_decides_the_client_exception(local_trino: LocalTrino, cursor
 
 def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: LocalTrino) -> None:
     headers = {"X-Trino-User": "tester", "X-Trino-Catalog": "lake", "X-Trino-Schema": "analytics"}
-    document = requests.post(f"{local_trino.url}/v1/statement", data="SELECT * FROM missing_table",
-                             headers=headers, timeout=10).json()
+    document = requests.post(
+        f"{local_trino.url}/v1/statement",
+        data="SELECT * FROM missing_table",
+        headers=headers,
+        timeout=10,
+    ).json()
     while "nextUri" in document:
         document = requests.get(document["nextUri"], timeout=10).json()
     error = document["error"]
     assert document["stats"]["state"] == "FAILED"
-    assert (error["errorName"], error["errorCode"], error["errorType"]) == ("TABLE_NOT_FOUND", 46, "USER_ERROR")
+    assert (error["errorName"], error["errorCode"], error["errorType"]) == (
+        "TABLE_NOT_FOUND",
+        46,
+        "USER_ERROR",
+    )
     assert error["failureInfo"]["message"] == error["message"]
 
 
 # --- Trino's analysis errors, where DuckDB would fail otherwise or answer ----------------------------
 
-@pytest.mark.parametrize(("sql", "error_name"), [
-    ("SELECT TIMESTAMP '2026-13-45 00:00:00'", "INVALID_LITERAL"),
-    ("SELECT DATE 'yesterday'", "INVALID_LITERAL"),
-    ("SELECT TIMESTAMP '2026-03-08 02:30:00 America/New_York'", "INVALID_LITERAL"),   # a daylight-saving gap
-    ("SELECT e.user_id FROM events AS x", "COLUMN_NOT_FOUND"),
-    ("SELECT CAST(1 AS no_such_type)", "TYPE_MISMATCH"),
-    ("SELECT id FROM users a JOIN users b ON a.id = b.id", "AMBIGUOUS_NAME"),
-    ("WITH a AS (SELECT 1 AS x), a AS (SELECT 2 AS x) SELECT * FROM a", "DUPLICATE_NAMED_QUERY"),
-    ("SELECT * FROM (VALUES (1, 2)) AS t(a)", "MISMATCHED_COLUMN_ALIASES"),
-    ("SELECT 1 = '1'", "TYPE_MISMATCH"),
-    ("SELECT 'a' + 1", "TYPE_MISMATCH"),
-    ("SELECT * FROM events WHERE event_date = 5", "TYPE_MISMATCH"),
-    ("SELECT CASE WHEN true THEN 1 ELSE 'one' END", "TYPE_MISMATCH"),
-    ("SELECT ARRAY[1, 'a']", "TYPE_MISMATCH"),
-    ("SELECT 1 UNION SELECT 'a'", "TYPE_MISMATCH"),
-    ("SELECT * FROM events WHERE event_type", "TYPE_MISMATCH"),
-    ("SELECT CAST(300 AS tinyint)", "NUMERIC_VALUE_OUT_OF_RANGE"),
-    ("SELECT max(count(*)) FROM events", "NESTED_AGGREGATION"),
-    ("SELECT sum(rank() OVER (ORDER BY id)) FROM users", "NESTED_WINDOW"),
-    ("SELECT count(*) FROM events WHERE count(*) > 1", "EXPRESSION_NOT_SCALAR"),
-    ("SELECT id FROM users ORDER BY 2", "INVALID_COLUMN_REFERENCE"),
-    ("SELECT x, sum(x) OVER (ORDER BY x ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW) FROM (VALUES 1) AS t(x)",
-     "INVALID_WINDOW_FRAME"),
-    ("SELECT * FROM users LIMIT -1", "SYNTAX_ERROR"),
-    ("SET SESSION no_such_catalog.some_property = 1", "CATALOG_NOT_FOUND"),
-    ("SET SESSION lake.no_such_property = 1", "INVALID_SESSION_PROPERTY"),
-    ("SET SESSION join_distribution_type = 'SIDEWAYS'", "INVALID_SESSION_PROPERTY"),
-    ("CREATE TABLE analytics.err_unnamed AS SELECT 1", "MISSING_COLUMN_NAME"),
-    ("CREATE TABLE analytics.err_unknown AS SELECT NULL AS x", "COLUMN_TYPE_UNKNOWN"),
-    ("CREATE TABLE analytics.err_duplicate (a integer, a varchar)", "DUPLICATE_COLUMN_NAME"),
-    ("CREATE TABLE analytics.err_type (a no_such_type)", "TYPE_NOT_FOUND"),
-    ("CREATE VIEW analytics.err_view AS SELECT 1 AS x", "NOT_SUPPORTED"),   # PostgreSQL connector
-])
+
+@pytest.mark.parametrize(
+    ("sql", "error_name"),
+    [
+        ("SELECT TIMESTAMP '2026-13-45 00:00:00'", "INVALID_LITERAL"),
+        ("SELECT DATE 'yesterday'", "INVALID_LITERAL"),
+        (
+            "SELECT TIMESTAMP '2026-03-08 02:30:00 America/New_York'",
+            "INVALID_LITERAL",
+        ),  # a daylight-saving gap
+        ("SELECT e.user_id FROM events AS x", "COLUMN_NOT_FOUND"),
+        ("SELECT CAST(1 AS no_such_type)", "TYPE_MISMATCH"),
+        ("SELECT id FROM users a JOIN users b ON a.id = b.id", "AMBIGUOUS_NAME"),
+        (
+            "WITH a AS (SELECT 1 AS x), a AS (SELECT 2 AS x) SELECT * FROM a",
+            "DUPLICATE_NAMED_QUERY",
+        ),
+        ("SELECT * FROM (VALUES (1, 2)) AS t(a)", "MISMATCHED_COLUMN_ALIASES"),
+        ("SELECT 1 = '1'", "TYPE_MISMATCH"),
+        ("SELECT 'a' + 1", "TYPE_MISMATCH"),
+        ("SELECT * FROM events WHERE event_date = 5", "TYPE_MISMATCH"),
+        ("SELECT CASE WHEN true THEN 1 ELSE 'one' END", "TYPE_MISMATCH"),
+        ("SELECT ARRAY[1, 'a']", "TYPE_MISMATCH"),
+        ("SELECT 1 UNION SELECT 'a'", "TYPE_MISMATCH"),
+        ("SELECT * FROM events WHERE event_type", "TYPE_MISMATCH"),
+        ("SELECT CAST(300 AS tinyint)", "NUMERIC_VALUE_OUT_OF_RANGE"),
+        ("SELECT max(count(*)) FROM events", "NESTED_AGGREGATION"),
+        ("SELECT sum(rank() OVER (ORDER BY id)) FROM users", "NESTED_WINDOW"),
+        ("SELECT count(*) FROM events WHERE count(*) > 1", "EXPRESSION_NOT_SCALAR"),
+        ("SELECT id FROM users ORDER BY 2", "INVALID_COLUMN_REFERENCE"),
+        (
+            "SELECT x, sum(x) OVER (ORDER BY x ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW) FROM (VALUES 1) AS t(x)",
+            "INVALID_WINDOW_FRAME",
+        ),
+        ("SELECT * FROM users LIMIT -1", "SYNTAX_ERROR"),
+        ("SET SESSION no_such_catalog.some_property = 1", "CATALOG_NOT_FOUND"),
+        ("SET SESSION lake.no_such_property = 1", "INVALID_SESSION_PROPERTY"),
+        ("SET SESSION join_distribution_type = 'SIDEWAYS'", "INVALID_SESSION_PROPERTY"),
+        ("CREATE TABLE analytics.err_unnamed AS SELECT 1", "MISSING_COLUMN_NAME"),
+        ("CREATE TABLE analytics.err_unknown AS SELECT NULL AS x", "COLUMN_TYPE_UNKNOWN"),
+        ("CREATE TABLE analytics.err_duplicate (a integer, a varchar)", "DUPLICATE_COLUMN_NAME"),
+        ("CREATE TABLE analytics.err_type (a no_such_type)", "TYPE_NOT_FOUND"),
+        (
+            "CREATE VIEW analytics.err_view AS SELECT 1 AS x",
+            "NOT_SUPPORTED",
+        ),  # PostgreSQL connector
+    ],
+)
 def test_analysis_error_is_trinos(cursor, sql: str, error_name: str) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute(sql)
@@ -123,13 +160,16 @@ def test_analysis_error_is_trinos(cursor, sql: str, error_name: str) -> None:
     assert raised.value.error_name == error_name
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT TIMESTAMP '2026-01-01 1:2'",
-    "SELECT DATE '2026-1-1'",
-    "SELECT 1 = 1.5, 'a' = 'b', DATE '2026-01-01' < TIMESTAMP '2026-01-02 00:00:00'",
-    "SELECT CASE WHEN true THEN 1 ELSE 2.5 END",
-    "SELECT * FROM (VALUES (1, 2)) AS t(a, b)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT TIMESTAMP '2026-01-01 1:2'",
+        "SELECT DATE '2026-1-1'",
+        "SELECT 1 = 1.5, 'a' = 'b', DATE '2026-01-01' < TIMESTAMP '2026-01-02 00:00:00'",
+        "SELECT CASE WHEN true THEN 1 ELSE 2.5 END",
+        "SELECT * FROM (VALUES (1, 2)) AS t(a, b)",
+    ],
+)
 def test_what_trino_accepts_still_answers(cursor, sql: str) -> None:
     cursor.execute(sql)
     assert len(cursor.fetchall()) == 1
@@ -192,13 +232,18 @@ def test_drop_of_a_schema_with_tables_is_schema_not_empty(cursor, orders) -> Non
     assert raised.value.error_name == "SCHEMA_NOT_EMPTY"
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE {t} SET amount = amount * 2 WHERE id = 2",      # SET from a column
-    "DELETE FROM {t} WHERE lower(customer) LIKE '%n'",     # a function of a column
-    "DELETE FROM {t} WHERE customer > 'a'",                # a text range: PostgreSQL's collation
-    "MERGE INTO {t} t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DELETE",
-])
-def test_row_changes_the_postgresql_connector_cannot_push_down_are_not_supported(cursor, orders, statement) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {t} SET amount = amount * 2 WHERE id = 2",  # SET from a column
+        "DELETE FROM {t} WHERE lower(customer) LIKE '%n'",  # a function of a column
+        "DELETE FROM {t} WHERE customer > 'a'",  # a text range: PostgreSQL's collation
+        "MERGE INTO {t} t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+    ],
+)
+def test_row_changes_the_postgresql_connector_cannot_push_down_are_not_supported(
+    cursor, orders, statement
+) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute(statement.format(t=orders))
     assert raised.value.error_name == "NOT_SUPPORTED"
@@ -206,13 +251,18 @@ def test_row_changes_the_postgresql_connector_cannot_push_down_are_not_supported
     assert cursor.fetchall() == [[decimal.Decimal("60.00")]]
 
 
-@pytest.mark.parametrize(("statement", "count"), [
-    ("UPDATE {t} SET amount = 5, customer = 'x' WHERE id = 2", 1),
-    ("UPDATE {t} SET amount = 2 * 3 WHERE id BETWEEN 1 AND 2", 2),
-    ("DELETE FROM {t} WHERE id + 1 = 2 AND customer = 'ann'", 1),
-    ("DELETE FROM {t} WHERE customer IN ('ann', 'bob') OR customer IS NULL", 2),
-    ("DELETE FROM {t}", 3),
-])
-def test_row_changes_the_postgresql_connector_pushes_down_run(cursor, orders, statement, count) -> None:
+@pytest.mark.parametrize(
+    ("statement", "count"),
+    [
+        ("UPDATE {t} SET amount = 5, customer = 'x' WHERE id = 2", 1),
+        ("UPDATE {t} SET amount = 2 * 3 WHERE id BETWEEN 1 AND 2", 2),
+        ("DELETE FROM {t} WHERE id + 1 = 2 AND customer = 'ann'", 1),
+        ("DELETE FROM {t} WHERE customer IN ('ann', 'bob') OR customer IS NULL", 2),
+        ("DELETE FROM {t}", 3),
+    ],
+)
+def test_row_changes_the_postgresql_connector_pushes_down_run(
+    cursor, orders, statement, count
+) -> None:
     cursor.execute(statement.format(t=orders))
     assert cursor.fetchall() == [[count]]

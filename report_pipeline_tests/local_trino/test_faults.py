@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -18,8 +18,16 @@ def test_no_fault_is_active_by_default(local_trino: LocalTrino) -> None:
 
 
 def test_error_fault_fails_the_next_n_matching_statements_then_retires(local_trino, cursor) -> None:
-    local_trino.inject(Fault(pattern=r"fault_target", action="error", times=2,
-                             error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL", message="metastore down"))
+    local_trino.inject(
+        Fault(
+            pattern=r"fault_target",
+            action="error",
+            times=2,
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            message="metastore down",
+        )
+    )
     for _ in range(2):
         with pytest.raises(trino.exceptions.TrinoExternalError) as raised:
             cursor.execute("SELECT 'fault_target'")
@@ -46,13 +54,14 @@ def test_stalled_statement_reports_running_and_can_be_cancelled(local_trino, con
     local_trino.inject(Fault(pattern=r"stall_cancel", action="stall", seconds=60))
     cursor = connect().cursor()
     from report_pipeline_tests.conftest import run_in_thread
+
     thread, outcome = run_in_thread(lambda: cursor.execute("SELECT 'stall_cancel'"))
     # as in test_cancellation.start_endless: a cancel before the client stores its next URI is a no-op
     wait_until(lambda: cursor.query_id is not None and cursor._query._next_uri is not None)
     query = local_trino.engine.get(cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     cursor.cancel()
-    assert query.stopped.wait(15)    # well inside the stall: the cancel, not the clock, ended it
+    assert query.stopped.wait(15)  # well inside the stall: the cancel, not the clock, ended it
     thread.join(15)
     assert query.error.name == "USER_CANCELED"
 
@@ -61,7 +70,10 @@ def test_a_released_stall_lets_its_statement_run_on(local_trino, connect) -> Non
     stall = local_trino.inject(Fault(pattern=r"stall_release", action="stall", seconds=600))
     cursor = connect().cursor()
     from report_pipeline_tests.conftest import run_in_thread
-    thread, outcome = run_in_thread(lambda: cursor.execute("SELECT 'stall_release'") and cursor.fetchall())
+
+    thread, outcome = run_in_thread(
+        lambda: cursor.execute("SELECT 'stall_release'") and cursor.fetchall()
+    )
     wait_until(lambda: cursor.query_id is not None)
     wait_until(lambda: local_trino.engine.get(cursor.query_id).state.value == "RUNNING")
     stall.release()
@@ -89,8 +101,16 @@ def test_drop_fault_loses_the_connection_but_the_statement_completes(local_trino
 
 def test_faults_are_managed_over_http(local_trino: LocalTrino) -> None:
     url = f"{local_trino.url}/v1/local/faults"
-    created = requests.post(url, json={"pattern": "http_fault", "action": "error",
-                                       "error_name": "TABLE_NOT_FOUND", "times": 3}, timeout=10)
+    created = requests.post(
+        url,
+        json={
+            "pattern": "http_fault",
+            "action": "error",
+            "error_name": "TABLE_NOT_FOUND",
+            "times": 3,
+        },
+        timeout=10,
+    )
     assert created.status_code == 201
     assert created.json()["times"] == 3
     assert [f["pattern"] for f in requests.get(url, timeout=10).json()] == ["http_fault"]
@@ -98,13 +118,16 @@ def test_faults_are_managed_over_http(local_trino: LocalTrino) -> None:
     assert requests.get(url, timeout=10).json() == []
 
 
-@pytest.mark.parametrize("spec", [
-    {"pattern": "x", "action": "explode"},
-    {"pattern": "x", "action": "error", "error_name": "NOT_A_TRINO_ERROR"},
-    {"pattern": "x", "action": "stall"},
-    {"pattern": "(", "action": "error"},
-    {"pattern": "x", "action": "error", "times": 0},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"pattern": "x", "action": "explode"},
+        {"pattern": "x", "action": "error", "error_name": "NOT_A_TRINO_ERROR"},
+        {"pattern": "x", "action": "stall"},
+        {"pattern": "(", "action": "error"},
+        {"pattern": "x", "action": "error", "times": 0},
+    ],
+)
 def test_invalid_fault_is_rejected_with_400(local_trino: LocalTrino, spec: dict) -> None:
     response = requests.post(f"{local_trino.url}/v1/local/faults", json=spec, timeout=10)
     assert response.status_code == 400
@@ -119,12 +142,20 @@ def plain_engine() -> Iterator[LocalTrino]:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
-def test_plain_engine_answers_the_fault_api_as_an_unknown_resource(plain_engine: LocalTrino, method: str) -> None:
+def test_plain_engine_answers_the_fault_api_as_an_unknown_resource(
+    plain_engine: LocalTrino, method: str
+) -> None:
     body = {"pattern": "x", "action": "error"} if method == "POST" else None
-    response = requests.request(method, f"{plain_engine.url}/v1/local/faults", json=body, timeout=10)
-    unknown = requests.request(method, f"{plain_engine.url}/v1/local/nothing", json=body, timeout=10)
+    response = requests.request(
+        method, f"{plain_engine.url}/v1/local/faults", json=body, timeout=10
+    )
+    unknown = requests.request(
+        method, f"{plain_engine.url}/v1/local/nothing", json=body, timeout=10
+    )
     assert response.status_code == unknown.status_code == 404
-    assert response.json()["error"]["errorName"] == unknown.json()["error"]["errorName"] == "NOT_FOUND"
+    assert (
+        response.json()["error"]["errorName"] == unknown.json()["error"]["errorName"] == "NOT_FOUND"
+    )
     assert plain_engine.engine.faults.list() == []
 
 

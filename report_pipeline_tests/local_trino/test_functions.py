@@ -24,22 +24,34 @@ def test_millisecond_is_the_fraction_of_the_second(cursor) -> None:
     assert _one(cursor, "SELECT millisecond(TIMESTAMP '2026-01-01 13:14:15.678')") == [678]
 
 
-def test_extract_day_of_week_is_iso(cursor) -> None:   # 2026-07-04 is a Saturday
-    assert _one(cursor, "SELECT EXTRACT(DAY_OF_WEEK FROM DATE '2026-07-04'), EXTRACT(DOW FROM DATE '2026-07-05')") == [6, 7]
+def test_extract_day_of_week_is_iso(cursor) -> None:  # 2026-07-04 is a Saturday
+    assert _one(
+        cursor,
+        "SELECT EXTRACT(DAY_OF_WEEK FROM DATE '2026-07-04'), EXTRACT(DOW FROM DATE '2026-07-05')",
+    ) == [6, 7]
 
 
 def test_substr_from_zero_is_empty(cursor) -> None:
-    assert _one(cursor, "SELECT substr('abc', 0), substr('abc', -5), substr('abc', 2)") == ["", "", "bc"]
+    assert _one(cursor, "SELECT substr('abc', 0), substr('abc', -5), substr('abc', 2)") == [
+        "",
+        "",
+        "bc",
+    ]
 
 
 def test_split_with_a_limit_keeps_the_rest_unsplit(cursor) -> None:
     # from a column: of a literal, the result's varchar(n) bound is refused
     assert _one(cursor, "SELECT split(s, ',', 2), split(s, ',', 5) FROM (VALUES 'a,b,c') t(s)") == [
-        ["a", "b,c"], ["a", "b", "c"]]
+        ["a", "b,c"],
+        ["a", "b", "c"],
+    ]
 
 
 def test_split_part_beyond_the_parts_is_null(cursor) -> None:
-    assert _one(cursor, "SELECT split_part('a,b', ',', 5), split_part('a,b', ',', 2)") == [None, "b"]
+    assert _one(cursor, "SELECT split_part('a,b', ',', 5), split_part('a,b', ',', 2)") == [
+        None,
+        "b",
+    ]
 
 
 def test_split_part_index_zero_fails(cursor) -> None:
@@ -47,17 +59,23 @@ def test_split_part_index_zero_fails(cursor) -> None:
 
 
 def test_regexp_extract_without_match_is_null(cursor) -> None:
-    assert _one(cursor, r"SELECT regexp_extract(s, '\d+'), regexp_extract(s || '1', '\d') FROM (VALUES 'abc') t(s)") == [
-        None, "1"]
+    assert _one(
+        cursor,
+        r"SELECT regexp_extract(s, '\d+'), regexp_extract(s || '1', '\d') FROM (VALUES 'abc') t(s)",
+    ) == [None, "1"]
 
 
 def test_regexp_replace_applies_dollar_group_references(cursor) -> None:
-    sql = r"SELECT regexp_replace(d, '(\d+)-(\d+)-(\d+)', '$3/$2/$1') FROM (VALUES '2026-01-07') t(d)"
+    sql = (
+        r"SELECT regexp_replace(d, '(\d+)-(\d+)-(\d+)', '$3/$2/$1') FROM (VALUES '2026-01-07') t(d)"
+    )
     assert _one(cursor, sql) == ["07/01/2026"]
 
 
 def test_sha1_is_a_varbinary_digest(cursor) -> None:
-    assert _one(cursor, "SELECT to_hex(sha1(to_utf8('abc')))") == ["A9993E364706816ABA3E25717850C26C9CD0D89D"]
+    assert _one(cursor, "SELECT to_hex(sha1(to_utf8('abc')))") == [
+        "A9993E364706816ABA3E25717850C26C9CD0D89D"
+    ]
 
 
 def test_sha512_is_refused(cursor) -> None:
@@ -77,7 +95,9 @@ def test_format_with_string_and_integer_conversions(cursor) -> None:
 
 
 def test_cast_json_string_to_varchar_is_its_value(cursor) -> None:
-    assert _one(cursor, """SELECT CAST(json_extract('{"x": "text"}', '$.x') AS varchar)""") == ["text"]
+    assert _one(cursor, """SELECT CAST(json_extract('{"x": "text"}', '$.x') AS varchar)""") == [
+        "text"
+    ]
 
 
 def test_cast_anonymous_row_to_json_has_empty_keys(cursor) -> None:
@@ -143,14 +163,17 @@ def test_sequence_counts_down_and_is_bounded(cursor) -> None:
     assert _error(cursor, "SELECT sequence(1, 100000)") == "INVALID_FUNCTION_ARGUMENT"
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT date_add('fortnight', 1, DATE '2026-01-01')",
-    "SELECT element_at(ARRAY[1, 2], 0)",
-    "SELECT ARRAY[1, 2][3]",
-    "SELECT from_iso8601_date('2026/01/01')",
-    "SELECT lpad('a', -1, 'x')",
-    "SELECT repeat(7, -1)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT date_add('fortnight', 1, DATE '2026-01-01')",
+        "SELECT element_at(ARRAY[1, 2], 0)",
+        "SELECT ARRAY[1, 2][3]",
+        "SELECT from_iso8601_date('2026/01/01')",
+        "SELECT lpad('a', -1, 'x')",
+        "SELECT repeat(7, -1)",
+    ],
+)
 def test_invalid_arguments_fail_as_in_trino(cursor, sql: str) -> None:
     assert _error(cursor, sql) == "INVALID_FUNCTION_ARGUMENT"
 
@@ -159,7 +182,10 @@ def test_fail_raises_a_user_error_with_its_message(cursor) -> None:
     with pytest.raises(TrinoUserError) as caught:
         cursor.execute("SELECT fail('report check failed')")
         cursor.fetchall()
-    assert (caught.value.error_name, caught.value.message) == ("GENERIC_USER_ERROR", "report check failed")
+    assert (caught.value.error_name, caught.value.message) == (
+        "GENERIC_USER_ERROR",
+        "report check failed",
+    )
 
 
 def test_length_of_varbinary_counts_bytes(cursor) -> None:
@@ -167,15 +193,20 @@ def test_length_of_varbinary_counts_bytes(cursor) -> None:
 
 
 def test_current_timezone_is_the_sessions(cursor) -> None:
-    assert _one(cursor, "SELECT current_timezone()") == [cursor.connection._client_session.timezone or "UTC"]
+    assert _one(cursor, "SELECT current_timezone()") == [
+        cursor.connection._client_session.timezone or "UTC"
+    ]
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT width_bucket(5.3, 0.2, 10.6, 5)",
-    "SELECT from_base('ff', 16)",
-    "SELECT split_to_map('a=1', ',', '=')",
-    "SELECT parse_datetime('2026-01-07', 'yyyy-MM-dd')",
-    "SELECT CAST(1.5e0 AS varchar)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT width_bucket(5.3, 0.2, 10.6, 5)",
+        "SELECT from_base('ff', 16)",
+        "SELECT split_to_map('a=1', ',', '=')",
+        "SELECT parse_datetime('2026-01-07', 'yyyy-MM-dd')",
+        "SELECT CAST(1.5e0 AS varchar)",
+    ],
+)
 def test_functions_without_a_faithful_translation_are_refused(cursor, sql: str) -> None:
     assert _error(cursor, sql) == "NOT_SUPPORTED"

@@ -14,8 +14,9 @@ def test_statement_nobody_polls_is_abandoned() -> None:
     config = EngineConfig(client_timeout_seconds=0.5)
     with LocalTrino(sample_events=0, config=config, fault_injection=True) as engine:
         engine.inject(Fault(pattern="forgotten", action="stall", seconds=30))
-        first = requests.post(f"{engine.url}/v1/statement", data="SELECT 'forgotten'", headers=HEADERS,
-                              timeout=10).json()
+        first = requests.post(
+            f"{engine.url}/v1/statement", data="SELECT 'forgotten'", headers=HEADERS, timeout=10
+        ).json()
         query = engine.engine.get(first["id"])
         wait_until(lambda: query.state.done, timeout=5)
         assert query.error.name == "ABANDONED_QUERY"
@@ -23,7 +24,9 @@ def test_statement_nobody_polls_is_abandoned() -> None:
 
 def test_finished_query_expires_from_history_and_lookup_says_gone() -> None:
     with LocalTrino(sample_events=0, config=EngineConfig(expire_after_seconds=0.3)) as engine:
-        document = requests.post(f"{engine.url}/v1/statement", data="SELECT 1", headers=HEADERS, timeout=10).json()
+        document = requests.post(
+            f"{engine.url}/v1/statement", data="SELECT 1", headers=HEADERS, timeout=10
+        ).json()
         query_id = document["id"]
         while "nextUri" in document:
             document = requests.get(document["nextUri"], timeout=10).json()
@@ -34,8 +37,12 @@ def test_finished_query_expires_from_history_and_lookup_says_gone() -> None:
 def test_stopping_the_engine_fails_running_statements() -> None:
     engine = LocalTrino(sample_events=0, fault_injection=True).start()
     engine.inject(Fault(pattern="interrupted_by_shutdown", action="stall", seconds=30))
-    document = requests.post(f"{engine.url}/v1/statement", data="SELECT 'interrupted_by_shutdown'",
-                             headers=HEADERS, timeout=10).json()
+    document = requests.post(
+        f"{engine.url}/v1/statement",
+        data="SELECT 'interrupted_by_shutdown'",
+        headers=HEADERS,
+        timeout=10,
+    ).json()
     query = engine.engine.get(document["id"])
     wait_until(lambda: query.state.value == "RUNNING")
     engine.stop()
@@ -44,10 +51,14 @@ def test_stopping_the_engine_fails_running_statements() -> None:
 
 def test_expired_query_polls_are_not_found() -> None:
     with LocalTrino(sample_events=0, config=EngineConfig(expire_after_seconds=0.3)) as engine:
-        document = requests.post(f"{engine.url}/v1/statement", data="SELECT 1", headers=HEADERS, timeout=10).json()
+        document = requests.post(
+            f"{engine.url}/v1/statement", data="SELECT 1", headers=HEADERS, timeout=10
+        ).json()
         query_id = document["id"]
         while "nextUri" in document:
             last_uri = document["nextUri"]
             document = requests.get(last_uri, timeout=10).json()
         wait_until(lambda: engine.engine.get(query_id) is None, timeout=5)
-        assert requests.get(last_uri, timeout=10).status_code == 404   # as Trino, on the statement path
+        assert (
+            requests.get(last_uri, timeout=10).status_code == 404
+        )  # as Trino, on the statement path

@@ -10,7 +10,7 @@ import trino
 
 VALUES = [
     "it's quoted",
-    "?",                       # a question mark inside a value is a value, not a placeholder
+    "?",  # a question mark inside a value is a value, not a placeholder
     42,
     -7.25,
     Decimal("123.4500"),
@@ -29,11 +29,15 @@ def test_bound_value_comes_back_unchanged(cursor, value: object) -> None:
 
 
 def test_parameters_filter_a_real_table(cursor) -> None:
-    cursor.execute("SELECT count(*) FROM events WHERE event_date BETWEEN ? AND ? AND event_type = ?",
-                   [dt.date(2026, 1, 1), dt.date(2026, 1, 10), "click"])
+    cursor.execute(
+        "SELECT count(*) FROM events WHERE event_date BETWEEN ? AND ? AND event_type = ?",
+        [dt.date(2026, 1, 1), dt.date(2026, 1, 10), "click"],
+    )
     with_params = cursor.fetchone()[0]
-    cursor.execute("SELECT count(*) FROM events WHERE event_date BETWEEN DATE '2026-01-01' "
-                   "AND DATE '2026-01-10' AND event_type = 'click'")
+    cursor.execute(
+        "SELECT count(*) FROM events WHERE event_date BETWEEN DATE '2026-01-01' "
+        "AND DATE '2026-01-10' AND event_type = 'click'"
+    )
     assert with_params == cursor.fetchone()[0] > 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -15,7 +15,9 @@ from report_pipeline.local_trino import LocalTrino
 
 HEADERS = {"X-Trino-User": "tester", "X-Trino-Catalog": "lake", "X-Trino-Schema": "analytics"}
 UNKNOWN_ID = "20260101_000000_99999_zzzzz"
-MULTI_PAGE = "SELECT sequential_number AS n FROM TABLE(sequence(0, 199999))"   # ten pages of 20,000 rows
+MULTI_PAGE = (
+    "SELECT sequential_number AS n FROM TABLE(sequence(0, 199999))"  # ten pages of 20,000 rows
+)
 
 
 def submit(engine: LocalTrino, sql: str) -> dict:
@@ -81,13 +83,17 @@ def test_poll_skipping_a_token_is_not_found(paging: tuple[str, dict]) -> None:
 
 
 def test_poll_of_an_unknown_query_in_the_queued_phase_is_not_found(local_trino: LocalTrino) -> None:
-    response = requests.get(f"{local_trino.url}/v1/statement/queued/{UNKNOWN_ID}/abcd/1", timeout=10)
+    response = requests.get(
+        f"{local_trino.url}/v1/statement/queued/{UNKNOWN_ID}/abcd/1", timeout=10
+    )
     assert response.status_code == 404
     assert response.json()["error"]["errorName"] == "NOT_FOUND"
 
 
 def test_cancel_of_an_unknown_statement_is_not_found(local_trino: LocalTrino) -> None:
-    response = requests.delete(f"{local_trino.url}/v1/statement/executing/{UNKNOWN_ID}/abcd/1", timeout=10)
+    response = requests.delete(
+        f"{local_trino.url}/v1/statement/executing/{UNKNOWN_ID}/abcd/1", timeout=10
+    )
     assert response.status_code == 404
 
 
@@ -146,4 +152,8 @@ def _outcome(response: requests.Response) -> str:
     document = response.json()
     if "error" in document:
         return document["error"]["errorName"]
-    return "data page" if document.get("data") and "nextUri" in document else f"other: {sorted(document)}"
+    return (
+        "data page"
+        if document.get("data") and "nextUri" in document
+        else f"other: {sorted(document)}"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import trino
@@ -12,8 +12,15 @@ from report_pipeline.local_trino import LocalTrino
 from report_pipeline.local_trino.server import MAX_BODY_BYTES, MAX_QUERY_LENGTH, LocalTrinoServer
 from report_pipeline_tests.conftest import Connect
 from report_pipeline_tests.local_trino.conftest import SHORT_TIMEOUT
-from report_pipeline_tests.local_trino.raw_http import (connect as raw_connect, exchange, parse, post_statement,
-                                                        seconds_until_closed)
+from report_pipeline_tests.local_trino.raw_http import (
+    connect as raw_connect,
+)
+from report_pipeline_tests.local_trino.raw_http import (
+    exchange,
+    parse,
+    post_statement,
+    seconds_until_closed,
+)
 
 
 @pytest.fixture
@@ -21,7 +28,9 @@ def scratch_table(connect: Connect) -> Iterator[str]:
     """`lake.scratch.<name>` holding x = 1 and x = 2, dropped afterwards."""
     name = f"body_probe_{secrets.token_hex(4)}"
     cursor = connect().cursor()
-    cursor.execute(f"CREATE TABLE lake.scratch.{name} AS SELECT sequential_number AS x FROM TABLE(sequence(1, 2))")
+    cursor.execute(
+        f"CREATE TABLE lake.scratch.{name} AS SELECT sequential_number AS x FROM TABLE(sequence(1, 2))"
+    )
     cursor.fetchall()
     yield name
     cursor.execute(f"DROP TABLE IF EXISTS lake.scratch.{name}")
@@ -39,10 +48,14 @@ def submitted(engine: LocalTrino, prefix: str) -> list[str]:
     return [q.sql for q in engine.engine.queries() if q.sql.startswith(prefix)]
 
 
-def test_body_cut_short_by_a_closing_client_is_refused_and_not_executed(local_trino, connect, scratch_table) -> None:
+def test_body_cut_short_by_a_closing_client_is_refused_and_not_executed(
+    local_trino, connect, scratch_table
+) -> None:
     sql = f"DELETE FROM {scratch_table} WHERE x = 1"
-    cut = sql[:sql.index(" WHERE")].encode()          # what executed alone would delete every row
-    answer = exchange(local_trino.port, post_statement(cut, content_length=len(sql)), close_write=True)
+    cut = sql[: sql.index(" WHERE")].encode()  # what executed alone would delete every row
+    answer = exchange(
+        local_trino.port, post_statement(cut, content_length=len(sql)), close_write=True
+    )
     assert answer.status == 400
     assert "ended after" in answer.json()["message"]
     assert submitted(local_trino, f"DELETE FROM {scratch_table}") == []
@@ -50,9 +63,10 @@ def test_body_cut_short_by_a_closing_client_is_refused_and_not_executed(local_tr
 
 
 def test_body_cut_short_by_an_idle_client_is_dropped_at_the_read_timeout_and_not_executed(
-        local_trino, short_timeout_server: LocalTrinoServer, connect, scratch_table) -> None:
+    local_trino, short_timeout_server: LocalTrinoServer, connect, scratch_table
+) -> None:
     sql = f"DELETE FROM {scratch_table} WHERE x = 1"
-    cut = sql[:sql.index(" WHERE")].encode()
+    cut = sql[: sql.index(" WHERE")].encode()
     with raw_connect(short_timeout_server.port) as sock:
         sock.sendall(post_statement(cut, content_length=len(sql)))
         elapsed, received = seconds_until_closed(sock)
@@ -62,7 +76,9 @@ def test_body_cut_short_by_an_idle_client_is_dropped_at_the_read_timeout_and_not
     assert table_rows(connect, scratch_table) == [[1], [2]]
 
 
-def test_body_longer_than_its_content_length_is_refused_and_not_executed(local_trino, connect, scratch_table) -> None:
+def test_body_longer_than_its_content_length_is_refused_and_not_executed(
+    local_trino, connect, scratch_table
+) -> None:
     sql = f"DELETE FROM {scratch_table} WHERE x = 1".encode()
     answer = exchange(local_trino.port, post_statement(sql + b" OR true", content_length=len(sql)))
     assert answer.status == 400
@@ -76,7 +92,9 @@ def test_chunked_body_is_refused_with_411_and_not_executed(local_trino) -> None:
     marker = f"chunked_{secrets.token_hex(4)}"
     sql = f"SELECT '{marker}'".encode()
     chunked = f"{len(sql):x}\r\n".encode() + sql + b"\r\n0\r\n\r\n"
-    answer = exchange(local_trino.port, post_statement(chunked, None, "Transfer-Encoding: chunked\r\n"))
+    answer = exchange(
+        local_trino.port, post_statement(chunked, None, "Transfer-Encoding: chunked\r\n")
+    )
     assert answer.status == 411
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.json()["error"]["errorType"] == "USER_ERROR"
@@ -85,7 +103,9 @@ def test_chunked_body_is_refused_with_411_and_not_executed(local_trino) -> None:
 
 def test_post_without_content_length_is_refused_with_411_and_not_executed(local_trino) -> None:
     marker = f"no_length_{secrets.token_hex(4)}"
-    answer = exchange(local_trino.port, post_statement(f"SELECT '{marker}'".encode(), None), close_write=True)
+    answer = exchange(
+        local_trino.port, post_statement(f"SELECT '{marker}'".encode(), None), close_write=True
+    )
     assert answer.status == 411
     assert answer.json()["error"]["errorType"] == "USER_ERROR"
     assert submitted(local_trino, f"SELECT '{marker}'") == []
@@ -103,8 +123,14 @@ def test_sql_just_over_the_maximum_length_fails_with_query_text_too_large(cursor
         cursor.execute(sql)
         cursor.fetchall()
     assert (raised.value.error_name, raised.value.error_code, raised.value.error_type) == (
-        "QUERY_TEXT_TOO_LARGE", 35, "USER_ERROR")
-    assert raised.value.message == f"Query text length ({len(sql)}) exceeds the maximum length ({MAX_QUERY_LENGTH})"
+        "QUERY_TEXT_TOO_LARGE",
+        35,
+        "USER_ERROR",
+    )
+    assert (
+        raised.value.message
+        == f"Query text length ({len(sql)}) exceeds the maximum length ({MAX_QUERY_LENGTH})"
+    )
 
 
 def test_body_far_beyond_the_limit_is_refused_unread_with_413(local_trino) -> None:
@@ -116,4 +142,3 @@ def test_body_far_beyond_the_limit_is_refused_unread_with_413(local_trino) -> No
     assert answer.status == 413
     assert answer.json()["error"]["errorName"] == "QUERY_TEXT_TOO_LARGE"
     assert answer.headers["Connection"] == "close"
-

@@ -15,7 +15,9 @@ def generate(events: int) -> duckdb.DuckDBPyConnection:
 
 
 def fingerprint(connection: duckdb.DuckDBPyConnection, table: str) -> tuple:
-    return connection.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM lake.analytics.{table}").fetchone()
+    return connection.execute(
+        f"SELECT count(*), sum(hash(COLUMNS(*))) FROM lake.analytics.{table}"
+    ).fetchone()
 
 
 def test_same_arguments_give_the_same_rows() -> None:
@@ -27,14 +29,21 @@ def test_same_arguments_give_the_same_rows() -> None:
 def test_sizes_follow_the_requested_event_count() -> None:
     connection = generate(5000)
     assert connection.execute("SELECT count(*) FROM lake.analytics.events").fetchone()[0] == 5000
-    assert connection.execute("SELECT count(*) FROM lake.analytics.users").fetchone()[0] == users_for(5000)
+    assert connection.execute("SELECT count(*) FROM lake.analytics.users").fetchone()[
+        0
+    ] == users_for(5000)
 
 
 def test_every_event_belongs_to_a_known_user_and_country() -> None:
     connection = generate(5000)
-    orphans = connection.execute("SELECT count(*) FROM lake.analytics.events e "
-                                 "LEFT JOIN lake.analytics.users u ON e.user_id = u.id WHERE u.id IS NULL").fetchone()[0]
-    countries = {r[0] for r in connection.execute("SELECT DISTINCT country FROM lake.analytics.users").fetchall()}
+    orphans = connection.execute(
+        "SELECT count(*) FROM lake.analytics.events e "
+        "LEFT JOIN lake.analytics.users u ON e.user_id = u.id WHERE u.id IS NULL"
+    ).fetchone()[0]
+    countries = {
+        r[0]
+        for r in connection.execute("SELECT DISTINCT country FROM lake.analytics.users").fetchall()
+    }
     assert orphans == 0
     assert countries == set(COUNTRIES)
 
@@ -47,6 +56,10 @@ def test_existing_tables_are_kept() -> None:
 
 
 def test_scratch_and_reports_schemas_exist() -> None:
-    schemas = {r[0] for r in generate(100).execute(
-        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lake'").fetchall()}
+    schemas = {
+        r[0]
+        for r in generate(100)
+        .execute("SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lake'")
+        .fetchall()
+    }
     assert {"analytics", "scratch", "reports"} <= schemas

@@ -38,7 +38,7 @@ def test_use_changes_the_schema_of_later_statements(connect) -> None:
 def test_use_of_a_missing_schema_fails(cursor) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute("USE lake.no_such_schema")
-    assert raised.value.error_name == "NOT_FOUND"   # as Trino 476 answers USE
+    assert raised.value.error_name == "NOT_FOUND"  # as Trino 476 answers USE
 
 
 def test_set_session_comes_back_to_the_client(connect) -> None:
@@ -54,14 +54,18 @@ def test_reset_session_clears_the_property(connect) -> None:
 
 
 def test_information_schema_lists_only_the_catalogs_tables(cursor) -> None:
-    cursor.execute("SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
-                   "WHERE table_schema = 'analytics' ORDER BY table_name")
+    cursor.execute(
+        "SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema = 'analytics' ORDER BY table_name"
+    )
     assert cursor.fetchall() == [["lake", "analytics", "events"], ["lake", "analytics", "users"]]
 
 
 def test_information_schema_columns_use_trino_type_names(cursor) -> None:
-    cursor.execute("SELECT column_name, data_type FROM lake.information_schema.columns "
-                   "WHERE table_schema = 'analytics' AND table_name = 'events' ORDER BY ordinal_position")
+    cursor.execute(
+        "SELECT column_name, data_type FROM lake.information_schema.columns "
+        "WHERE table_schema = 'analytics' AND table_name = 'events' ORDER BY ordinal_position"
+    )
     types = dict(cursor.fetchall())
     assert types["event_id"] == "bigint"
     assert types["event_type"] == "varchar"
@@ -72,7 +76,9 @@ def test_show_catalogs_and_schemas(cursor) -> None:
     cursor.execute("SHOW CATALOGS")
     assert [row[0] for row in cursor.fetchall()] == ["lake", "memory", "system"]
     cursor.execute("SHOW SCHEMAS FROM lake")
-    assert {"analytics", "scratch", "reports", "information_schema"} <= {r[0] for r in cursor.fetchall()}
+    assert {"analytics", "scratch", "reports", "information_schema"} <= {
+        r[0] for r in cursor.fetchall()
+    }
 
 
 def test_jdbc_catalogs_lists_the_catalog(cursor) -> None:
@@ -85,12 +91,14 @@ def test_version_is_the_engines_not_duckdbs(cursor) -> None:
     assert "local" in cursor.fetchone()[0]
 
 
-def test_explain_validate_answers_valid_and_other_explains_are_refused_after_checking_the_statement(cursor) -> None:
+def test_explain_validate_answers_valid_and_other_explains_are_refused_after_checking_the_statement(
+    cursor,
+) -> None:
     cursor.execute("EXPLAIN (TYPE VALIDATE) SELECT count(*) FROM events")
     assert cursor.fetchall() == [[True]]
     with pytest.raises(trino.exceptions.TrinoUserError) as missing:
         cursor.execute("EXPLAIN SELECT * FROM no_such_table")
-    assert missing.value.error_name == "TABLE_NOT_FOUND"   # the statement's own error, as Trino's
+    assert missing.value.error_name == "TABLE_NOT_FOUND"  # the statement's own error, as Trino's
     with pytest.raises(trino.exceptions.TrinoUserError) as refused:
         cursor.execute("EXPLAIN SELECT 1")
     assert refused.value.error_name == "NOT_SUPPORTED"

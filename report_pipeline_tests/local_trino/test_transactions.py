@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-import trino
 from trino.transaction import IsolationLevel
 
 from report_pipeline_tests.local_trino import error_name_of
@@ -25,10 +24,15 @@ def test_reads_inside_a_transaction_answer_and_commit_ends_it(transactional) -> 
 
 
 def test_a_write_inside_a_transaction_fails_autocommit_write_conflict(transactional) -> None:
-    assert error_name_of(transactional.cursor(), "CREATE TABLE memory.default.in_tx (x integer)") \
+    assert (
+        error_name_of(transactional.cursor(), "CREATE TABLE memory.default.in_tx (x integer)")
         == "AUTOCOMMIT_WRITE_CONFLICT"
+    )
     transactional.rollback()
-    assert error_name_of(transactional.cursor(), "SELECT * FROM memory.default.in_tx") == "TABLE_NOT_FOUND"
+    assert (
+        error_name_of(transactional.cursor(), "SELECT * FROM memory.default.in_tx")
+        == "TABLE_NOT_FOUND"
+    )
 
 
 def test_after_a_failure_the_transaction_ignores_statements_until_it_ends(transactional) -> None:
@@ -59,15 +63,21 @@ def test_a_read_only_transaction_refuses_writes_and_rollback_clears_it(local_tri
     # the client has no READ ONLY switch: the statement asks for it
     _, sent = _statement(local_trino.url, "START TRANSACTION READ ONLY", "NONE")
     transaction_id = sent["X-Trino-Started-Transaction-Id"]
-    document, _ = _statement(local_trino.url, "INSERT INTO memory.default.nothing VALUES 1", transaction_id)
+    document, _ = _statement(
+        local_trino.url, "INSERT INTO memory.default.nothing VALUES 1", transaction_id
+    )
     assert document["error"]["errorName"] == "READ_ONLY_VIOLATION"
     document, sent = _statement(local_trino.url, "ROLLBACK", transaction_id)
     assert (document["updateType"], sent["X-Trino-Clear-Transaction-Id"]) == ("ROLLBACK", "true")
 
 
 def test_start_transaction_needs_a_client_that_supports_transactions(local_trino) -> None:
-    response = requests.post(f"{local_trino.url}/v1/statement", data="START TRANSACTION", timeout=10,
-                             headers={"X-Trino-User": "t"})
+    response = requests.post(
+        f"{local_trino.url}/v1/statement",
+        data="START TRANSACTION",
+        timeout=10,
+        headers={"X-Trino-User": "t"},
+    )
     document = response.json()
     while "nextUri" in document:
         document = requests.get(document["nextUri"], timeout=10).json()
@@ -89,7 +99,11 @@ def test_an_unknown_transaction_id_is_unknown_transaction(local_trino) -> None:
 
 
 def test_a_transaction_id_that_is_no_uuid_is_a_bad_request(local_trino) -> None:
-    response = requests.post(f"{local_trino.url}/v1/statement", data="SELECT 1", timeout=10,
-                             headers={"X-Trino-User": "t", "X-Trino-Transaction-Id": "bogus"})
+    response = requests.post(
+        f"{local_trino.url}/v1/statement",
+        data="SELECT 1",
+        timeout=10,
+        headers={"X-Trino-User": "t", "X-Trino-Transaction-Id": "bogus"},
+    )
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"

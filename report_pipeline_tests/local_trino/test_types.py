@@ -11,26 +11,35 @@ import sqlalchemy as sa
 from report_pipeline.local_trino import LocalTrino
 
 
-@pytest.mark.parametrize(("expression", "type_name", "value"), [
-    ("true", "boolean", True),
-    ("CAST(7 AS tinyint)", "tinyint", 7),
-    ("CAST(7 AS smallint)", "smallint", 7),
-    ("CAST(7 AS integer)", "integer", 7),
-    ("CAST(7 AS bigint)", "bigint", 7),
-    ("REAL '1.5'", "real", 1.5),
-    ("DOUBLE '2.25'", "double", 2.25),
-    ("CAST('Infinity' AS double)", "double", float("inf")),
-    ("CAST(12.345 AS decimal(10, 3))", "decimal(10, 3)", Decimal("12.345")),
-    ("'text'", "varchar(4)", "text"),   # a string literal is bounded by its length, as in Trino
-    ("DATE '2026-02-28'", "date", dt.date(2026, 2, 28)),
-    ("TIMESTAMP '2026-02-28 13:14:15.123456'", "timestamp(6)", dt.datetime(2026, 2, 28, 13, 14, 15, 123456)),
-    ("TIME '13:14:15.500000'", "time(6)", dt.time(13, 14, 15, 500000)),
-    ("X'0102ff'", "varbinary", b"\x01\x02\xff"),
-    ("ARRAY[1, 2, 3]", "array(integer)", [1, 2, 3]),
-    ("MAP(ARRAY[7], ARRAY[1])", "map(integer, integer)", {7: 1}),
-    ("CAST(NULL AS varchar)", "varchar", None),
-])
-def test_value_round_trips_with_its_type(cursor, expression: str, type_name: str, value: object) -> None:
+@pytest.mark.parametrize(
+    ("expression", "type_name", "value"),
+    [
+        ("true", "boolean", True),
+        ("CAST(7 AS tinyint)", "tinyint", 7),
+        ("CAST(7 AS smallint)", "smallint", 7),
+        ("CAST(7 AS integer)", "integer", 7),
+        ("CAST(7 AS bigint)", "bigint", 7),
+        ("REAL '1.5'", "real", 1.5),
+        ("DOUBLE '2.25'", "double", 2.25),
+        ("CAST('Infinity' AS double)", "double", float("inf")),
+        ("CAST(12.345 AS decimal(10, 3))", "decimal(10, 3)", Decimal("12.345")),
+        ("'text'", "varchar(4)", "text"),  # a string literal is bounded by its length, as in Trino
+        ("DATE '2026-02-28'", "date", dt.date(2026, 2, 28)),
+        (
+            "TIMESTAMP '2026-02-28 13:14:15.123456'",
+            "timestamp(6)",
+            dt.datetime(2026, 2, 28, 13, 14, 15, 123456),
+        ),
+        ("TIME '13:14:15.500000'", "time(6)", dt.time(13, 14, 15, 500000)),
+        ("X'0102ff'", "varbinary", b"\x01\x02\xff"),
+        ("ARRAY[1, 2, 3]", "array(integer)", [1, 2, 3]),
+        ("MAP(ARRAY[7], ARRAY[1])", "map(integer, integer)", {7: 1}),
+        ("CAST(NULL AS varchar)", "varchar", None),
+    ],
+)
+def test_value_round_trips_with_its_type(
+    cursor, expression: str, type_name: str, value: object
+) -> None:
     cursor.execute(f"SELECT {expression} AS v")
     assert cursor.fetchall() == [[value]]
     assert cursor.description[0].type_code == type_name
@@ -46,8 +55,10 @@ def test_timestamp_with_time_zone_carries_the_session_zone(connect) -> None:
     cursor = connect(timezone="Europe/Paris").cursor()
     cursor.execute("SELECT TIMESTAMP '2026-01-01 12:00:00 UTC' AS t")
     value = cursor.fetchone()[0]
-    assert value == dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
-    assert cursor.description[0].type_code == "timestamp(0) with time zone"   # the literal's precision
+    assert value == dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert (
+        cursor.description[0].type_code == "timestamp(0) with time zone"
+    )  # the literal's precision
 
 
 def test_decimal_description_has_precision_and_scale(cursor) -> None:
@@ -71,7 +82,9 @@ def test_integer_division_truncates_as_in_trino(cursor) -> None:
 
 
 def test_sqlalchemy_reflects_tables_and_column_types(local_trino: LocalTrino) -> None:
-    engine = sa.create_engine(f"trino://tester@{local_trino.host}:{local_trino.port}/{local_trino.catalog}/analytics")
+    engine = sa.create_engine(
+        f"trino://tester@{local_trino.host}:{local_trino.port}/{local_trino.catalog}/analytics"
+    )
     inspector = sa.inspect(engine)
     assert {"analytics", "scratch", "reports"} <= set(inspector.get_schema_names())
     assert set(inspector.get_table_names("analytics")) == {"events", "users"}
@@ -83,24 +96,34 @@ def test_sqlalchemy_reflects_tables_and_column_types(local_trino: LocalTrino) ->
 
 
 def test_sqlalchemy_query_with_bound_parameters(local_trino: LocalTrino) -> None:
-    engine = sa.create_engine(f"trino://tester@{local_trino.host}:{local_trino.port}/{local_trino.catalog}/analytics")
+    engine = sa.create_engine(
+        f"trino://tester@{local_trino.host}:{local_trino.port}/{local_trino.catalog}/analytics"
+    )
     with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM users WHERE country = :country"),
-                                   {"country": "DE"}).scalar()
+        count = connection.execute(
+            sa.text("SELECT count(*) FROM users WHERE country = :country"), {"country": "DE"}
+        ).scalar()
     engine.dispose()
     assert count > 0
 
 
-def test_a_declared_varchar_bound_is_kept_for_describe_information_schema_and_results(connect) -> None:
+def test_a_declared_varchar_bound_is_kept_for_describe_information_schema_and_results(
+    connect,
+) -> None:
     cursor = connect().cursor()
     cursor.execute("CREATE TABLE scratch.bounded (id bigint, label varchar(20))")
     try:
         cursor.execute("INSERT INTO scratch.bounded VALUES (1, 'one')")
         cursor.fetchall()
         cursor.execute("DESCRIBE scratch.bounded")
-        assert [row[:2] for row in cursor.fetchall()] == [["id", "bigint"], ["label", "varchar(20)"]]
-        cursor.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'bounded' "
-                       "AND column_name = 'label'")
+        assert [row[:2] for row in cursor.fetchall()] == [
+            ["id", "bigint"],
+            ["label", "varchar(20)"],
+        ]
+        cursor.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'bounded' "
+            "AND column_name = 'label'"
+        )
         assert cursor.fetchall() == [["varchar(20)"]]
         cursor.execute("SELECT label AS l FROM scratch.bounded")
         assert (cursor.fetchall(), cursor.description[0].type_code) == ([["one"]], "varchar(20)")

@@ -14,7 +14,7 @@ from report_pipeline_tests.conftest import free_port
 from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator, ledger, permanent  # noqa: F401
 
 PARAMETERS = {"day": "2026-01-01"}
-PASSWORD = "s3cret-ledger-pw"     # in the URLs of unreachable ledgers: no message may show it
+PASSWORD = "s3cret-ledger-pw"  # in the URLs of unreachable ledgers: no message may show it
 
 
 def ledger_url(host_port: str) -> str:
@@ -31,7 +31,7 @@ def hung_postgres() -> Iterator[str]:
         while True:
             try:
                 held.append(server.accept()[0])
-            except OSError:     # the listening socket was shut down: the test is over
+            except OSError:  # the listening socket was shut down: the test is over
                 return
 
     thread = threading.Thread(target=accept, daemon=True)
@@ -59,8 +59,14 @@ def run_chain(ledger: SqlLedger, saga_id: str, runner: ScriptedRunner | None = N
         try:
             saga.execute_step(saga_id, name, f"run-{saga_id}", 1, runner)
         except StepError as error:
-            return saga.compensate(saga_id, FailureKind.STEP_FAILED, runner, run_id=f"run-{saga_id}",
-                                   failed_step=name, error=str(error))
+            return saga.compensate(
+                saga_id,
+                FailureKind.STEP_FAILED,
+                runner,
+                run_id=f"run-{saga_id}",
+                failed_step=name,
+                error=str(error),
+            )
     return ledger.get_saga(saga_id).state
 
 
@@ -73,17 +79,31 @@ def make_saga(ledger: SqlLedger, saga_id: str, state: SagaState) -> None:
     elif state == SagaState.COMPENSATED:
         run_chain(ledger, saga_id, ScriptedRunner(action_failures={"write_report": [permanent()]}))
     elif state == SagaState.FAILED_NEEDS_MANUAL:
-        run_chain(ledger, saga_id, ScriptedRunner(action_failures={"write_report": [permanent()]},
-                                                  always_fail_compensation={"create_temp"}))
+        run_chain(
+            ledger,
+            saga_id,
+            ScriptedRunner(
+                action_failures={"write_report": [permanent()]},
+                always_fail_compensation={"create_temp"},
+            ),
+        )
     else:
         saga.start(saga_id, PARAMETERS, run_id)
         saga.execute_step(saga_id, "create_temp", run_id, 1, ScriptedRunner())
         # write_report is under way: its attempt is open
-        ledger.start_attempt(saga_id, "write_report", AttemptKind.ACTION, run_id, 1, require_running=True)
-        kind = {SagaState.FAILED: FailureKind.STEP_FAILED, SagaState.TIMED_OUT: FailureKind.TIMED_OUT,
-                SagaState.CANCELLED: FailureKind.CANCELLED, SagaState.COMPENSATING: FailureKind.STEP_FAILED}
+        ledger.start_attempt(
+            saga_id, "write_report", AttemptKind.ACTION, run_id, 1, require_running=True
+        )
+        kind = {
+            SagaState.FAILED: FailureKind.STEP_FAILED,
+            SagaState.TIMED_OUT: FailureKind.TIMED_OUT,
+            SagaState.CANCELLED: FailureKind.CANCELLED,
+            SagaState.COMPENSATING: FailureKind.STEP_FAILED,
+        }
         if state in kind:
             saga.stop(saga_id, kind[state], run_id=run_id, failed_step="write_report", error="boom")
         if state == SagaState.COMPENSATING:
-            ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation started", run_id)
+            ledger.transition(
+                saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation started", run_id
+            )
     assert ledger.get_saga(saga_id).state == state

@@ -28,10 +28,19 @@ def test_ledger_statements_run_under_the_statement_timeout(postgres_url) -> None
 
 
 def test_a_url_that_sets_its_own_options_keeps_them_and_the_server_cancels_a_statement_past_its_timeout(
-        postgres_url) -> None:
-    ledger = SqlLedger(f"{postgres_url}?options=-c%20statement_timeout%3D100%20-c%20application_name%3Dmine")
-    assert (show(ledger, "statement_timeout"), show(ledger, "application_name")) == ("100ms", "mine")
-    with pytest.raises(sa.exc.OperationalError, match="statement timeout"), ledger.engine.connect() as connection:
+    postgres_url,
+) -> None:
+    ledger = SqlLedger(
+        f"{postgres_url}?options=-c%20statement_timeout%3D100%20-c%20application_name%3Dmine"
+    )
+    assert (show(ledger, "statement_timeout"), show(ledger, "application_name")) == (
+        "100ms",
+        "mine",
+    )
+    with (
+        pytest.raises(sa.exc.OperationalError, match="statement timeout"),
+        ledger.engine.connect() as connection,
+    ):
         connection.execute(sa.text("SELECT pg_sleep(5)"))
     ledger.close()
 
@@ -57,9 +66,14 @@ def migrate(ledger: SqlLedger) -> str:
     return "done"
 
 
-@pytest.mark.parametrize(("hold", "wait"), [(hold_exclusive, take_exclusive), (hold_migration_lock, migrate)],
-                         ids=["a sagas exclusive lock", "the migration lock"])
-def test_waiting_for_an_advisory_lock_is_not_cut_short_by_the_statement_timeout(postgres_url, hold, wait) -> None:
+@pytest.mark.parametrize(
+    ("hold", "wait"),
+    [(hold_exclusive, take_exclusive), (hold_migration_lock, migrate)],
+    ids=["a sagas exclusive lock", "the migration lock"],
+)
+def test_waiting_for_an_advisory_lock_is_not_cut_short_by_the_statement_timeout(
+    postgres_url, hold, wait
+) -> None:
     ledger = SqlLedger(isolated_schema_url(postgres_url) + "%20-c%20statement_timeout%3D200")
     held, release = threading.Event(), threading.Event()
 
@@ -72,10 +86,12 @@ def test_waiting_for_an_advisory_lock_is_not_cut_short_by_the_statement_timeout(
     assert held.wait(timeout=10)
     waiter, outcome = run_in_thread(lambda: wait(ledger))
     with ledger.engine.connect() as connection:
-        waiting = sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
-                          "(SELECT oid FROM pg_database WHERE datname = current_database())")
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         wait_until(lambda: connection.execute(waiting).scalar() == 1)
-    time.sleep(0.5)     # the waiter has now waited well past the 200 ms statement timeout
+    time.sleep(0.5)  # the waiter has now waited well past the 200 ms statement timeout
     release.set()
     holding.join(timeout=10)
     waiter.join(timeout=30)

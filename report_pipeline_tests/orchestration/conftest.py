@@ -26,7 +26,10 @@ from report_pipeline_tests.saga.conftest import isolated_schema_url
 
 DAILY_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5}
 WEEKLY_PARAMETERS = {"week_start": "2026-01-05", "min_active_days": 2}
-PARAMETERS = {"daily_country_report": DAILY_PARAMETERS, "weekly_engagement_report": WEEKLY_PARAMETERS}
+PARAMETERS = {
+    "daily_country_report": DAILY_PARAMETERS,
+    "weekly_engagement_report": WEEKLY_PARAMETERS,
+}
 
 # A regular expression that matches the statement of each step's action (and nothing run before it).
 STEP_STATEMENTS = {
@@ -73,16 +76,30 @@ def test_reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_env(trino_proxy: FaultProxy, local_trino: LocalTrino, postgres_url: str, postgres_database: dict,
-                 test_reports_dir: Path) -> Iterator[dict[str, str]]:
+def pipeline_env(
+    trino_proxy: FaultProxy,
+    local_trino: LocalTrino,
+    postgres_url: str,
+    postgres_database: dict,
+    test_reports_dir: Path,
+) -> Iterator[dict[str, str]]:
     """The environment the code location reads, for this process and the processes it starts: Trino
     is the fault proxy, whose upstream a test's `backend` chooses (the local engine by default)."""
     db = postgres_database
-    env = {"TRINO_HOST": trino_proxy.host, "TRINO_PORT": str(trino_proxy.port), "TRINO_USER": "pipeline-tests",
-           "TRINO_CATALOG": local_trino.catalog, "REPORT_PIPELINE_LEDGER_URL": postgres_url,
-           "REPORT_PIPELINE_LOG_FORMAT": "json", "REPORT_PIPELINE_REPORTS_DIR": str(test_reports_dir),
-           "DAGSTER_PG_HOST": db["host"], "DAGSTER_PG_PORT": str(db["port"]), "DAGSTER_PG_USERNAME": db["user"],
-           "DAGSTER_PG_PASSWORD": db["password"], "DAGSTER_PG_DB": db["dbname"]}
+    env = {
+        "TRINO_HOST": trino_proxy.host,
+        "TRINO_PORT": str(trino_proxy.port),
+        "TRINO_USER": "pipeline-tests",
+        "TRINO_CATALOG": local_trino.catalog,
+        "REPORT_PIPELINE_LEDGER_URL": postgres_url,
+        "REPORT_PIPELINE_LOG_FORMAT": "json",
+        "REPORT_PIPELINE_REPORTS_DIR": str(test_reports_dir),
+        "DAGSTER_PG_HOST": db["host"],
+        "DAGSTER_PG_PORT": str(db["port"]),
+        "DAGSTER_PG_USERNAME": db["user"],
+        "DAGSTER_PG_PASSWORD": db["password"],
+        "DAGSTER_PG_DB": db["dbname"],
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
@@ -97,9 +114,18 @@ def pipeline_env(trino_proxy: FaultProxy, local_trino: LocalTrino, postgres_url:
 def dagster_instance(pipeline_env: dict, postgres_database: dict) -> Iterator[dg.DagsterInstance]:
     """A real Dagster instance whose run and event storage is the session's Postgres database."""
     db = postgres_database
-    storage = {"postgres": {"postgres_db": {"username": db["user"], "password": db["password"],
-                                            "hostname": db["host"], "db_name": db["dbname"], "port": db["port"],
-                                            "scheme": "postgresql+psycopg2"}}}
+    storage = {
+        "postgres": {
+            "postgres_db": {
+                "username": db["user"],
+                "password": db["password"],
+                "hostname": db["host"],
+                "db_name": db["dbname"],
+                "port": db["port"],
+                "scheme": "postgresql+psycopg2",
+            }
+        }
+    }
     with dg.instance_for_test(overrides={"storage": storage}) as instance:
         yield instance
 
@@ -112,13 +138,21 @@ def ledger(pipeline_env: dict) -> Iterator[SqlLedger]:
     ledger.close()
 
 
-def launch(instance: dg.DagsterInstance, report: str, parameters: dict | None = None,
-           reexecute_from: str | None = None) -> dg.DagsterRun:
+def launch(
+    instance: dg.DagsterInstance,
+    report: str,
+    parameters: dict | None = None,
+    reexecute_from: str | None = None,
+) -> dg.DagsterRun:
     """Execute a report's job as a launched run would (reconstructable, multiprocess) and wait for it."""
-    job = dg.build_reconstructable_job("report_pipeline.definitions", "report_job", reconstructable_args=(report,))
+    job = dg.build_reconstructable_job(
+        "report_pipeline.definitions", "report_job", reconstructable_args=(report,)
+    )
     options = {}
     if reexecute_from:
-        options["reexecution_options"] = dg.ReexecutionOptions.from_failure(reexecute_from, instance)
+        options["reexecution_options"] = dg.ReexecutionOptions.from_failure(
+            reexecute_from, instance
+        )
     else:
         options["run_config"] = {"ops": {START_OP: {"config": parameters or PARAMETERS[report]}}}
     with dg.execute_job(job, instance=instance, **options) as result:
@@ -130,33 +164,50 @@ def saga_of(run: dg.DagsterRun) -> str:
 
 
 def scratch_tables(engine: LocalTrino, saga_id: str) -> list[str]:
-    rows = query(engine, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'scratch' "
-                         "AND table_name LIKE ?", [f"saga_{saga_key(saga_id)}_%"])
+    rows = query(
+        engine,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'scratch' "
+        "AND table_name LIKE ?",
+        [f"saga_{saga_key(saga_id)}_%"],
+    )
     return [r[0] for r in rows]
 
 
 def report_rows(engine: LocalTrino, report: str, saga_id: str) -> list[list]:
-    exists = query(engine, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'reports' "
-                           "AND table_name = ?", [report])[0][0]
+    exists = query(
+        engine,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'reports' "
+        "AND table_name = ?",
+        [report],
+    )[0][0]
     if not exists:
         return []
-    return query(engine, f"SELECT * FROM reports.{report} WHERE saga_id = ?", [saga_id])  # report names are ours
+    return query(
+        engine, f"SELECT * FROM reports.{report} WHERE saga_id = ?", [saga_id]
+    )  # report names are ours
 
 
 def query(engine: LocalTrino, sql: str, parameters: list | None = None) -> list[list]:
-    with trino.dbapi.connect(host=engine.host, port=engine.port, user="assertions", catalog=engine.catalog,
-                             schema="analytics") as connection:
+    with trino.dbapi.connect(
+        host=engine.host,
+        port=engine.port,
+        user="assertions",
+        catalog=engine.catalog,
+        schema="analytics",
+    ) as connection:
         cursor = connection.cursor()
         cursor.execute(sql, parameters or [])
         return cursor.fetchall()
 
 
 def step_events(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> list:
-    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=event_type).records]
+    return [
+        r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=event_type).records
+    ]
 
 
 @pytest.fixture(scope="session")
-def stack_alerts() -> Iterator["Receiver"]:
+def stack_alerts() -> Iterator[Receiver]:
     """The webhook the shared daemon posts its alerts to."""
     from report_pipeline_tests.orchestration.receiver import Receiver
 
@@ -166,14 +217,20 @@ def stack_alerts() -> Iterator["Receiver"]:
 
 
 @pytest.fixture(scope="session")
-def dagster_stack(pipeline_env: dict, stack_alerts, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator["DagsterStack"]:
+def dagster_stack(
+    pipeline_env: dict, stack_alerts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DagsterStack]:
     """One webserver and one daemon for every test that needs them."""
     from report_pipeline_tests.orchestration.stack import DagsterStack
 
-    env = {**pipeline_env, "REPORT_PIPELINE_ALERT_WEBHOOK_URL": stack_alerts.url, "REPORT_PIPELINE_ALERT_FORMAT": "json",
-           "REPORT_PIPELINE_REPORTS_DIR": str(write_test_reports(tmp_path_factory.mktemp("stack-reports"),
-                                                                 STACK_STEP_TIMEOUT_SECONDS))}
+    env = {
+        **pipeline_env,
+        "REPORT_PIPELINE_ALERT_WEBHOOK_URL": stack_alerts.url,
+        "REPORT_PIPELINE_ALERT_FORMAT": "json",
+        "REPORT_PIPELINE_REPORTS_DIR": str(
+            write_test_reports(tmp_path_factory.mktemp("stack-reports"), STACK_STEP_TIMEOUT_SECONDS)
+        ),
+    }
     stack = DagsterStack(tmp_path_factory.mktemp("dagster-home"), env).start()
     yield stack
     stack.stop()
@@ -188,17 +245,38 @@ def backlog_ledger(postgres_url: str) -> Iterator[SqlLedger]:
     ledger.close()
 
 
-def add_backlog(ledger: SqlLedger, count: int, state: SagaState, run_id: str, report: str = "daily_country_report",
-                ) -> list[str]:
+def add_backlog(
+    ledger: SqlLedger,
+    count: int,
+    state: SagaState,
+    run_id: str,
+    report: str = "daily_country_report",
+) -> list[str]:
     """`count` sagas in `state`, tied to `run_id`, oldest first (one transaction: a backfill's worth)."""
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     ids = [f"backlog-{n:05d}-{uuid.uuid4().hex[:8]}" for n in range(count)]
     moments = [start + dt.timedelta(milliseconds=n) for n in range(count)]
     with ledger.engine.begin() as connection:
-        connection.execute(ledger_tables.sagas.insert(), [
-            {"saga_id": saga_id, "saga_name": report, "parameters": {}, "state": state.value, "run_id": run_id,
-             "created_at": moment, "updated_at": moment} for saga_id, moment in zip(ids, moments)])
-        connection.execute(ledger_tables.runs.insert(), [
-            {"saga_id": saga_id, "run_id": run_id, "kind": "run", "linked_at": moment}
-            for saga_id, moment in zip(ids, moments)])
+        connection.execute(
+            ledger_tables.sagas.insert(),
+            [
+                {
+                    "saga_id": saga_id,
+                    "saga_name": report,
+                    "parameters": {},
+                    "state": state.value,
+                    "run_id": run_id,
+                    "created_at": moment,
+                    "updated_at": moment,
+                }
+                for saga_id, moment in zip(ids, moments)
+            ],
+        )
+        connection.execute(
+            ledger_tables.runs.insert(),
+            [
+                {"saga_id": saga_id, "run_id": run_id, "kind": "run", "linked_at": moment}
+                for saga_id, moment in zip(ids, moments)
+            ],
+        )
     return ids

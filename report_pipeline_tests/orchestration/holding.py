@@ -42,7 +42,9 @@ class HeldStatement:
         """True once the server no longer runs the statement, within `seconds`."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if not any(q.query_id == self.query_id for q in self.backend.running_queries(self.pattern)):
+            if not any(
+                q.query_id == self.query_id for q in self.backend.running_queries(self.pattern)
+            ):
                 return True
             time.sleep(0.05)
         return False
@@ -53,7 +55,9 @@ def holdable(backend_name: str, report: str, step: str) -> bool:
 
 
 @contextmanager
-def holding(backend: Backend, report: str, step: str, seconds: float) -> Iterator[Callable[..., HeldStatement]]:
+def holding(
+    backend: Backend, report: str, step: str, seconds: float
+) -> Iterator[Callable[..., HeldStatement]]:
     """While open, the step's statement is held (on the local engine for at most `seconds`); when the
     block ends it is let go. Yields a function that waits for the statement to run and returns it."""
     pattern = STEP_STATEMENTS[report][step]
@@ -61,11 +65,19 @@ def holding(backend: Backend, report: str, step: str, seconds: float) -> Iterato
     if backend.name == "local":
         stall = backend.server.inject(Fault(pattern=pattern, action="stall", seconds=seconds))
     else:
-        lock = psycopg2.connect(host=POSTGRES.host, port=POSTGRES.port, user=POSTGRES.user,
-                                password=POSTGRES.password, dbname=backend.server.lake_database)
-        with lock.cursor() as cursor:   # the transaction stays open: the lock is held until rollback
-            cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                sql.Identifier("analytics", SOURCE_TABLES[report, step])))
+        lock = psycopg2.connect(
+            host=POSTGRES.host,
+            port=POSTGRES.port,
+            user=POSTGRES.user,
+            password=POSTGRES.password,
+            dbname=backend.server.lake_database,
+        )
+        with lock.cursor() as cursor:  # the transaction stays open: the lock is held until rollback
+            cursor.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.Identifier("analytics", SOURCE_TABLES[report, step])
+                )
+            )
 
     def running(timeout: float = 60) -> HeldStatement:
         found = []
@@ -79,11 +91,9 @@ def holding(backend: Backend, report: str, step: str, seconds: float) -> Iterato
 
     try:
         yield running
-    finally:   # the hold ends with the block on both backends: a statement still alive runs on
+    finally:  # the hold ends with the block on both backends: a statement still alive runs on
         if stall is not None:
             stall.release()
         if lock is not None:
             lock.rollback()
             lock.close()
-
-

@@ -10,7 +10,12 @@ import dagster as dg
 import pytest
 
 from report_pipeline.alerting.alerts import AlertKind
-from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor, deliver_alerts, queue_alerts
+from report_pipeline.orchestration.alerting import (
+    AlertsResource,
+    build_alert_sensor,
+    deliver_alerts,
+    queue_alerts,
+)
 from report_pipeline.orchestration.resources import LedgerResource
 from report_pipeline.saga import SagaState
 from report_pipeline_tests.orchestration.conftest import (
@@ -36,8 +41,10 @@ def receiver(monkeypatch) -> Receiver:
 
 def evaluate(instance, pipeline_env, fmt: str = "json") -> str:
     """One tick of a freshly built sensor (as after a daemon restart: no state but the ledger)."""
-    resources = {"ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
-                 "alerts": AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format=fmt)}
+    resources = {
+        "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
+        "alerts": AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format=fmt),
+    }
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         return build_alert_sensor(REPORTS).evaluate_tick(context).skip_message
 
@@ -46,13 +53,20 @@ def evaluate(instance, pipeline_env, fmt: str = "json") -> str:
 def compensated_run(dagster_instance, local_trino) -> str:
     from report_pipeline.local_trino import Fault
 
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
-                             error_name="PERMISSION_DENIED", message="Access Denied (injected)"))
+    local_trino.inject(
+        Fault(
+            pattern=STEP_STATEMENTS["daily_country_report"]["write_report"],
+            action="error",
+            error_name="PERMISSION_DENIED",
+            message="Access Denied (injected)",
+        )
+    )
     return launch(dagster_instance, "daily_country_report").run_id
 
 
-def test_compensated_saga_alerts_once_with_its_context(dagster_instance, pipeline_env, receiver,
-                                                       compensated_run) -> None:
+def test_compensated_saga_alerts_once_with_its_context(
+    dagster_instance, pipeline_env, receiver, compensated_run
+) -> None:
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(compensated_run)
     assert message["kind"] == AlertKind.RUN_FAILED and message["severity"] == "warning"
@@ -61,58 +75,90 @@ def test_compensated_saga_alerts_once_with_its_context(dagster_instance, pipelin
     assert message["parameters"] == DAILY_PARAMETERS and message["trigger"] == "manual"
     assert message["compensation"] == "undone: write_report, create_summary"
     assert message["run_url"].endswith(f"/runs/{compensated_run}")
-    evaluate(dagster_instance, pipeline_env)            # a later tick, and a "restarted" sensor: nothing new
+    evaluate(dagster_instance, pipeline_env)  # a later tick, and a "restarted" sensor: nothing new
     assert len(receiver.about(compensated_run)) == 1
 
 
-def test_failed_delivery_is_retried_with_backoff(dagster_instance, pipeline_env, receiver, ledger) -> None:
+def test_failed_delivery_is_retried_with_backoff(
+    dagster_instance, pipeline_env, receiver, ledger
+) -> None:
     saga_id = f"alert-retry-{uuid.uuid4()}"
     ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.TIMED_OUT, "create_summary timed out",
-                      failure_kind="timed_out", failed_step="create_summary")
+    ledger.transition(
+        saga_id,
+        {SagaState.RUNNING},
+        SagaState.TIMED_OUT,
+        "create_summary timed out",
+        failure_kind="timed_out",
+        failed_step="create_summary",
+    )
     ledger.transition(saga_id, {SagaState.TIMED_OUT}, SagaState.COMPENSATING, "compensation")
     ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
     receiver.refuse = 100
     evaluate(dagster_instance, pipeline_env)
     [row] = ledger.alerts(saga_id)
-    assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, "webhook answered HTTP 503")
+    assert (row["status"], row["attempts"], row["last_error"]) == (
+        "pending",
+        1,
+        "webhook answered HTTP 503",
+    )
     assert "secret-token" not in row["last_error"]
     receiver.refuse = 0
-    ledger.update_alert(row["alert_key"], next_attempt_at=dt.datetime.now(dt.timezone.utc))   # backoff elapsed
+    ledger.update_alert(
+        row["alert_key"], next_attempt_at=dt.datetime.now(dt.UTC)
+    )  # backoff elapsed
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(saga_id)
     assert message["kind"] == AlertKind.TIMED_OUT
     assert ledger.alerts(saga_id)[0]["status"] == "delivered"
 
 
-def test_failed_needs_manual_is_critical_and_slack_formatted(dagster_instance, pipeline_env, receiver,
-                                                              ledger) -> None:
+def test_failed_needs_manual_is_critical_and_slack_formatted(
+    dagster_instance, pipeline_env, receiver, ledger
+) -> None:
     saga_id = f"alert-manual-{uuid.uuid4()}"
     ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "write_report failed",
-                      failure_kind="step_failed", failed_step="write_report", error="PERMISSION_DENIED: no")
+    ledger.transition(
+        saga_id,
+        {SagaState.RUNNING},
+        SagaState.FAILED,
+        "write_report failed",
+        failure_kind="step_failed",
+        failed_step="write_report",
+        error="PERMISSION_DENIED: no",
+    )
     ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation")
-    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, "undo failed")
+    ledger.transition(
+        saga_id, {SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, "undo failed"
+    )
     evaluate(dagster_instance, pipeline_env, fmt="slack")
     [message] = receiver.about(saga_id)
     assert message["text"].startswith(":rotating_light: daily_country_report: FAILED_NEEDS_MANUAL")
     assert any(block["type"] == "section" and "fields" in block for block in message["blocks"])
 
 
-def test_saga_running_past_its_sla_alerts_as_stuck(dagster_instance, pipeline_env, receiver, ledger) -> None:
+def test_saga_running_past_its_sla_alerts_as_stuck(
+    dagster_instance, pipeline_env, receiver, ledger
+) -> None:
     import sqlalchemy as sa
 
     from report_pipeline.saga.ledger import sagas
 
     saga_id = f"alert-stuck-{uuid.uuid4()}"
     ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=REPORTS["daily_country_report"].sla_minutes + 5)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(
+        minutes=REPORTS["daily_country_report"].sla_minutes + 5
+    )
     with ledger.engine.begin() as connection:
-        connection.execute(sa.update(sagas).where(sagas.c.saga_id == saga_id).values(updated_at=long_ago))
+        connection.execute(
+            sa.update(sagas).where(sagas.c.saga_id == saga_id).values(updated_at=long_ago)
+        )
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(saga_id)
     assert message["kind"] == AlertKind.STUCK and "running for more than 60 min" in message["error"]
-    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done")   # stop it being stuck
+    ledger.transition(
+        saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done"
+    )  # stop it being stuck
 
 
 def test_run_that_failed_before_its_saga_alerts(dagster_instance, pipeline_env, receiver) -> None:
@@ -122,11 +168,15 @@ def test_run_that_failed_before_its_saga_alerts(dagster_instance, pipeline_env, 
     assert message["kind"] == AlertKind.RUN_FAILED_BEFORE_SAGA and "min_events" in message["error"]
 
 
-def test_without_a_webhook_the_alert_is_logged(dagster_instance, pipeline_env, ledger, monkeypatch) -> None:
+def test_without_a_webhook_the_alert_is_logged(
+    dagster_instance, pipeline_env, ledger, monkeypatch
+) -> None:
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
     saga_id = f"alert-logged-{uuid.uuid4()}"
     ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated", failure_kind="cancelled")
+    ledger.transition(
+        saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated", failure_kind="cancelled"
+    )
     ledger.transition(saga_id, {SagaState.CANCELLED}, SagaState.COMPENSATING, "compensation")
     ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
     evaluate(dagster_instance, pipeline_env)
@@ -134,42 +184,65 @@ def test_without_a_webhook_the_alert_is_logged(dagster_instance, pipeline_env, l
     assert row["status"] == "logged" and row["kind"] == AlertKind.RUN_CANCELED
 
 
-def test_daemon_delivers_one_alert_even_across_a_daemon_restart(dagster_stack, stack_alerts, local_trino) -> None:
+def test_daemon_delivers_one_alert_even_across_a_daemon_restart(
+    dagster_stack, stack_alerts, local_trino
+) -> None:
     from report_pipeline.local_trino import Fault
 
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
-                             error_name="PERMISSION_DENIED"))
-    run_id = dagster_stack.launch("daily_country_report",
-                                  {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}})
+    local_trino.inject(
+        Fault(
+            pattern=STEP_STATEMENTS["daily_country_report"]["write_report"],
+            action="error",
+            error_name="PERMISSION_DENIED",
+        )
+    )
+    run_id = dagster_stack.launch(
+        "daily_country_report",
+        {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}},
+    )
     assert dagster_stack.wait_for_run(run_id) == "FAILURE"
     deadline = time.monotonic() + 90
     while not stack_alerts.about(run_id) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert [m["kind"] for m in stack_alerts.about(run_id)] == ["run_failed"]
     dagster_stack.restart_daemon()
-    time.sleep(35)                      # two alert-sensor ticks of the new daemon
+    time.sleep(35)  # two alert-sensor ticks of the new daemon
     assert len(stack_alerts.about(run_id)) == 1
 
 
-def test_a_backlog_larger_than_any_page_is_alerted_in_full_and_then_owes_nothing(dagster_instance,
-                                                                                 backlog_ledger) -> None:
+def test_a_backlog_larger_than_any_page_is_alerted_in_full_and_then_owes_nothing(
+    dagster_instance, backlog_ledger
+) -> None:
     backlog = add_backlog(backlog_ledger, 1500, SagaState.COMPENSATED, "a-backfill-run")
-    resources = {"ledger": LedgerResource(url=backlog_ledger.engine.url.render_as_string(hide_password=False)),
-                 "alerts": AlertsResource(webhook_url_env_var="TEST_NO_WEBHOOK")}
+    resources = {
+        "ledger": LedgerResource(
+            url=backlog_ledger.engine.url.render_as_string(hide_password=False)
+        ),
+        "alerts": AlertsResource(webhook_url_env_var="TEST_NO_WEBHOOK"),
+    }
     with dg.build_sensor_context(instance=dagster_instance, resources=resources) as context:
-        queue_alerts(context, REPORTS, backlog_ledger, context.resources.alerts, dt.datetime.now(dt.timezone.utc))
+        queue_alerts(
+            context,
+            REPORTS,
+            backlog_ledger,
+            context.resources.alerts,
+            dt.datetime.now(dt.UTC),
+        )
     # (runs of other tests that failed before a saga alert too: this ledger has no saga for them)
     assert [a["saga_id"] for a in backlog_ledger.alerts() if a["saga_id"]] == backlog
     assert list(backlog_ledger.sagas_without_alert([SagaState.COMPENSATED])) == []
 
 
-def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(dagster_instance, backlog_ledger,
-                                                                          receiver) -> None:
+def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(
+    dagster_instance, backlog_ledger, receiver
+) -> None:
     backlog = add_backlog(backlog_ledger, 3, SagaState.COMPENSATED, "a-run")
     alerts = AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format="json")
     with dg.build_sensor_context(instance=dagster_instance) as context:
-        queue_alerts(context, REPORTS, backlog_ledger, alerts, dt.datetime.now(dt.timezone.utc))
-    queued = len(backlog_ledger.alerts())     # (with the alerts of other tests' runs that failed early)
+        queue_alerts(context, REPORTS, backlog_ledger, alerts, dt.datetime.now(dt.UTC))
+    queued = len(
+        backlog_ledger.alerts()
+    )  # (with the alerts of other tests' runs that failed early)
     assert deliver_alerts(backlog_ledger, alerts, budget_seconds=0)["deferred"] == queued
     assert {(a["status"], a["attempts"]) for a in backlog_ledger.alerts()} == {("pending", 0)}
     assert deliver_alerts(backlog_ledger, alerts)["delivered"] == queued

@@ -14,7 +14,7 @@ from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.saga import SagaState
 from report_pipeline_tests.orchestration.conftest import DAILY_PARAMETERS, STEP_STATEMENTS
 
-RUNS = 12      # four times the pool: enough to queue, few enough to keep the suite short
+RUNS = 12  # four times the pool: enough to queue, few enough to keep the suite short
 POOL_LIMIT = 3
 START = {"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}
 
@@ -22,8 +22,13 @@ START = {"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}
 def set_pool_limit(stack, limit: int) -> None:
     """As an operator would (and as the compose stack's daemon does on start)."""
     dagster = Path(sys.executable).parent / "dagster"
-    subprocess.run([str(dagster), "instance", "concurrency", "set", "trino", str(limit)], check=True,
-                   env={**os.environ, **stack.env}, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(dagster), "instance", "concurrency", "set", "trino", str(limit)],
+        check=True,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,9 @@ def burst(dagster_stack, local_trino, ledger) -> dict:
     finally:
         local_trino.engine.faults.clear()
     peak = local_trino.engine.peak_running_by_source.get(STEP_SOURCE, 0)
-    print(f"\nbackpressure: {RUNS} runs, pool {POOL_LIMIT}: at most {peak} report statements at once on the engine")
+    print(
+        f"\nbackpressure: {RUNS} runs, pool {POOL_LIMIT}: at most {peak} report statements at once on the engine"
+    )
     return {"run_ids": run_ids, "statuses": statuses, "peak": peak}
 
 
@@ -49,7 +56,7 @@ def test_the_engine_never_runs_more_statements_than_the_pool_allows(burst) -> No
 
 
 def test_the_pool_is_used_to_its_limit(burst) -> None:
-    assert burst["peak"] == POOL_LIMIT    # the runs did overlap: the limit, not luck, kept it at 3
+    assert burst["peak"] == POOL_LIMIT  # the runs did overlap: the limit, not luck, kept it at 3
 
 
 def test_every_submitted_run_reaches_a_terminal_state_and_succeeds(burst) -> None:

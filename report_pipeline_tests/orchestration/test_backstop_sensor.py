@@ -29,14 +29,20 @@ def ended_run(dagster_instance) -> str:
 
 
 def evaluate(sensor, instance, url: str) -> dg.SensorExecutionData:
-    with dg.build_sensor_context(instance=instance, resources={"ledger": LedgerResource(url=url)}) as context:
+    with dg.build_sensor_context(
+        instance=instance, resources={"ledger": LedgerResource(url=url)}
+    ) as context:
         return sensor.evaluate_tick(context)
 
 
 def orphan_saga(ledger, run_id: str, state: SagaState = SagaState.RUNNING) -> str:
     saga_id = f"orphan-{uuid.uuid4()}"
-    ledger.create_saga(saga_id, "daily_country_report", {"start_date": "2026-01-01", "end_date": "2026-01-02",
-                                                         "min_events": 1}, run_id)
+    ledger.create_saga(
+        saga_id,
+        "daily_country_report",
+        {"start_date": "2026-01-01", "end_date": "2026-01-02", "min_events": 1},
+        run_id,
+    )
     if state == SagaState.CANCELLED:
         ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated")
     return saga_id
@@ -45,7 +51,9 @@ def orphan_saga(ledger, run_id: str, state: SagaState = SagaState.RUNNING) -> st
 def settle(ledger, saga_id: str) -> None:
     """Bring a test's saga to a terminal state, so the daemon's own backstop ticks leave it alone."""
     ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done")
-    ledger.transition(saga_id, {SagaState.FAILED, SagaState.CANCELLED}, SagaState.COMPENSATING, "test done")
+    ledger.transition(
+        saga_id, {SagaState.FAILED, SagaState.CANCELLED}, SagaState.COMPENSATING, "test done"
+    )
     ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "test done")
 
 
@@ -53,11 +61,17 @@ def requested(result: dg.SensorExecutionData) -> dict[str, dg.RunRequest]:
     return {r.tags["saga/id"]: r for r in result.run_requests}
 
 
-def test_every_unfinished_saga_of_an_ended_run_is_requested_in_one_tick(sensor, dagster_instance, ledger,
-                                                                        ended_run, pipeline_env) -> None:
-    sagas = [orphan_saga(ledger, ended_run), orphan_saga(ledger, ended_run, SagaState.CANCELLED),
-             orphan_saga(ledger, ended_run)]
-    result = requested(evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"]))
+def test_every_unfinished_saga_of_an_ended_run_is_requested_in_one_tick(
+    sensor, dagster_instance, ledger, ended_run, pipeline_env
+) -> None:
+    sagas = [
+        orphan_saga(ledger, ended_run),
+        orphan_saga(ledger, ended_run, SagaState.CANCELLED),
+        orphan_saga(ledger, ended_run),
+    ]
+    result = requested(
+        evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"])
+    )
     assert set(sagas) <= set(result)
     request = result[sagas[1]]
     assert request.run_config["ops"]["compensate"]["config"]["saga_id"] == sagas[1]
@@ -66,8 +80,9 @@ def test_every_unfinished_saga_of_an_ended_run_is_requested_in_one_tick(sensor, 
         settle(ledger, saga_id)
 
 
-def test_a_fresh_sensor_finds_the_same_sagas_with_the_same_run_keys(sensor, dagster_instance, ledger, ended_run,
-                                                                     pipeline_env) -> None:
+def test_a_fresh_sensor_finds_the_same_sagas_with_the_same_run_keys(
+    sensor, dagster_instance, ledger, ended_run, pipeline_env
+) -> None:
     saga_id = orphan_saga(ledger, ended_run)
     url = pipeline_env["REPORT_PIPELINE_LEDGER_URL"]
     first = requested(evaluate(sensor, dagster_instance, url))[saga_id]
@@ -77,23 +92,35 @@ def test_a_fresh_sensor_finds_the_same_sagas_with_the_same_run_keys(sensor, dags
     settle(ledger, saga_id)
 
 
-def test_terminal_sagas_are_left_alone(sensor, dagster_instance, ledger, ended_run, pipeline_env) -> None:
-    result = requested(evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"]))
-    assert ended_run not in result     # its saga SUCCEEDED
+def test_terminal_sagas_are_left_alone(
+    sensor, dagster_instance, ledger, ended_run, pipeline_env
+) -> None:
+    result = requested(
+        evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"])
+    )
+    assert ended_run not in result  # its saga SUCCEEDED
 
 
-def test_saga_whose_compensation_runs_keep_ending_needs_manual(sensor, dagster_instance, ledger, ended_run,
-                                                                pipeline_env) -> None:
+def test_saga_whose_compensation_runs_keep_ending_needs_manual(
+    sensor, dagster_instance, ledger, ended_run, pipeline_env
+) -> None:
     saga_id = orphan_saga(ledger, ended_run)
-    for n in range(MAX_COMPENSATION_RUNS):   # runs the instance no longer knows: they cannot be going
+    for n in range(
+        MAX_COMPENSATION_RUNS
+    ):  # runs the instance no longer knows: they cannot be going
         ledger.link_run(saga_id, f"{ended_run}-compensation-{n}", ended_run, "compensation")
-    result = requested(evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"]))
+    result = requested(
+        evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"])
+    )
     assert saga_id not in result
     assert ledger.get_saga(saga_id).state == SagaState.FAILED_NEEDS_MANUAL
 
 
-def test_a_backlog_larger_than_any_page_is_requested_in_full_oldest_first(sensor, dagster_instance, ended_run,
-                                                                          backlog_ledger) -> None:
+def test_a_backlog_larger_than_any_page_is_requested_in_full_oldest_first(
+    sensor, dagster_instance, ended_run, backlog_ledger
+) -> None:
     backlog = add_backlog(backlog_ledger, 1500, SagaState.RUNNING, ended_run)
-    result = evaluate(sensor, dagster_instance, backlog_ledger.engine.url.render_as_string(hide_password=False))
+    result = evaluate(
+        sensor, dagster_instance, backlog_ledger.engine.url.render_as_string(hide_password=False)
+    )
     assert [r.tags["saga/id"] for r in result.run_requests] == backlog

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from report_pipeline.local_trino import Fault
+from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.orchestration.jobs import build_report_job
 from report_pipeline.orchestration.resources import STEP_SOURCE, LedgerResource, TrinoResource
-from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline_tests.conftest import TEST_EVENTS
 from report_pipeline_tests.orchestration.conftest import (
@@ -23,13 +23,13 @@ from report_pipeline_tests.orchestration.conftest import (
     REPORTS,
     STEP_STATEMENTS,
     STEP_TIMEOUT_SECONDS,
-    WEEKLY_PARAMETERS,
     launch,
     report_rows,
     saga_of,
     scratch_tables,
     step_events,
 )
+
 
 def upstream_of(spec, step: str) -> set[str]:
     direct = set(spec.steps[step].depends_on)
@@ -58,11 +58,14 @@ def test_daily_report_equals_the_direct_computation(dagster_instance, backend, l
     assert run.status == dg.DagsterRunStatus.SUCCESS
     saga_id = saga_of(run)
     rows = sorted((r[4], r[5], r[6]) for r in report_rows(backend, "daily_country_report", saga_id))
-    expected = direct("""
+    expected = direct(
+        """
         WITH s AS (SELECT user_id, count(*) AS n FROM events WHERE event_date BETWEEN ? AND ?
                    GROUP BY user_id HAVING count(*) > ?)
         SELECT u.country, count(*), avg(s.n) FROM users u JOIN s ON u.id = s.user_id GROUP BY u.country
-        ORDER BY 1""", [dt.date(2026, 1, 1), dt.date(2026, 1, 31), 5])
+        ORDER BY 1""",
+        [dt.date(2026, 1, 1), dt.date(2026, 1, 31), 5],
+    )
     assert [tuple(r[:2]) for r in rows] == [tuple(e[:2]) for e in expected]
     assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
     assert ledger.get_saga(saga_id).state == SagaState.SUCCEEDED
@@ -72,15 +75,20 @@ def test_daily_report_equals_the_direct_computation(dagster_instance, backend, l
 def test_weekly_report_equals_the_direct_computation(dagster_instance, backend) -> None:
     run = launch(dagster_instance, "weekly_engagement_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    rows = sorted(tuple(r[2:]) for r in report_rows(backend, "weekly_engagement_report", saga_of(run)))
-    expected = direct("""
+    rows = sorted(
+        tuple(r[2:]) for r in report_rows(backend, "weekly_engagement_report", saga_of(run))
+    )
+    expected = direct(
+        """
         WITH a AS (SELECT user_id, count(*) AS events, count(DISTINCT event_date) AS days FROM events
                    WHERE event_date >= ? AND event_date < ? GROUP BY user_id HAVING count(DISTINCT event_date) >= ?),
              p AS (SELECT user_id, count(*) AS purchases FROM events WHERE event_type = 'purchase'
                    AND event_date >= ? AND event_date < ? GROUP BY user_id)
         SELECT u.country, count(*), avg(a.events), avg(a.days), sum(coalesce(p.purchases, 0))
         FROM a JOIN users u ON u.id = a.user_id LEFT JOIN p ON p.user_id = a.user_id GROUP BY u.country
-        ORDER BY 1""", [dt.date(2026, 1, 5), dt.date(2026, 1, 12), 2, dt.date(2026, 1, 5), dt.date(2026, 1, 12)])
+        ORDER BY 1""",
+        [dt.date(2026, 1, 5), dt.date(2026, 1, 12), 2, dt.date(2026, 1, 5), dt.date(2026, 1, 12)],
+    )
     assert [(r[0], r[1], r[4]) for r in rows] == [(e[0], e[1], e[4]) for e in expected]
     assert [r[2] for r in rows] == pytest.approx([e[2] for e in expected])
     assert scratch_tables(backend, saga_of(run)) == []
@@ -89,8 +97,10 @@ def test_weekly_report_equals_the_direct_computation(dagster_instance, backend) 
 def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
     run = launch(dagster_instance, "daily_country_report")
     assert run.tags["saga/state"] == "SUCCEEDED"
-    outputs = {e.step_key: e.dagster_event.event_specific_data.metadata
-               for e in step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_OUTPUT)}
+    outputs = {
+        e.step_key: e.dagster_event.event_specific_data.metadata
+        for e in step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_OUTPUT)
+    }
     write = outputs["write_report"]
     assert write["trino_query_id"].value
     assert write["trino_ui"].value.endswith(write["trino_query_id"].value)
@@ -101,10 +111,17 @@ def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
 
 
 @pytest.mark.parametrize(("report", "failing_step"), FAILURE_CASES)
-def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, backend, ledger, report,
-                                                        failing_step) -> None:
-    backend.inject(Fault(pattern=STEP_STATEMENTS[report][failing_step], action="error",
-                             error_name="PERMISSION_DENIED", message="Access Denied (injected)"))
+def test_failure_at_each_step_is_compensated_in_reverse(
+    dagster_instance, backend, ledger, report, failing_step
+) -> None:
+    backend.inject(
+        Fault(
+            pattern=STEP_STATEMENTS[report][failing_step],
+            action="error",
+            error_name="PERMISSION_DENIED",
+            message="Access Denied (injected)",
+        )
+    )
     run = launch(dagster_instance, report)
     saga_id = saga_of(run)
     assert run.status == dg.DagsterRunStatus.FAILURE
@@ -113,13 +130,19 @@ def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, backen
     assert run.tags["saga/state"] == "COMPENSATED"
     attempts = ledger.attempts(saga_id)
     actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
-    assert [a.step for a in actions if a.status == AttemptStatus.FAILED and a.step == failing_step] == [failing_step]
+    assert [
+        a.step for a in actions if a.status == AttemptStatus.FAILED and a.step == failing_step
+    ] == [failing_step]
     # Any other failed step ran beside it: on Trino's PostgreSQL connector a CTAS whose target the
     # compensation drops meanwhile fails (JDBC_ERROR); the local engine's CTAS is atomic.
     others = {a.step for a in actions if a.status == AttemptStatus.FAILED} - {failing_step}
     assert all(runs_beside(REPORTS[report], step, failing_step) for step in others), others
     spec = REPORTS[report]
-    expected = [a.step for a in sorted(actions, key=lambda a: a.id, reverse=True) if spec.steps[a.step].compensation]
+    expected = [
+        a.step
+        for a in sorted(actions, key=lambda a: a.id, reverse=True)
+        if spec.steps[a.step].compensation
+    ]
     undos = [a for a in attempts if a.kind == AttemptKind.COMPENSATION]
     # A parallel branch still running when the hook compensates is undone then, and again by itself
     # when its statement finishes (the fence): the first pass is in reverse order, and every step's
@@ -127,58 +150,108 @@ def test_failure_at_each_step_is_compensated_in_reverse(dagster_instance, backen
     assert list(dict.fromkeys(a.step for a in undos)) == expected
     for step in expected:
         last_action = max(a.id for a in actions if a.step == step)
-        assert max(a.id for a in undos if a.step == step and a.status == AttemptStatus.SUCCEEDED) > last_action
+        assert (
+            max(a.id for a in undos if a.step == step and a.status == AttemptStatus.SUCCEEDED)
+            > last_action
+        )
     assert [t.new_state for t in ledger.transitions(saga_id)] == [
-        SagaState.RUNNING, SagaState.FAILED, SagaState.COMPENSATING, SagaState.COMPENSATED]
+        SagaState.RUNNING,
+        SagaState.FAILED,
+        SagaState.COMPENSATING,
+        SagaState.COMPENSATED,
+    ]
     assert scratch_tables(backend, saga_id) == []
     assert report_rows(backend, report, saga_id) == []
 
 
-def test_compensation_failing_once_then_succeeding_ends_compensated(dagster_instance, backend, ledger) -> None:
+def test_compensation_failing_once_then_succeeding_ends_compensated(
+    dagster_instance, backend, ledger
+) -> None:
     steps = STEP_STATEMENTS["daily_country_report"]
-    backend.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
-    backend.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
-                             error_type="EXTERNAL", times=1))
+    backend.inject(
+        Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED")
+    )
+    backend.inject(
+        Fault(
+            pattern=steps["drop_summary"],
+            action="error",
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            times=1,
+        )
+    )
     run = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(run)
     assert ledger.get_saga(saga_id).state == SagaState.COMPENSATED
-    undo = [(a.step, a.status) for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION]
-    assert undo == [("write_report", AttemptStatus.SUCCEEDED), ("create_summary", AttemptStatus.FAILED),
-                    ("create_summary", AttemptStatus.SUCCEEDED)]
+    undo = [
+        (a.step, a.status) for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION
+    ]
+    assert undo == [
+        ("write_report", AttemptStatus.SUCCEEDED),
+        ("create_summary", AttemptStatus.FAILED),
+        ("create_summary", AttemptStatus.SUCCEEDED),
+    ]
     assert scratch_tables(backend, saga_id) == []
 
 
-def test_compensation_that_always_fails_ends_failed_needs_manual(dagster_instance, backend, ledger) -> None:
+def test_compensation_that_always_fails_ends_failed_needs_manual(
+    dagster_instance, backend, ledger
+) -> None:
     steps = STEP_STATEMENTS["daily_country_report"]
-    backend.inject(Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED"))
-    backend.inject(Fault(pattern=steps["drop_summary"], action="error", error_name="HIVE_METASTORE_ERROR",
-                             error_type="EXTERNAL", times=None))
+    backend.inject(
+        Fault(pattern=steps["write_report"], action="error", error_name="PERMISSION_DENIED")
+    )
+    backend.inject(
+        Fault(
+            pattern=steps["drop_summary"],
+            action="error",
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            times=None,
+        )
+    )
     run = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(run)
     backend.proxy.faults.clear()
     saga = ledger.get_saga(saga_id)
     assert saga.state == SagaState.FAILED_NEEDS_MANUAL
     assert run.tags["saga/state"] == "FAILED_NEEDS_MANUAL"
-    failed = [a for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION and a.step == "create_summary"]
+    failed = [
+        a
+        for a in ledger.attempts(saga_id)
+        if a.kind == AttemptKind.COMPENSATION and a.step == "create_summary"
+    ]
     assert len(failed) == 4 and all(a.error_name == "HIVE_METASTORE_ERROR" for a in failed)
-    errors = [r.event_log_entry.user_message for r in dagster_instance.get_records_for_run(run.run_id).records
-              if r.event_log_entry.level >= 40]
+    errors = [
+        r.event_log_entry.user_message
+        for r in dagster_instance.get_records_for_run(run.run_id).records
+        if r.event_log_entry.level >= 40
+    ]
     assert any("FAILED_NEEDS_MANUAL" in message for message in errors)
     # what a person would find and remove: the summary table is still there, and the ledger names it
     assert len(scratch_tables(backend, saga_id)) == 1
-    assert list(ledger.resources(saga_id)) == [f"lake.scratch.{scratch_tables(backend, saga_id)[0]}"]
+    assert list(ledger.resources(saga_id)) == [
+        f"lake.scratch.{scratch_tables(backend, saga_id)[0]}"
+    ]
 
 
-@pytest.mark.parametrize(("parameters", "problem"), [
-    ({**DAILY_PARAMETERS, "end_date": "2025-12-31"}, "end_date"),        # end before start
-    ({**DAILY_PARAMETERS, "start_date": "2026-13-01"}, "start_date"),    # not a date
-    ({**DAILY_PARAMETERS, "start_date": "20260101"}, "start_date"),      # not YYYY-MM-DD
-    ({**DAILY_PARAMETERS, "min_events": -1}, "min_events"),              # below the minimum
-    ({**DAILY_PARAMETERS, "min_events": None}, "min_events: a value is required"),
-    ({**DAILY_PARAMETERS, "start_date": "2024-01-01"}, "at most 366"),   # range longer than a year
-])
-def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, backend, ledger, parameters,
-                                                          problem) -> None:
+@pytest.mark.parametrize(
+    ("parameters", "problem"),
+    [
+        ({**DAILY_PARAMETERS, "end_date": "2025-12-31"}, "end_date"),  # end before start
+        ({**DAILY_PARAMETERS, "start_date": "2026-13-01"}, "start_date"),  # not a date
+        ({**DAILY_PARAMETERS, "start_date": "20260101"}, "start_date"),  # not YYYY-MM-DD
+        ({**DAILY_PARAMETERS, "min_events": -1}, "min_events"),  # below the minimum
+        ({**DAILY_PARAMETERS, "min_events": None}, "min_events: a value is required"),
+        (
+            {**DAILY_PARAMETERS, "start_date": "2024-01-01"},
+            "at most 366",
+        ),  # range longer than a year
+    ],
+)
+def test_bad_parameters_fail_before_any_statement_or_saga(
+    dagster_instance, backend, ledger, parameters, problem
+) -> None:
     # counted by client source: the shared daemon's sweeper may query the engine meanwhile
     def report_statements() -> int:
         return len(backend.statements(source=STEP_SOURCE))
@@ -191,17 +264,31 @@ def test_bad_parameters_fail_before_any_statement_or_saga(dagster_instance, back
     failure = step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)[0]
     assert failure.step_key == "start_saga"
     message = failure.dagster_event.event_specific_data.error.message.strip()
-    assert message.startswith("dagster._core.definitions.events.Failure: Invalid parameters for daily_country_report")
-    assert problem in message and "\n" not in message     # one line, naming what is wrong
+    assert message.startswith(
+        "dagster._core.definitions.events.Failure: Invalid parameters for daily_country_report"
+    )
+    assert problem in message and "\n" not in message  # one line, naming what is wrong
 
 
-def test_transient_error_is_retried_and_the_saga_succeeds(dagster_instance, backend, ledger) -> None:
-    backend.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="error",
-                             error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL", times=1))
+def test_transient_error_is_retried_and_the_saga_succeeds(
+    dagster_instance, backend, ledger
+) -> None:
+    backend.inject(
+        Fault(
+            pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"],
+            action="error",
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            times=1,
+        )
+    )
     run = launch(dagster_instance, "daily_country_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    attempts = [(a.attempt, a.status) for a in ledger.attempts(saga_of(run))
-                if a.step == "create_summary" and a.kind == AttemptKind.ACTION]
+    attempts = [
+        (a.attempt, a.status)
+        for a in ledger.attempts(saga_of(run))
+        if a.step == "create_summary" and a.kind == AttemptKind.ACTION
+    ]
     assert attempts == [(1, AttemptStatus.FAILED), (2, AttemptStatus.SUCCEEDED)]
 
 
@@ -211,34 +298,62 @@ def test_parallel_branches_run_at_the_same_time(dagster_instance, local_trino, l
         local_trino.inject(Fault(pattern=steps[step], action="stall", seconds=3))
     run = launch(dagster_instance, "weekly_engagement_report")
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    spans = {a.step: (a.started_at, a.ended_at) for a in ledger.attempts(saga_of(run))
-             if a.step in ("build_activity", "build_purchases")}
+    spans = {
+        a.step: (a.started_at, a.ended_at)
+        for a in ledger.attempts(saga_of(run))
+        if a.step in ("build_activity", "build_purchases")
+    }
     (a_start, a_end), (b_start, b_end) = spans["build_activity"], spans["build_purchases"]
     assert a_start < b_end and b_start < a_end, f"branches did not overlap: {spans}"
 
 
 def test_progress_is_logged_while_a_long_statement_runs(dagster_instance, local_trino) -> None:
-    local_trino.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"], action="stall",
-                             seconds=STEP_TIMEOUT_SECONDS - 0.5))
+    local_trino.inject(
+        Fault(
+            pattern=STEP_STATEMENTS["daily_country_report"]["create_summary"],
+            action="stall",
+            seconds=STEP_TIMEOUT_SECONDS - 0.5,
+        )
+    )
     run = launch(dagster_instance, "daily_country_report")
-    lines = [r.event_log_entry for r in dagster_instance.get_records_for_run(run.run_id).records
-             if r.event_log_entry.step_key == "create_summary"
-             and "create_summary: Trino query" in (r.event_log_entry.user_message or "")]
+    lines = [
+        r.event_log_entry
+        for r in dagster_instance.get_records_for_run(run.run_id).records
+        if r.event_log_entry.step_key == "create_summary"
+        and "create_summary: Trino query" in (r.event_log_entry.user_message or "")
+    ]
     running = [e.timestamp for e in lines if " RUNNING " in e.user_message]
     assert len(running) >= 3
     assert max(b - a for a, b in zip(running, running[1:])) <= 5
 
 
-def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, backend, ledger, tmp_path) -> None:
+def test_concurrent_runs_never_touch_each_others_tables(
+    dagster_instance, backend, ledger, tmp_path
+) -> None:
     # Two runs at once, each in its own process as launched runs are (`dagster job execute`).
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}))
     env = {**os.environ, "DAGSTER_HOME": dagster_instance.root_directory}
-    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "report_pipeline.definitions",
-               "-j", "daily_country_report", "-c", str(config)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "report_pipeline.definitions",
+        "-j",
+        "daily_country_report",
+        "-c",
+        str(config),
+    ]
     before = {r.run_id for r in dagster_instance.get_runs()}
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     for process in processes:
         assert process.wait(timeout=180) == 0, process.stderr.read()[-3000:]
     runs = [r for r in dagster_instance.get_runs() if r.run_id not in before]
@@ -251,9 +366,16 @@ def test_concurrent_runs_never_touch_each_others_tables(dagster_instance, backen
     assert scratch_tables(backend, first) == scratch_tables(backend, second) == []
 
 
-def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instance, backend, ledger) -> None:
-    backend.inject(Fault(pattern=STEP_STATEMENTS["daily_country_report"]["write_report"], action="error",
-                             error_name="PERMISSION_DENIED"))
+def test_reexecution_from_failure_completes_the_compensated_saga(
+    dagster_instance, backend, ledger
+) -> None:
+    backend.inject(
+        Fault(
+            pattern=STEP_STATEMENTS["daily_country_report"]["write_report"],
+            action="error",
+            error_name="PERMISSION_DENIED",
+        )
+    )
     failed = launch(dagster_instance, "daily_country_report")
     saga_id = saga_of(failed)
     assert ledger.get_saga(saga_id).state == SagaState.COMPENSATED
@@ -264,24 +386,37 @@ def test_reexecution_from_failure_completes_the_compensated_saga(dagster_instanc
     assert len(report_rows(backend, "daily_country_report", saga_id)) == 12
     assert scratch_tables(backend, saga_id) == []
     assert [(r["run_id"], r["kind"]) for r in ledger.runs(saga_id)] == [
-        (failed.run_id, "run"), (rerun.run_id, "reexecution")]
+        (failed.run_id, "run"),
+        (rerun.run_id, "reexecution"),
+    ]
 
 
-def test_a_password_over_plain_http_fails_the_start_step_before_any_statement(dagster_instance, backend, ledger,
-                                                                               pipeline_env, monkeypatch) -> None:
+def test_a_password_over_plain_http_fails_the_start_step_before_any_statement(
+    dagster_instance, backend, ledger, pipeline_env, monkeypatch
+) -> None:
     # in-process, so the step sees this test's environment (launched runs read it the same way)
     monkeypatch.setenv("TRINO_PASSWORD", "would-be-refused-by-trino")
-    resources = {"trino": TrinoResource(host=backend.proxy.host, port=backend.proxy.port, user="pipeline-tests"),
-                 "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"])}
+    resources = {
+        "trino": TrinoResource(
+            host=backend.proxy.host, port=backend.proxy.port, user="pipeline-tests"
+        ),
+        "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
+    }
     job = build_report_job(REPORTS["daily_country_report"], dg.in_process_executor)
-    result = dg.Definitions(jobs=[job], resources=resources).resolve_job_def(job.name).execute_in_process(
-        run_config={"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}, instance=dagster_instance,
-        raise_on_error=False)
+    result = (
+        dg.Definitions(jobs=[job], resources=resources)
+        .resolve_job_def(job.name)
+        .execute_in_process(
+            run_config={"ops": {"start_saga": {"config": DAILY_PARAMETERS}}},
+            instance=dagster_instance,
+            raise_on_error=False,
+        )
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failure.step_key == "start_saga"
     assert "Invalid Trino settings" in failure.event_specific_data.error.message
     assert "need HTTPS" in failure.event_specific_data.error.message
-    assert "would-be-refused" not in str(result.all_events)          # the secret is never shown
+    assert "would-be-refused" not in str(result.all_events)  # the secret is never shown
     assert ledger.get_saga(result.run_id) is None
     assert backend.statements(source=STEP_SOURCE) == []

@@ -17,7 +17,7 @@ DAILY, WEEKLY = REPORTS["daily_country_report"], REPORTS["weekly_engagement_repo
 
 
 def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def test_daily_schedule_runs_the_previous_day_with_its_parameters() -> None:
@@ -27,7 +27,10 @@ def test_daily_schedule_runs_the_previous_day_with_its_parameters() -> None:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-01-09"
     assert request.run_config["ops"]["start_saga"]["config"] == {
-        "start_date": "2026-01-09", "end_date": "2026-01-09", "min_events": 5}
+        "start_date": "2026-01-09",
+        "end_date": "2026-01-09",
+        "min_events": 5,
+    }
 
 
 def test_weekly_schedule_runs_the_week_before_on_mondays() -> None:
@@ -36,21 +39,32 @@ def test_weekly_schedule_runs_the_week_before_on_mondays() -> None:
     with dg.build_schedule_context(scheduled_execution_time=at("2026-01-19T07:00:00")) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-01-12"
-    assert request.run_config["ops"]["start_saga"]["config"] == {"week_start": "2026-01-12", "min_active_days": 1}
+    assert request.run_config["ops"]["start_saga"]["config"] == {
+        "week_start": "2026-01-12",
+        "min_active_days": 1,
+    }
 
 
 @pytest.fixture
 def arrival(local_trino):
     job = build_report_job(DAILY)
     sensor = build_arrival_sensor(DAILY, job)
-    trino = TrinoResource(host=local_trino.host, port=local_trino.port, user="arrival-tests",
-                          catalog=local_trino.catalog)
-    repository = dg.Definitions(jobs=[job], sensors=[sensor], resources={
-        "trino": trino, "ledger": LedgerResource(url="sqlite:///:memory:")}).get_repository_def()
+    trino = TrinoResource(
+        host=local_trino.host,
+        port=local_trino.port,
+        user="arrival-tests",
+        catalog=local_trino.catalog,
+    )
+    repository = dg.Definitions(
+        jobs=[job],
+        sensors=[sensor],
+        resources={"trino": trino, "ledger": LedgerResource(url="sqlite:///:memory:")},
+    ).get_repository_def()
 
     def evaluate(cursor: str | None = None) -> tuple[list[dg.RunRequest], str | None, str | None]:
-        with dg.build_sensor_context(cursor=cursor, resources={"trino": trino},
-                                     repository_def=repository) as context:
+        with dg.build_sensor_context(
+            cursor=cursor, resources={"trino": trino}, repository_def=repository
+        ) as context:
             result = sensor.evaluate_tick(context)
         return result.run_requests, result.cursor, result.skip_message
 
@@ -59,7 +73,9 @@ def arrival(local_trino):
 
 def test_first_evaluation_requests_only_the_newest_complete_day(arrival) -> None:
     requests, cursor, _ = arrival()
-    assert [(r.partition_key, r.run_key) for r in requests] == [("2026-03-30", "daily_country_report:2026-03-30")]
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        ("2026-03-30", "daily_country_report:2026-03-30")
+    ]
     assert cursor == "2026-03-30"
 
 
@@ -75,8 +91,11 @@ def test_nothing_new_is_a_skip_and_keeps_the_cursor(arrival) -> None:
 
 
 def test_new_data_makes_the_next_day_complete(arrival, local_trino) -> None:
-    query(local_trino, "INSERT INTO events (event_id, user_id, event_type, event_date, event_time, duration_ms) "
-                       "VALUES (-1, 1, 'click', DATE '2026-04-01', TIMESTAMP '2026-04-01 00:00:01', 1)")
+    query(
+        local_trino,
+        "INSERT INTO events (event_id, user_id, event_type, event_date, event_time, duration_ms) "
+        "VALUES (-1, 1, 'click', DATE '2026-04-01', TIMESTAMP '2026-04-01 00:00:01', 1)",
+    )
     try:
         requests, cursor, _ = arrival("2026-03-30")
         assert [r.partition_key for r in requests] == ["2026-03-31"] and cursor == "2026-03-31"
@@ -86,21 +105,32 @@ def test_new_data_makes_the_next_day_complete(arrival, local_trino) -> None:
 
 def test_backfill_over_three_days_runs_one_saga_per_day(dagster_stack, ledger) -> None:
     days = ["2026-01-05", "2026-01-06", "2026-01-07"]
-    data = dagster_stack.graphql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+    data = dagster_stack.graphql(
+        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
         __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                                 {"p": {"selector": {"partitionSetName": "daily_country_report_partition_set",
-                                                     "repositorySelector": {"repositoryLocationName": "report_pipeline",
-                                                                            "repositoryName": "__repository__"}},
-                                        "partitionNames": days}})["launchPartitionBackfill"]
+        {
+            "p": {
+                "selector": {
+                    "partitionSetName": "daily_country_report_partition_set",
+                    "repositorySelector": {
+                        "repositoryLocationName": "report_pipeline",
+                        "repositoryName": "__repository__",
+                    },
+                },
+                "partitionNames": days,
+            }
+        },
+    )["launchPartitionBackfill"]
     assert data["__typename"] == "LaunchBackfillSuccess", data
     backfill = data["backfillId"]
     runs: list[dict] = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        runs = dagster_stack.graphql("""query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
+        runs = dagster_stack.graphql(
+            """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
             results { runId status tags { key value } } } } }""",
-                                     {"f": {"tags": [{"key": "dagster/backfill", "value": backfill}]}}
-                                     )["runsOrError"]["results"]
+            {"f": {"tags": [{"key": "dagster/backfill", "value": backfill}]}},
+        )["runsOrError"]["results"]
         if len(runs) == 3 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
             break
         time.sleep(1)
@@ -111,4 +141,7 @@ def test_backfill_over_three_days_runs_one_saga_per_day(dagster_stack, ledger) -
         assert saga.parameters == {"start_date": day, "end_date": day, "min_events": 5}
         assert saga.trigger == f"backfill:{backfill}"
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
-    assert tags["report_pipeline/trigger"] == f"backfill:{backfill}" and tags["report_pipeline/partition"] in days
+    assert (
+        tags["report_pipeline/trigger"] == f"backfill:{backfill}"
+        and tags["report_pipeline/partition"] in days
+    )

@@ -6,7 +6,7 @@ import pytest
 import sqlglot
 
 from report_pipeline.reports import REPORTS_DIR
-from report_pipeline.trino.sql import QualifiedName, render, table_placeholders, parameter_names
+from report_pipeline.trino.sql import QualifiedName, parameter_names, render, table_placeholders
 
 SQL_FILES = sorted(REPORTS_DIR.glob("*/*.sql"))
 
@@ -14,6 +14,8 @@ SQL_FILES = sorted(REPORTS_DIR.glob("*/*.sql"))
 @pytest.mark.parametrize("path", SQL_FILES, ids=[f"{p.parent.name}/{p.name}" for p in SQL_FILES])
 def test_sql_file_parses_as_one_trino_statement(path) -> None:
     text = path.read_text()
-    tables = {name: QualifiedName("lake", "scratch", f"{name}_test") for name in table_placeholders(text)}
+    tables = {
+        name: QualifiedName("lake", "scratch", f"{name}_test") for name in table_placeholders(text)
+    }
     statement = render(text, tables, {name: None for name in parameter_names(text)})
     assert len(sqlglot.parse(statement.sql, read="trino")) == 1

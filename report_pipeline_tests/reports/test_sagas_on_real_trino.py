@@ -18,8 +18,10 @@ from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 
 REPORTS = load_reports()
-PARAMETERS = {"daily_country_report": {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5},
-              "weekly_engagement_report": {"week_start": "2026-01-05", "min_active_days": 2}}
+PARAMETERS = {
+    "daily_country_report": {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5},
+    "weekly_engagement_report": {"week_start": "2026-01-05", "min_active_days": 2},
+}
 CATALOGS = ["lake", "iceberg"]
 # (report, steps completed before the saga stops): 0 .. every step but the last
 STOPS = [(report, done) for report, spec in REPORTS.items() for done in range(len(spec.steps))]
@@ -42,10 +44,19 @@ class Saga:
         self.ledger = ledger
         self.coordinator = SagaCoordinator(ledger, self.spec.saga_definition())
         parameters = self.spec.parse_parameters(PARAMETERS[report])
-        client = TrinoClient(TrinoSettings(host=real_trino.host, port=real_trino.port, user="saga-tests",
-                                           catalog=catalog))
-        self.runner = ReportStepRunner(self.spec, client, self.id, parameters, scratch_schema="scratch",
-                                       recorded_resources=lambda: set(ledger.resources(self.id)))
+        client = TrinoClient(
+            TrinoSettings(
+                host=real_trino.host, port=real_trino.port, user="saga-tests", catalog=catalog
+            )
+        )
+        self.runner = ReportStepRunner(
+            self.spec,
+            client,
+            self.id,
+            parameters,
+            scratch_schema="scratch",
+            recorded_resources=lambda: set(ledger.resources(self.id)),
+        )
         self.coordinator.start(self.id, PARAMETERS[report], run_id=None)
 
     def run(self, steps: list[str]) -> None:
@@ -53,19 +64,31 @@ class Saga:
             self.coordinator.execute_step(self.id, step, None, 1, self.runner)
 
     def scratch_tables(self) -> list[str]:
-        return [r[0] for r in self.query(
-            f"SELECT table_name FROM {self.catalog}.information_schema.tables WHERE table_schema = 'scratch' "
-            "AND table_name LIKE ?", [f"saga_{saga_key(self.id)}_%"])]
+        return [
+            r[0]
+            for r in self.query(
+                f"SELECT table_name FROM {self.catalog}.information_schema.tables WHERE table_schema = 'scratch' "
+                "AND table_name LIKE ?",
+                [f"saga_{saga_key(self.id)}_%"],
+            )
+        ]
 
     def report_rows(self) -> list[list]:
-        exists = self.query(f"SELECT count(*) FROM {self.catalog}.information_schema.tables "
-                            "WHERE table_schema = 'reports' AND table_name = ?", [self.spec.name])[0][0]
+        exists = self.query(
+            f"SELECT count(*) FROM {self.catalog}.information_schema.tables "
+            "WHERE table_schema = 'reports' AND table_name = ?",
+            [self.spec.name],
+        )[0][0]
         if not exists:
             return []
-        return self.query(f"SELECT * FROM {self.catalog}.reports.{self.spec.name} WHERE saga_id = ?", [self.id])
+        return self.query(
+            f"SELECT * FROM {self.catalog}.reports.{self.spec.name} WHERE saga_id = ?", [self.id]
+        )
 
     def query(self, sql: str, parameters: list) -> list[list]:
-        with trino.dbapi.connect(host=self.server.host, port=self.server.port, user="assertions") as connection:
+        with trino.dbapi.connect(
+            host=self.server.host, port=self.server.port, user="assertions"
+        ) as connection:
             cursor = connection.cursor()
             cursor.execute(sql, parameters)
             return cursor.fetchall()
@@ -83,13 +106,19 @@ def test_report_completes_on_the_catalog(real_trino, saga_ledger, catalog, repor
 
 @pytest.mark.parametrize("catalog", CATALOGS)
 @pytest.mark.parametrize(("report", "done"), STOPS)
-def test_stopping_after_each_step_is_compensated_on_the_catalog(real_trino, saga_ledger, catalog, report,
-                                                                done) -> None:
+def test_stopping_after_each_step_is_compensated_on_the_catalog(
+    real_trino, saga_ledger, catalog, report, done
+) -> None:
     saga = Saga(real_trino, saga_ledger, catalog, report)
     order = saga.spec.saga_definition().order()
     saga.run(order[:done])
-    state = saga.coordinator.compensate(saga.id, FailureKind.STEP_FAILED, saga.runner, failed_step=order[done],
-                                        error="stopped by the test")
+    state = saga.coordinator.compensate(
+        saga.id,
+        FailureKind.STEP_FAILED,
+        saga.runner,
+        failed_step=order[done],
+        error="stopped by the test",
+    )
     assert state == SagaState.COMPENSATED
     assert saga.scratch_tables() == []
     assert saga.report_rows() == []

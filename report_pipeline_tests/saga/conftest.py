@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -24,17 +23,23 @@ from report_pipeline.saga import (
 )
 from report_pipeline.saga.ledger import SqlLedger
 
-CHAIN = SagaDefinition("chain", (
-    StepDefinition("create_temp", resources=("temp",)),
-    StepDefinition("write_report", depends_on=("create_temp",)),
-    StepDefinition("drop_temp", depends_on=("write_report",), compensable=False),
-))
-FAN_OUT = SagaDefinition("fan_out", (
-    StepDefinition("left", resources=("left_table",)),
-    StepDefinition("right", resources=("right_table",)),
-    StepDefinition("join", depends_on=("left", "right")),
-    StepDefinition("cleanup", depends_on=("join",), compensable=False),
-))
+CHAIN = SagaDefinition(
+    "chain",
+    (
+        StepDefinition("create_temp", resources=("temp",)),
+        StepDefinition("write_report", depends_on=("create_temp",)),
+        StepDefinition("drop_temp", depends_on=("write_report",), compensable=False),
+    ),
+)
+FAN_OUT = SagaDefinition(
+    "fan_out",
+    (
+        StepDefinition("left", resources=("left_table",)),
+        StepDefinition("right", resources=("right_table",)),
+        StepDefinition("join", depends_on=("left", "right")),
+        StepDefinition("cleanup", depends_on=("join",), compensable=False),
+    ),
+)
 
 
 @dataclass
@@ -51,7 +56,9 @@ class ScriptedRunner:
     def resources(self, step: StepDefinition) -> list[str]:
         return [f"scratch.saga_{name}" for name in step.resources]
 
-    def run_action(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
+    def run_action(
+        self, step: StepDefinition, on_statement: StatementListener | None = None
+    ) -> StepResult:
         self.calls.append(("action", step.name))
         if on_statement is not None:
             on_statement(f"q-{step.name}")
@@ -60,7 +67,9 @@ class ScriptedRunner:
             raise failures.pop(0)
         return StepResult(query_id=f"q-{step.name}", rows=1, bytes=1000, queued_seconds=0.02)
 
-    def run_compensation(self, step: StepDefinition, on_statement: StatementListener | None = None) -> StepResult:
+    def run_compensation(
+        self, step: StepDefinition, on_statement: StatementListener | None = None
+    ) -> StepResult:
         self.calls.append(("compensation", step.name))
         if step.name in self.always_fail_compensation:
             raise TransientStepError(f"cannot undo {step.name}", error_name="HIVE_METASTORE_ERROR")
@@ -71,7 +80,9 @@ class ScriptedRunner:
 
     def stop_statement(self, statement_id: str) -> StatementFate:
         self.calls.append(("stop", statement_id))
-        fate = self.statement_fates.get(statement_id, StatementFate(AttemptStatus.FAILED, "cancelled", "USER_CANCELED"))
+        fate = self.statement_fates.get(
+            statement_id, StatementFate(AttemptStatus.FAILED, "cancelled", "USER_CANCELED")
+        )
         if isinstance(fate, Exception):
             raise fate
         return fate

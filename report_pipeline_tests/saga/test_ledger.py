@@ -9,10 +9,24 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 
-from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, SagaFenced, SagaState, StepProgress, StepResult
+from report_pipeline.saga import (
+    AttemptKind,
+    AttemptStatus,
+    FailureKind,
+    SagaFenced,
+    SagaState,
+    StepProgress,
+    StepResult,
+)
 from report_pipeline.saga.errors import InvalidTransition
 from report_pipeline.saga.ledger import LATEST_VERSION, SqlLedger
-from report_pipeline_tests.saga.conftest import FAN_OUT, ScriptedRunner, coordinator, isolated_schema_url, permanent
+from report_pipeline_tests.saga.conftest import (
+    FAN_OUT,
+    ScriptedRunner,
+    coordinator,
+    isolated_schema_url,
+    permanent,
+)
 
 
 def test_migrate_is_idempotent(ledger) -> None:
@@ -29,10 +43,18 @@ def test_concurrent_migrations_do_not_collide(postgres_url) -> None:
 
 def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
     ledger.create_saga("old", "chain", {}, "run-1")
-    attempt = ledger.start_attempt("old", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True)
-    v2_columns = ["queued_seconds", "progress_state", "progress_percent", "progress_rows", "progress_bytes",
-                  "progress_at"]
-    with ledger.engine.begin() as connection:    # what version 1 looked like
+    attempt = ledger.start_attempt(
+        "old", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True
+    )
+    v2_columns = [
+        "queued_seconds",
+        "progress_state",
+        "progress_percent",
+        "progress_rows",
+        "progress_bytes",
+        "progress_at",
+    ]
+    with ledger.engine.begin() as connection:  # what version 1 looked like
         operations = Operations(MigrationContext.configure(connection))
         with operations.batch_alter_table("saga_step_attempts") as batch:
             for column in v2_columns:
@@ -40,8 +62,12 @@ def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
         with operations.batch_alter_table("sagas") as batch:
             batch.drop_column("interrupted_steps")
         connection.execute(sa.text("DELETE FROM saga_ledger_version"))
-        connection.execute(sa.text("INSERT INTO saga_ledger_version (version, applied_at) "
-                                   "VALUES (1, CURRENT_TIMESTAMP)"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO saga_ledger_version (version, applied_at) "
+                "VALUES (1, CURRENT_TIMESTAMP)"
+            )
+        )
     assert ledger.migrate() == LATEST_VERSION
     columns = {c["name"] for c in sa.inspect(ledger.engine).get_columns("saga_step_attempts")}
     assert set(v2_columns) <= columns
@@ -53,13 +79,24 @@ def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
 
 def test_progress_is_recorded_on_the_steps_running_attempt(ledger) -> None:
     ledger.create_saga("s", "chain", {}, "run-1")
-    attempt = ledger.start_attempt("s", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True)
+    attempt = ledger.start_attempt(
+        "s", "create_temp", AttemptKind.ACTION, "run-1", 1, require_running=True
+    )
     ledger.record_progress("s", "create_temp", StepProgress("RUNNING", 12.5, 1000, 2000))
-    ledger.finish_attempt("s", attempt, AttemptStatus.SUCCEEDED, result=StepResult(queued_seconds=0.3))
-    ledger.record_progress("s", "create_temp", StepProgress("RUNNING", 99.0, 1, 1))   # too late: nothing open
+    ledger.finish_attempt(
+        "s", attempt, AttemptStatus.SUCCEEDED, result=StepResult(queued_seconds=0.3)
+    )
+    ledger.record_progress(
+        "s", "create_temp", StepProgress("RUNNING", 99.0, 1, 1)
+    )  # too late: nothing open
     [recorded] = ledger.attempts("s")
-    assert (recorded.progress.state, recorded.progress.percent, recorded.progress.rows, recorded.progress.bytes,
-            recorded.queued_seconds) == ("RUNNING", 12.5, 1000, 2000, 0.3)
+    assert (
+        recorded.progress.state,
+        recorded.progress.percent,
+        recorded.progress.rows,
+        recorded.progress.bytes,
+        recorded.queued_seconds,
+    ) == ("RUNNING", 12.5, 1000, 2000, 0.3)
 
 
 def test_creating_an_existing_saga_changes_nothing(ledger) -> None:
@@ -83,7 +120,9 @@ def test_disallowed_transition_raises_and_changes_nothing(ledger) -> None:
 
 def test_transition_from_an_unexpected_state_is_a_no_op(ledger) -> None:
     ledger.create_saga("s", "chain", {}, "run-1")
-    assert ledger.transition("s", {SagaState.COMPENSATING}, SagaState.COMPENSATED, "not now") is None
+    assert (
+        ledger.transition("s", {SagaState.COMPENSATING}, SagaState.COMPENSATED, "not now") is None
+    )
     assert ledger.get_saga("s").state == SagaState.RUNNING
 
 
@@ -104,15 +143,19 @@ def test_concurrent_sagas_do_not_interfere(ledger) -> None:
         for name in saga.definition.order():
             try:
                 saga.execute_step(saga_id, name, f"run-{saga_id}", 1, runner)
-            except Exception as error:  # noqa: BLE001
-                return saga.compensate(saga_id, FailureKind.STEP_FAILED, runner, failed_step=name, error=str(error))
+            except Exception as error:
+                return saga.compensate(
+                    saga_id, FailureKind.STEP_FAILED, runner, failed_step=name, error=str(error)
+                )
         return ledger.get_saga(saga_id).state
 
     ids = [f"saga-{i}" for i in range(6)]
     with ThreadPoolExecutor(6) as pool:
         results = dict(zip(ids, pool.map(run, ids)))
     for saga_id, state in results.items():
-        expected = SagaState.COMPENSATED if saga_id.endswith(("1", "3", "5")) else SagaState.SUCCEEDED
+        expected = (
+            SagaState.COMPENSATED if saga_id.endswith(("1", "3", "5")) else SagaState.SUCCEEDED
+        )
         assert state == expected == ledger.get_saga(saga_id).state
         assert {a.saga_id for a in ledger.attempts(saga_id)} == {saga_id}
         assert ledger.get_saga(saga_id).parameters == {"n": saga_id}

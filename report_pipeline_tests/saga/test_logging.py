@@ -20,9 +20,16 @@ def test_step_events_carry_saga_run_report_step_attempt_and_query(ledger) -> Non
         saga.start("saga-1", {}, "run-1")
         saga.execute_step("saga-1", "create_temp", "run-1", 2, ScriptedRunner())
     succeeded = next(e for e in logs if e["event"] == "step succeeded")
-    assert {k: succeeded[k] for k in ("saga_id", "run_id", "report", "step", "attempt", "query_id")} == {
-        "saga_id": "saga-1", "run_id": "run-1", "report": "chain", "step": "create_temp", "attempt": 2,
-        "query_id": "q-create_temp"}
+    assert {
+        k: succeeded[k] for k in ("saga_id", "run_id", "report", "step", "attempt", "query_id")
+    } == {
+        "saga_id": "saga-1",
+        "run_id": "run-1",
+        "report": "chain",
+        "step": "create_temp",
+        "attempt": 2,
+        "query_id": "q-create_temp",
+    }
 
 
 def test_every_transition_is_logged_old_to_new(ledger) -> None:
@@ -33,11 +40,23 @@ def test_every_transition_is_logged_old_to_new(ledger) -> None:
         saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
         try:
             saga.execute_step("saga-1", "write_report", "run-1", 1, runner)
-        except Exception:  # noqa: BLE001 - the failure under test
-            saga.compensate("saga-1", FailureKind.STEP_FAILED, runner, run_id="run-1", failed_step="write_report")
-    transitions = [(e["old_state"], e["new_state"]) for e in logs if e["event"] == "saga transition"]
-    assert transitions == [(None, "RUNNING"), ("RUNNING", "FAILED"), ("FAILED", "COMPENSATING"),
-                           ("COMPENSATING", "COMPENSATED")]
+        except Exception:
+            saga.compensate(
+                "saga-1",
+                FailureKind.STEP_FAILED,
+                runner,
+                run_id="run-1",
+                failed_step="write_report",
+            )
+    transitions = [
+        (e["old_state"], e["new_state"]) for e in logs if e["event"] == "saga transition"
+    ]
+    assert transitions == [
+        (None, "RUNNING"),
+        ("RUNNING", "FAILED"),
+        ("FAILED", "COMPENSATING"),
+        ("COMPENSATING", "COMPENSATED"),
+    ]
 
 
 def test_json_lines_and_secret_redaction(monkeypatch) -> None:
@@ -46,8 +65,9 @@ def test_json_lines_and_secret_redaction(monkeypatch) -> None:
     monkeypatch.setattr(sys, "stderr", stream)
     try:
         project_logging.configure_logging("json")
-        structlog.get_logger("t").info("connecting", saga_id="s", trino_password="hunter2",
-                                       ledger_url="postgresql://u:pw@h/db")
+        structlog.get_logger("t").info(
+            "connecting", saga_id="s", trino_password="hunter2", ledger_url="postgresql://u:pw@h/db"
+        )
         line = json.loads(stream.getvalue().strip().splitlines()[-1])
     finally:
         structlog.reset_defaults()

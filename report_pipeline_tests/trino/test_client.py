@@ -18,20 +18,29 @@ from report_pipeline_tests.local_trino import ENDLESS_QUERY
 
 @pytest.fixture
 def client(local_trino: LocalTrino) -> TrinoClient:
-    return TrinoClient(TrinoSettings(host=local_trino.host, port=local_trino.port, user="client-tests",
-                                     catalog=local_trino.catalog))
+    return TrinoClient(
+        TrinoSettings(
+            host=local_trino.host,
+            port=local_trino.port,
+            user="client-tests",
+            catalog=local_trino.catalog,
+        )
+    )
 
 
 def test_query_outcome_has_rows_columns_and_query_id(client) -> None:
-    outcome = client.execute(Statement("SELECT country, count(*) AS n FROM users WHERE country = ? GROUP BY 1",
-                                       ["DE"]))
+    outcome = client.execute(
+        Statement("SELECT country, count(*) AS n FROM users WHERE country = ? GROUP BY 1", ["DE"])
+    )
     assert outcome.columns == ["country", "n"]
     assert outcome.rows[0][0] == "DE" and outcome.row_count == 1
     assert outcome.query_id and outcome.info_uri.endswith(outcome.query_id)
 
 
 def test_dml_outcome_counts_rows_written_and_ddl_none(client) -> None:
-    created = client.execute(Statement("CREATE TABLE scratch.client_probe AS SELECT * FROM users WHERE id < 10", []))
+    created = client.execute(
+        Statement("CREATE TABLE scratch.client_probe AS SELECT * FROM users WHERE id < 10", [])
+    )
     dropped = client.execute(Statement("DROP TABLE scratch.client_probe", []))
     assert (created.update_type, created.row_count) == ("CREATE TABLE", 10)
     assert (dropped.update_type, dropped.row_count) == ("DROP TABLE", None)
@@ -57,14 +66,17 @@ def test_time_limit_cancels_the_query_and_raises_timed_out(client, local_trino) 
     assert query.state.value == "FAILED"
 
 
-@pytest.mark.parametrize(("fault", "expected"), [
-    (dict(error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL"), TransientStepError),
-    (dict(error_name="EXCEEDED_GLOBAL_MEMORY_LIMIT"), TransientStepError),
-    (dict(error_name="REMOTE_TASK_ERROR", error_type="INTERNAL_ERROR"), TransientStepError),
-    (dict(error_name="GENERIC_INTERNAL_ERROR"), PermanentStepError),
-    (dict(error_name="TABLE_NOT_FOUND"), PermanentStepError),
-    (dict(error_name="ADMINISTRATIVELY_KILLED"), StepCancelled),
-])
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (dict(error_name="HIVE_METASTORE_ERROR", error_type="EXTERNAL"), TransientStepError),
+        (dict(error_name="EXCEEDED_GLOBAL_MEMORY_LIMIT"), TransientStepError),
+        (dict(error_name="REMOTE_TASK_ERROR", error_type="INTERNAL_ERROR"), TransientStepError),
+        (dict(error_name="GENERIC_INTERNAL_ERROR"), PermanentStepError),
+        (dict(error_name="TABLE_NOT_FOUND"), PermanentStepError),
+        (dict(error_name="ADMINISTRATIVELY_KILLED"), StepCancelled),
+    ],
+)
 def test_failures_are_classified_by_trino_error_type(client, local_trino, fault, expected) -> None:
     local_trino.inject(Fault(pattern="classify_probe", action="error", **fault))
     with pytest.raises(expected) as raised:
@@ -73,10 +85,15 @@ def test_failures_are_classified_by_trino_error_type(client, local_trino, fault,
     assert raised.value.query_id
 
 
-@pytest.mark.parametrize("error", [
-    trino.exceptions.Http502Error("bad gateway"), trino.exceptions.Http503Error("unavailable"),
-    trino.exceptions.Http504Error("gateway timeout"), trino.exceptions.TrinoConnectionError("reset"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        trino.exceptions.Http502Error("bad gateway"),
+        trino.exceptions.Http503Error("unavailable"),
+        trino.exceptions.Http504Error("gateway timeout"),
+        trino.exceptions.TrinoConnectionError("reset"),
+    ],
+)
 def test_http_5xx_and_lost_connections_are_transient(error) -> None:
     assert isinstance(classify(error), TransientStepError)
 
@@ -90,7 +107,9 @@ def test_unreachable_server_is_transient() -> None:
 def test_write_whose_connection_drops_is_looked_up_not_resubmitted(client, local_trino) -> None:
     local_trino.inject(Fault(pattern="lost_write_probe", action="drop"))
     try:
-        outcome = client.execute(Statement("CREATE TABLE scratch.lost_write_probe AS SELECT 1 AS x", []))
+        outcome = client.execute(
+            Statement("CREATE TABLE scratch.lost_write_probe AS SELECT 1 AS x", [])
+        )
         assert outcome.update_type == "CREATE TABLE"
         submitted = [q for q in local_trino.engine.queries() if "lost_write_probe" in q.sql]
         assert len(submitted) == 1 and submitted[0].id == outcome.query_id

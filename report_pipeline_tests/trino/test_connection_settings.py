@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import requests
 
-from report_pipeline.orchestration.resources import TrinoResource, parse_session_properties, trino_resource_from_env
+from report_pipeline.orchestration.resources import (
+    TrinoResource,
+    parse_session_properties,
+    trino_resource_from_env,
+)
 from report_pipeline.saga import PermanentStepError
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 from report_pipeline.trino.sql import Statement
@@ -16,10 +20,17 @@ from report_pipeline_tests.credentials import USER
 @pytest.fixture
 def https(real_trino, trino_credentials):
     def settings(**overrides) -> TrinoSettings:
-        options = {"host": "127.0.0.1", "port": trino_credentials.secure.https_port, "user": USER,
-                   "http_scheme": "https", "verify": str(trino_credentials.ca_bundle),
-                   "password": trino_credentials.password, **overrides}
+        options = {
+            "host": "127.0.0.1",
+            "port": trino_credentials.secure.https_port,
+            "user": USER,
+            "http_scheme": "https",
+            "verify": str(trino_credentials.ca_bundle),
+            "password": trino_credentials.password,
+            **overrides,
+        }
         return TrinoSettings(**options)
+
     return settings
 
 
@@ -47,7 +58,7 @@ def test_an_expired_jwt_is_refused(https, trino_credentials) -> None:
 
 def test_a_certificate_that_does_not_verify_is_a_permanent_tls_error(https) -> None:
     with pytest.raises(PermanentStepError) as failure:
-        current_user(https(verify=True))          # the system's CAs do not know the test's certificate
+        current_user(https(verify=True))  # the system's CAs do not know the test's certificate
     assert failure.value.error_name == "TLS_ERROR"
 
 
@@ -63,8 +74,13 @@ def test_query_lookup_uses_the_same_tls_and_credentials(https) -> None:
 
 
 def test_client_tags_source_and_session_properties_reach_the_coordinator(https) -> None:
-    client = TrinoClient(https(client_tags=("reports", "tier-1"), source="report_pipeline-tests",
-                               session_properties={"join_distribution_type": "BROADCAST"}))
+    client = TrinoClient(
+        https(
+            client_tags=("reports", "tier-1"),
+            source="report_pipeline-tests",
+            session_properties={"join_distribution_type": "BROADCAST"},
+        )
+    )
     outcome = client.execute(Statement("SHOW SESSION LIKE 'join_distribution_type'", []))
     assert outcome.rows[0][1] == "BROADCAST"
     session = client.query_info(outcome.query_id)["session"]
@@ -72,13 +88,16 @@ def test_client_tags_source_and_session_properties_reach_the_coordinator(https) 
     assert session["source"] == "report_pipeline-tests"
 
 
-@pytest.mark.parametrize(("settings", "problem"), [
-    ({"password": "secret"}, "need HTTPS"),
-    ({"jwt": "token"}, "need HTTPS"),
-    ({"http_scheme": "https", "password": "secret", "jwt": "token"}, "not both"),
-    ({"http_scheme": "ftp"}, "http or https"),
-    ({"http_scheme": "https", "verify": "/nonexistent/ca.pem"}, "CA bundle"),
-])
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"password": "secret"}, "need HTTPS"),
+        ({"jwt": "token"}, "need HTTPS"),
+        ({"http_scheme": "https", "password": "secret", "jwt": "token"}, "not both"),
+        ({"http_scheme": "ftp"}, "http or https"),
+        ({"http_scheme": "https", "verify": "/nonexistent/ca.pem"}, "CA bundle"),
+    ],
+)
 def test_unusable_settings_fail_before_any_connection(settings, problem) -> None:
     with pytest.raises(ValueError, match=problem):
         TrinoSettings(**settings)
@@ -93,7 +112,11 @@ def test_resource_reads_secrets_from_the_environment_at_run_time(monkeypatch) ->
     resource = TrinoResource(host="trino.example", http_scheme="https", verify="false")
     monkeypatch.setenv("TRINO_PASSWORD", "from-env")
     settings = resource.settings()
-    assert (settings.password, settings.verify, settings.http_scheme) == ("from-env", False, "https")
+    assert (settings.password, settings.verify, settings.http_scheme) == (
+        "from-env",
+        False,
+        "https",
+    )
 
 
 def test_resource_with_a_password_over_http_is_refused(monkeypatch) -> None:
@@ -106,11 +129,19 @@ def test_environment_fills_scheme_tags_and_session_properties(monkeypatch) -> No
     monkeypatch.setenv("TRINO_HTTP_SCHEME", "https")
     monkeypatch.setenv("TRINO_VERIFY", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("TRINO_CLIENT_TAGS", "reports, nightly")
-    monkeypatch.setenv("TRINO_SESSION_PROPERTIES", "query_max_memory=2GB,iceberg.compression_codec=ZSTD")
+    monkeypatch.setenv(
+        "TRINO_SESSION_PROPERTIES", "query_max_memory=2GB,iceberg.compression_codec=ZSTD"
+    )
     resource = trino_resource_from_env()
-    assert (resource.http_scheme, resource.verify) == ("https", "/etc/ssl/certs/ca-certificates.crt")
+    assert (resource.http_scheme, resource.verify) == (
+        "https",
+        "/etc/ssl/certs/ca-certificates.crt",
+    )
     assert resource.client_tags == ["reports", "nightly"]
-    assert resource.session_properties == {"query_max_memory": "2GB", "iceberg.compression_codec": "ZSTD"}
+    assert resource.session_properties == {
+        "query_max_memory": "2GB",
+        "iceberg.compression_codec": "ZSTD",
+    }
 
 
 @pytest.mark.parametrize("text", ["query_max_memory", "Bad-Name=1", "a=1,=2"])
@@ -123,7 +154,9 @@ def test_plain_http_still_needs_no_credentials(real_trino) -> None:
     assert requests.get(f"{real_trino.url}/v1/info", timeout=5).ok
 
 
-def test_an_explicit_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(https, monkeypatch) -> None:
+def test_an_explicit_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(
+    https, monkeypatch
+) -> None:
     # requests lets this variable override a session's `verify`; many hosts set it
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")

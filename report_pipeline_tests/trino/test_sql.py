@@ -13,8 +13,11 @@ SUMMARY = QualifiedName("lake", "scratch", "summary_abc123")
 
 
 def test_named_values_become_positional_parameters_in_order() -> None:
-    statement = render("SELECT * FROM t WHERE d BETWEEN :start_date AND :end_date AND n > :min_events",
-                       {}, {"start_date": dt.date(2026, 1, 1), "end_date": dt.date(2026, 1, 2), "min_events": 3})
+    statement = render(
+        "SELECT * FROM t WHERE d BETWEEN :start_date AND :end_date AND n > :min_events",
+        {},
+        {"start_date": dt.date(2026, 1, 1), "end_date": dt.date(2026, 1, 2), "min_events": 3},
+    )
     assert statement.sql == "SELECT * FROM t WHERE d BETWEEN ? AND ? AND n > ?"
     assert statement.parameters == [dt.date(2026, 1, 1), dt.date(2026, 1, 2), 3]
 
@@ -45,7 +48,9 @@ def test_missing_table_is_an_error_naming_it() -> None:
         render("SELECT * FROM ${summary}", {}, {})
 
 
-@pytest.mark.parametrize("bad", ["Upper", "has-dash", "x;drop", "a b", '"quoted"', "", "1starts_with_digit"])
+@pytest.mark.parametrize(
+    "bad", ["Upper", "has-dash", "x;drop", "a b", '"quoted"', "", "1starts_with_digit"]
+)
 def test_identifier_parts_are_validated(bad: str) -> None:
     with pytest.raises(SqlRenderError):
         QualifiedName("lake", "scratch", bad)
@@ -56,8 +61,12 @@ def test_parameter_names_lists_what_a_file_needs() -> None:
 
 
 def test_substituting_tables_keeps_named_parameters() -> None:
-    assert sql.substitute_tables("DELETE FROM ${summary} WHERE saga_id = :saga_id", {"summary": SUMMARY}) == \
-        'DELETE FROM "lake"."scratch"."summary_abc123" WHERE saga_id = :saga_id'
+    assert (
+        sql.substitute_tables(
+            "DELETE FROM ${summary} WHERE saga_id = :saga_id", {"summary": SUMMARY}
+        )
+        == 'DELETE FROM "lake"."scratch"."summary_abc123" WHERE saga_id = :saga_id'
+    )
 
 
 def test_parsing_ignores_comments() -> None:
@@ -65,12 +74,18 @@ def test_parsing_ignores_comments() -> None:
     assert tree.key == "drop" and tree.args["kind"] == "TABLE"
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("root x 0 0 SECRET CONTENT", "is not valid Trino SQL (line 1, column 8: Invalid expression / Unexpected token)"),
-    ("SELECT 1 FROM SECRET CONTENT HERE", "is not valid Trino SQL (line 1, column"),
-    ("SELECT 'SECRET", "is not valid Trino SQL (an unterminated string"),
-    ("SELECT 1; SELECT 'SECRET'", "must hold exactly one statement, not 2"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "root x 0 0 SECRET CONTENT",
+            "is not valid Trino SQL (line 1, column 8: Invalid expression / Unexpected token)",
+        ),
+        ("SELECT 1 FROM SECRET CONTENT HERE", "is not valid Trino SQL (line 1, column"),
+        ("SELECT 'SECRET", "is not valid Trino SQL (an unterminated string"),
+        ("SELECT 1; SELECT 'SECRET'", "must hold exactly one statement, not 2"),
+    ],
+)
 def test_parse_error_says_where_without_quoting_the_text(text: str, problem: str) -> None:
     with pytest.raises(SqlRenderError) as raised:
         sql.parse_statement(text)

@@ -18,12 +18,14 @@ from report_pipeline_tests.conftest import POSTGRES, free_port, wait_until
 SAMPLE_QUERIES = {
     "users": "SELECT id, country, signup_date, plan FROM analytics.users ORDER BY id",
     "events": "SELECT event_id, user_id, event_type, event_date, event_time, duration_ms FROM analytics.events "
-              "ORDER BY event_id",
+    "ORDER BY event_id",
 }
 
 
 def rows(host: str, port: int, catalog: str, sql: str) -> list[list]:
-    with trino.dbapi.connect(host=host, port=port, user="assertions", catalog=catalog, schema="analytics") as c:
+    with trino.dbapi.connect(
+        host=host, port=port, user="assertions", catalog=catalog, schema="analytics"
+    ) as c:
         cursor = c.cursor()
         cursor.execute(sql)
         return cursor.fetchall()
@@ -51,24 +53,48 @@ def test_server_has_the_lake_iceberg_and_memory_catalogs(real_trino) -> None:
 
 @pytest.mark.parametrize("catalog", ["lake", "iceberg"])
 @pytest.mark.parametrize("table", sorted(SAMPLE_QUERIES))
-def test_sample_data_is_row_for_row_the_local_engines(real_trino, local_trino, catalog, table) -> None:
+def test_sample_data_is_row_for_row_the_local_engines(
+    real_trino, local_trino, catalog, table
+) -> None:
     expected = rows(local_trino.host, local_trino.port, local_trino.catalog, SAMPLE_QUERIES[table])
-    assert expected and rows(real_trino.host, real_trino.port, catalog, SAMPLE_QUERIES[table]) == expected
+    assert (
+        expected
+        and rows(real_trino.host, real_trino.port, catalog, SAMPLE_QUERIES[table]) == expected
+    )
 
 
 def test_heap_fits_two_cores_and_24_gib(real_trino) -> None:
     status = requests.get(f"{real_trino.url}/v1/status", timeout=5).json()
-    assert status["processors"] >= 1 and status["heapAvailable"] <= 3 * 1024 ** 3
+    assert status["processors"] >= 1 and status["heapAvailable"] <= 3 * 1024**3
 
 
 def test_cli_serves_until_sigterm_then_stops_the_server(real_trino, tmp_path) -> None:
     port = free_port()
     prefix = f"cli_{os.getpid()}_{port}"
-    command = [sys.executable, "-m", "report_pipeline.cli", "trino-server", "--port", str(port), "--sample-rows",
-               "1000", "--data-dir", str(tmp_path / "data"), "--database-prefix", prefix]
-    env = {**os.environ, "PGHOST": POSTGRES.host, "PGPORT": str(POSTGRES.port), "PGUSER": POSTGRES.user,
-           "PGPASSWORD": POSTGRES.password}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "report_pipeline.cli",
+        "trino-server",
+        "--port",
+        str(port),
+        "--sample-rows",
+        "1000",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--database-prefix",
+        prefix,
+    ]
+    env = {
+        **os.environ,
+        "PGHOST": POSTGRES.host,
+        "PGPORT": str(POSTGRES.port),
+        "PGUSER": POSTGRES.user,
+        "PGPASSWORD": POSTGRES.password,
+    }
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         lines = []
         while not any("listening on" in line for line in lines):
@@ -86,6 +112,7 @@ def test_cli_serves_until_sigterm_then_stops_the_server(real_trino, tmp_path) ->
             process.kill()
         for suffix in ("lake", "iceberg"):
             from report_pipeline.postgres import drop_database
+
             drop_database(POSTGRES, f"{prefix}_{suffix}")
 
 
