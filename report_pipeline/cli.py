@@ -279,8 +279,8 @@ def _serve_metrics(args: argparse.Namespace) -> None:
 def _validate_reports(directory: str | None) -> int:
     from pathlib import Path
 
-    from report_pipeline.reports import REPORTS_DIR, ReportSpecError, load_report
-    from report_pipeline.reports.spec import SPEC_FILE
+    from report_pipeline.reporting import REPORTS_DIR, ReportSpecError, load_report
+    from report_pipeline.reporting.spec import SPEC_FILE
 
     root = Path(directory) if directory else REPORTS_DIR
     folders = sorted(p for p in root.iterdir() if (p / SPEC_FILE).is_file())

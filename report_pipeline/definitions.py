@@ -13,7 +13,7 @@ from report_pipeline.orchestration.jobs import build_report_job
 from report_pipeline.orchestration.resources import LedgerResource, trino_resource_from_env
 from report_pipeline.orchestration.sweeper import build_sweeper_sensor
 from report_pipeline.orchestration.triggers import build_arrival_sensor, build_schedule
-from report_pipeline.reports import REPORTS_DIR, load_reports
+from report_pipeline.reporting import REPORTS_DIR, load_reports
 
 
 def build_definitions(

@@ -134,7 +134,7 @@ def _has_tables(ledger: SqlLedger) -> bool:
 def _report_steps(report: str) -> tuple[str, ...]:
     """The report's steps in execution order, if this machine has its spec (else the ledger's order).
     Read once per report: `--follow` redraws every second."""
-    from report_pipeline.reports import REPORTS_DIR, ReportSpecError, load_report
+    from report_pipeline.reporting import REPORTS_DIR, ReportSpecError, load_report
 
     folder = Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR) / report
     try:

@@ -29,7 +29,7 @@ from report_pipeline.alerting.webhook import (
     DeliveryError,
     post_alert,
 )
-from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.saga import SagaState
 
 ALERT_INTERVAL_SECONDS = 15

@@ -11,7 +11,7 @@ restarts, and each tick reads every unfinished saga, page by page, with no cap.
 import dagster as dg
 
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, SagaScope
-from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.saga import FailureKind, SagaState, give_up
 from report_pipeline.saga.model import SagaRecord
 

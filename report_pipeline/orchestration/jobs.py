@@ -24,8 +24,8 @@ from report_pipeline.orchestration.triggers import (
     partitioned_config,
     trigger_of,
 )
-from report_pipeline.reports.runner import ReportStepRunner
-from report_pipeline.reports.spec import ParameterError, ReportSpec, parameters_to_json
+from report_pipeline.reporting.runner import ReportStepRunner
+from report_pipeline.reporting.spec import ParameterError, ReportSpec, parameters_to_json
 from report_pipeline.saga import (
     FailureKind,
     SagaCoordinator,

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from report_pipeline.orchestration.resources import ARRIVAL_SOURCE
-from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.trino.sql import render
 
 TRIGGER_TAG = "report_pipeline/trigger"

@@ -43,7 +43,7 @@ from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.orchestration.jobs import EXECUTOR, START_OP, build_report_job
 from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.postgres import PostgresSettings
-from report_pipeline.reports import REPORTS_DIR, load_reports
+from report_pipeline.reporting import REPORTS_DIR, load_reports
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.sql import render

@@ -17,8 +17,8 @@ import yaml
 from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
-from report_pipeline.reports import REPORTS_DIR, load_reports
-from report_pipeline.reports.spec import saga_key
+from report_pipeline.reporting import REPORTS_DIR, load_reports
+from report_pipeline.reporting.spec import saga_key
 from report_pipeline.saga import SagaState
 from report_pipeline.saga import ledger as ledger_tables
 from report_pipeline.saga.ledger import SqlLedger

@@ -10,7 +10,7 @@ import pytest
 
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
 from report_pipeline.orchestration.sweeper import sweep_scratch_tables
-from report_pipeline.reports.spec import saga_key
+from report_pipeline.reporting.spec import saga_key
 from report_pipeline.saga import SagaState
 from report_pipeline_tests.orchestration.conftest import query
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlglot import exp
 from yaml.composer import ComposerError
 
-from report_pipeline.reports.compensation_sql import (
+from report_pipeline.reporting.compensation_sql import (
     compensation_problem,
     created_tables,
     insert_targets,

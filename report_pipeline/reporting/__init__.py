@@ -1,12 +1,16 @@
-"""Report definitions: one folder per report, holding `report.yaml` and its SQL files."""
+"""Report code: loading a report folder, running its steps on Trino, checking its compensations.
+
+The reports themselves are data: one folder per report under `report_pipeline/reports/`, holding
+`report.yaml` and its SQL files.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from report_pipeline.reports.spec import SPEC_FILE, ReportSpec, ReportSpecError, load_report
+from report_pipeline.reporting.spec import SPEC_FILE, ReportSpec, ReportSpecError, load_report
 
-REPORTS_DIR = Path(__file__).parent
+REPORTS_DIR = Path(__file__).parent.parent / "reports"
 
 
 def load_reports(directory: Path = REPORTS_DIR) -> dict[str, ReportSpec]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from report_pipeline.reports import REPORTS_DIR
+from report_pipeline.reporting import REPORTS_DIR
 from report_pipeline.trino.sql import QualifiedName, parameter_names, render, table_placeholders
 
 SQL_FILES = sorted(REPORTS_DIR.glob("*/*.sql"))

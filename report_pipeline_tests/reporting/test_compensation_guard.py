@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from report_pipeline.local_trino import LocalTrino
-from report_pipeline.reports import REPORTS_DIR, load_report
-from report_pipeline.reports.compensation_sql import RefusedCompensation
-from report_pipeline.reports.runner import ReportStepRunner
-from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.reporting import REPORTS_DIR, load_report
+from report_pipeline.reporting.compensation_sql import RefusedCompensation
+from report_pipeline.reporting.runner import ReportStepRunner
+from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 from report_pipeline.trino.sql import Statement
 

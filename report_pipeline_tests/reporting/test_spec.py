@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from report_pipeline.reports import REPORTS_DIR, load_reports
-from report_pipeline.reports.spec import (
+from report_pipeline.reporting import REPORTS_DIR, load_reports
+from report_pipeline.reporting.spec import (
     MAX_SPEC_BYTES,
     MAX_SQL_BYTES,
     ParameterError,

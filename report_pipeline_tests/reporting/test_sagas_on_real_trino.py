@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import trino
 
-from report_pipeline.reports import load_reports
-from report_pipeline.reports.runner import ReportStepRunner
-from report_pipeline.reports.spec import saga_key
+from report_pipeline.reporting import load_reports
+from report_pipeline.reporting.runner import ReportStepRunner
+from report_pipeline.reporting.spec import saga_key
 from report_pipeline.saga import FailureKind, SagaCoordinator, SagaState
 from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.client import TrinoClient, TrinoSettings

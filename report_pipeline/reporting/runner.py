@@ -13,8 +13,8 @@ from typing import Any
 
 import structlog
 
-from report_pipeline.reports.compensation_sql import guard_rendered, insert_targets
-from report_pipeline.reports.spec import ReportSpec
+from report_pipeline.reporting.compensation_sql import guard_rendered, insert_targets
+from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.saga import (
     AttemptStatus,
     StatementFate,
@@ -26,7 +26,7 @@ from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClien
 from report_pipeline.trino.sql import QualifiedName, Statement, parse_statement, render
 
 PREVIEW_ROWS = 20
-log = structlog.get_logger("report_pipeline.reports")
+log = structlog.get_logger("report_pipeline.reporting")
 
 
 class ReportStepRunner:

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from report_pipeline.reports import REPORTS_DIR
+from report_pipeline.reporting import REPORTS_DIR
 
 
 def validate(*args: str) -> subprocess.CompletedProcess:
