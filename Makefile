@@ -7,13 +7,13 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-# The local PostgreSQL the tests, `make dev` and `make bench` use (defaults: report_pipeline/postgres.py).
+# The local PostgreSQL the tests, `make dev` and `make bench` use (defaults: report_pipeline/settings.py).
 export PGHOST ?= 127.0.0.1
 export PGPORT ?= 5432
 export PGUSER ?= report_pipeline
 export PGPASSWORD ?= report_pipeline
 
-.PHONY: install test demo dev bench local-trino trino postgres system-packages metrics status clean
+.PHONY: install test test-fast demo dev bench local-trino trino postgres system-packages metrics status clean
 
 install: $(INSTALLED)
 
@@ -45,6 +45,11 @@ postgres:
 
 test: install system-packages postgres
 	$(BIN)/pytest --durations=15
+
+# The fast tier: every test except those needing the Dagster webserver and daemon (marker `stack`) or
+# the real Trino (marker `real_trino`); the markers are set in report_pipeline_tests/conftest.py.
+test-fast: install system-packages postgres
+	$(BIN)/pytest -m "not stack and not real_trino" --durations=15
 
 demo: install
 	$(BIN)/report-pipeline demo

@@ -9,6 +9,9 @@ import signal
 import sys
 import threading
 
+from report_pipeline import settings
+from report_pipeline.observability.logging import configure_logging
+
 
 def _date(text: str) -> dt.date:
     try:
@@ -50,20 +53,18 @@ def _saga_state(text: str) -> str:
 
 def _ledger():
     """The saga ledger named by REPORT_PIPELINE_LEDGER_URL (the URL is a secret: never printed)."""
-    import os
-
     import sqlalchemy as sa
 
     from report_pipeline.saga.ledger import SqlLedger
 
-    url = os.environ.get("REPORT_PIPELINE_LEDGER_URL")
+    url, name = settings.LEDGER_URL.read(), settings.LEDGER_URL.name
     if not url:
-        sys.exit("error: set REPORT_PIPELINE_LEDGER_URL to the saga ledger's database URL")
+        sys.exit(f"error: set {name} to the saga ledger's database URL")
     try:
         return SqlLedger(url)
     except sa.exc.ArgumentError:  # its message quotes the URL, password and all
         sys.exit(
-            "error: REPORT_PIPELINE_LEDGER_URL is not a database URL SQLAlchemy can use, e.g. "
+            f"error: {name} is not a database URL SQLAlchemy can use, e.g. "
             "postgresql+psycopg2://user:password@host:5432/database"
         )
 
@@ -145,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="a live saga with no sign of life for this long counts as stuck (default: "
-        "REPORT_PIPELINE_STUCK_AFTER_SECONDS or 900)",
+        f"{settings.STUCK_AFTER_SECONDS.name} or {settings.STUCK_AFTER_SECONDS.default})",
     )
 
     status = commands.add_parser(
@@ -176,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sample_rows(args: argparse.Namespace) -> int:
-    # resolved here, not as the parser's default: `metrics` and `status` must not load the engine (DuckDB)
+    # resolved here, not as the parser's default: `metrics` and `status` must not load the engine
+    # (DuckDB)
     from report_pipeline.local_trino.sample_data import DEFAULT_EVENTS
 
     return DEFAULT_EVENTS if args.sample_rows is None else args.sample_rows
@@ -259,18 +261,15 @@ def _serve_trino_server(args: argparse.Namespace) -> int:
 
 
 def _serve_metrics(args: argparse.Namespace) -> None:
-    import os
+    from report_pipeline.observability.metrics import serve_metrics
 
-    from report_pipeline.observability.metrics import DEFAULT_STUCK_AFTER_SECONDS, serve_metrics
-
-    stuck_after = args.stuck_after or float(
-        os.environ.get("REPORT_PIPELINE_STUCK_AFTER_SECONDS") or DEFAULT_STUCK_AFTER_SECONDS
-    )
+    stuck_after = args.stuck_after or settings.STUCK_AFTER_SECONDS.value()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(
-        f"serving saga metrics on http://{args.host}:{args.port}/metrics (stuck after {stuck_after:.0f}s)",
+        f"serving saga metrics on http://{args.host}:{args.port}/metrics "
+        f"(stuck after {stuck_after:.0f}s)",
         flush=True,
     )
     serve_metrics(_ledger(), args.host, args.port, stuck_after, stop)
@@ -298,8 +297,9 @@ def _validate_reports(directory: str | None) -> int:
         files = sum(
             len(s.action) + len(s.compensation) + bool(s.preview) for s in spec.steps.values()
         )
+        order = " -> ".join(spec.saga_definition().order())
         print(
-            f"ok   {spec.name}: {len(spec.steps)} steps ({' -> '.join(spec.saga_definition().order())}), "
+            f"ok   {spec.name}: {len(spec.steps)} steps ({order}), "
             f"{files} SQL files, parameters {', '.join(spec.parameters)}"
         )
     return 1 if failures else 0
@@ -307,9 +307,19 @@ def _validate_reports(directory: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    # This process's logging, for every command: stdlib lines (the exporter, the local engine) and
+    # structlog's (the saga code the demo and dev run).
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        configure_logging()
+        _run(args)
+    except settings.SettingError as error:
+        sys.exit(f"error: {error}")
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "local-trino":
         _serve_local_trino(args)
     elif args.command == "trino-server":

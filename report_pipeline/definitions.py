@@ -1,12 +1,17 @@
-"""The code location: one job per report, with its resources. The only place where the parts meet."""
+"""The code location: one job per report, with its resources. The only place where the parts meet.
+
+This module is where the code server and every run and step process start: loading it configures
+logging and reads the code location's settings (report_pipeline/settings.py) from the environment
+as it is then. Trino's address and credentials and the ledger's URL are resolved later, when a run
+sets up its resources.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
 
+from report_pipeline import settings
+from report_pipeline.observability.logging import configure_logging
 from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor
 from report_pipeline.orchestration.compensation import build_backstop_sensor, build_compensation_job
 from report_pipeline.orchestration.jobs import build_report_job
@@ -16,10 +21,10 @@ from report_pipeline.orchestration.triggers import build_arrival_sensor, build_s
 from report_pipeline.reporting import REPORTS_DIR, load_reports
 
 
-def build_definitions(
-    reports_dir: Path = REPORTS_DIR, sweep_min_age_seconds: float = 3600
-) -> dg.Definitions:
-    specs = load_reports(reports_dir)
+def build_definitions() -> dg.Definitions:
+    """The code location as the environment configures it now: the packaged reports unless
+    REPORT_PIPELINE_REPORTS_DIR points a deployment (or a test) at others."""
+    specs = load_reports(settings.REPORTS_DIR.read() or REPORTS_DIR)
     jobs = {name: build_report_job(spec) for name, spec in specs.items()}
     compensation_job = build_compensation_job(specs)
     schedules = [build_schedule(specs[name], job) for name, job in jobs.items()]
@@ -29,27 +34,23 @@ def build_definitions(
         schedules=[s for s in schedules if s is not None],
         sensors=[
             build_backstop_sensor(compensation_job),
-            build_sweeper_sensor(sweep_min_age_seconds),
+            build_sweeper_sensor(settings.SWEEP_MIN_AGE_SECONDS.value()),
             build_alert_sensor(specs),
             *(s for s in arrival_sensors if s is not None),
         ],
         resources={
             "trino": trino_resource_from_env(),
-            "ledger": LedgerResource(url=dg.EnvVar("REPORT_PIPELINE_LEDGER_URL")),
+            "ledger": LedgerResource(url=dg.EnvVar(settings.LEDGER_URL.name)),
             "alerts": AlertsResource(
-                format=os.environ.get("REPORT_PIPELINE_ALERT_FORMAT", "slack"),
-                dagster_ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000"),
+                format=settings.ALERT_FORMAT.value(),
+                dagster_ui_url=settings.DAGSTER_UI_URL.value(),
             ),
         },
     )
 
 
-# Reports ship in the package; REPORT_PIPELINE_REPORTS_DIR points a deployment (or a test) at others.
-# REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS: how old a finished saga's scratch table must be to be swept.
-defs = build_definitions(
-    Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR),
-    float(os.environ.get("REPORT_PIPELINE_SWEEP_MIN_AGE_SECONDS") or 3600),
-)
+configure_logging()
+defs = build_definitions()
 
 
 def report_job(name: str) -> dg.JobDefinition:

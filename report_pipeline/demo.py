@@ -15,6 +15,7 @@ import dagster as dg
 import trino
 from tabulate import tabulate
 
+from report_pipeline import settings
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.observability.status import describe_saga
 from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
@@ -29,7 +30,9 @@ def run_report(instance: dg.DagsterInstance, parameters: dict) -> dg.DagsterRun:
     )
     config = {"ops": {START_OP: {"config": parameters}}}
     with dg.execute_job(job, instance=instance, run_config=config) as result:
-        return instance.get_run_by_id(result.run_id)
+        run = instance.get_run_by_id(result.run_id)
+    assert run is not None  # execute_job stored it
+    return run
 
 
 def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
@@ -42,14 +45,15 @@ def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
         tempfile.TemporaryDirectory(prefix="report-pipeline-demo-") as home,
         LocalTrino(fault_injection=True) as engine,
     ):  # the second run has a fault injected
+        # for the runs' processes, which load the code location
+        ledger_url = settings.LEDGER_URL.read() or f"sqlite:///{home}/ledger.sqlite"
         os.environ.update(
-            TRINO_HOST=engine.host,
-            TRINO_PORT=str(engine.port),
-            TRINO_USER="demo",
-            TRINO_CATALOG=engine.catalog,
+            {
+                **settings.trino_environment(engine.host, engine.port, "demo", engine.catalog),
+                settings.LEDGER_URL.name: ledger_url,
+            }
         )
-        os.environ.setdefault("REPORT_PIPELINE_LEDGER_URL", f"sqlite:///{home}/ledger.sqlite")
-        ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
+        ledger = SqlLedger(ledger_url)
         print(f"local Trino-compatible engine at {engine.url}; Dagster instance in {home}\n")
         with dg.DagsterInstance.local_temp(home) as instance:
             print(f"1) {REPORT} {parameters}")
@@ -68,7 +72,8 @@ def main(start_date: dt.date, end_date: dt.date, min_events: int) -> None:
                 )
             )
             print(
-                f"2) {REPORT} {parameters}, with a fault injected into its second step (write_report)"
+                f"2) {REPORT} {parameters}, "
+                "with a fault injected into its second step (write_report)"
             )
             run = run_report(instance, parameters)
             saga_id = run.tags[SAGA_ID_TAG]

@@ -1,7 +1,9 @@
-"""`make dev`: the Dagster UI and daemon over the local engine, with run storage and ledger in PostgreSQL.
+"""`make dev`: the Dagster UI and daemon over the local engine, with run storage and ledger in
+PostgreSQL.
 
 Uses the PostgreSQL server from PGHOST/PGPORT/PGUSER/PGPASSWORD (defaults in
-report_pipeline/postgres.py), creating the database if needed, and keeps the Dagster instance in `.dagster-home/`.
+report_pipeline/settings.py), creating the database if needed, for both Dagster's storage and the
+saga ledger, and keeps the Dagster instance in `.dagster-home/`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report_pipeline import settings
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.postgres import PostgresSettings, ensure_database
 
@@ -28,17 +31,11 @@ def run_dev(ui_port: int, trino_port: int, database: str) -> int:
     with LocalTrino(port=trino_port) as engine:
         env = {
             **os.environ,
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_PG_HOST": pg.host,
-            "DAGSTER_PG_PORT": str(pg.port),
-            "DAGSTER_PG_USERNAME": pg.user,
-            "DAGSTER_PG_PASSWORD": pg.password,
-            "DAGSTER_PG_DB": database,
-            "TRINO_HOST": engine.host,
-            "TRINO_PORT": str(engine.port),
-            "TRINO_USER": "report_pipeline",
-            "TRINO_CATALOG": engine.catalog,
-            "REPORT_PIPELINE_LEDGER_URL": pg.url(database),
+            settings.DAGSTER_HOME.name: str(home),
+            **settings.postgres_environment(pg, database),
+            **settings.trino_environment(
+                engine.host, engine.port, "report_pipeline", engine.catalog
+            ),
         }
         print(
             f"local Trino-compatible engine: {engine.url}\nDagster UI: http://127.0.0.1:{ui_port}",

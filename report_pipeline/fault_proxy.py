@@ -1,4 +1,5 @@
-"""A fault-injecting HTTP proxy in front of any Trino: the local engine's fault API, for a real cluster.
+"""A fault-injecting HTTP proxy in front of any Trino: the local engine's fault API, for a real
+cluster.
 
 The client talks to the proxy as to a coordinator; every request is relayed to the upstream server
 (which can be switched while the proxy runs) and every URL in an answer is rewritten to point back
@@ -19,6 +20,7 @@ statement is logged (`statements()`): text, user, source, time, and what the pro
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import secrets
@@ -142,7 +144,8 @@ class FaultProxy:
                 self._dropped.add(statement.query_id)
 
     def is_dropped(self, path: str) -> bool:
-        """A poll or cancel of a dropped statement (its look-up by id, /v1/query/..., still answers)."""
+        """A poll or cancel of a dropped statement (its look-up by id, /v1/query/..., still
+        answers)."""
         if not path.startswith("/v1/statement/"):
             return False
         with self._lock:
@@ -172,6 +175,7 @@ class FaultProxy:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    server_address: tuple[str, int]  # bound to an IPv4 host: getsockname() gives (text, port)
 
     def __init__(self, address: tuple[str, int], handler: type, proxy: FaultProxy):
         super().__init__(address, handler)
@@ -301,7 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
                 allow_redirects=False,
             )
         except requests.RequestException:
-            # the upstream is down or dropped us: so does the proxy, and the client sees a lost connection
+            # the upstream is down or dropped us: so does the proxy, and the client sees a lost
+            # connection
             self._drop_connection()
             return None
 
@@ -324,10 +329,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _queued_document(self, stalled: _Stalled, token: int) -> dict:
         elapsed = int((time.monotonic() - stalled.started) * 1000)
         slug = secrets.token_hex(4)
+        url = self.server.proxy.url
         return {
             "id": stalled.query_id,
-            "infoUri": f"{self.server.proxy.url}/ui/query.html?{stalled.query_id}",
-            "nextUri": f"{self.server.proxy.url}/v1/proxy/stalled/{stalled.query_id}/{slug}/{token}",
+            "infoUri": f"{url}/ui/query.html?{stalled.query_id}",
+            "nextUri": f"{url}/v1/proxy/stalled/{stalled.query_id}/{slug}/{token}",
             "stats": _stats("QUEUED", elapsed),
         }
 
@@ -399,10 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop_connection(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client may have closed it already
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _drive_to_completion(response: requests.Response, headers: dict[str, str]) -> None:

@@ -1,35 +1,34 @@
-"""The PostgreSQL server the project's local tools use: `make dev`, `make test`, `make bench` and the
-real Trino's catalogs. From PGHOST/PGPORT/PGUSER/PGPASSWORD; the defaults match `.ci/ensure-postgres`,
-which installs, starts and sets up a local server with them."""
+"""The PostgreSQL server the project's local tools use: `make dev`, `make test`, `make bench` and
+the real Trino's catalogs. From PGHOST/PGPORT/PGUSER/PGPASSWORD (report_pipeline/settings.py, whose
+defaults match `.ci/ensure-postgres`, which installs, starts and sets up a local server with
+them)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg2
 from psycopg2 import sql
+
+from report_pipeline.settings import PGHOST, PGPASSWORD, PGPORT, PGUSER
 
 CONNECT_TIMEOUT_SECONDS = 5
 
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    host: str = "127.0.0.1"
-    port: int = 5432
-    user: str = "report_pipeline"
-    password: str = (
-        "report_pipeline"  # a local development server's; real ones come from PGPASSWORD
-    )
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)  # a secret: kept out of reprs, logs and tracebacks
 
     @classmethod
     def from_env(cls) -> PostgresSettings:
-        defaults = cls()
         return cls(
-            host=os.environ.get("PGHOST", defaults.host),
-            port=int(os.environ.get("PGPORT", defaults.port)),
-            user=os.environ.get("PGUSER", defaults.user),
-            password=os.environ.get("PGPASSWORD", defaults.password),
+            host=PGHOST.value(),
+            port=PGPORT.value(),
+            user=PGUSER.value(),
+            password=PGPASSWORD.value(),
         )
 
     def url(self, database: str) -> str:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -32,10 +33,26 @@ from report_pipeline_tests.credentials import TestCredentials, make_credentials
 # Small enough to generate in a blink, large enough for multi-page results and real aggregates.
 TEST_EVENTS = 20_000
 
+# The markers of the slow tiers, by the fixture that makes a test slow: `make test-fast` leaves out
+# the tests that need the Dagster webserver and daemon or the real Trino (minutes to start).
+TIER_FIXTURES = {"dagster_stack": "stack", "real_trino": "real_trino"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        # `backend` asks for the real Trino at run time, for its "trino" parameter only
+        if callspec is not None and callspec.params.get("backend") == "trino":
+            needed.add("real_trino")
+        for fixture, marker in TIER_FIXTURES.items():
+            if fixture in needed:
+                item.add_marker(marker)
+
 
 # the server .ci/ensure-postgres set up (or PGHOST/PGPORT/PGUSER/PGPASSWORD)
 POSTGRES = PostgresSettings.from_env()
-PG = {
+PG: dict[str, Any] = {
     "host": POSTGRES.host,
     "port": POSTGRES.port,
     "user": POSTGRES.user,
@@ -59,15 +76,22 @@ def _postgres_admin() -> psycopg2.extensions.connection:
             ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
             check=False,
         )
-        for _ in range(30):
+        connected: list[psycopg2.extensions.connection] = []
+
+        def answers() -> bool:
             try:
-                return psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+                connected.append(psycopg2.connect(dbname="postgres", connect_timeout=5, **PG))
             except psycopg2.OperationalError:
-                time.sleep(1)
-        pytest.fail(
-            f"PostgreSQL {versions[-1]} was started but does not answer on {PG['host']}:{PG['port']}",
-            pytrace=False,
-        )
+                return False
+            return True
+
+        if wait_for(answers, timeout=30, interval=1) is None:
+            pytest.fail(
+                f"PostgreSQL {versions[-1]} was started but does not answer on "
+                f"{PG['host']}:{PG['port']}",
+                pytrace=False,
+            )
+        return connected[0]
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +112,7 @@ def postgres_database() -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def postgres_url(postgres_database: dict) -> str:
-    db = postgres_database
-    auth = db["user"] + (f":{db['password']}" if db["password"] else "")
-    return f"postgresql+psycopg2://{auth}@{db['host']}:{db['port']}/{db['dbname']}"
+    return POSTGRES.url(postgres_database["dbname"])
 
 
 @pytest.fixture(scope="session")
@@ -115,9 +137,9 @@ def real_trino(
     postgres_database: dict,
     trino_credentials: TestCredentials,
 ) -> Iterator[TrinoServer]:
-    """One real Trino coordinator for the whole session (fetched and cached on first use), its `lake`
-    and `iceberg` catalogs in databases of its own beside the session's, with the same sample data
-    as the local engine."""
+    """One real Trino coordinator for the whole session (fetched and cached on first use), its
+    `lake` and `iceberg` catalogs in databases of its own beside the session's, with the same sample
+    data as the local engine."""
     try:
         installation = ensure_installed(log=lambda line: print(f"[trino] {line}", flush=True))
     except InstallError as error:
@@ -283,13 +305,24 @@ def run_in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]
     return thread, outcome
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
-) -> float:
-    """Seconds until `condition()` held; fails the test if it never does within `timeout`."""
+def wait_for(
+    condition: Callable[[], object], timeout: float, interval: float = 0.02
+) -> float | None:
+    """Seconds until `condition()` held, or None if it did not within `timeout` (for a caller that
+    has more to say, or to do, than fail the test)."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
+            return None
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> float:
+    """Seconds until `condition()` held; fails the test if it never does within `timeout`."""
+    waited = wait_for(condition, timeout, interval)
+    if waited is None:
+        pytest.fail(f"condition not met within {timeout}s")
+    return waited

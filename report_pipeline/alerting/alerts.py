@@ -1,13 +1,19 @@
-"""One alert per saga outcome, with what the engineer on call needs to act, as Slack or plain JSON."""
+"""The alert model: one alert per saga outcome, with what the engineer on call needs to act.
+
+How it reads in Slack or as JSON is payloads.py; queueing and posting it, outbox.py and
+delivery.py.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
+from report_pipeline.orchestration.names import START_OP
+from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, SagaState
 from report_pipeline.saga.model import SagaRecord, StepAttempt
 
 
@@ -22,7 +28,9 @@ class AlertKind(StrEnum):
     TIMED_OUT = "timed_out"  # a step ran past its limit; the saga was compensated
     CRASHED = "crashed"  # the run died; the saga was compensated
     FAILED_NEEDS_MANUAL = "failed_needs_manual"
-    STUCK = "stuck"  # RUNNING past the report's SLA
+    # RUNNING longer than the report's sla_minutes. Not "stuck": that is a live saga showing no sign
+    # of life (the saga_stuck_sagas metric and the SagaStuck Prometheus alert).
+    OVERDUE = "overdue"
     RUN_FAILED_BEFORE_SAGA = "run_failed_before_saga"  # e.g. invalid parameters
 
 
@@ -32,13 +40,15 @@ _TITLES = {
     AlertKind.TIMED_OUT: "step timed out, saga compensated",
     AlertKind.CRASHED: "run crashed, saga compensated",
     AlertKind.FAILED_NEEDS_MANUAL: "FAILED_NEEDS_MANUAL: compensation failed, manual action needed",
-    AlertKind.STUCK: "saga still running past its SLA",
+    AlertKind.OVERDUE: "saga overdue: still RUNNING past its SLA",
     AlertKind.RUN_FAILED_BEFORE_SAGA: "run failed before its saga started",
 }
-_KIND_BY_FAILURE = {
-    "timed_out": AlertKind.TIMED_OUT,
-    "cancelled": AlertKind.RUN_CANCELED,
-    "crashed": AlertKind.CRASHED,
+# alerts queued under an earlier name of their kind still load
+_RENAMED_KINDS = {"stuck": AlertKind.OVERDUE.value}
+_KIND_BY_FAILURE: dict[str, AlertKind] = {  # SagaRecord.failure_kind -> kind
+    FailureKind.TIMED_OUT: AlertKind.TIMED_OUT,
+    FailureKind.CANCELLED: AlertKind.RUN_CANCELED,
+    FailureKind.CRASHED: AlertKind.CRASHED,
 }
 
 
@@ -60,34 +70,36 @@ class Alert:
     error: str | None
     compensation: str | None
     at: str
-    interrupted_steps: tuple[
-        str, ...
-    ] = ()  # the steps a stop from outside cut off (see SagaCoordinator.stop)
+    # the steps a stop from outside cut off (see SagaCoordinator.stop)
+    interrupted_steps: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": self.kind.value, "severity": self.severity.value}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Alert:
+        kind = _RENAMED_KINDS.get(document["kind"], document["kind"])
         return cls(
             **{
                 **document,
-                "kind": AlertKind(document["kind"]),
+                "kind": AlertKind(kind),
                 "severity": Severity(document["severity"]),
                 "interrupted_steps": tuple(document.get("interrupted_steps") or ()),
             }
         )
 
 
-# A saga alert's key is `<saga_id>:<generation>:<tail>`, the tail being the saga's state or STUCK:
-# the sensor asks the ledger for sagas lacking that key (SqlLedger.sagas_without_alert).
-STUCK_ALERT_TAIL = "STUCK"
+# A saga alert's key is `<saga_id>:<generation>:<tail>`, the tail being the saga's state or
+# OVERDUE_ALERT_TAIL: the outbox finds the sagas lacking that key (AlertOutbox.sagas_without_alert).
+# The overdue tail is the word keys were written with before the kind was renamed, so that an
+# overdue saga alerted then is not alerted again.
+OVERDUE_ALERT_TAIL = "STUCK"
 
 
 def outcome_alert(
     saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None
 ) -> Alert | None:
-    """The alert for a saga that ended badly, or None if its outcome needs none (SUCCEEDED, running)."""
+    """The alert for a saga that ended badly; None if its outcome needs none (SUCCEEDED, live)."""
     if saga.state == SagaState.FAILED_NEEDS_MANUAL:
         kind, severity = AlertKind.FAILED_NEEDS_MANUAL, Severity.CRITICAL
     elif saga.state == SagaState.COMPENSATED:
@@ -107,12 +119,13 @@ def outcome_alert(
     )
 
 
-def stuck_alert(
+def overdue_alert(
     saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None, sla_minutes: int
 ) -> Alert:
+    """The alert for a saga still RUNNING more than its report's sla_minutes after its last move."""
     alert = _alert(
-        f"{saga.saga_id}:{saga.generation}:{STUCK_ALERT_TAIL}",
-        AlertKind.STUCK,
+        f"{saga.saga_id}:{saga.generation}:{OVERDUE_ALERT_TAIL}",
+        AlertKind.OVERDUE,
         Severity.WARNING,
         saga,
         attempts,
@@ -126,7 +139,7 @@ def stuck_alert(
     detail = f"running for more than {sla_minutes} min" + (
         f", in step {', '.join(running)}" if running else ""
     )
-    return Alert(**{**alert.__dict__, "error": detail})
+    return dataclasses.replace(alert, error=detail)
 
 
 def run_failure_alert(
@@ -134,7 +147,7 @@ def run_failure_alert(
     run_id: str,
     status: str,
     error: str | None,
-    run_url: str,
+    run_url: str | None,
     parameters: dict[str, Any],
     trigger: str | None,
 ) -> Alert:
@@ -151,7 +164,7 @@ def run_failure_alert(
         parameters=parameters,
         trigger=trigger,
         partition=None,
-        failed_step="start_saga",
+        failed_step=START_OP,
         error=error,
         compensation="nothing to compensate",
         at=_now(),
@@ -204,82 +217,3 @@ def compensation_summary(attempts: list[StepAttempt]) -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-# --- payloads ---------------------------------------------------------------------------------------
-
-# Slack's limits on a section's text and on one of its fields (a longer one gets the message refused),
-# less room for our own formatting around the value
-_SECTION_CHARS, _FIELD_CHARS = 3000 - 40, 2000 - 40
-# Slack's escaping for message text: with these three escaped, nothing from a saga (parameters, errors,
-# names) can become a mention (<!channel>, <@U123>) or a link (<http://evil|click>) in the channel.
-_SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def slack_payload(alert: Alert) -> dict[str, Any]:
-    """A Slack incoming-webhook message: a summary line, the facts as fields, a button to the run.
-
-    Every value from the saga is escaped for mrkdwn; only the formatting around it is ours.
-    """
-    icon = ":rotating_light:" if alert.severity == Severity.CRITICAL else ":warning:"
-    title = _slack_text(alert.title, _SECTION_CHARS)
-    facts = [
-        ("Report", alert.report),
-        ("Saga", alert.saga_id or "-"),
-        ("State", alert.saga_state or "-"),
-        ("Trigger", alert.trigger or "-"),
-        ("Partition", alert.partition or "-"),
-        ("Failed step", alert.failed_step or "-"),
-        ("Interrupted steps", ", ".join(alert.interrupted_steps) or "-"),
-        ("Parameters", str(alert.parameters)),
-        ("Compensation", alert.compensation or "-"),
-    ]
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{title}*"}},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*{k}*\n{_slack_text(v, _FIELD_CHARS)}"}
-                for k, v in facts
-            ],
-        },
-    ]
-    if alert.error:
-        error = _slack_text(alert.error, _SECTION_CHARS)
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}}
-        )
-    if alert.run_url:
-        # a button's url is a plain URL, not mrkdwn: it cannot mention anyone and is left as it is
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open the run"},
-                        "url": alert.run_url,
-                    }
-                ],
-            }
-        )
-    return {
-        "text": f"{icon} {title} (saga {_slack_text(alert.saga_id or '-', _FIELD_CHARS)})",
-        "blocks": blocks,
-    }
-
-
-def _slack_text(value: str, limit: int) -> str:
-    """`value` escaped for Slack mrkdwn, cut to `limit` characters without splitting an escape."""
-    escaped, size = [], 0
-    for char in value:
-        piece = _SLACK_ESCAPES.get(char, char)
-        size += len(piece)
-        if size > limit:
-            break
-        escaped.append(piece)
-    return "".join(escaped)
-
-
-def json_payload(alert: Alert) -> dict[str, Any]:
-    return {"type": "report_pipeline.alert", **alert.to_json()}

@@ -1,27 +1,29 @@
 """Posting an alert to a webhook; the caller retries with backoff and records every attempt.
 
-One attempt is bounded whatever the receiver does: no redirect is followed (a 3xx fails it), the whole
-exchange has a deadline, and at most a small prefix of the answer is read. The URL is a secret, so no
-error message names it (nor a redirect's location, which may be the URL again).
+One attempt is bounded whatever the receiver does: no redirect is followed (a 3xx fails it), the
+whole exchange has a deadline, and at most a small prefix of the answer is read. The URL is a
+secret, so no error message names it (nor a redirect's location, which may be the URL again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
+from typing import cast
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from report_pipeline.alerting.alerts import Alert, json_payload, slack_payload
-
-FORMATS = {"slack": slack_payload, "json": json_payload}
+from report_pipeline.alerting.alerts import Alert
+from report_pipeline.alerting.payloads import FORMATS
 
 # Connect, send and read the whole answer within this. The alert sensor posts its alerts one after
-# another in its tick, so one slow receiver must not hold the tick; requests' own timeout bounds each
-# socket read, not the exchange, so a receiver sending a byte every few seconds would never time out.
+# another in its tick, so one slow receiver must not hold the tick; requests' own timeout bounds
+# each socket read, not the exchange, so a receiver sending a byte every few seconds would never
+# time out.
 DELIVERY_DEADLINE_SECONDS = 10.0
 # The status code decides success; a webhook's answer body is an "ok" at most. Reading no more than
 # this keeps a receiver that answers with hundreds of megabytes out of the sensor's memory.
@@ -29,13 +31,13 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 
 class DeliveryError(Exception):
-    """The webhook did not accept the alert (connection failure, deadline, redirect or a non-2xx answer)."""
+    """The webhook did not accept the alert (connection failure, deadline, redirect, non-2xx)."""
 
 
 def post_alert(
     url: str, alert: Alert, fmt: str = "slack", deadline_seconds: float = DELIVERY_DEADLINE_SECONDS
 ) -> None:
-    """Post once; raises DeliveryError (one line, no URL in it) unless the webhook answered 2xx in time."""
+    """Post once; DeliveryError (one line, no URL in it) unless the webhook answered 2xx in time."""
     adapter = _DeadlineAdapter(deadline_seconds)
     status = None
     with requests.Session() as session:
@@ -81,7 +83,8 @@ class _DeadlineAdapter(HTTPAdapter):
     """Cuts the attempt's connections when its deadline passes, whatever phase the exchange is in.
 
     Streaming alone cannot bound the exchange: the status line and headers are read before requests
-    returns, and a TLS handshake before that. Shutting the socket down wakes whatever read is blocked.
+    returns, and a TLS handshake before that. Shutting the socket down wakes whatever read is
+    blocked.
     As a context manager it runs the deadline's timer; one adapter serves one attempt.
     """
 
@@ -101,7 +104,10 @@ class _DeadlineAdapter(HTTPAdapter):
         self._timer.cancel()
 
     def get_connection_with_tls_context(self, *args, **kwargs):
-        pool = super().get_connection_with_tls_context(*args, **kwargs)
+        # requests' pools for http:// and https:// are urllib3's HTTP(S)ConnectionPool
+        pool = cast(
+            urllib3.HTTPConnectionPool, super().get_connection_with_tls_context(*args, **kwargs)
+        )
         pool.ConnectionCls = _watched(pool.ConnectionCls, self._watch)
         return pool
 
@@ -130,7 +136,5 @@ def _watched(connection_class: type, watch: Callable[[socket.socket], None]) -> 
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to cut
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed: nothing left to cut
-        pass

@@ -40,8 +40,8 @@ class LocalTrino:
         catalogs: Sequence[CatalogSpec | str] = (),
         fault_injection: bool = False,
     ):
-        """The sample data goes into `catalog` (kept in the DuckDB file `data`, if given); `catalogs`
-        adds more (`memory`, say), each in memory or in a file of its own."""
+        """The sample data goes into `catalog` (kept in the DuckDB file `data`, if given);
+        `catalogs` adds more (`memory`, say), each in memory or in a file of its own."""
         config = config or EngineConfig()
         extra = [c if isinstance(c, CatalogSpec) else CatalogSpec.parse(c) for c in catalogs]
         # fault injection is off unless asked for, here or in the config
@@ -74,7 +74,8 @@ class LocalTrino:
     def inject(self, fault: Fault) -> Fault:
         if not self.engine.config.fault_injection:
             raise RuntimeError(
-                "fault injection is off on this engine: start it with LocalTrino(fault_injection=True) "
+                "fault injection is off on this engine: start it with "
+                "LocalTrino(fault_injection=True) "
                 "(or `report-pipeline local-trino --enable-fault-injection`)"
             )
         return self.engine.faults.add(fault)
@@ -88,8 +89,8 @@ class LocalTrino:
         self.engine.close()
 
     def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop (failing every running statement, forgetting its query history) and start again on the
-        same address; with a data file the tables survive, as a coordinator's catalogs would."""
+        """Stop (failing every running statement, forgetting its query history) and start again on
+        the same address; with a data file the tables survive, as a coordinator's catalogs would."""
         import time
 
         host, port = self.host, self.port

@@ -26,9 +26,10 @@ DECLARED_TYPES = '"local_trino"."declared_types"'
 INFORMATION_SCHEMA = "information_schema"
 _HOME = "local_trino_home"  # DuckDB's default database, so that `memory` is free for a catalog
 
-# Set once the catalogs are attached. DuckDB refuses to turn external access and unsigned or community
-# extensions back on while it runs; the auto-install and auto-load switches could only be flipped by a
-# SET statement, and statements reach DuckDB only as translations of Trino's, which has none.
+# Set once the catalogs are attached. DuckDB refuses to turn external access and unsigned or
+# community extensions back on while it runs; the auto-install and auto-load switches could only be
+# flipped by a SET statement, and statements reach DuckDB only as translations of Trino's, which has
+# none.
 # (DuckDB's lock_configuration would also freeze the per-statement progress and time zone settings.)
 _LOCKDOWN = (
     "SET GLOBAL integer_division = true",  # Trino: 5 / 2 = 2
@@ -95,7 +96,8 @@ class CatalogSpec:
 
     @property
     def session_properties(self) -> frozenset[str]:
-        """The catalog session properties (`catalog.name`) Trino's connector defines; memory has none."""
+        """The catalog session properties (`catalog.name`) Trino's connector defines; memory has
+        none."""
         return _POSTGRESQL_SESSION_PROPERTIES if self.connector == "postgresql" else frozenset()
 
     @property
@@ -135,7 +137,8 @@ def open_database(catalogs: list[CatalogSpec]) -> duckdb.DuckDBPyConnection:
 
 
 class Catalogs:
-    """What the attached databases hold, as Trino shows it (catalog-scoped, DuckDB's schemas hidden)."""
+    """What the attached databases hold, as Trino shows it (catalog-scoped, DuckDB's schemas
+    hidden)."""
 
     hidden_schemas = HIDDEN_SCHEMAS
 
@@ -170,7 +173,8 @@ class Catalogs:
     def tables(self, catalog: str) -> list[tuple[str, str, str, str | None]]:
         """(schema, table, 'BASE TABLE' | 'VIEW', comment) of every table and view in a catalog."""
         rows = self._fetch(
-            "SELECT schema_name, table_name, 'BASE TABLE', comment FROM duckdb_tables() WHERE database_name = ? "
+            "SELECT schema_name, table_name, 'BASE TABLE', comment FROM duckdb_tables() "
+            "WHERE database_name = ? "
             "UNION ALL SELECT schema_name, view_name, 'VIEW', comment FROM duckdb_views() "
             "WHERE database_name = ? AND NOT internal ORDER BY 1, 2",
             [catalog, catalog],
@@ -178,9 +182,11 @@ class Catalogs:
         return [r for r in rows if r[0] not in HIDDEN_SCHEMAS]
 
     def columns(self, catalog: str) -> list[tuple]:
-        """(schema, table, column, position, default, nullable, DuckDB type, comment) of a catalog."""
+        """(schema, table, column, position, default, nullable, DuckDB type, comment) of a
+        catalog."""
         rows = self._fetch(
-            "SELECT schema_name, table_name, column_name, column_index, column_default, is_nullable, data_type, "
+            "SELECT schema_name, table_name, column_name, column_index, column_default, "
+            "is_nullable, data_type, "
             "comment FROM duckdb_columns() WHERE database_name = ? ORDER BY 1, 2, 4",
             [catalog],
         )
@@ -214,9 +220,11 @@ class Catalogs:
 
     # --- declared column types (varchar(n)) -------------------------------------------------------
     def declared_types(self, catalog: str) -> dict[tuple[str, str, str], str]:
-        """(schema, table, column) -> the Trino type a table was declared with, where DuckDB's differs."""
+        """(schema, table, column) -> the Trino type a table was declared with, where DuckDB's
+        differs."""
         rows = self._fetch(
-            f'SELECT schema_name, table_name, column_name, trino_type FROM "{catalog}".{DECLARED_TYPES}',
+            "SELECT schema_name, table_name, column_name, trino_type "
+            f'FROM "{catalog}".{DECLARED_TYPES}',
             [],
         )
         return {(s, t, c): ty for s, t, c, ty in rows}
@@ -228,13 +236,14 @@ class Catalogs:
         with self._db.cursor() as cursor:
             if replace:
                 cursor.execute(
-                    f'DELETE FROM "{catalog}".{DECLARED_TYPES} WHERE schema_name = ? AND table_name = ?',
+                    f'DELETE FROM "{catalog}".{DECLARED_TYPES} '
+                    "WHERE schema_name = ? AND table_name = ?",
                     [schema, table],
                 )
             for column, trino_type in types.items():
                 cursor.execute(
-                    f'DELETE FROM "{catalog}".{DECLARED_TYPES} WHERE schema_name = ? AND table_name = ? '
-                    "AND column_name = ?",
+                    f'DELETE FROM "{catalog}".{DECLARED_TYPES} '
+                    "WHERE schema_name = ? AND table_name = ? AND column_name = ?",
                     [schema, table, column],
                 )
                 cursor.execute(
@@ -271,8 +280,8 @@ class Catalogs:
         with self._db.cursor() as cursor:
             if column is not None:
                 cursor.execute(
-                    f'UPDATE "{catalog}".{DECLARED_TYPES} SET column_name = ? WHERE schema_name = ? '
-                    "AND table_name = ? AND column_name = ?",
+                    f'UPDATE "{catalog}".{DECLARED_TYPES} SET column_name = ? '
+                    "WHERE schema_name = ? AND table_name = ? AND column_name = ?",
                     [new_column, schema, table, column],
                 )
             else:

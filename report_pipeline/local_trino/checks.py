@@ -8,6 +8,7 @@ literals silently (`1 = '1'`, `CASE ... THEN 1 ELSE 'one'`, `INSERT ... VALUES (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 T = exp.DataType.Type
 
 
-def check(tree: exp.Expression, catalog: Any = None) -> None:
+def check(tree: exp.Expr, catalog: Any = None) -> None:
     _types_exist(tree)
     _literals(tree)
     _limits(tree)
@@ -40,10 +41,10 @@ def check(tree: exp.Expression, catalog: Any = None) -> None:
         _connector_support(tree, catalog)
 
 
-# --- names and literals ----------------------------------------------------------------------------
+# --- names and literals ---------------------------------------------------------------------------
 
 
-def _types_exist(tree: exp.Expression) -> None:
+def _types_exist(tree: exp.Expr) -> None:
     # The parser keeps a type name it does not know as a user-defined type; Trino has none.
     for data_type in tree.find_all(exp.DataType):
         if data_type.this != T.USERDEFINED:
@@ -64,7 +65,7 @@ _TIMESTAMP_LITERAL = re.compile(
 _OFFSET = re.compile(r"[+-]\d{1,2}(?::?\d{2})?")
 
 
-def _literals(tree: exp.Expression) -> None:
+def _literals(tree: exp.Expr) -> None:
     """DATE '...' and TIMESTAMP '...' with a value Trino cannot read fail at analysis, as
     INVALID_LITERAL (a CAST of the same string fails at run time, as INVALID_CAST_ARGUMENT)."""
     for cast in tree.find_all(exp.Cast):
@@ -92,12 +93,12 @@ def _wall_time(match: re.Match) -> dt.datetime | None:
     year = int(match.group("year"))
     if not 1 <= year <= 9999:
         return None
-    parts = (
-        [int(match.group(g) or 0) for g in ("hour", "minute", "second")]
-        if "hour" in match.re.groupindex
-        else [0, 0, 0]
+    hour = minute = second = 0
+    if "hour" in match.re.groupindex:
+        hour, minute, second = (int(match.group(g) or 0) for g in ("hour", "minute", "second"))
+    return dt.datetime(
+        year, int(match.group("month")), int(match.group("day")), hour, minute, second
     )
-    return dt.datetime(year, int(match.group("month")), int(match.group("day")), *parts)
 
 
 def _valid_date(text: str) -> bool:
@@ -133,7 +134,7 @@ def _valid_timestamp(text: str) -> bool:
     return there.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) == wall
 
 
-def _limits(tree: exp.Expression) -> None:
+def _limits(tree: exp.Expr) -> None:
     # Trino's grammar takes only an unsigned integer (or ?) after LIMIT and OFFSET
     for node in tree.find_all(exp.Limit, exp.Offset):
         if isinstance(node.expression, exp.Neg):
@@ -143,7 +144,7 @@ def _limits(tree: exp.Expression) -> None:
             )
 
 
-def _column_aliases(tree: exp.Expression) -> None:
+def _column_aliases(tree: exp.Expr) -> None:
     """`AS t(a, b)` must name every column of the relation it renames (DuckDB renames a prefix)."""
     for alias in tree.find_all(exp.TableAlias):
         names = alias.args.get("columns") or []
@@ -154,11 +155,12 @@ def _column_aliases(tree: exp.Expression) -> None:
         if width is not None and width != len(names):
             raise TrinoError(
                 "MISMATCHED_COLUMN_ALIASES",
-                f"Column alias list has {len(names)} entries but '{alias.name}' has {width} columns available",
+                f"Column alias list has {len(names)} entries but '{alias.name}' has {width} "
+                "columns available",
             )
 
 
-def _width(relation: exp.Expression) -> int | None:
+def _width(relation: exp.Expr) -> int | None:
     """How many columns a VALUES list or a subquery has, where the tree alone tells."""
     if isinstance(relation, exp.Values):
         rows = relation.expressions
@@ -180,7 +182,7 @@ def _width(relation: exp.Expression) -> int | None:
     return None
 
 
-def _create_table(tree: exp.Expression) -> None:
+def _create_table(tree: exp.Expr) -> None:
     if not isinstance(tree, exp.Create) or (tree.args.get("kind") or "").upper() != "TABLE":
         return
     schema = tree.this if isinstance(tree.this, exp.Schema) else None
@@ -197,7 +199,7 @@ def _create_table(tree: exp.Expression) -> None:
     query = tree.expression
     if not isinstance(query, exp.Query) or (schema is not None and schema.expressions):
         return
-    select = query
+    select: exp.Expr = query
     while isinstance(select, exp.SetOperation):
         select = select.this
     if isinstance(select, exp.Subquery):
@@ -208,7 +210,8 @@ def _create_table(tree: exp.Expression) -> None:
         if isinstance(projection, (exp.Star, exp.Column)):
             continue
         if not isinstance(projection, exp.Alias):
-            # Trino names an unaliased expression _colN in a query, but a table's column needs a name
+            # Trino names an unaliased expression _colN in a query, but a table's column needs a
+            # name
             raise TrinoError(
                 "MISSING_COLUMN_NAME", f"Column name not specified at position {position}"
             )
@@ -216,14 +219,14 @@ def _create_table(tree: exp.Expression) -> None:
             raise TrinoError("COLUMN_TYPE_UNKNOWN", f"Column type is unknown: {projection.alias}")
 
 
-# --- types -------------------------------------------------------------------------------------------
+# --- types ----------------------------------------------------------------------------------------
 
 _STRING = {T.VARCHAR, T.CHAR, T.TEXT, T.NVARCHAR, T.NCHAR}
 _NUMERIC = exp.DataType.NUMERIC_TYPES
 _TEMPORAL = exp.DataType.TEMPORAL_TYPES
 
 
-def _family(node: exp.Expression) -> str | None:
+def _family(node: exp.Expr) -> str | None:
     """The type family of an operand whose type is certain, else None (no judgement)."""
     if isinstance(node, exp.Paren):
         return _family(node.this)
@@ -251,13 +254,14 @@ def _type_family(data_type: exp.DataType | None) -> str | None:
     return None
 
 
-def _sql_type(node: exp.Expression) -> str:
+def _sql_type(node: exp.Expr) -> str:
     data_type = node.type
     return data_type.sql(dialect="trino").lower() if data_type is not None else "unknown"
 
 
-def _annotated(tree: exp.Expression, catalog: Any) -> exp.Expression | None:
-    """A copy of the statement with each node's inferred type, table columns typed from the catalogs."""
+def _annotated(tree: exp.Expr, catalog: Any) -> exp.Expr | None:
+    """A copy of the statement with each node's inferred type, table columns typed from the
+    catalogs."""
     copy = tree.copy()
     schema = None
     if catalog is not None:
@@ -276,10 +280,9 @@ def _annotated(tree: exp.Expression, catalog: Any) -> exp.Expression | None:
             schema = None  # the planner reports a missing catalog or schema itself
     try:
         if schema is not None:
-            try:
+            # best effort: a column it cannot resolve is left untyped, and reported by the planner
+            with contextlib.suppress(Exception):
                 qualify_columns(copy, schema, expand_stars=False)
-            except Exception:
-                pass
         return annotate_types(copy, schema=schema, dialect="trino")
     except Exception as error:
         log.debug("no types inferred: %s", error)
@@ -290,7 +293,7 @@ def _compatible(left: str | None, right: str | None) -> bool:
     return left is None or right is None or left == right
 
 
-def _type_mismatches(tree: exp.Expression) -> None:
+def _type_mismatches(tree: exp.Expr) -> None:
     for node in tree.walk():
         if isinstance(
             node,
@@ -331,11 +334,12 @@ def _type_mismatches(tree: exp.Expression) -> None:
                 clause = "WHERE" if isinstance(node, exp.Where) else "HAVING"
                 raise TrinoError(
                     "TYPE_MISMATCH",
-                    f"{clause} clause must evaluate to a boolean: actual type {_sql_type(node.this)}",
+                    f"{clause} clause must evaluate to a boolean: "
+                    f"actual type {_sql_type(node.this)}",
                 )
 
 
-def _common(operands: list[exp.Expression | None], what: str) -> None:
+def _common(operands: list[exp.Expr | None], what: str) -> None:
     known = [(o, _family(o)) for o in operands if o is not None]
     known = [(o, f) for o, f in known if f is not None]
     if len({f for _, f in known}) > 1:
@@ -347,7 +351,7 @@ def _common(operands: list[exp.Expression | None], what: str) -> None:
         )
 
 
-def _projections(query: exp.Expression) -> list[exp.Expression] | None:
+def _projections(query: exp.Expr) -> list[exp.Expr] | None:
     while isinstance(query, exp.Subquery):
         query = query.this
     if isinstance(query, exp.SetOperation):
@@ -369,7 +373,7 @@ def _set_operation(node: exp.SetOperation) -> None:
     left, right = _projections(node.this), _projections(node.expression)
     if left is None or right is None or len(left) != len(right):
         return
-    for index, (a, b) in enumerate(zip(left, right), start=1):
+    for index, (a, b) in enumerate(zip(left, right, strict=True), start=1):
         if not _compatible(_family(a), _family(b)):
             raise TrinoError(
                 "TYPE_MISMATCH",
@@ -399,13 +403,13 @@ def _target_columns(insert: exp.Insert, catalog: Any) -> list[tuple[str, str]] |
     return [(name, columns[name]) for name in listed]
 
 
-def _insert_types(tree: exp.Expression, catalog: Any) -> None:
+def _insert_types(tree: exp.Expr, catalog: Any) -> None:
     if not isinstance(tree, exp.Insert):
         return
     columns = _target_columns(tree, catalog)
     if columns is None:
         return
-    rows: list[list[exp.Expression]] = []
+    rows: list[list[exp.Expr]] = []
     if isinstance(tree.expression, exp.Values):
         rows = [
             list(r.expressions) if isinstance(r, exp.Tuple) else [r]
@@ -417,7 +421,8 @@ def _insert_types(tree: exp.Expression, catalog: Any) -> None:
     table_types = [exp.DataType.build(t, dialect="duckdb") for _, t in columns]
     for row in rows:
         mismatch = len(row) != len(columns) or any(
-            not _compatible(_family(value), _type_family(to)) for value, to in zip(row, table_types)
+            not _compatible(_family(value), _type_family(to))
+            for value, to in zip(row, table_types, strict=True)
         )
         if mismatch:
             table = ", ".join(t.sql(dialect="trino").lower() for t in table_types)
@@ -428,14 +433,14 @@ def _insert_types(tree: exp.Expression, catalog: Any) -> None:
             )
 
 
-# --- what the catalog's connector supports --------------------------------------------------------------
+# --- what the catalog's connector supports --------------------------------------------------------
 
 
-def _connector_support(tree: exp.Expression, catalog: Any) -> None:
-    """The `postgresql`-style catalogs do what Trino's PostgreSQL connector does: no views, no MERGE,
-    and UPDATE and DELETE only where the whole statement can be pushed into PostgreSQL (SET to
-    constants, WHERE of simple column predicates); anything else needs a merge Trino cannot do
-    on a table without primary keys."""
+def _connector_support(tree: exp.Expr, catalog: Any) -> None:
+    """The `postgresql`-style catalogs do what Trino's PostgreSQL connector does: no views, no
+    MERGE, and UPDATE and DELETE only where the whole statement can be pushed into PostgreSQL (SET
+    to constants, WHERE of simple column predicates); anything else needs a merge Trino cannot do on
+    a table without primary keys."""
     target = _target(tree)
     if target is None:
         return
@@ -471,8 +476,10 @@ def _connector_support(tree: exp.Expression, catalog: Any) -> None:
         raise merge
 
 
-def _target(tree: exp.Expression) -> exp.Table | None:
-    if (isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW") or isinstance(tree, (exp.Merge, exp.Update, exp.Delete)):
+def _target(tree: exp.Expr) -> exp.Table | None:
+    if (
+        isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW"
+    ) or isinstance(tree, (exp.Merge, exp.Update, exp.Delete)):
         node = tree.this
     else:
         return None
@@ -481,7 +488,7 @@ def _target(tree: exp.Expression) -> exp.Table | None:
     return node if isinstance(node, exp.Table) else None
 
 
-def _constant(node: exp.Expression | None) -> bool:
+def _constant(node: exp.Expr | None) -> bool:
     return node is not None and not any(
         isinstance(n, (exp.Column, exp.Query, exp.Subquery)) for n in node.walk()
     )
@@ -500,7 +507,7 @@ _INTEGERS = {
 }
 
 
-def _column_type(node: exp.Expression, columns: dict) -> str | None:
+def _column_type(node: exp.Expr, columns: dict) -> str | None:
     """The DuckDB type of a bare column reference, or of integer arithmetic on one (PostgreSQL
     computes that itself), else None."""
     while isinstance(node, exp.Paren):
@@ -514,7 +521,8 @@ def _column_type(node: exp.Expression, columns: dict) -> str | None:
         sides = [node.this, node.expression]
         kinds = [_column_type(s, columns) for s in sides]
         if any(k is not None for k in kinds) and all(
-            k in _INTEGERS or (k is None and _constant(s)) for k, s in zip(kinds, sides)
+            k in _INTEGERS or (k is None and _constant(s))
+            for k, s in zip(kinds, sides, strict=True)
         ):
             return next(k for k in kinds if k is not None)
     return None
@@ -524,7 +532,7 @@ def _is_text(kind: str) -> bool:
     return kind.startswith(("VARCHAR", "CHAR", "TEXT", "STRING"))
 
 
-def _pushable(node: exp.Expression, columns: dict) -> bool:
+def _pushable(node: exp.Expr, columns: dict) -> bool:
     """Whether the PostgreSQL connector pushes a DELETE or UPDATE predicate down whole. Text
     columns take only equality, IN and IS NULL (their ordering is the database's collation)."""
     while isinstance(node, exp.Paren):
@@ -560,7 +568,7 @@ def _pushable(node: exp.Expression, columns: dict) -> bool:
     return True
 
 
-def _subject_node(node: exp.Expression) -> exp.Expression | None:
+def _subject_node(node: exp.Expr) -> exp.Expr | None:
     """The column side of a comparison with constants, or None."""
     if isinstance(
         node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
@@ -582,7 +590,7 @@ def _subject_node(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def _subject(node: exp.Expression) -> str | None:
+def _subject(node: exp.Expr) -> str | None:
     while isinstance(node, exp.Paren):
         node = node.this
     if isinstance(node, exp.Not):

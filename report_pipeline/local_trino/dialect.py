@@ -35,7 +35,7 @@ class Catalog(Protocol):
 
     def system_table(
         self, catalog: str, schema: str, table: str, hidden: bool = False
-    ) -> exp.Expression | None: ...
+    ) -> exp.Expr | None: ...
 
     def has_function(self, name: str) -> bool: ...
 
@@ -54,12 +54,10 @@ class Plan:
     target: TableName | None = None  # the table a DDL or DML statement changes
     if_exists: bool = False  # DROP ... IF EXISTS
     schema_target: tuple[str, str] | None = None  # the schema CREATE/DROP SCHEMA names
-    output_types: dict[int, str] = field(
-        default_factory=dict
-    )  # output column -> the Trino type DuckDB lacks
-    declared_types: dict[str, str] = field(
-        default_factory=dict
-    )  # CREATE TABLE's varchar(n) columns
+    # output column -> the Trino type DuckDB lacks
+    output_types: dict[int, str] = field(default_factory=dict)
+    # CREATE TABLE's varchar(n) columns
+    declared_types: dict[str, str] = field(default_factory=dict)
 
 
 class _TrinoNames(Trino):
@@ -69,13 +67,13 @@ class _TrinoNames(Trino):
     SUPPORTS_USER_DEFINED_TYPES = True
 
 
-def parse(sql: str) -> exp.Expression:
+def parse(sql: str) -> exp.Expr:
     """Parse exactly one Trino statement; a trailing semicolon is a syntax error, as in Trino."""
     try:
-        statements = sqlglot.parse(sql, read=_TrinoNames)
+        parsed = sqlglot.parse(sql, read=_TrinoNames)
     except (ParseError, TokenError) as error:
         raise _syntax_error(error) from None
-    statements = [s for s in statements if s is not None]
+    statements = [s for s in parsed if s is not None]
     if not statements:
         raise TrinoError(
             "SYNTAX_ERROR",
@@ -98,16 +96,15 @@ def _syntax_error(error: Exception) -> TrinoError:
     first = details[0]
     line, column = first.get("line") or 1, first.get("col") or 1
     description = first.get("description") or str(error).splitlines()[0]
-    if (
-        "is not supported" in description
-    ):  # valid Trino the parser cannot read (INTERVAL ... DAY TO SECOND)
+    # valid Trino the parser cannot read (INTERVAL ... DAY TO SECOND)
+    if "is not supported" in description:
         return TrinoError("NOT_SUPPORTED", f"{description} by the local engine")
     return TrinoError(
         "SYNTAX_ERROR", f"line {line}:{column}: {description}", line=line, column=column
     )
 
 
-def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
+def plan(tree: exp.Expr, catalog: Catalog) -> Plan:
     """Translate one parsed Trino statement into DuckDB SQL, or fail as Trino would."""
     if isinstance(tree, exp.Command):
         keyword = str(tree.this).upper()
@@ -124,13 +121,15 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
     tree = functions.rewrite_tree(tree, catalog.session)
     _name_output_columns(tree)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    # information_schema.columns has a hidden `comment` column: there only when the statement names it
+    # information_schema.columns has a hidden `comment` column: there only when the statement names
+    # it
     names_comment = any(column.name.lower() == "comment" for column in tree.find_all(exp.Column))
     result = Plan("")
     target_node = _target_node(tree)
     if _is_schema_ddl(tree):
         # In CREATE/DROP SCHEMA the "table" node names the schema itself: [catalog.]schema
         node = target_node
+        assert node is not None  # the parser refuses CREATE/DROP SCHEMA without a name
         schema_catalog, schema = catalog.qualify(node.catalog or None, node.db)
         node.set("catalog", exp.to_identifier(schema_catalog))
         result.schema_target = (schema_catalog, schema)
@@ -177,7 +176,7 @@ def plan(tree: exp.Expression, catalog: Catalog) -> Plan:
 ENGINE_VERSION = "476-local"
 
 
-def _name_output_columns(tree: exp.Expression) -> None:
+def _name_output_columns(tree: exp.Expr) -> None:
     """Trino names an output column after its column reference or alias, and any other expression
     `_colN` by its position; DuckDB would use the expression's text."""
     select = tree
@@ -207,7 +206,7 @@ def _qualify_commented_column(column: exp.Column, catalog: Catalog) -> TableName
     return name
 
 
-def _rewrite_create(tree: exp.Expression) -> exp.Expression:
+def _rewrite_create(tree: exp.Expr) -> exp.Expr:
     """CTAS ... WITH NO DATA and CREATE TABLE (LIKE t), which DuckDB spells as a CTAS of no rows."""
     if not isinstance(tree, exp.Create):
         return tree
@@ -245,7 +244,7 @@ def _rewrite_create(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _target_node(tree: exp.Expression) -> exp.Table | None:
+def _target_node(tree: exp.Expr) -> exp.Table | None:
     """The table a DDL or DML statement creates, drops or changes."""
     if isinstance(tree, exp.TruncateTable):
         return (tree.expressions or [None])[0]
@@ -265,22 +264,21 @@ def _target_node(tree: exp.Expression) -> exp.Table | None:
         ),
     ):
         return None
-    node = (
-        tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]
-    )  # DROP names a list
+    # DROP names a list
+    node = tree.this if tree.this is not None else (tree.args.get("tables") or [None])[0]
     if isinstance(node, exp.Schema):  # CREATE TABLE t (columns) / INSERT INTO t (columns)
         node = node.this
     return node if isinstance(node, exp.Table) else None
 
 
-def _is_schema_ddl(tree: exp.Expression) -> bool:
+def _is_schema_ddl(tree: exp.Expr) -> bool:
     return (
         isinstance(tree, (exp.Create, exp.Drop))
         and (tree.args.get("kind") or "").upper() == "SCHEMA"
     )
 
 
-def _rewrite_version(node: exp.Expression) -> exp.Expression:
+def _rewrite_version(node: exp.Expr) -> exp.Expr:
     # Trino's version() is the server version; DuckDB's would name DuckDB.
     if isinstance(node, exp.CurrentVersion):
         return exp.Literal.string(ENGINE_VERSION)
@@ -291,7 +289,7 @@ _SHIFTS = {"bitwise_left_shift": exp.BitwiseLeftShift, "bitwise_right_shift": ex
 _DOUBLE_CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
 
 
-def _rewrite_functions(node: exp.Expression) -> exp.Expression:
+def _rewrite_functions(node: exp.Expr) -> exp.Expr:
     if not isinstance(node, exp.Anonymous):
         return node
     name = node.name.lower()
@@ -309,7 +307,7 @@ def _rewrite_functions(node: exp.Expression) -> exp.Expression:
 _TABLE_FUNCTIONS = {"sequence", "exclude_columns", "query", "table_changes"}
 
 
-def _rewrite_table_functions(node: exp.Expression) -> exp.Expression:
+def _rewrite_table_functions(node: exp.Expr) -> exp.Expr:
     """`TABLE(sequence(start, stop[, step]))` as DuckDB's range; any other function in FROM is not a
     table Trino knows (DuckDB's read_csv and friends stay out of reach)."""
     if (
@@ -349,7 +347,7 @@ def _rewrite_table_functions(node: exp.Expression) -> exp.Expression:
     )
 
 
-def _function_name(node: exp.Expression) -> str:
+def _function_name(node: exp.Expr) -> str:
     if isinstance(node, exp.GenerateSeries):
         return "sequence"
     if isinstance(node, exp.Dot):
@@ -363,7 +361,7 @@ def _function_name(node: exp.Expression) -> str:
     return node.sql(dialect="trino").lower()
 
 
-def _kwarg_value(node: exp.Expression | None) -> exp.Expression | None:
+def _kwarg_value(node: exp.Expr | None) -> exp.Expr | None:
     if isinstance(node, exp.Kwarg):
         return node.expression.copy()
     return node.copy() if node is not None else None
@@ -381,7 +379,7 @@ def _trino_functions() -> frozenset[str]:
 TRINO_FUNCTIONS = _trino_functions()
 
 
-def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
+def _check_functions(tree: exp.Expr, catalog: Catalog) -> None:
     # A function sqlglot does not know is passed through by name: one Trino lacks fails as in Trino;
     # one DuckDB lacks has no translation (format_datetime's Joda patterns, say): say so instead of
     # answering something else.
@@ -402,7 +400,7 @@ def _check_functions(tree: exp.Expression, catalog: Catalog) -> None:
 _DDL_KINDS = {"TABLE", "SCHEMA", "VIEW"}
 
 
-def _update_type(tree: exp.Expression) -> tuple[str | None, bool]:
+def _update_type(tree: exp.Expr) -> tuple[str | None, bool]:
     if isinstance(tree, exp.Query):
         return None, False
     if isinstance(tree, exp.Create):
@@ -569,7 +567,7 @@ class Origin:
     column: str | None = None  # the source column's name
 
 
-def output_origins(tree: exp.Expression, names: list[str], catalog: Catalog) -> list[Origin]:
+def output_origins(tree: exp.Expr, names: list[str], catalog: Catalog) -> list[Origin]:
     """For each output column of a query, its source table (a plain column reference) and whether
     it is aliased; columns a `*` expands take the table it names or the only one in FROM."""
     select = tree if isinstance(tree, exp.Select) else None
@@ -629,7 +627,7 @@ def _time_zone_value(text: str) -> str | None:
     )
 
 
-def parse_parameters(using: str | None) -> list[exp.Expression]:
+def parse_parameters(using: str | None) -> list[exp.Expr]:
     """The USING list of EXECUTE as expressions (the client renders values as Trino literals)."""
     if not using:
         return []
@@ -640,7 +638,7 @@ def parse_parameters(using: str | None) -> list[exp.Expression]:
     return list(select.expressions)
 
 
-def bind_parameters(sql: str, parameters: list[exp.Expression]) -> str:
+def bind_parameters(sql: str, parameters: list[exp.Expr]) -> str:
     """Put each parameter where its `?` stands, token-aware (a `?` inside a string stays)."""
     marks = _placeholders(sql)
     if len(marks) != len(parameters):
@@ -649,7 +647,7 @@ def bind_parameters(sql: str, parameters: list[exp.Expression]) -> str:
             f"Incorrect number of parameters: expected {len(marks)} but found {len(parameters)}",
         )
     pieces, position = [], 0
-    for (start, end), value in zip(marks, parameters):
+    for (start, end), value in zip(marks, parameters, strict=True):
         pieces.append(sql[position:start])
         pieces.append(value.sql(dialect="trino"))
         position = end + 1

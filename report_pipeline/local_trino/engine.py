@@ -39,8 +39,9 @@ from report_pipeline.local_trino.types import (
 
 log = logging.getLogger(__name__)
 
-# Trino 476's system session properties (SHOW SESSION of a real server) are accepted; the engine acts on
-# query_max_run_time and query_max_execution_time. Catalog properties (`catalog.name`) are checked per connector.
+# Trino 476's system session properties (SHOW SESSION of a real server) are accepted; the engine
+# acts on query_max_run_time and query_max_execution_time. Catalog properties (`catalog.name`) are
+# checked per connector.
 SESSION_PROPERTIES = frozenset(
     line.strip()
     for line in (Path(__file__).with_name("trino_session_properties.txt")).read_text().splitlines()
@@ -231,15 +232,16 @@ class Engine:
     def _execute(self, query: Query, sql: str) -> None:
         """Run one statement; inside an explicit transaction, any failure aborts the transaction."""
         session = query.session
-        transaction = (
-            self.transactions.get(session.transaction_id) if session.in_transaction else None
-        )
+        open_id = session.open_transaction_id
+        transaction = self.transactions.get(open_id) if open_id is not None else None
         try:
             command = dialect.session_command(sql)
             if command is not None:
                 if transaction is not None and transaction.aborted:
                     raise _aborted()
-                query.succeed(self._run_command(query, command))
+                result = self._run_command(query, command)
+                if result is not None:
+                    query.succeed(result)
                 return
             tree = dialect.parse(sql)
             if isinstance(tree, (exp.Transaction, exp.Commit, exp.Rollback)):
@@ -253,11 +255,10 @@ class Engine:
                 transaction.aborted = True
             raise
 
-    def _run_plan(
-        self, query: Query, tree: exp.Expression, transaction: Transaction | None
-    ) -> None:
+    def _run_plan(self, query: Query, tree: exp.Expr, transaction: Transaction | None) -> None:
         session = query.session
-        # RUNNING from here: a statement reading system.runtime.queries sees itself running, as in Trino
+        # RUNNING from here: a statement reading system.runtime.queries sees itself running, as in
+        # Trino
         query.begin(QueryState.RUNNING)
         plan = dialect.plan(tree, _CatalogView(self, session))
         self._check_names(plan)
@@ -266,23 +267,26 @@ class Engine:
                 raise TrinoError(
                     "READ_ONLY_VIOLATION", "Cannot execute write in a read-only transaction"
                 )
+            catalog = plan.target[0] if plan.target else ""
             raise TrinoError(
                 "AUTOCOMMIT_WRITE_CONFLICT",
-                f"Catalog only supports writes using autocommit: {plan.target[0] if plan.target else ''}",
+                f"Catalog only supports writes using autocommit: {catalog}",
             )
         query.input_rows, query.input_bytes = self._input_size(plan)
         duck = self._db.cursor()
         try:
             self._prepare_connection(duck, session)
             query.attach(duck)
-            # CREATE TABLE IF NOT EXISTS of a table that exists changes nothing, its declared types included
+            # CREATE TABLE IF NOT EXISTS of a table that exists changes nothing, its declared types
+            # included
             creates = plan.update_type == "CREATE TABLE" and not (
                 tree.args.get("exists") and plan.target and self.catalogs.table_exists(*plan.target)
             )
             duck.execute(plan.duckdb_sql)
             if plan.update_type is not None:
                 row = duck.fetchone() if plan.counts_rows else None
-                # CREATE TABLE IF NOT EXISTS ... AS on an existing table writes nothing: Trino says 0 rows
+                # CREATE TABLE IF NOT EXISTS ... AS on an existing table writes nothing: Trino says
+                # 0 rows
                 count = (row[0] if row else 0) if plan.counts_rows else None
                 if plan.update_type != "CREATE TABLE" or creates:
                     self._track_declared_types(plan, tree)
@@ -294,7 +298,7 @@ class Engine:
                 for i, d in enumerate(duck.description)
             ]
             self._apply_declared_types(plan, tree, session, [d[0] for d in duck.description], types)
-            columns = [column_json(d[0], t) for d, t in zip(duck.description, types)]
+            columns = [column_json(d[0], t) for d, t in zip(duck.description, types, strict=True)]
             query.succeed(Result(columns, row_encoder(types), cursor=duck))
         except BaseException:
             duck.close()
@@ -305,12 +309,13 @@ class Engine:
     def _apply_declared_types(
         self,
         plan: dialect.Plan,
-        tree: exp.Expression,
+        tree: exp.Expr,
         session: Session,
         names: list[str],
         types: list,
     ) -> None:
-        """An output column that is a table's varchar(n) column has that type (DuckDB reports varchar)."""
+        """An output column that is a table's varchar(n) column has that type (DuckDB reports
+        varchar)."""
         declared = {
             (catalog, *key): value
             for catalog in {t[0] for t in plan.tables}
@@ -326,8 +331,9 @@ class Engine:
                 if trino_type_name is not None:
                     types[index] = output_type(trino_type_name)
 
-    def _track_declared_types(self, plan: dialect.Plan, tree: exp.Expression) -> None:
-        """Keep the record of varchar(n) columns in step with a DDL statement that just succeeded."""
+    def _track_declared_types(self, plan: dialect.Plan, tree: exp.Expr) -> None:
+        """Keep the record of varchar(n) columns in step with a DDL statement that just
+        succeeded."""
         if plan.schema_target is not None:
             if plan.update_type == "DROP SCHEMA" and plan.schema_target[0] in self.catalogs.specs:
                 self.catalogs.forget(*plan.schema_target)
@@ -383,7 +389,7 @@ class Engine:
         """Fail as Trino does for a catalog, schema or table that does not exist, and for what the
         target's connector cannot do."""
         for catalog, schema, table in plan.tables:
-            spec = self.catalogs.spec(catalog)
+            self.catalogs.spec(catalog)  # CATALOG_NOT_FOUND for a catalog that does not exist
             if self.catalogs.schema_exists(catalog, schema):
                 continue
             target = (catalog, schema, table) == plan.target
@@ -423,7 +429,7 @@ class Engine:
 
     # --- transactions ---------------------------------------------------------------------------
     def _transaction_statement(
-        self, query: Query, tree: exp.Expression, transaction: Transaction | None
+        self, query: Query, tree: exp.Expr, transaction: Transaction | None
     ) -> Result:
         session = query.session
         if isinstance(tree, exp.Transaction):
@@ -456,7 +462,9 @@ class Engine:
         return _update("COMMIT" if isinstance(tree, exp.Commit) else "ROLLBACK", None)
 
     # --- statements the coordinator answers itself ----------------------------------------------
-    def _run_command(self, query: Query, command: dialect.SessionCommand) -> Result:
+    def _run_command(self, query: Query, command: dialect.SessionCommand) -> Result | None:
+        """The statement's result; None when a nested statement (EXECUTE) has already ended the
+        query."""
         session, args = query.session, command.args
         if command.kind in ("execute_immediate", "execute"):
             text = (
@@ -465,9 +473,8 @@ class Engine:
                 else self._prepared(session, args["name"])
             )
             inner = dialect.session_command(text)
-            if (
-                inner is not None and inner.kind == "explain"
-            ):  # Trino binds no parameters into an EXPLAIN
+            # Trino binds no parameters into an EXPLAIN
+            if inner is not None and inner.kind == "explain":
                 return self._explain(session, inner.args["options"], inner.args["body"])
         if command.kind == "execute_immediate":
             bound = dialect.bind_parameters(args["sql"], dialect.parse_parameters(args["using"]))
@@ -653,7 +660,7 @@ class Engine:
                 tree, [r[0] for r in rows], _CatalogView(self, session)
             )
             described = []
-            for (name, duck_type, *_), origin in zip(rows, origins):
+            for (name, duck_type, *_), origin in zip(rows, origins, strict=True):
                 type_ = trino_type(duckdb.sqltype(duck_type))
                 table = origin.table or ("", "", "")
                 described.append((name, *table, type_.name, type_.fixed_size, origin.aliased))
@@ -693,11 +700,8 @@ class Engine:
         )
 
     def _execute_nested(self, query: Query, sql: str) -> None:
-        if dialect.session_command(sql) is not None and dialect.session_command(sql).kind in (
-            "execute_immediate",
-            "execute",
-            "prepare",
-        ):
+        command = dialect.session_command(sql)
+        if command is not None and command.kind in ("execute_immediate", "execute", "prepare"):
             raise TrinoError("NOT_SUPPORTED", "Nested prepared statements are not supported")
         self._execute(query, sql)
 
@@ -719,7 +723,7 @@ class Engine:
 
     def system_table(
         self, catalog: str, schema: str, table: str, hidden: bool = False
-    ) -> exp.Expression | None:
+    ) -> exp.Expr | None:
         snapshot = system_tables.snapshot(self, catalog, schema, table, hidden)
         return None if snapshot is None else system_tables.values_table(*snapshot)
 
@@ -759,9 +763,9 @@ class Engine:
             query.fail(
                 TrinoError(
                     "ABANDONED_QUERY",
-                    f"Query {query.id} was abandoned by the client, as it may have exited or stopped checking "
-                    f"for query results. Query results have not been accessed since "
-                    f"{dt.datetime.fromtimestamp(query.last_heartbeat, dt.UTC).isoformat()}",
+                    f"Query {query.id} was abandoned by the client, as it may have exited or "
+                    "stopped checking for query results. Query results have not been accessed "
+                    f"since {dt.datetime.fromtimestamp(query.last_heartbeat, dt.UTC).isoformat()}",
                 )
             )
 
@@ -790,7 +794,7 @@ class _CatalogView:
 
     def system_table(
         self, catalog: str, schema: str, table: str, hidden: bool = False
-    ) -> exp.Expression | None:
+    ) -> exp.Expr | None:
         return self._engine.system_table(catalog, schema, table, hidden)
 
     def has_function(self, name: str) -> bool:
@@ -800,7 +804,8 @@ class _CatalogView:
         return self._engine.catalogs.spec(catalog).connector
 
     def column_types(self) -> dict:
-        """{catalog: {schema: {table: {column: DuckDB type}}}} of every catalog, for type inference."""
+        """{catalog: {schema: {table: {column: DuckDB type}}}} of every catalog, for type
+        inference."""
         mapping: dict = {}
         for catalog in self._engine.catalogs.names:
             for schema, table, column, _, _, _, duck_type, _ in self._engine.catalogs.columns(
@@ -884,12 +889,14 @@ def _update(update_type: str, count: int | None) -> Result:
 
 
 def _rows_result(names: list[str], rows: list[list]) -> Result:
-    """Rows of varchar columns, as Trino's metadata statements (queries on information_schema) give."""
+    """Rows of varchar columns, as Trino's metadata statements (queries on information_schema)
+    give."""
     return Result([column_json(name, _VARCHAR) for name in names], list, rows=rows)
 
 
 def _bounded_rows_result(names: list[str], rows: list[list]) -> Result:
-    """Rows of varchar(n) columns, n the longest value: Trino answers these statements from VALUES."""
+    """Rows of varchar(n) columns, n the longest value: Trino answers these statements from
+    VALUES."""
     return Result(
         [column_json(name, bounded_varchar([r[i] for r in rows])) for i, name in enumerate(names)],
         list,

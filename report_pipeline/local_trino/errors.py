@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import duckdb
 
@@ -139,7 +140,7 @@ class TrinoError(Exception):
         return self.error.name
 
     def to_json(self) -> dict:
-        doc = {
+        doc: dict[str, Any] = {
             "message": self.message,
             "errorCode": self.error.code,
             "errorName": self.error.name,
@@ -193,7 +194,8 @@ _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
         [
             # a qualifier naming no table in FROM: Trino cannot resolve the column it qualifies
             (
-                r"Referenced column .* not found|Column .* not found|does not have a column|Referenced table .* not found",
+                r"Referenced column .* not found|Column .* not found|does not have a column"
+                r"|Referenced table .* not found",
                 "COLUMN_NOT_FOUND",
             ),
             (r"Ambiguous reference", "AMBIGUOUS_NAME"),
@@ -218,14 +220,16 @@ _DUCKDB_RULES: list[tuple[type[BaseException], list[tuple[str, str]]]] = [
     (
         duckdb.ConversionException,
         [
-            # a number outside the target type's range (a string or a decimal that does not fit stays
-            # a cast error, and so does a double cast to bigint: Trino's "Unable to cast")
+            # a number outside the target type's range (a string or a decimal that does not fit
+            # stays a cast error, and so does a double cast to bigint: Trino's "Unable to cast")
             (r"^Type (DOUBLE|FLOAT) with value .* destination type INT64", "INVALID_CAST_ARGUMENT"),
             (
-                r"^Type (U?INT\d+|HUGEINT|DOUBLE|FLOAT) with value .* out of range for the destination type",
+                r"^Type (U?INT\d+|HUGEINT|DOUBLE|FLOAT) with value .* "
+                r"out of range for the destination type",
                 "NUMERIC_VALUE_OUT_OF_RANGE",
             ),
-            # a cast between types DuckDB cannot convert at all: Trino refuses such operands when typing
+            # a cast between types DuckDB cannot convert at all: Trino refuses such operands when
+            # typing
             (r"^Unimplemented type for cast", "TYPE_MISMATCH"),
             ("", "INVALID_CAST_ARGUMENT"),
         ],
@@ -288,10 +292,12 @@ def from_duckdb(exc: duckdb.Error) -> TrinoError:
         return TrinoError(raised.group(1), raised.group(2), cause_type=type(exc).__name__)
     error = _classify(exc, message)
     rewrite = _TRINO_MESSAGES.get(error.name)
-    match = re.search(rewrite[0], message) if rewrite else None
-    if match:
-        error.message = rewrite[1].format(*(g.strip("!") for g in match.groups()))
-        error.args = (error.message,)
+    if rewrite is not None:
+        pattern, template = rewrite
+        match = re.search(pattern, message)
+        if match:
+            error.message = template.format(*(g.strip("!") for g in match.groups()))
+            error.args = (error.message,)
     return error
 
 

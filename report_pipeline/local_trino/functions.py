@@ -30,20 +30,20 @@ def refuse(construct: str) -> TrinoError:
     return TrinoError("NOT_SUPPORTED", f"{construct} is not supported by the local engine")
 
 
-# --- helpers ----------------------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------------
 
 
-def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
+def _fn(name: str, *args: exp.Expr) -> exp.Anonymous:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _fail(name: str, message: exp.Expression | str) -> exp.Expression:
+def _fail(name: str, message: exp.Expr | str) -> exp.Expr:
     """A DuckDB expression that fails the query with Trino's error `name` when evaluated."""
     text = exp.Literal.string(message) if isinstance(message, str) else message
     return _fn("error", exp.DPipe(this=exp.Literal.string(raised_marker(name)), expression=text))
 
 
-def _float_divide(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+def _float_divide(a: exp.Expr, b: exp.Expr) -> exp.Expr:
     """IEEE division of doubles: the engine sets DuckDB's integer_division (Trino's 5 / 2 = 2),
     which turns the `/` operator into `//`, an error on zero; the "/" function stays IEEE."""
     return exp.Anonymous(
@@ -52,24 +52,22 @@ def _float_divide(a: exp.Expression, b: exp.Expression) -> exp.Expression:
     )
 
 
-def _when(
-    *pairs: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None
-) -> exp.Case:
+def _when(*pairs: tuple[exp.Expr, exp.Expr], default: exp.Expr | None = None) -> exp.Case:
     case = exp.Case()
     for condition, value in pairs:
         case = case.when(condition, value)
     return case.else_(default) if default is not None else case
 
 
-def _int(value: int) -> exp.Expression:
+def _int(value: int) -> exp.Expr:
     return exp.Literal.number(value) if value >= 0 else exp.Neg(this=exp.Literal.number(-value))
 
 
-def _c(node: exp.Expression) -> exp.Expression:
+def _c(node: exp.Expr) -> exp.Expr:
     return node.copy()
 
 
-def _literal_int(node: exp.Expression | None) -> int | None:
+def _literal_int(node: exp.Expr | None) -> int | None:
     """The value of an integer literal (or its negation), None for anything else."""
     if isinstance(node, exp.Neg):
         value = _literal_int(node.this)
@@ -79,23 +77,21 @@ def _literal_int(node: exp.Expression | None) -> int | None:
     return None
 
 
-def _lambda(body: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+def _lambda(body: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
     # DuckDB 2.0 wants `lambda x: body`; sqlglot writes the arrow form, so spell it out
     var = exp.to_identifier("__x")
     return exp.Lambda(this=body(exp.column("__x")), expressions=[var])
 
 
-# --- the untyped pass ---------------------------------------------------------------------------------
+# --- the untyped pass -----------------------------------------------------------------------------
 
 
-def rewrite_tree(tree: exp.Expression, session: Any = None) -> exp.Expression:
+def rewrite_tree(tree: exp.Expr, session: Any = None) -> exp.Expr:
     """Rewrite every call whose translation its shape decides, children first."""
     return _post_order(tree, lambda node: rewrite(node, session))
 
 
-def _post_order(
-    tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]
-) -> exp.Expression:
+def _post_order(tree: exp.Expr, fun: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
     nodes = list(tree.walk(bfs=False))
     for node in reversed(nodes):  # reversed pre-order: every node after its descendants
         new = fun(node)
@@ -107,7 +103,7 @@ def _post_order(
     return tree
 
 
-def rewrite(node: exp.Expression, session: Any = None) -> exp.Expression:
+def rewrite(node: exp.Expr, session: Any = None) -> exp.Expr:
     if isinstance(node, exp.CurrentTimezone):
         # the session's zone, as the client set it (the engine sets DuckDB's TimeZone from it too)
         zone = getattr(session, "time_zone", None) or "UTC"
@@ -118,21 +114,21 @@ def rewrite(node: exp.Expression, session: Any = None) -> exp.Expression:
     return handler(node) if handler is not None else node
 
 
-def _millisecond(node: exp.Anonymous) -> exp.Expression:
+def _millisecond(node: exp.Anonymous) -> exp.Expr:
     # DuckDB's millisecond() counts the seconds too (15678 for 15.678s); Trino's is the fraction
     if len(node.expressions) != 1:
         return node
     return exp.Mod(this=_c(node), expression=exp.Literal.number(1000))
 
 
-def _fail_call(node: exp.Anonymous) -> exp.Expression:
+def _fail_call(node: exp.Anonymous) -> exp.Expr:
     # fail(message) raises GENERIC_USER_ERROR with that message
     if len(node.expressions) != 1:
         raise TrinoError("FUNCTION_NOT_FOUND", "Function 'fail' not registered")
     return _fail("GENERIC_USER_ERROR", exp.cast(_c(node.expressions[0]), T.VARCHAR))
 
 
-def _refuse_call(node: exp.Expression) -> exp.Expression:
+def _refuse_call(node: exp.Func) -> exp.Expr:
     name = node.name.lower() if isinstance(node, exp.Anonymous) else node.sql_name().lower()
     raise refuse(f"Function {_TRINO_NAMES.get(name, name)}")
 
@@ -163,14 +159,14 @@ _EXTRACT_FIELDS = {
 }
 
 
-def _extract(node: exp.Extract) -> exp.Expression:
+def _extract(node: exp.Extract) -> exp.Expr:
     field = node.this.name.upper() if isinstance(node.this, (exp.Var, exp.Identifier)) else ""
     if field in _EXTRACT_FIELDS:
         return exp.Extract(this=exp.var(_EXTRACT_FIELDS[field]), expression=_c(node.expression))
     return node
 
 
-def _bitwise(node: exp.Expression) -> exp.Expression:
+def _bitwise(node: exp.Expr) -> exp.Expr:
     # Trino's bitwise_* functions take and return bigint
     new = node.copy()
     for key in ("this", "expression"):
@@ -179,11 +175,11 @@ def _bitwise(node: exp.Expression) -> exp.Expression:
     return new
 
 
-def _grouping(node: exp.Grouping) -> exp.Expression:
+def _grouping(node: exp.Grouping) -> exp.Expr:
     return exp.cast(_c(node), T.INT)  # Trino's grouping() is an integer
 
 
-def _substring(node: exp.Substring) -> exp.Expression:
+def _substring(node: exp.Substring) -> exp.Expr:
     # Trino: start 0 gives '', a start before the string's beginning gives '' and a negative
     # length gives ''; DuckDB counts such positions from the start instead.
     value, start, length = node.this, node.args.get("start"), node.args.get("length")
@@ -207,7 +203,7 @@ def _substring(node: exp.Substring) -> exp.Expression:
     return _when(*[(c, empty) for c in conditions], default=_c(node))
 
 
-def _split(node: exp.Split) -> exp.Expression:
+def _split(node: exp.Split) -> exp.Expr:
     limit = node.args.get("limit")
     if limit is None:
         return node
@@ -235,7 +231,7 @@ def _split(node: exp.Split) -> exp.Expression:
     )
 
 
-def _split_part(node: exp.SplitPart) -> exp.Expression:
+def _split_part(node: exp.SplitPart) -> exp.Expr:
     value, delimiter, index = node.this, node.args.get("delimiter"), node.args.get("part_index")
     if delimiter is None or index is None:
         return node
@@ -251,13 +247,13 @@ def _split_part(node: exp.SplitPart) -> exp.Expression:
     )
 
 
-def _regexp_extract(node: exp.RegexpExtract) -> exp.Expression:
+def _regexp_extract(node: exp.RegexpExtract) -> exp.Expr:
     # no match: NULL in Trino, '' in DuckDB
     matches = exp.RegexpLike(this=_c(node.this), expression=_c(node.expression))
     return _when((matches, _c(node)), default=exp.null())
 
 
-def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
+def _regexp_replace(node: exp.RegexpReplace) -> exp.Expr:
     replacement = node.args.get("replacement")
     if replacement is None:
         return node
@@ -299,21 +295,21 @@ def _java_replacement(text: str) -> str:
     return "".join(out)
 
 
-def _sha1(node: exp.SHA) -> exp.Expression:
+def _sha1(node: exp.SHA) -> exp.Expr:
     # DuckDB's sha1() is hex text, Trino's a varbinary digest
     return exp.Unhex(this=_fn("sha1", _c(node.this)))
 
 
-def _sha2(node: exp.SHA2Digest) -> exp.Expression:
+def _sha2(node: exp.SHA2Digest) -> exp.Expr:
     length = _literal_int(node.args.get("length"))
     if length == 256:
         return exp.Unhex(this=_fn("sha256", _c(node.this)))
     raise refuse(f"Function sha{length or ''}")  # DuckDB has no sha512
 
 
-def _repeat(node: exp.Repeat) -> exp.Expression:
+def _repeat(node: exp.Repeat) -> exp.Expr:
     # Trino's repeat(element, count) is an array of count elements
-    times = node.args.get("times")
+    times = node.args["times"]  # required: the parser always sets it
     return _when(
         (
             exp.LT(this=_c(times), expression=exp.Literal.number(0)),
@@ -333,7 +329,7 @@ def _repeat(node: exp.Repeat) -> exp.Expression:
     )
 
 
-def _upper(node: exp.Upper) -> exp.Expression:
+def _upper(node: exp.Upper) -> exp.Expr:
     # Trino upper-cases code point by code point and keeps ß (it has no one-letter capital);
     # DuckDB makes it ẞ. Upper-case the pieces between the ß.
     pieces = exp.Split(this=_c(node.this), expression=exp.Literal.string("ß"))
@@ -341,7 +337,7 @@ def _upper(node: exp.Upper) -> exp.Expression:
     return _fn("array_to_string", upper, exp.Literal.string("ß"))
 
 
-def _format(node: exp.Format) -> exp.Expression:
+def _format(node: exp.Format) -> exp.Expr:
     # Java's Formatter: only %s of strings/integers, %d and %% render as C's printf does
     fmt = node.this
     if not (isinstance(fmt, exp.Literal) and fmt.is_string):
@@ -358,7 +354,7 @@ def _format(node: exp.Format) -> exp.Expression:
     return _fn("printf", _c(fmt), *[_c(e) for e in node.expressions])
 
 
-def _sequence(node: exp.GenerateSeries) -> exp.Expression:
+def _sequence(node: exp.GenerateSeries) -> exp.Expr:
     if isinstance(node.parent, exp.Anonymous) and node.parent.name.upper() == "TABLE":
         return node
     start, end, step = (node.args.get(k) for k in ("start", "end", "step"))
@@ -382,7 +378,7 @@ def _sequence(node: exp.GenerateSeries) -> exp.Expression:
 _DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
 
 
-def _date_unit(node: exp.Expression) -> exp.Expression:
+def _date_unit(node: exp.Expr) -> exp.Expr:
     unit = node.args.get("unit")
     if isinstance(unit, (exp.Var, exp.Literal)) and unit.name.upper() not in _DATE_UNITS:
         raise TrinoError(
@@ -391,10 +387,10 @@ def _date_unit(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _pad(node: exp.Pad) -> exp.Expression:
+def _pad(node: exp.Pad) -> exp.Expr:
     size = node.expression
     fill = node.args.get("fill_pattern")
-    checks = [
+    checks: list[tuple[exp.Expr, exp.Expr]] = [
         (
             exp.LT(this=_c(size), expression=exp.Literal.number(0)),
             _fail(
@@ -415,7 +411,7 @@ def _pad(node: exp.Pad) -> exp.Expression:
 _ISO_DATE = r"^\d{4}(-\d{2}(-\d{2})?)?$"
 
 
-def _from_iso8601_date(node: exp.FromISO8601Date) -> exp.Expression:
+def _from_iso8601_date(node: exp.FromISO8601Date) -> exp.Expr:
     # DuckDB's date cast accepts other separators; Trino only ISO 8601 (week and ordinal dates too,
     # which DuckDB cannot parse: refused rather than answered differently)
     value = _c(node.this)
@@ -439,7 +435,8 @@ def _from_iso8601_date(node: exp.FromISO8601Date) -> exp.Expression:
             week_or_ordinal,
             _fail(
                 "NOT_SUPPORTED",
-                "from_iso8601_date() of a week or ordinal date is not supported by the local engine",
+                "from_iso8601_date() of a week or ordinal date is not supported by the local "
+                "engine",
             ),
         ),
         (
@@ -458,8 +455,9 @@ def _from_iso8601_date(node: exp.FromISO8601Date) -> exp.Expression:
     )
 
 
-def _skewness(node: exp.Skewness) -> exp.Expression:
-    # DuckDB's skewness is the sample-adjusted G1, Trino's the population g1 = G1 (n-2) / sqrt(n(n-1))
+def _skewness(node: exp.Skewness) -> exp.Expr:
+    # DuckDB's skewness is the sample-adjusted G1, Trino's the population
+    # g1 = G1 (n-2) / sqrt(n(n-1))
     if isinstance(node.parent, (exp.Window, exp.Filter)):
         raise refuse("skewness() as a window function or with FILTER")
     n = exp.Count(this=_c(node.this))
@@ -477,7 +475,7 @@ def _skewness(node: exp.Skewness) -> exp.Expression:
     return exp.Mul(this=_c(node), expression=exp.Paren(this=exp.cast(factor, T.DOUBLE)))
 
 
-def _cast(node: exp.Cast) -> exp.Expression:
+def _cast(node: exp.Cast) -> exp.Expr:
     to = node.to
     if (
         to.this == T.JSON
@@ -485,7 +483,7 @@ def _cast(node: exp.Cast) -> exp.Expression:
         and not any(isinstance(e, (exp.PropertyEQ, exp.Alias)) for e in node.this.expressions)
     ):
         # an anonymous ROW is a JSON object whose keys are all ''
-        pieces: list[exp.Expression] = []
+        pieces: list[exp.Expr] = []
         for index, field in enumerate(node.this.expressions):
             pieces.append(exp.Literal.string(("{" if index == 0 else ",") + '"":'))
             pieces.append(exp.cast(_fn("to_json", _c(field)), T.VARCHAR))
@@ -497,8 +495,9 @@ def _cast(node: exp.Cast) -> exp.Expression:
     return node
 
 
-def _json_scalar(node: exp.Cast) -> exp.Expression:
-    """CAST(json AS varchar): a JSON string's value, a number's or boolean's text; no array/object."""
+def _json_scalar(node: exp.Cast) -> exp.Expr:
+    """CAST(json AS varchar): a JSON string's value, a number's or boolean's text; no
+    array/object."""
     value = node.this
     kind = _fn("json_type", _c(value))
     return _when(
@@ -524,7 +523,7 @@ def _json_scalar(node: exp.Cast) -> exp.Expression:
 _JSON_VALUED = (exp.JSONExtract, exp.ParseJSON)
 
 
-def _cast_json_scalar(node: exp.Cast) -> exp.Expression:
+def _cast_json_scalar(node: exp.Cast) -> exp.Expr:
     if (
         node.to.this in (T.VARCHAR, T.TEXT)
         and not node.to.expressions
@@ -537,7 +536,7 @@ def _cast_json_scalar(node: exp.Cast) -> exp.Expression:
     return _cast(node)
 
 
-_HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
+_HANDLERS: dict[type, Callable[[Any], exp.Expr]] = {
     exp.Extract: _extract,
     exp.BitwiseAnd: _bitwise,
     exp.BitwiseOr: _bitwise,
@@ -570,7 +569,7 @@ _HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
     exp.ParseDatetime: _refuse_call,
 }
 
-_ANONYMOUS_HANDLERS: dict[str, Callable[[Any], exp.Expression]] = {
+_ANONYMOUS_HANDLERS: dict[str, Callable[[Any], exp.Expr]] = {
     "millisecond": _millisecond,
     "fail": _fail_call,
     "json_exists": _refuse_call,
@@ -579,7 +578,7 @@ _ANONYMOUS_HANDLERS: dict[str, Callable[[Any], exp.Expression]] = {
 }
 
 
-def _bit_count(node: exp.Anonymous) -> exp.Expression:
+def _bit_count(node: exp.Anonymous) -> exp.Expr:
     # Trino's bit_count(x, bits) counts the set bits of x's two's complement in `bits` bits
     value, bits = (exp.cast(_c(e), T.BIGINT) for e in node.expressions)
     shift = _fn("least", bits.copy(), exp.Literal.number(63))  # 1 << 64 overflows even unused
@@ -592,7 +591,10 @@ def _bit_count(node: exp.Anonymous) -> exp.Expression:
         ),
         copy=False,
     )
-    text = lambda e: exp.cast(e.copy(), T.VARCHAR)
+
+    def text(e: exp.Expr) -> exp.Expr:
+        return exp.cast(e.copy(), T.VARCHAR)
+
     masked = exp.BitwiseAnd(
         this=value.copy(),
         expression=exp.paren(
@@ -655,34 +657,34 @@ def _bit_count(node: exp.Anonymous) -> exp.Expression:
     )
 
 
-# --- the typed pass -----------------------------------------------------------------------------------
+# --- the typed pass -------------------------------------------------------------------------------
 
 _FLOATS = {T.DOUBLE, T.FLOAT}
 _INTEGERS = {T.TINYINT, T.SMALLINT, T.INT, T.BIGINT}
 _BINARY = {T.VARBINARY, T.BINARY}
 
 
-def _type(node: exp.Expression | None) -> Any:
+def _type(node: exp.Expr | None) -> Any:
     node_type = getattr(node, "type", None) if node is not None else None
     return node_type.this if node_type is not None else None
 
 
-def rewrite_typed(tree: exp.Expression) -> exp.Expression:
+def rewrite_typed(tree: exp.Expr) -> exp.Expr:
     """Rewrite the calls whose translation depends on their arguments' inferred types."""
     return _post_order(tree, _rewrite_typed)
 
 
-def _rewrite_typed(node: exp.Expression) -> exp.Expression:
+def _rewrite_typed(node: exp.Expr) -> exp.Expr:
     handler = _TYPED_HANDLERS.get(type(node))
     return handler(node) if handler is not None else node
 
 
-def _typed(new: exp.Expression, like: exp.Expression) -> exp.Expression:
+def _typed(new: exp.Expr, like: exp.Expr) -> exp.Expr:
     new.type = getattr(like, "type", None)
     return new
 
 
-def _divide(node: exp.Div) -> exp.Expression:
+def _divide(node: exp.Div) -> exp.Expr:
     # the engine divides integers as Trino does (integer_division), which makes DuckDB fail on a
     # double divided by zero; Trino's double division is IEEE (Infinity, NaN)
     if _type(node.this) == T.DOUBLE or _type(node.expression) == T.DOUBLE:
@@ -701,7 +703,7 @@ def _divide(node: exp.Div) -> exp.Expression:
     return node
 
 
-def _cast_typed(node: exp.Cast) -> exp.Expression:
+def _cast_typed(node: exp.Cast) -> exp.Expr:
     source, target = _type(node.this), node.to.this
     if source in _FLOATS and target in _INTEGERS:
         # Trino rounds half away from zero (DuckDB's round does; its cast rounds half to even)
@@ -713,7 +715,7 @@ def _cast_typed(node: exp.Cast) -> exp.Expression:
     return node
 
 
-def _min_max(node: exp.Expression) -> exp.Expression:
+def _min_max(node: exp.Func) -> exp.Expr:
     # Trino's max/min skip NaN unless every value is NaN; DuckDB orders NaN above everything
     if _type(node.this) not in _FLOATS or node.expressions:
         return node
@@ -725,7 +727,7 @@ def _min_max(node: exp.Expression) -> exp.Expression:
     return _typed(exp.Coalesce(this=skipping, expressions=[node.copy()]), node)
 
 
-def _sign(node: exp.Sign) -> exp.Expression:
+def _sign(node: exp.Sign) -> exp.Expr:
     # DuckDB's sign() is a tinyint; Trino's has the argument's type
     source = getattr(node.this, "type", None)
     if source is not None and source.this in _FLOATS | _INTEGERS:
@@ -733,14 +735,14 @@ def _sign(node: exp.Sign) -> exp.Expression:
     return node
 
 
-def _real_aggregate(node: exp.Expression) -> exp.Expression:
+def _real_aggregate(node: exp.Expr) -> exp.Expr:
     # sum/avg of a real is a real in Trino (DuckDB: double)
     if _type(node.this) == T.FLOAT and not isinstance(node.parent, (exp.Window, exp.Filter)):
         return exp.cast(_c(node), T.FLOAT)
     return node
 
 
-def _real_statistic(node: exp.Expression) -> exp.Expression:
+def _real_statistic(node: exp.Expr) -> exp.Expr:
     # corr/covar_* choose their real signature unless an argument is a double (Trino coerces
     # integers and decimals to real); DuckDB answers a double
     arguments = [node.this, node.expression]
@@ -753,7 +755,7 @@ def _real_statistic(node: exp.Expression) -> exp.Expression:
     return exp.cast(_c(node), T.FLOAT)
 
 
-def _approx_percentile(node: exp.ApproxQuantile) -> exp.Expression:
+def _approx_percentile(node: exp.ApproxQuantile) -> exp.Expr:
     # Trino's approx_percentile has bigint, double and real signatures (integers are bigints,
     # decimals doubles); DuckDB keeps the argument's type. Called by name: sqlglot's rendering
     # would cast the result to double.
@@ -765,20 +767,21 @@ def _approx_percentile(node: exp.ApproxQuantile) -> exp.Expression:
     return _fn("approx_quantile", value, _c(node.args["quantile"]))
 
 
-def _length(node: exp.Length) -> exp.Expression:
+def _length(node: exp.Length) -> exp.Expr:
     if _type(node.this) in _BINARY or isinstance(node.this, (exp.HexString, exp.Encode, exp.Unhex)):
         return _fn("octet_length", _c(node.this))  # a varbinary's length is its bytes
     return node
 
 
-def _bracket(node: exp.Bracket) -> exp.Expression:
+def _bracket(node: exp.Bracket) -> exp.Expr:
     container, keys = node.this, node.expressions
     if len(keys) != 1:
         return node
     key = keys[0]
     safe = bool(node.args.get("safe"))  # element_at(); a subscript fails instead of NULL
-    if not node.args.get("offset") and _literal_int(key) is not None:
-        key = _int(_literal_int(key) + 1)  # sqlglot keeps a literal subscript 0-based
+    literal = _literal_int(key)
+    if not node.args.get("offset") and literal is not None:
+        key = _int(literal + 1)  # sqlglot keeps a literal subscript 0-based
     kind = _type(container)
     if kind == T.MAP and not safe:
         missing = exp.Not(this=_fn("map_contains", _c(container), _c(key)))
@@ -800,7 +803,7 @@ def _bracket(node: exp.Bracket) -> exp.Expression:
         )
     if kind != T.ARRAY and not isinstance(container, exp.Array):
         return node
-    checks = [
+    checks: list[tuple[exp.Expr, exp.Expr]] = [
         (
             exp.EQ(this=_c(key), expression=exp.Literal.number(0)),
             _fail("INVALID_FUNCTION_ARGUMENT", "SQL array indices start at 1"),
@@ -842,7 +845,7 @@ def _bracket(node: exp.Bracket) -> exp.Expression:
     return _typed(_when(*checks, default=_c(node)), node)
 
 
-def _compare(node: exp.Expression) -> exp.Expression:
+def _compare(node: exp.Expr) -> exp.Expr:
     # NaN is unequal and unordered to everything in Trino; DuckDB orders it above all values
     sides = (node.this, node.expression)
     if not any(_type(side) in _FLOATS for side in sides):
@@ -856,7 +859,7 @@ def _compare(node: exp.Expression) -> exp.Expression:
     )
 
 
-_TYPED_HANDLERS: dict[type, Callable[[Any], exp.Expression]] = {
+_TYPED_HANDLERS: dict[type, Callable[[Any], exp.Expr]] = {
     exp.Upper: _upper,  # here so the varchar(n) bound semantics gives upper() stays
     exp.EQ: _compare,
     exp.NEQ: _compare,

@@ -6,6 +6,7 @@ cancel or look it up; every field that changes is guarded by its condition varia
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ class Session:
     time_zone: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
     prepared: dict[str, str] = field(default_factory=dict)
-    # X-Trino-Transaction-Id: None (autocommit, cannot start one), "NONE" (autocommit) or an open one's id
+    # X-Trino-Transaction-Id: None (autocommit, cannot start one), "NONE" (autocommit) or an open
+    # one's id
     transaction_id: str | None = None
 
     @property
-    def in_transaction(self) -> bool:
-        return self.transaction_id not in (None, "NONE")
+    def open_transaction_id(self) -> str | None:
+        """The explicit transaction the statement runs in; None in autocommit."""
+        return None if self.transaction_id in (None, "NONE") else self.transaction_id
 
 
 @dataclass
@@ -87,9 +90,8 @@ class Query:
         self._exhausted = False
         self._duck: Any = None  # the DuckDB connection running the statement
         self._cancelled = threading.Event()
-        self.stopped = (
-            threading.Event()
-        )  # set once no engine thread executes the statement any more
+        # set once no engine thread executes the statement any more
+        self.stopped = threading.Event()
         self._changed = threading.Condition()
         self.page_token = 0  # the last token served, and its document (for retries)
         self.page_document: dict | None = None
@@ -137,10 +139,9 @@ class Query:
             self._cancelled.set()
             self._changed.notify_all()
         if duck is not None:
-            try:
+            # the statement may have finished and closed its connection meanwhile
+            with contextlib.suppress(duckdb.ConnectionException):
                 duck.interrupt()
-            except duckdb.ConnectionException:
-                pass  # the statement finished and closed its connection meanwhile
         return True
 
     def pause(self, seconds: float, released: threading.Event) -> None:
@@ -174,7 +175,8 @@ class Query:
                 rows = [result.encode(r) for r in result.cursor.fetchmany(max_rows)]
             except duckdb.Error as error:
                 # A cancel interrupts the cursor mid-fetch (the query has failed already, and that
-                # error stands); otherwise the failure is the statement's own, surfacing while streaming.
+                # error stands); otherwise the failure is the statement's own, surfacing while
+                # streaming.
                 raise from_duckdb(error) from None
         last = result.rows is not None or len(rows) < max_rows
         self.delivered_rows += len(rows)
@@ -189,7 +191,8 @@ class Query:
         return rows, last
 
     def release(self) -> None:
-        """Close the DuckDB cursor that holds the result; call with `page_lock` held or from its owner."""
+        """Close the DuckDB cursor that holds the result; call with `page_lock` held or from its
+        owner."""
         result = self.result
         if result is not None and result.cursor is not None:
             result.cursor.close()
@@ -222,7 +225,7 @@ class Query:
         running = self.state == QueryState.RUNNING and completed < total_splits
         fraction = completed / total_splits if total_splits else 0.0
         wall_ms = int((end - running_since) * 1000)
-        stats = {
+        stats: dict[str, Any] = {
             "state": self.state.value,
             "queued": self.state == QueryState.QUEUED,
             "scheduled": self.started is not None,

@@ -37,12 +37,13 @@ def load_sample_data(
         raise ValueError("events must be >= 0 and days >= 1")
     for schema in WAREHOUSE_SCHEMAS:
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{schema}"')
-    existing = connection.execute(
+    row = connection.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
         "AND table_name IN ('users', 'events')",
         [catalog, SOURCE_SCHEMA],
-    ).fetchone()[0]
-    if existing == 2 or events == 0:
+    ).fetchone()
+    assert row is not None  # count(*) answers exactly one row
+    if row[0] == 2 or events == 0:
         return False
     users = users_for(events)
     prefix = f'"{catalog}"."{SOURCE_SCHEMA}"'

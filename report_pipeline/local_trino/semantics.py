@@ -35,7 +35,7 @@ def refuse(construct: str) -> TrinoError:
     return TrinoError("NOT_SUPPORTED", f"{construct} is not supported by the local engine")
 
 
-def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
+def apply(tree: exp.Expr, schema: dict, session: Any) -> dict[int, str]:
     """Rewrite `tree` in place; return {output column index: Trino type} where DuckDB's type would
     not say it (varchar(n), timestamp(3) with time zone)."""
     _refuse_types(tree)
@@ -50,10 +50,10 @@ def apply(tree: exp.Expression, schema: dict, session: Any) -> dict[int, str]:
     return output_types
 
 
-# --- refusals that need no types --------------------------------------------------------------------
+# --- refusals that need no types ------------------------------------------------------------------
 
 
-def _refuse_types(tree: exp.Expression) -> None:
+def _refuse_types(tree: exp.Expr) -> None:
     outputs = _output_expressions(tree)
     for node in tree.walk():
         if isinstance(node, exp.Typeof) or (
@@ -75,12 +75,8 @@ def _refuse_types(tree: exp.Expression) -> None:
             )
         ):
             raise refuse("An interval year to month value (DuckDB has one interval type)")
-        if isinstance(node, exp.Interval) and " TO " in (
-            node.args.get("unit").sql("trino").upper() if node.args.get("unit") is not None else ""
-        ):
-            raise refuse(
-                f"INTERVAL ... {node.args['unit'].sql('trino').upper()} (DuckDB reads single units)"
-            )
+        if isinstance(node, exp.Interval) and " TO " in _interval_unit(node):
+            raise refuse(f"INTERVAL ... {_interval_unit(node)} (DuckDB reads single units)")
         if isinstance(node, exp.FromISO8601Timestamp):
             raise refuse("from_iso8601_timestamp() (values keep no zone but UTC)")
         if isinstance(node, exp.UnixToTime) and node.args.get("zone") is not None:
@@ -95,7 +91,8 @@ def _refuse_types(tree: exp.Expression) -> None:
             and id(node) in outputs
         ):
             raise refuse(
-                f"{type(node).__name__.lower()} of string literals as a column (Trino types them varchar(n))"
+                f"{type(node).__name__.lower()} of string literals as a column "
+                "(Trino types them varchar(n))"
             )
         if (
             isinstance(node, exp.Cast)
@@ -111,13 +108,12 @@ def _refuse_types(tree: exp.Expression) -> None:
                 )
 
 
-def _holds_string_literal(node: exp.Expression) -> bool:
-    if (
-        isinstance(node.parent, exp.Cast)
-        or (isinstance(node, exp.Tuple)
-        and not isinstance(node.parent, exp.Select))
+def _holds_string_literal(node: exp.Expr) -> bool:
+    if isinstance(node.parent, exp.Cast) or (
+        isinstance(node, exp.Tuple) and not isinstance(node.parent, exp.Select)
     ):
-        return False  # a CAST names the type; a tuple outside the select list is an IN list or VALUES row
+        # a CAST names the type; a tuple outside the select list is an IN list or VALUES row
+        return False
     return any(
         isinstance(child, exp.Literal) and child.is_string for child in node.iter_expressions()
     ) or any(
@@ -126,9 +122,14 @@ def _holds_string_literal(node: exp.Expression) -> bool:
     )
 
 
-def _is_year_month(node: exp.Interval) -> bool:
+def _interval_unit(node: exp.Interval) -> str:
+    """The interval's unit as Trino spells it (`DAY`, `HOUR TO SECOND`), upper-case; "" if none."""
     unit = node.args.get("unit")
-    text = unit.sql("trino").upper() if unit is not None else ""
+    return unit.sql("trino").upper() if unit is not None else ""
+
+
+def _is_year_month(node: exp.Interval) -> bool:
+    text = _interval_unit(node)
     return "YEAR" in text or "MONTH" in text
 
 
@@ -137,7 +138,8 @@ def _zoned_literal(node: exp.Cast) -> bool:
 
 
 def _literal_zone(text: str) -> str | None:
-    """The zone of a Trino timestamp/time literal ('2026-01-01 10:00:00 Europe/Paris'), if it names one."""
+    """The zone of a Trino timestamp/time literal ('2026-01-01 10:00:00 Europe/Paris'), if it
+    names one."""
     parts = text.strip().split()
     if len(parts) >= 2 and not parts[-1][0].isdigit():
         return parts[-1]
@@ -164,7 +166,7 @@ _BOUNDED_BY_ARGUMENT = (
 )
 
 
-def canonical_json(tree: exp.Expression) -> None:
+def canonical_json(tree: exp.Expr) -> None:
     """Trino keeps a JSON value canonical: object keys sorted, no spaces. A literal is canonicalized
     here; parsing JSON text from a column is refused, DuckDB would keep its key order."""
     for node in list(tree.walk()):
@@ -183,30 +185,33 @@ def canonical_json(tree: exp.Expression) -> None:
         )
 
 
-def refuse_literal_string_columns(tree: exp.Expression) -> None:
+def refuse_literal_string_columns(tree: exp.Expr) -> None:
     """An output column computed by one of these functions from a string literal has a varchar(n)
-    type in Trino that the engine does not compute: refused (from a column, the type is unbounded)."""
-    for index, expression in _output_expressions_by_position(tree):
+    type in Trino that the engine does not compute: refused (from a column, the type is
+    unbounded)."""
+    for expression in _select_list(tree):
         inner = expression.unalias()
         if isinstance(inner, _BOUNDED_BY_ARGUMENT) and _bound(inner.this) is not None:
             name = inner.sql(dialect="trino").split("(")[0].lower()
             raise refuse(f"`{name}()` of a string literal as an output column (its varchar(n))")
 
 
-def _output_expressions_by_position(tree: exp.Expression) -> list[tuple[int, exp.Expression]]:
+def _select_list(tree: exp.Expr) -> list[exp.Expr]:
+    """The output columns' expressions (aliases included) of a query; none for CREATE or INSERT."""
     select = tree
     while isinstance(select, exp.SetOperation):
         select = select.this
     if not isinstance(select, exp.Select) or isinstance(tree, (exp.Create, exp.Insert)):
         return []
-    return list(enumerate(select.expressions))
+    return list(select.expressions)
 
 
-# --- the session ------------------------------------------------------------------------------------
+# --- the session ----------------------------------------------------------------------------------
 
 
-def session_functions(tree: exp.Expression, session: Any) -> None:
-    """current_user, current_catalog and current_schema are the session's (DuckDB would name its own)."""
+def session_functions(tree: exp.Expr, session: Any) -> None:
+    """current_user, current_catalog and current_schema are the session's (DuckDB would name its
+    own)."""
     values = {
         exp.CurrentUser: session.user,
         exp.CurrentSchema: session.schema,
@@ -229,10 +234,10 @@ def session_functions(tree: exp.Expression, session: Any) -> None:
                 )
 
 
-# --- decimals ---------------------------------------------------------------------------------------
+# --- decimals -------------------------------------------------------------------------------------
 
 
-def _decimal_literals(tree: exp.Expression) -> None:
+def _decimal_literals(tree: exp.Expr) -> None:
     """Trino types `2.50` as decimal(3,2) (precision: its digits, at least its scale); DuckDB's
     literal typing differs for leading zeros and fails beyond 18 digits."""
     for node in list(tree.walk()):
@@ -257,7 +262,7 @@ def _decimal_literals(tree: exp.Expression) -> None:
             )
 
 
-def _integer_literals(tree: exp.Expression) -> None:
+def _integer_literals(tree: exp.Expr) -> None:
     """Trino types an integer literal `integer` (`bigint` beyond 32 bits) also in arithmetic, where
     DuckDB would shrink it to the other operand's type (smallint * 3 is an integer in Trino)."""
     for node in list(tree.walk()):
@@ -274,7 +279,7 @@ def _is_decimal_text(text: str) -> bool:
     return "." in text and "e" not in text.lower()
 
 
-def _decimal_literal(text: str) -> exp.Expression:
+def _decimal_literal(text: str) -> exp.Expr:
     sign = "-" if text.startswith("-") else ""
     whole, _, fraction = text.lstrip("+-").partition(".")
     precision = max(len(whole.lstrip("0")) + len(fraction), 1)
@@ -286,12 +291,12 @@ def _decimal_literal(text: str) -> exp.Expression:
     )
 
 
-def _is_decimal(node: exp.Expression) -> bool:
+def _is_decimal(node: exp.Expr) -> bool:
     node_type = getattr(node, "type", None)
     return node_type is not None and node_type.this in (T.DECIMAL, T.BIGDECIMAL)
 
 
-def _decimal_operations(tree: exp.Expression) -> None:
+def _decimal_operations(tree: exp.Expr) -> None:
     """Decimal division, avg, round, mod and sign follow Trino's precision and rounding rules, which
     DuckDB's (a double, or other scales) do not: refused rather than answered differently."""
     for node in tree.walk():
@@ -313,40 +318,39 @@ def _decimal_operations(tree: exp.Expression) -> None:
 _INTEGER_WIDTHS = [T.TINYINT, T.SMALLINT, T.INT, T.BIGINT]
 
 
-def _integer_division(tree: exp.Expression) -> None:
-    """Trino's integer division keeps the wider operand's type; DuckDB's translation makes it a bigint."""
+def _integer_division(tree: exp.Expr) -> None:
+    """Trino's integer division keeps the wider operand's type; DuckDB's translation makes it a
+    bigint."""
     for node in list(tree.walk()):
         if not isinstance(node, exp.Div) or isinstance(node.parent, exp.Cast):
             continue
-        widths = [getattr(operand, "type", None) for operand in (node.this, node.expression)]
-        if all(w is not None and w.this in _INTEGER_WIDTHS for w in widths):
-            wider = max((w.this for w in widths), key=_INTEGER_WIDTHS.index)
+        types = [getattr(operand, "type", None) for operand in (node.this, node.expression)]
+        widths = [t.this for t in types if t is not None and t.this in _INTEGER_WIDTHS]
+        if len(widths) == 2:
+            wider = max(widths, key=_INTEGER_WIDTHS.index)
             if wider != T.BIGINT:
                 replacement = exp.cast(node.copy(), wider)
                 replacement.type = exp.DataType.build(wider)
                 node.replace(replacement)
 
 
-# --- dates and timestamps ---------------------------------------------------------------------------
+# --- dates and timestamps -------------------------------------------------------------------------
 
 
-def _date_arithmetic(tree: exp.Expression) -> None:
-    """A date plus or minus days, months or years stays a date in Trino; DuckDB makes it a timestamp."""
+def _date_arithmetic(tree: exp.Expr) -> None:
+    """A date plus or minus days, months or years stays a date in Trino; DuckDB makes it a
+    timestamp."""
     for node in list(tree.walk()):
         if isinstance(node, (exp.DateAdd, exp.DateSub, exp.DateTrunc, exp.TimestampTrunc)):
-            source = (
-                node.this
-                if not isinstance(node, (exp.DateTrunc, exp.TimestampTrunc))
-                else node.this
-            )
             if isinstance(node, exp.DateTrunc) and not _is_date(node.this):
                 continue
-            if _is_date(source):
+            if _is_date(node.this):
                 _cast_result(node, T.DATE)
         elif isinstance(node, exp.StrToTime) and not isinstance(node.parent, exp.Cast):
+            # date_parse
             node.replace(
                 exp.cast(node.copy(), exp.DataType.build("TIMESTAMP_MS", dialect="duckdb"))
-            )  # date_parse
+            )
         elif isinstance(node, (exp.Add, exp.Sub)):
             left, right = node.this, node.expression
             if isinstance(node, exp.Sub) and _is_date(left) and _is_date(right):
@@ -357,12 +361,12 @@ def _date_arithmetic(tree: exp.Expression) -> None:
                 _cast_result(node, T.DATE)
 
 
-def _is_date(node: exp.Expression | None) -> bool:
+def _is_date(node: exp.Expr | None) -> bool:
     node_type = getattr(node, "type", None)
     return node_type is not None and node_type.this == T.DATE
 
 
-def _cast_result(node: exp.Expression, to: exp.DataType.Type) -> None:
+def _cast_result(node: exp.Expr, to: exp.DType) -> None:
     if isinstance(node.parent, exp.Cast):
         return
     replacement = exp.cast(node.copy(), to)
@@ -381,7 +385,7 @@ _TIMESTAMP_TYPES = {
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In)
 
 
-def _timestamp_precision(tree: exp.Expression) -> dict[int, str]:
+def _timestamp_precision(tree: exp.Expr) -> dict[int, str]:
     """Trino's `timestamp` is timestamp(3), a literal's precision is its digits; DuckDB has seconds,
     milliseconds and microseconds for timestamps, microseconds for times and zoned timestamps. Where
     DuckDB has no type of that precision, the value is the same: an output column gets Trino's type
@@ -421,19 +425,14 @@ def _timestamp_precision(tree: exp.Expression) -> dict[int, str]:
     return overrides
 
 
-def _output_expressions(tree: exp.Expression) -> dict[int, int]:
+def _output_expressions(tree: exp.Expr) -> dict[int, int]:
     """id() of each output column's expression (under its alias) -> the column's index."""
-    select = tree
-    while isinstance(select, exp.SetOperation):
-        select = select.this
-    if not isinstance(select, exp.Select) or isinstance(tree, (exp.Create, exp.Insert)):
-        return {}
-    return {id(expression.unalias()): index for index, expression in enumerate(select.expressions)}
+    return {id(expression.unalias()): index for index, expression in enumerate(_select_list(tree))}
 
 
 def _keep_precision(node: exp.Cast, precision: int) -> None:
-    """Trino's date_add keeps a timestamp's precision; adding an interval gives at least milliseconds.
-    DuckDB's result always has microseconds."""
+    """Trino's date_add keeps a timestamp's precision; adding an interval gives at least
+    milliseconds. DuckDB's result always has microseconds."""
     parent = node.parent
     if precision == 6 or isinstance(parent.parent if parent else None, exp.Cast):
         return
@@ -443,9 +442,8 @@ def _keep_precision(node: exp.Cast, precision: int) -> None:
         isinstance(operand, exp.Interval) for operand in (parent.this, parent.expression)
     ):
         interval = next(o for o in (parent.this, parent.expression) if isinstance(o, exp.Interval))
-        result = (
-            precision if _is_year_month(interval) else max(precision, 3)
-        )  # day-to-second has ms
+        # day-to-second has milliseconds
+        result = precision if _is_year_month(interval) else max(precision, 3)
     else:
         return
     parent.replace(
@@ -458,19 +456,20 @@ def _precision(data_type: exp.DataType) -> int | None:
         return None
     size = data_type.expressions[0]
     value = size.this if isinstance(size, exp.DataTypeParam) else size
-    return int(value.name if hasattr(value, "name") else value)
+    return int(value.name if isinstance(value, exp.Expr) else value)
 
 
-# --- bounded varchar --------------------------------------------------------------------------------
+# --- bounded varchar ------------------------------------------------------------------------------
 
 # functions whose result is timestamp(3) with time zone in Trino (DuckDB's has microseconds)
 _MILLISECOND_ZONED = (exp.CurrentTimestamp, exp.UnixToTime)
 _MILLISECOND_ZONED_NAMES = {"from_iso8601_timestamp", "now"}
 
 
-def _output_types(tree: exp.Expression) -> dict[int, str]:
+def _output_types(tree: exp.Expr) -> dict[int, str]:
     """Output columns whose Trino type DuckDB's cannot say: string-literal expressions keep their
-    varchar(n) bound through CASE, COALESCE, upper() and ||; now() and from_unixtime() have milliseconds."""
+    varchar(n) bound through CASE, COALESCE, upper() and ||; now() and from_unixtime() have
+    milliseconds."""
     if isinstance(tree, exp.Create):
         return {}
     select = tree
@@ -496,18 +495,18 @@ def _output_types(tree: exp.Expression) -> dict[int, str]:
     return types
 
 
-def declared_types(tree: exp.Expression) -> dict[str, str]:
-    """The varchar(n) columns a CREATE TABLE (or CTAS) gives its table, by column name: DuckDB keeps no
-    bound, so the engine records them (catalogs.Catalogs.declare)."""
+def declared_types(tree: exp.Expr) -> dict[str, str]:
+    """The varchar(n) columns a CREATE TABLE (or CTAS) gives its table, by column name: DuckDB keeps
+    no bound, so the engine records them (catalogs.Catalogs.declare)."""
     if not isinstance(tree, exp.Create) or (tree.args.get("kind") or "TABLE").upper() != "TABLE":
         return {}
     declared = {}
     if isinstance(tree.this, exp.Schema):
         for column in tree.this.expressions:
             if isinstance(column, exp.ColumnDef):
-                bound = bounded_varchar(column.args.get("kind"))
-                if bound is not None:
-                    declared[column.name.lower()] = bound
+                declared_type = bounded_varchar(column.args.get("kind"))
+                if declared_type is not None:
+                    declared[column.name.lower()] = declared_type
     select = tree.expression
     while isinstance(select, (exp.SetOperation, exp.Subquery)):
         select = select.this
@@ -523,7 +522,7 @@ def declared_types(tree: exp.Expression) -> dict[str, str]:
     return declared
 
 
-def bounded_varchar(data_type: exp.Expression | None) -> str | None:
+def bounded_varchar(data_type: exp.Expr | None) -> str | None:
     """`varchar(n)` for a varchar type with a length, else None."""
     if (
         isinstance(data_type, exp.DataType)
@@ -560,7 +559,7 @@ class _Unbounded(Exception):
     pass
 
 
-def _bound(node: exp.Expression) -> int | None:
+def _bound(node: exp.Expr) -> int | None:
     """The varchar(n) bound of an expression made of string literals, None if it is not one."""
     try:
         return _length(node)
@@ -568,20 +567,21 @@ def _bound(node: exp.Expression) -> int | None:
         return None
 
 
-def _length(node: exp.Expression) -> int:
+def _length(node: exp.Expr) -> int:
     if isinstance(node, exp.Literal) and node.is_string:
         return len(node.name)
     if isinstance(node, exp.Paren):
         return _length(node.this)
     if isinstance(node, (exp.Upper, exp.Lower, exp.Trim)):
         return _length(node.this)
-    if isinstance(node, exp.Cast) and node.to.this == T.VARCHAR and node.to.expressions:
-        return _precision(node.to)  # CAST(x AS varchar(n))
+    if isinstance(node, exp.Cast) and node.to.this == T.VARCHAR:
+        length = _precision(node.to)  # CAST(x AS varchar(n)); None: an unbounded varchar
+        if length is not None:
+            return length
     if isinstance(node, exp.Substring):
         return _length(node.this)
-    if isinstance(node, exp.Bracket) and isinstance(
-        node.this, exp.Array
-    ):  # element_at(ARRAY['a', ...], i)
+    # element_at(ARRAY['a', ...], i)
+    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Array):
         return max(_length(element) for element in node.this.expressions)
     if isinstance(node, (exp.Greatest, exp.Least)):
         return max(_length(argument) for argument in [node.this, *node.expressions])
@@ -593,7 +593,7 @@ def _length(node: exp.Expression) -> int:
     raise _Unbounded()
 
 
-def _branches(node: exp.Expression) -> list[exp.Expression]:
+def _branches(node: exp.Expr) -> list[exp.Expr]:
     if isinstance(node, exp.Case):
         return [i.args["true"] for i in node.args.get("ifs") or []] + [
             node.args.get("default") or exp.null()
@@ -603,10 +603,10 @@ def _branches(node: exp.Expression) -> list[exp.Expression]:
     return [node.this, *node.expressions]
 
 
-# --- types ------------------------------------------------------------------------------------------
+# --- types ----------------------------------------------------------------------------------------
 
 
-def _annotate(tree: exp.Expression, schema: dict) -> None:
+def _annotate(tree: exp.Expr, schema: dict) -> None:
     """Give every node of `tree` its inferred type (`node.type`), from a copy with qualified columns
     (qualification would change the statement itself); where inference fails, types stay unknown."""
     for index, node in enumerate(tree.walk()):

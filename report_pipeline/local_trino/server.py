@@ -14,12 +14,15 @@ is acted on only when it is exactly as long as its Content-Length says.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import json
 import logging
 import re
 import socket
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote_plus, urlsplit
@@ -36,8 +39,8 @@ log = logging.getLogger(__name__)
 POLL_WAIT_SECONDS = 1.0
 # Trino's query.max-length: longer SQL fails with QUERY_TEXT_TOO_LARGE.
 MAX_QUERY_LENGTH = 1_000_000
-# No character takes more than 4 bytes of UTF-8, so a larger body cannot hold an acceptable statement:
-# it is refused unread.
+# No character takes more than 4 bytes of UTF-8, so a larger body cannot hold an acceptable
+# statement: it is refused unread.
 MAX_BODY_BYTES = 4 * MAX_QUERY_LENGTH
 # How long a connection may sit silent mid-request (or idle between requests) before it is closed.
 READ_TIMEOUT_SECONDS = 30.0
@@ -50,7 +53,11 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for an ACK
     server_version = "local-trino/" + ENGINE_VERSION
     server: _HttpServer
+    _request_body: bytes
+    # the session changes of the statement answered (sent as headers), None for other answers
+    _query_headers: dict[str, list[str]] | None = None
 
+    # a property where the stdlib has a class attribute: the timeout is each server's own
     @property
     def timeout(self) -> float:  # type: ignore[override]
         # StreamRequestHandler puts it on the socket: a client that goes silent mid-request cannot
@@ -61,25 +68,22 @@ class _Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
-        if (
-            self.request_version == "HTTP/0.9"
-        ):  # `GET /path` alone: an answer without status or headers
+        # `GET /path` alone: an answer without status or headers
+        if self.request_version == "HTTP/0.9":
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
             return False
         return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # The stdlib answers what it cannot parse (400, 414, 431, 501, ...) with an HTML page; a Trino
-        # client gets JSON from every answer here, errors included.
+        # The stdlib answers what it cannot parse (400, 414, 431, 501, ...) with an HTML page; a
+        # Trino client gets JSON from every answer here, errors included.
         status = HTTPStatus(code)
         self._query_headers = None  # a previous statement's session changes are not this answer's
-        self.close_connection = (
-            True  # the rest of a request that could not be parsed cannot be trusted
-        )
+        # the rest of a request that could not be parsed cannot be trusted
+        self.close_connection = True
         if self.request_version == "HTTP/0.9":
-            self.request_version = (
-                "HTTP/1.1"  # otherwise the stdlib leaves out the status line and headers
-            )
+            # otherwise the stdlib leaves out the status line and headers
+            self.request_version = "HTTP/1.1"
         text = (
             status.phrase
             if not message or message == status.phrase
@@ -107,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._request_body = body
             path = urlsplit(self.path).path
-            routes = [
+            routes: list[tuple[str, dict[str, Callable[..., None]]]] = [
                 (r"^/v1/statement$", {"POST": self._submit}),
                 (_STATEMENT_PATH.pattern, {"GET": self._poll, "DELETE": self._cancel_statement}),
                 (_QUERY_PATH.pattern, {"GET": self._query_info, "DELETE": self._cancel_query}),
@@ -115,9 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
                 (r"^/ui/query\.html$", {"GET": self._query_page}),
                 (r"^/v1/local/stats$", {"GET": self._engine_stats}),
             ]
-            if (
-                self.server.engine.config.fault_injection
-            ):  # only an engine started for tests or demos has it
+            # only an engine started for tests or demos has it
+            if self.server.engine.config.fault_injection:
                 routes.append(
                     (
                         r"^/v1/local/faults$",
@@ -240,8 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
                 query.fail(error)  # a no-op when a cancel interrupted the fetch: its error stands
             else:
                 if query.error is not None:
-                    # cancelled while fetching: the page may be cut short, and must not pass for the end
-                    return self._next_document_failed(query, doc)
+                    # cancelled while fetching: the page may be cut short, and must not pass for
+                    # the end
+                    return self._next_document_failed(query, query.error, doc)
                 doc["columns"] = result.columns
                 if rows:
                     doc["data"] = rows
@@ -254,14 +258,14 @@ class _Handler(BaseHTTPRequestHandler):
                 doc["stats"] = query.stats()
                 return doc
         if query.error is not None:
-            return self._next_document_failed(query, doc)
+            return self._next_document_failed(query, query.error, doc)
         doc["nextUri"] = self._next_uri(query, "executing", token + 1)
         return doc
 
     @staticmethod
-    def _next_document_failed(query: Query, doc: dict) -> dict:
+    def _next_document_failed(query: Query, error: TrinoError, doc: dict) -> dict:
         doc["stats"] = query.stats()
-        doc["error"] = query.error.to_json()
+        doc["error"] = error.to_json()
         return doc
 
     def _cancel_statement(self, _phase: str, query_id: str, slug: str, _token: str) -> None:
@@ -382,50 +386,55 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         """The request's body; None once the request was refused (the connection then closes).
         A body that is not exactly as long as Content-Length says is never acted on: it may be a
-        statement cut short (`DELETE ... WHERE` without its WHERE) or carry something else after it."""
+        statement cut short (`DELETE ... WHERE` without its WHERE) or carry something else after
+        it."""
         if self.headers.get("Transfer-Encoding") is not None:
-            return self._refuse(
+            self._refuse(
                 HTTPStatus.LENGTH_REQUIRED,
                 "Transfer-Encoding is not supported: send Content-Length",
             )
+            return None
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             if self.command == "POST":
-                return self._refuse(
-                    HTTPStatus.LENGTH_REQUIRED, "A POST needs a Content-Length header"
-                )
+                self._refuse(HTTPStatus.LENGTH_REQUIRED, "A POST needs a Content-Length header")
+                return None
             return b""
         if len(lengths) > 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
-            return self._refuse(
-                HTTPStatus.BAD_REQUEST, f"Invalid Content-Length: {', '.join(lengths)}"
-            )
+            self._refuse(HTTPStatus.BAD_REQUEST, f"Invalid Content-Length: {', '.join(lengths)}")
+            return None
         length = int(lengths[0])
         if length > MAX_BODY_BYTES:
-            return self._refuse(
+            self._refuse(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"Request body of {length} bytes exceeds what a statement may be (query "
                 f"text of at most {MAX_QUERY_LENGTH} characters)",
             )
+            return None
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            return self._refuse(
+            self._refuse(
                 HTTPStatus.REQUEST_TIMEOUT, f"Request body not received within {self.timeout}s"
             )
+            return None
         if len(body) < length:
-            return self._refuse(
+            self._refuse(
                 HTTPStatus.BAD_REQUEST,
                 f"Request body ended after {len(body)} of its {length} bytes (Content-Length)",
             )
+            return None
         if self.command == "POST" and self._input_waiting():
-            return self._refuse(
-                HTTPStatus.BAD_REQUEST, "Request body is longer than its Content-Length"
-            )
+            self._refuse(HTTPStatus.BAD_REQUEST, "Request body is longer than its Content-Length")
+            return None
         return body
 
     def _input_waiting(self) -> bool:
-        """Whether bytes have already arrived after the request. Trino clients never pipeline: nothing
-        follows a POST until its answer is read, so what does is the rest of an over-long body."""
+        """Whether bytes have already arrived after the request. Trino clients never pipeline:
+        nothing follows a POST until its answer is read, so what does is the rest of an over-long
+        body."""
+        # StreamRequestHandler's rfile is buffered (rbufsize -1), so it can peek
+        assert isinstance(self.rfile, io.BufferedReader)
         self.connection.settimeout(0)  # non-blocking: only what is already here
         try:
             return bool(self.rfile.peek(1))
@@ -435,9 +444,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.settimeout(self.timeout)
 
     def _refuse(self, status: HTTPStatus, message: str) -> None:
-        self.close_connection = (
-            True  # what follows on the connection cannot be told apart from the body
-        )
+        # what follows on the connection cannot be told apart from the body
+        self.close_connection = True
         self._error(status, message)
 
     def _json(self, status: HTTPStatus, document: object) -> None:
@@ -447,7 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, values in (getattr(self, "_query_headers", None) or {}).items():
+        for name, values in (self._query_headers or {}).items():
             for value in values:
                 self.send_header(name, value)
         if self.close_connection:
@@ -469,10 +477,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop_connection(self) -> None:
         # Close without answering: the client sees a dropped connection mid-statement.
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client may have closed it already
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -495,6 +501,7 @@ def _header_items(value: str) -> list[str]:
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    server_address: tuple[str, int]  # bound to an IPv4 host: getsockname() gives (text, port)
     engine: Engine
     address: str
     read_timeout: float

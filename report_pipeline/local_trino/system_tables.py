@@ -36,13 +36,14 @@ def values_table(columns: Columns, rows: list[tuple]) -> exp.Select:
     )
     casts = [
         exp.cast(exp.column(alias), exp.DataType.build(type_, dialect="duckdb"))
-        for alias, (_, type_) in zip(aliases, columns)
+        for alias, (_, type_) in zip(aliases, columns, strict=True)
     ]
     for cast in casts:
-        cast.meta["engine_typed"] = (
-            True  # DuckDB types chosen by the engine, not Trino SQL to translate
-        )
-    select = exp.select(*[cast.as_(name, quoted=True) for cast, (name, _) in zip(casts, columns)])
+        # DuckDB types chosen by the engine, not Trino SQL to translate
+        cast.meta["engine_typed"] = True
+    select = exp.select(
+        *[cast.as_(name, quoted=True) for cast, (name, _) in zip(casts, columns, strict=True)]
+    )
     select = select.from_(values)
     return select if rows else select.where(exp.false())
 
@@ -52,7 +53,8 @@ def _varchars(*names: str) -> Columns:
 
 
 def trino_type_name(duck_type: str) -> str:
-    """A column's type as metadata spells it (`decimal(12,2)`: without the space of result columns)."""
+    """A column's type as metadata spells it (`decimal(12,2)`: without the space of result
+    columns)."""
     try:
         return (
             trino_type(duckdb.sqltype(duck_type))
@@ -63,7 +65,7 @@ def trino_type_name(duck_type: str) -> str:
         return duck_type.lower()
 
 
-# --- information_schema, one catalog's --------------------------------------------------------------
+# --- information_schema, one catalog's ------------------------------------------------------------
 
 _INFORMATION_SCHEMA_TABLES = (
     "applicable_roles",
@@ -90,7 +92,8 @@ def _tables(engine: Engine, catalog: str) -> Snapshot:
 
 
 def _columns(engine: Engine, catalog: str, hidden: bool = False) -> Snapshot:
-    """`hidden`: with Trino's hidden `comment` column (not in SELECT *; SQLAlchemy's reflection names it)."""
+    """`hidden`: with Trino's hidden `comment` column (not in SELECT *; SQLAlchemy's reflection
+    names it)."""
     declared = engine.catalogs.declared_types(catalog)  # varchar(n), which DuckDB keeps as varchar
     rows = [
         (
@@ -157,7 +160,7 @@ INFORMATION_SCHEMA_TABLES: dict[str, Callable[[Engine, str], Snapshot]] = {
 }
 
 
-# --- the system catalog ----------------------------------------------------------------------------
+# --- the system catalog ---------------------------------------------------------------------------
 
 
 def _timestamp(value: float | None) -> dt.datetime | None:
@@ -223,7 +226,7 @@ def _runtime_nodes(engine: Engine) -> Snapshot:
 
 
 def _runtime_transactions(engine: Engine) -> Snapshot:
-    rows = [
+    rows: list[tuple] = [
         (
             t.id,
             t.isolation_level,

@@ -32,7 +32,8 @@ class TrinoType:
 
     @property
     def fixed_size(self) -> int:
-        """Bytes per value for fixed-width types, 0 for variable-width ones (DESCRIBE OUTPUT's Type Size)."""
+        """Bytes per value for fixed-width types, 0 for variable-width ones (DESCRIBE OUTPUT's
+        Type Size)."""
         return _FIXED_SIZES.get(self.signature["rawType"], 0)
 
 
@@ -110,7 +111,8 @@ def _timestamp(value: dt.datetime) -> str:
 
 
 def _fraction(digits: int) -> Callable[[str], str]:
-    """Cut microsecond text to `digits` fractional digits (0: no fraction), as Trino prints precision."""
+    """Cut microsecond text to `digits` fractional digits (0: no fraction), as Trino prints
+    precision."""
     if digits == 6:
         return lambda text: text
     if digits == 9:  # DuckDB hands nanosecond timestamps over as microseconds
@@ -131,11 +133,10 @@ def _with_offset(text: str, value: dt.time) -> str:
     return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _zone_name(tz: dt.tzinfo, value: dt.datetime) -> str:
+def _zone_name(tz: dt.tzinfo | None, value: dt.datetime) -> str:
     name = getattr(tz, "zone", None) or getattr(tz, "key", None)
-    if (
-        name and name.startswith("Etc/GMT") and name[7:8] in ("+", "-")
-    ):  # a whole-hour offset, sign inverted
+    # Etc/GMT+5 is a whole-hour offset, its sign inverted
+    if name and name.startswith("Etc/GMT") and name[7:8] in ("+", "-"):
         return f"{'-' if name[7] == '+' else '+'}{int(name[8:]):02d}:00"
     if name:
         return "UTC" if name in ("Etc/UTC", "UTC") else name
@@ -251,7 +252,8 @@ def trino_type(duck_type: Any) -> TrinoType:
             _nullable(lambda v: {str(key_enc(k)): value_enc(x) for k, x in v.items()}),
         )
     if type_id in ("struct", "tuple"):
-        # a ROW(...) without field names is DuckDB's unnamed struct: fields named '' (a Python tuple)
+        # a ROW(...) without field names is DuckDB's unnamed struct: fields named '' (a Python
+        # tuple)
         fields = [(name, trino_type(child)) for name, child in duck_type.children]
         encoders = [f.encode or (lambda x: x) for _, f in fields]
         names = [name for name, _ in fields]
@@ -269,7 +271,7 @@ def trino_type(duck_type: Any) -> TrinoType:
 
         def encode_row(value: Any) -> list:
             values = value if isinstance(value, tuple) else [value[n] for n in names]
-            return [enc(v) for v, enc in zip(values, encoders)]
+            return [enc(v) for v, enc in zip(values, encoders, strict=True)]
 
         return TrinoType(
             f"row({display})", {"rawType": "row", "arguments": arguments}, _nullable(encode_row)
@@ -306,8 +308,8 @@ def output_type(name: str) -> TrinoType:
     """The Trino type a statement's analysis gave an output column, where DuckDB has no type of that
     precision or bound: varchar(n), timestamp(p) / time(p) with or without time zone (p <= 6)."""
     raw, _, rest = name.partition("(")
-    size, _, suffix = rest.partition(")")
-    size = int(size)
+    digits, _, suffix = rest.partition(")")
+    size = int(digits)
     cut = _fraction(size)
     if raw == "varchar":
         return bounded_varchar_type(size)
@@ -337,7 +339,8 @@ def column_json(name: str, t: TrinoType) -> dict:
 
 
 def row_encoder(types: list[TrinoType]) -> Callable[[tuple], list]:
-    """One function that turns a DuckDB row into its Trino JSON form, skipping columns that need nothing."""
+    """One function that turns a DuckDB row into its Trino JSON form, skipping columns that need
+    nothing."""
     encoders = [(i, t.encode) for i, t in enumerate(types) if t.encode is not None]
     if not encoders:
         return list

@@ -37,18 +37,19 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy.dialects import postgresql, sqlite
 
+from report_pipeline.alerting.outbox import AlertTally, alert_tallies
 from report_pipeline.observability.trino_error_names import error_label
-from report_pipeline.saga.ledger import (
-    SqlLedger,
-    alerts,
-    describe_failure,
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.model import TERMINAL_STATES, AttemptKind, AttemptStatus, SagaState
+from report_pipeline.storage.datetimes import as_utc
+from report_pipeline.storage.engine import describe_failure
+from report_pipeline.storage.schema import (
     installed_version,
     metric_totals,
     sagas,
     step_attempts,
     transitions,
 )
-from report_pipeline.saga.model import TERMINAL_STATES, AttemptKind, AttemptStatus, SagaState
 
 # The buckets are summed into saga_metric_totals as they are: changing one needs a ledger migration
 # that empties the totals and the `metrics_fold` marks, so that the history is folded again.
@@ -56,16 +57,16 @@ SAGA_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
 STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 QUEUED_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 DEFAULT_STUCK_AFTER_SECONDS = 900
-# Rows of each kind one fold (one transaction) takes: far more than finish between two scrapes. A backlog
-# (the history of a ledger just upgraded to version 4) is folded over several scrapes, each folding for
-# about FOLD_SECONDS; until then those scrapes also sum the rows still unfolded, as before version 4.
+# Rows of each kind one fold (one transaction) takes: far more than finish between two scrapes. A
+# backlog (the history of a ledger just upgraded to version 4) is folded over several scrapes, each
+# folding for about FOLD_SECONDS; until then those scrapes also sum the rows still unfolded, as
+# before version 4.
 FOLD_CHUNK = 10_000
 FOLD_SECONDS = 1.0
 FOLDING_VERSION = 4  # the ledger version with saga_metric_totals
 _FOLD_LOCK = 0x5A6A_F01D  # advisory lock key: one exporter folds at a time, the others skip
 _TERMINAL = [s.value for s in TERMINAL_STATES]
 _LIVE = [s.value for s in SagaState if not s.terminal]
-_ALERT_OUTCOMES = ("delivered", "logged", "failed")
 _ATTEMPT_OUTCOMES = (AttemptStatus.SUCCEEDED.value, AttemptStatus.FAILED.value)
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,14 @@ class _Reading:
 
     history: Tallies = field(default_factory=dict)
     states: dict[str, dict[str, int]] = field(default_factory=dict)  # report -> state -> sagas
-    active: list[tuple[str, dt.datetime, dt.datetime]] = field(
-        default_factory=list
-    )  # report, created, last sign
-    alerts: list[tuple[str, str, int, int]] = field(
-        default_factory=list
-    )  # kind, status, alerts, attempts
+    # report, created, last sign of life
+    active: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+    alerts: list[AlertTally] = field(default_factory=list)
 
 
 class LedgerCollector(Collector):
-    """Yields every metric family on each scrape (families without samples too, so names are stable)."""
+    """Yields every metric family on each scrape (families without samples too, so names are
+    stable)."""
 
     def __init__(self, ledger: SqlLedger, stuck_after_seconds: float = DEFAULT_STUCK_AFTER_SECONDS):
         self.ledger = ledger
@@ -134,7 +133,8 @@ class LedgerCollector(Collector):
         yield duration
 
     def _failed(self, failure: str | None) -> None:
-        """Log a failure once (a scrape every 15 s of a down ledger is one line), and the recovery."""
+        """Log a failure once (a scrape every 15 s of a down ledger is one line), and the
+        recovery."""
         if failure and failure != self.failure:
             log.warning("%s", failure)
         elif failure is None and self.failure:
@@ -151,7 +151,8 @@ class LedgerCollector(Collector):
             if version >= FOLDING_VERSION:
                 self._fold(connection)
             if connection.dialect.name == "postgresql":
-                # the totals and the rows not folded into them as of one moment, whatever folds meanwhile
+                # the totals and the rows not folded into them as of one moment, whatever folds
+                # meanwhile
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 if connection.dialect.name == "postgresql":
@@ -159,17 +160,7 @@ class LedgerCollector(Collector):
                 reading.history = history(connection, version)
                 reading.states = _saga_states(connection)
                 reading.active = list(_active_sagas(connection))
-                reading.alerts = [
-                    tuple(row)
-                    for row in connection.execute(
-                        sa.select(
-                            alerts.c.kind,
-                            alerts.c.status,
-                            sa.func.count(),
-                            sa.func.sum(alerts.c.attempts),
-                        ).group_by(alerts.c.kind, alerts.c.status)
-                    )
-                ]
+                reading.alerts = alert_tallies(connection)
         return reading
 
     def _fold(self, connection: sa.Connection) -> None:
@@ -179,7 +170,10 @@ class LedgerCollector(Collector):
                 pass
         except sa.exc.SQLAlchemyError as error:
             # the scrape still answers, from the unfolded rows (slower as they pile up): say so once
-            failure = f"{describe_failure(self.ledger.engine.url, error)} (folding into {metric_totals.name})"
+            failure = (
+                f"{describe_failure(self.ledger.engine.url, error)} "
+                f"(folding into {metric_totals.name})"
+            )
             if failure != self._fold_failure:
                 log.warning("%s", failure)
             self._fold_failure = failure
@@ -206,7 +200,8 @@ class LedgerCollector(Collector):
             "Saga executions that ended, by final state",
             labels=["saga_name", "status"],
         )
-        # every outcome of every known report from zero, so the first failure is an increase to alert on
+        # every outcome of every known report from zero, so the first failure is an increase to
+        # alert on
         counts = {(name, state): 0.0 for name in reading.states for state in _TERMINAL}
         for (saga_name, _, state), samples in history["saga_executions"].items():
             counts[saga_name, state] = samples["count"]
@@ -260,8 +255,8 @@ class LedgerCollector(Collector):
 
         stuck = GaugeMetricFamily(
             "saga_stuck_sagas",
-            f"Sagas not in an end state that have shown no sign of life (a transition, a step attempt, query "
-            f"progress) for {self.stuck_after.total_seconds():.0f}s",
+            "Sagas not in an end state that have shown no sign of life (a transition, a step "
+            f"attempt, query progress) for {self.stuck_after.total_seconds():.0f}s",
             labels=["saga_name"],
         )
         oldest = GaugeMetricFamily(
@@ -338,12 +333,12 @@ class LedgerCollector(Collector):
         )
         totals: dict[str, int] = defaultdict(int)
         waiting: dict[str, int] = defaultdict(int)
-        for kind, status, count, tries in reading.alerts:
-            totals[kind] += int(tries or 0)
-            if status in _ALERT_OUTCOMES:
-                deliveries.add_metric([kind, status], count)
+        for tally in reading.alerts:
+            totals[tally.kind] += tally.attempts
+            if tally.status.settled:
+                deliveries.add_metric([tally.kind, tally.status.value], tally.alerts)
             else:
-                waiting[kind] += count
+                waiting[tally.kind] += tally.alerts
         for kind in sorted(totals):
             attempts.add_metric([kind], totals[kind])
             pending.add_metric([kind], waiting[kind])
@@ -352,11 +347,11 @@ class LedgerCollector(Collector):
         yield pending
 
 
-# --- the history: summed once into saga_metric_totals ----------------------------------------------
+# --- the history: summed once into saga_metric_totals ---------------------------------------------
 def fold(connection: sa.Connection, chunk: int = FOLD_CHUNK) -> int:
-    """Add up to `chunk` finished step attempts and as many endings not folded yet to saga_metric_totals,
-    marking them folded, in one transaction. How many rows of the fuller kind it folded (`chunk`: there
-    may be more); 0 if another exporter is folding now."""
+    """Add up to `chunk` finished step attempts and as many endings not folded yet to
+    saga_metric_totals, marking them folded, in one transaction. How many rows of the fuller kind it
+    folded (`chunk`: there may be more); 0 if another exporter is folding now."""
     with connection.begin():
         if connection.dialect.name == "postgresql":
             if not connection.execute(
@@ -411,8 +406,9 @@ def _no_jit(connection: sa.Connection) -> None:
 def _mark_folded(
     connection: sa.Connection, table: sa.Table, condition: Any, chunk: int, fold_id: int
 ) -> tuple[int, Any]:
-    """Mark up to `chunk` of the oldest unfolded rows meeting `condition` as folded by `fold_id`: how many,
-    and a condition that selects exactly them through the primary key (the id range they span)."""
+    """Mark up to `chunk` of the oldest unfolded rows meeting `condition` as folded by `fold_id`:
+    how many, and a condition that selects exactly them through the primary key (the id range they
+    span)."""
     unfolded = (table.c.metrics_fold.is_(None), condition)
     oldest = sa.select(table.c.id).where(*unfolded).order_by(table.c.id).limit(chunk)
     ids = (
@@ -447,7 +443,7 @@ def _add_to_totals(connection: sa.Connection, tallies: Tallies) -> None:
 
 
 def _tally(connection: sa.Connection, attempts: Any, endings: Any) -> Tallies:
-    """The history's samples over the step attempts and the transitions the two conditions select."""
+    """The history's samples over the step attempts and the transitions the conditions select."""
     tallies: Tallies = {}
     seconds = _seconds_between(connection.dialect.name)
 
@@ -536,8 +532,8 @@ def _tally(connection: sa.Connection, attempts: Any, endings: Any) -> Tallies:
 
 
 def _ended_executions(endings: Any, seconds: Any) -> Any:
-    """Each time a saga (or a re-execution of it) reached an end state from a live one: its report, end
-    state and duration since the saga's latest move to RUNNING before it."""
+    """Each time a saga (or a re-execution of it) reached an end state from a live one: its report,
+    end state and duration since the saga's latest move to RUNNING before it."""
     began = transitions.alias("began")
     start = (
         sa.select(sa.func.max(began.c.at))
@@ -570,7 +566,8 @@ def _ended_executions(endings: Any, seconds: Any) -> Any:
 def _tally_histogram(
     connection: sa.Connection, add: Any, family: str, source: Any, buckets: Sequence[float]
 ) -> None:
-    """Count, sum and cumulative buckets of `source.seconds` by report, label and status, in the database."""
+    """Count, sum and cumulative buckets of `source.seconds` by report, label and status, in the
+    database."""
     seconds = source.c.seconds
     labels = [source.c.saga_name, source.c.label, source.c.status]
     cumulative = [sa.func.sum(sa.case((seconds <= bound, 1), else_=0)) for bound in buckets]
@@ -584,7 +581,7 @@ def _tally_histogram(
     for saga_name, label, status, count, total, *counts in connection.execute(query):
         add(family, saga_name, label, status, "count", count)
         add(family, saga_name, label, status, "sum", total)
-        for bound, count_le in zip(buckets, counts):
+        for bound, count_le in zip(buckets, counts, strict=True):
             add(family, saga_name, label, status, f"le={_bound(bound)}", count_le)
 
 
@@ -617,7 +614,7 @@ def _histogram(
     return family
 
 
-# --- live figures -----------------------------------------------------------------------------------
+# --- live figures ---------------------------------------------------------------------------------
 def _saga_states(connection: sa.Connection) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = defaultdict(
         lambda: dict.fromkeys((s.value for s in SagaState), 0)
@@ -652,7 +649,7 @@ def _active_sagas(connection: sa.Connection) -> Iterator[tuple[str, dt.datetime,
         ).where(sagas.c.state.in_(_LIVE))
     )
     for saga_name, created_at, *moments in rows:
-        yield saga_name, _utc(created_at), max(_utc(m) for m in moments if m is not None)
+        yield saga_name, as_utc(created_at), max(as_utc(m) for m in moments if m is not None)
 
 
 def _bound(value: float) -> str:
@@ -663,10 +660,6 @@ def _seconds_between(dialect: str) -> Any:
     if dialect == "postgresql":
         return lambda start, end: sa.cast(sa.func.extract("epoch", end - start), sa.Float)
     return lambda start, end: (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def serve_metrics(

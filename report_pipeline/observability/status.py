@@ -1,8 +1,8 @@
 """Sagas as text, from the ledger: the recent ones, or one saga's steps, progress and compensations.
 
 Serves `report-pipeline status` (engineers on a box without the UI) and the demo's printout. Every
-string read from the ledger (step names, errors, parameters, reasons...) reaches the terminal with its
-control characters escaped, so a Trino error or a parameter cannot move the cursor, recolour the
+string read from the ledger (step names, errors, parameters, reasons...) reaches the terminal with
+its control characters escaped, so a Trino error or a parameter cannot move the cursor, recolour the
 screen or forge a line of the view.
 """
 
@@ -12,17 +12,15 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
-import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 from tabulate import tabulate
 
-from report_pipeline.saga.ledger import SqlLedger, describe_failure, installed_version
+from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.saga.model import (
     AttemptKind,
     AttemptStatus,
@@ -30,12 +28,16 @@ from report_pipeline.saga.model import (
     SagaState,
     StepAttempt,
 )
+from report_pipeline.storage.datetimes import as_utc
+from report_pipeline.storage.engine import describe_failure
+from report_pipeline.storage.schema import installed_version
 
 # `status --follow SAGA_ID` exits with the saga's outcome, for scripts that wait on one
 EXIT_CODES = {SagaState.SUCCEEDED: 0, SagaState.COMPENSATED: 1, SagaState.FAILED_NEEDS_MANUAL: 2}
 UNREACHABLE = 3  # the ledger could not be read (one line on stderr says why)
 _CLEAR = "\x1b[H\x1b[2J"
-# C0 controls, DEL and C1 controls (ESC starts terminal sequences, and so does CSI, U+009B), as escapes
+# C0 controls, DEL and C1 controls (ESC starts terminal sequences, and so does CSI, U+009B), as
+# escapes
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
     ord("\n"): "\\n",
     ord("\r"): "\\r",
@@ -68,6 +70,7 @@ def show_status(
     last = None
     try:
         while True:
+            saga = None
             if saga_id is None:
                 text = describe_recent(ledger, limit, wanted)
             else:
@@ -84,25 +87,26 @@ def show_status(
             last = text
             if not follow:
                 return 0
-            if saga_id is not None and saga.state.terminal:
+            if saga is not None and saga.state.terminal:
                 return EXIT_CODES[saga.state]
             time.sleep(interval)
     except KeyboardInterrupt:
         return 130
-    except (
-        sa.exc.SQLAlchemyError
-    ) as error:  # down, hung (a timeout), refused: one line, no traceback
+    except sa.exc.SQLAlchemyError as error:
+        # down, hung (a timeout), refused: one line, no traceback
         print(f"error: {describe_failure(ledger.engine.url, error)}", file=sys.stderr)
         return UNREACHABLE
 
 
 def escape(text: str) -> str:
-    """`text` with its control characters written as escapes (\\x1b, \\n...): one line, inert on a terminal."""
+    """`text` with its control characters written as escapes (\\x1b, \\n...): one line, inert on a
+    terminal."""
     return text.translate(_ESCAPES)
 
 
 def _clean(value: Any) -> Any:
-    """A value read from the ledger with every string in it escaped (records, lists, dicts; states kept)."""
+    """A value read from the ledger with every string in it escaped (records, lists, dicts; states
+    kept)."""
     if isinstance(value, enum.Enum):
         return value
     if isinstance(value, str):
@@ -132,11 +136,12 @@ def _has_tables(ledger: SqlLedger) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _report_steps(report: str) -> tuple[str, ...]:
-    """The report's steps in execution order, if this machine has its spec (else the ledger's order).
-    Read once per report: `--follow` redraws every second."""
+    """The report's steps in execution order, if this machine has its spec (else the ledger's
+    order). Read once per report: `--follow` redraws every second."""
+    from report_pipeline import settings
     from report_pipeline.reporting import REPORTS_DIR, ReportSpecError, load_report
 
-    folder = Path(os.environ.get("REPORT_PIPELINE_REPORTS_DIR") or REPORTS_DIR) / report
+    folder = (settings.REPORTS_DIR.read() or REPORTS_DIR) / report
     try:
         return tuple(load_report(folder).saga_definition().order())
     except (ReportSpecError, OSError):
@@ -144,8 +149,8 @@ def _report_steps(report: str) -> tuple[str, ...]:
 
 
 def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None = None) -> str:
-    """One saga: header, each step (in `steps` order, then any other the ledger knows), compensations,
-    transitions and the tables it created."""
+    """One saga: header, each step (in `steps` order, then any other the ledger knows),
+    compensations, transitions and the tables it created."""
     saga = _read(ledger.get_saga, saga_id) if _has_tables(ledger) else None
     if saga is None:
         return f"no saga {escape(saga_id)}"
@@ -157,8 +162,9 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
         f"generation {saga.generation}",
         f"started {_time(saga.created_at)}  updated {_time(saga.updated_at)}  "
         f"{'took' if saga.state.terminal else 'running for'} {_duration(saga)}  "
-        f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  run {saga.run_id or '-'}",
-        f"parameters {', '.join(f'{name}={value}' for name, value in saga.parameters.items()) or '-'}",
+        f"trigger {saga.trigger or '-'}  partition {saga.partition or '-'}  "
+        f"run {saga.run_id or '-'}",
+        f"parameters {', '.join(f'{k}={v}' for k, v in saga.parameters.items()) or '-'}",
     ]
     if saga.failed_step:
         lines.append(f"failed step {saga.failed_step} ({saga.failure_kind}): {saga.error}")
@@ -166,8 +172,8 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
         lines.append(f"interrupted steps {', '.join(saga.interrupted_steps)}")
     if saga.state == SagaState.FAILED_NEEDS_MANUAL:
         lines.append(
-            "NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may still "
-            "exist; see the runbook in the README"
+            "NEEDS A PERSON: an undo kept failing (step state 'undo failed'); what it created may "
+            "still exist; see the runbook in the README"
         )
 
     names = list(steps) + [a.step for a in current if a.step not in steps]
@@ -231,7 +237,7 @@ def describe_saga(ledger: SqlLedger, saga_id: str, steps: Sequence[str] | None =
         ),
     ]
 
-    created = _read(ledger.resources, saga_id)
+    created = _read(ledger.created_tables, saga_id)
     if created:
         lines += [
             "",
@@ -334,22 +340,16 @@ def _where(ledger: SqlLedger, saga: SagaRecord) -> str:
 
 def _duration(saga: SagaRecord) -> str:
     end = saga.updated_at if saga.state.terminal else dt.datetime.now(dt.UTC)
-    seconds = (_utc(end) - _utc(saga.created_at)).total_seconds()
+    seconds = (as_utc(end) - as_utc(saga.created_at)).total_seconds()
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
 
 
 def _seconds(attempt: StepAttempt) -> str:
     if attempt.ended_at is None:
-        return (
-            f"{(dt.datetime.now(dt.UTC) - _utc(attempt.started_at)).total_seconds():.1f}+"
-        )
+        return f"{(dt.datetime.now(dt.UTC) - as_utc(attempt.started_at)).total_seconds():.1f}+"
     return f"{(attempt.ended_at - attempt.started_at).total_seconds():.2f}"
 
 
 def _time(moment: dt.datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"

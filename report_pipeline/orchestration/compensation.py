@@ -1,4 +1,4 @@
-"""The `compensate_saga` job and the sensor that launches it when a run ended without finishing its saga.
+"""The `compensate_saga` job, and the sensor that launches it when a run left its saga unfinished.
 
 Failure hooks cover a step that fails cleanly. They do not run when a run is terminated or its
 process is killed, and a run that hangs is failed by run monitoring. The backstop sensor reads the
@@ -10,13 +10,18 @@ restarts, and each tick reads every unfinished saga, page by page, with no cap.
 
 import dagster as dg
 
-from report_pipeline.orchestration.jobs import SAGA_ID_TAG, SAGA_STATE_TAG, SagaScope
+from report_pipeline.orchestration.jobs import SagaScope
+from report_pipeline.orchestration.names import (
+    COMPENSATE_JOB,
+    COMPENSATE_OP,
+    SAGA_ID_TAG,
+    SAGA_STATE_TAG,
+)
 from report_pipeline.reporting.spec import ReportSpec
-from report_pipeline.saga import FailureKind, SagaState, give_up
+from report_pipeline.saga import RunKind, SagaState, give_up
+from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.saga.model import SagaRecord
 
-COMPENSATE_JOB = "compensate_saga"
-COMPENSATE_OP = "compensate"
 BACKSTOP_INTERVAL_SECONDS = 5
 MAX_COMPENSATION_RUNS = 3  # then a person must look: the saga is set FAILED_NEEDS_MANUAL
 BACKSTOP_PAGE_SIZE = (
@@ -33,7 +38,7 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
     @dg.op(
         name=COMPENSATE_OP,
         required_resource_keys={"trino", "ledger"},
-        description="Undo a saga whose run ended without finishing it (terminated, killed, timed out).",
+        description="Undo a saga its run left unfinished (terminated, killed, timed out).",
     )
     def compensate_saga(context: dg.OpExecutionContext, config: CompensateSagaConfig) -> None:
         ledger = context.resources.ledger.ledger
@@ -46,20 +51,11 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
                 f"saga {saga.saga_id} belongs to report {saga.saga_name}, which this code location "
                 f"does not define"
             )
-        ledger.link_run(saga.saga_id, context.run_id, saga.run_id, "compensation")
-        scope = SagaScope(
-            spec, saga.saga_id, context.resources.trino, context.resources.ledger, context.log
-        )
+        ledger.link_run(saga.saga_id, context.run_id, saga.run_id, RunKind.COMPENSATION)
+        scope = SagaScope.of(spec, context, saga.saga_id)
         context.log.info(f"compensating saga {saga.saga_id} ({saga.state.value}): {config.reason}")
-        with scope.log_context(context.run_id, saga.failed_step):
-            state = scope.coordinator.compensate(
-                saga.saga_id,
-                FailureKind.of_unfinished(saga.state),
-                scope.runner(scope.saved_parameters()),
-                run_id=context.run_id,
-                failed_step=saga.failed_step,
-                error=config.reason,
-            )
+        with scope.log_context(saga.failed_step):
+            state = scope.saga().compensate_unfinished(config.reason)
         scope.tag_state(context, *([saga.run_id] if saga.run_id else []))
         if state == SagaState.FAILED_NEEDS_MANUAL:
             raise dg.Failure(
@@ -72,7 +68,7 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
     @dg.job(
         name=COMPENSATE_JOB,
         executor_def=dg.in_process_executor,
-        description="Compensates one saga; launched by saga_backstop_sensor, or by hand with the saga id.",
+        description="Compensates one saga; launched by saga_backstop_sensor, or by hand (saga id).",
     )
     def compensate_saga_job() -> None:
         compensate_saga()
@@ -120,7 +116,7 @@ def build_backstop_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
 
 def _backstop_request(
     context: dg.SensorEvaluationContext,
-    ledger,
+    ledger: SqlLedger,
     saga: SagaRecord,
     run: dg.DagsterRun | None,
     run_id: str | None,
@@ -128,7 +124,7 @@ def _backstop_request(
 ) -> dg.RunRequest | None:
     """The compensation run for a saga whose run ended without finishing it, or None when enough
     compensation runs have failed that a person must look (the saga is set FAILED_NEEDS_MANUAL)."""
-    attempts = sum(1 for r in linked if r["kind"] == "compensation")
+    attempts = sum(1 for r in linked if r["kind"] == RunKind.COMPENSATION)
     if attempts >= MAX_COMPENSATION_RUNS:
         reason = f"{attempts} compensation runs ended without compensating the saga"
         give_up(ledger, saga.saga_id, reason)

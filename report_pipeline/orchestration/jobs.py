@@ -1,4 +1,4 @@
-"""One Dagster job per report spec: a `start_saga` op, then one op per step, wired as the spec's DAG.
+"""One Dagster job per report spec: a `start_saga` op, then one op per step, wired as its DAG.
 
 Ops pass nothing to each other (state lives in the ledger and in Trino), so re-execution needs no
 stored outputs. Each op hands its step to the saga engine; the failure hook hands the saga to the
@@ -10,26 +10,30 @@ lines in the run's log while a statement runs.
 # no `from __future__ import annotations`: Dagster reads the config class from the annotation
 
 import time
-from typing import Any, Optional
+from contextlib import AbstractContextManager
+from typing import Any, Optional, Self
 
 import dagster as dg
 import pydantic
 import structlog
 from tabulate import tabulate
 
-from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
-from report_pipeline.orchestration.triggers import (
+from report_pipeline.orchestration.names import (
     PARTITION_TAG,
+    SAGA_ID_TAG,
+    SAGA_STATE_TAG,
+    START_OP,
     TRIGGER_TAG,
-    partitioned_config,
-    trigger_of,
 )
-from report_pipeline.reporting.runner import ReportStepRunner
-from report_pipeline.reporting.spec import ParameterError, ReportSpec, parameters_to_json
+from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.orchestration.triggers import partitioned_config, trigger_of
+from report_pipeline.reporting.runner import ReportStepRunner, StepDetails
+from report_pipeline.reporting.spec import ParameterError, ReportSpec, StepSpec, parameters_to_json
 from report_pipeline.saga import (
     FailureKind,
     SagaCoordinator,
     SagaFenced,
+    SagaHandle,
     SagaState,
     StepCancelled,
     StepError,
@@ -38,11 +42,9 @@ from report_pipeline.saga import (
     StepTimedOut,
     TransientStepError,
 )
+from report_pipeline.saga.model import SagaRecord
 from report_pipeline.trino.client import QueryProgress
 
-SAGA_ID_TAG = "saga/id"
-SAGA_STATE_TAG = "saga/state"
-START_OP = "start_saga"
 PROGRESS_INTERVAL_SECONDS = 2.0
 log = structlog.get_logger("report_pipeline.orchestration")
 
@@ -62,54 +64,75 @@ def saga_id_of(run: dg.DagsterRun) -> str:
 
 
 class SagaScope:
-    """What an op or hook of one run needs to talk to the saga engine."""
+    """What an op or hook of one run needs to talk to the saga engine about the run's saga."""
 
     def __init__(
-        self, spec: ReportSpec, saga_id: str, trino: TrinoResource, ledger: LedgerResource, log: Any
+        self,
+        spec: ReportSpec,
+        saga_id: str,
+        run_id: str,
+        trino: TrinoResource,
+        ledger: LedgerResource,
+        log: Any,
     ):
         self.spec = spec
         self.saga_id = saga_id
+        self.run_id = run_id
         self.ledger = ledger.ledger
         self.coordinator = SagaCoordinator(self.ledger, spec.saga_definition())
         self.trino = trino
         self.log = log
         self._last_progress: dict[str, tuple[float, str]] = {}
 
-    def runner(self, parameters: dict[str, Any]) -> ReportStepRunner:
-        return ReportStepRunner(
+    @classmethod
+    def of(
+        cls, spec: ReportSpec, context: dg.OpExecutionContext | dg.HookContext, saga_id: str
+    ) -> Self:
+        """The scope of the run `context` belongs to, with its resources and its Dagster log."""
+        resources = context.resources
+        return cls(spec, saga_id, context.run_id, resources.trino, resources.ledger, context.log)
+
+    def saga(self, parameters: dict[str, Any] | None = None) -> SagaHandle:
+        """The saga as this run drives it, its steps run with `parameters` (parsed; by default,
+        those the saga was started with)."""
+        if parameters is None:
+            parameters = self.spec.parse_parameters(self._record().parameters)
+        runner = ReportStepRunner(
             self.spec,
             self.trino.client(),
             self.saga_id,
             parameters,
             scratch_schema=self.trino.scratch_schema,
-            recorded_resources=lambda: set(self.ledger.resources(self.saga_id)),
+            recorded_tables=lambda: set(self.ledger.created_tables(self.saga_id)),
             on_progress=self._report_progress,
         )
+        return self.coordinator.saga(self.saga_id, run_id=self.run_id, runner=runner)
 
-    def saved_parameters(self) -> dict[str, Any]:
-        saga = self.ledger.get_saga(self.saga_id)
-        if saga is None:
-            raise dg.Failure(
-                f"saga {self.saga_id} was never started (its start_saga step did not succeed)"
-            )
-        return self.spec.parse_parameters(saga.parameters)
-
-    def log_context(self, run_id: str, step: str | None = None) -> Any:
-        """Every JSON log line written meanwhile carries the saga, run and step (the client adds the query)."""
+    def log_context(self, step: str | None = None) -> AbstractContextManager[None]:
+        """Every JSON log line written meanwhile carries the saga, run and step (the client adds
+        the query)."""
         return structlog.contextvars.bound_contextvars(
-            saga_id=self.saga_id, run_id=run_id, report=self.spec.name, step=step
+            saga_id=self.saga_id, run_id=self.run_id, report=self.spec.name, step=step
         )
 
     def tag_state(
         self, context: dg.OpExecutionContext | dg.HookContext, *other_runs: str
     ) -> SagaState:
-        """Show the saga's state on the run (and on other runs of the saga, for a compensation run)."""
-        state = self.ledger.get_saga(self.saga_id).state
+        """Show the saga's state on the run (and on its other runs, for a compensation run)."""
+        state = self._record().state
         for run_id in (context.run_id, *other_runs):
             context.instance.add_run_tags(
                 run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value}
             )
         return state
+
+    def _record(self) -> SagaRecord:
+        saga = self.ledger.get_saga(self.saga_id)
+        if saga is None:
+            raise dg.Failure(
+                f"saga {self.saga_id} was never started (its {START_OP} step did not succeed)"
+            )
+        return saga
 
     def _report_progress(self, step: str, progress: QueryProgress) -> None:
         # noted when the query starts running and every PROGRESS_INTERVAL_SECONDS while it runs (or
@@ -123,7 +146,8 @@ class SagaScope:
         ):
             return
         self._last_progress[step] = (now, progress.state)
-        try:  # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
+        # for `report-pipeline status`; progress is a courtesy, never a reason to fail the step
+        try:
             self.ledger.record_progress(
                 self.saga_id,
                 step,
@@ -149,8 +173,9 @@ class SagaScope:
         percent = f"{progress.percent:.0f}%" if progress.percent is not None else "-"
         self.log.info(
             f"{step}: Trino query {progress.query_id} {progress.state} {percent} "
-            f"({progress.completed_splits}/{progress.total_splits} splits, {progress.processed_rows:,} rows, "
-            f"{progress.processed_bytes / 1e6:.1f} MB, {progress.elapsed_seconds:.0f}s)"
+            f"({progress.completed_splits}/{progress.total_splits} splits, "
+            f"{progress.processed_rows:,} rows, {progress.processed_bytes / 1e6:.1f} MB, "
+            f"{progress.elapsed_seconds:.0f}s)"
         )
 
 
@@ -161,8 +186,9 @@ def _config_class(spec: ReportSpec) -> type[dg.Config]:
     fields: dict[str, Any] = {}
     for name, parameter in spec.parameters.items():
         annotation = int if parameter.type == "integer" else str
+        # `Optional[...]` of a class chosen at run time: mypy cannot take `annotation | None`
         fields[name] = (
-            Optional[annotation],
+            Optional[annotation],  # noqa: UP045
             pydantic.Field(default=parameter.default, description=parameter.description or None),
         )
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Parameters"
@@ -180,35 +206,27 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
     )
     def start_saga(context: dg.OpExecutionContext, config: config_class):  # type: ignore[valid-type]
         try:
-            parameters = spec.parse_parameters(config.model_dump())
+            # (through the base class: to mypy, a class built at run time has no attributes)
+            parameters = spec.parse_parameters(dg.Config.model_dump(config))
         except ParameterError as error:
             raise dg.Failure(
                 description=f"Invalid parameters for {spec.name}: {error}",
                 metadata={name: problem for name, problem in error.problems.items()},
                 allow_retries=False,
             ) from None
-        try:  # a misconfigured connection (say, a password over plain HTTP) stops here, before the saga
+        # a misconfigured connection (say, a password over plain HTTP) stops here, before the saga
+        try:
             context.resources.trino.settings()
         except ValueError as error:
             raise dg.Failure(
                 description=f"Invalid Trino settings: {error}", allow_retries=False
             ) from None
-        scope = SagaScope(
-            spec,
-            saga_id_of(context.run),
-            context.resources.trino,
-            context.resources.ledger,
-            context.log,
-        )
+        scope = SagaScope.of(spec, context, saga_id_of(context.run))
         trigger = trigger_of(context.run)
         partition = context.partition_key if context.has_partition_key else None
-        with scope.log_context(context.run_id, START_OP):
-            created = scope.coordinator.start(
-                scope.saga_id,
-                parameters_to_json(parameters),
-                context.run_id,
-                trigger=trigger,
-                partition=partition,
+        with scope.log_context(START_OP):
+            created = scope.saga(parameters).start(
+                parameters_to_json(parameters), trigger=trigger, partition=partition
             )
         context.instance.add_run_tags(
             context.run_id,
@@ -249,14 +267,8 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
         description=f"{', '.join(step.action)}; undo: {', '.join(step.compensation) or 'none'}",
     )
     def run_step(context: dg.OpExecutionContext):
-        scope = SagaScope(
-            spec,
-            saga_id_of(context.run),
-            context.resources.trino,
-            context.resources.ledger,
-            context.log,
-        )
-        with scope.log_context(context.run_id, step_name):
+        scope = SagaScope.of(spec, context, saga_id_of(context.run))
+        with scope.log_context(step_name):
             result, state = _run_step(context, scope, step_name, step)
         yield dg.Output(
             None, metadata=_metadata(result, scope.trino.client().settings.ui_url, state)
@@ -266,26 +278,23 @@ def _step_op(spec: ReportSpec, step_name: str) -> dg.OpDefinition:
 
 
 def _run_step(
-    context: dg.OpExecutionContext, scope: SagaScope, step_name: str, step: Any
-) -> tuple[StepResult, SagaState]:
+    context: dg.OpExecutionContext, scope: SagaScope, step_name: str, step: StepSpec
+) -> tuple[StepResult[StepDetails], SagaState]:
     """The step through the saga engine, with Dagster's retry, failure and termination semantics."""
-    runner = scope.runner(scope.saved_parameters())
-    in_run = context.run.step_keys_to_execute
-    restored = scope.coordinator.join(
-        scope.saga_id, step_name, context.run_id, context.run.parent_run_id, in_run, runner
-    )
+    saga = scope.saga()
+    restored = saga.join(step_name, context.run.parent_run_id, context.run.step_keys_to_execute)
     if restored:
         context.log.info(f"restored steps skipped by this re-execution: {', '.join(restored)}")
+    attempt = context.retry_number + 1
     try:
-        result = scope.coordinator.execute_step(
-            scope.saga_id, step_name, context.run_id, context.retry_number + 1, runner
-        )
+        result = saga.execute_step(step_name, attempt)
     except TransientStepError as error:
-        if context.retry_number < step.retry.max_retries:
-            delay = step.retry.delay_seconds * step.retry.backoff**context.retry_number
+        retry = step.retry.policy()
+        if attempt < retry.max_attempts:
+            delay = retry.delay(attempt)
             context.log.warning(f"{step_name}: transient failure, retry in {delay:.1f}s: {error}")
             raise dg.RetryRequested(
-                max_retries=step.retry.max_retries, seconds_to_wait=delay
+                max_retries=retry.max_attempts - 1, seconds_to_wait=delay
             ) from error
         raise _failure(FailureKind.STEP_FAILED, step_name, error) from error
     except StepTimedOut as error:
@@ -297,41 +306,35 @@ def _run_step(
     except dg.DagsterExecutionInterruptedError:
         # The run is being terminated: the Trino query was cancelled on the way out. Hooks do not
         # run on termination, so record it; the saga backstop sensor compensates the saga.
-        scope.coordinator.stop(
-            scope.saga_id,
-            FailureKind.CANCELLED,
-            run_id=context.run_id,
-            interrupted=[step_name],
-            error="run terminated",
-        )
+        saga.stop(FailureKind.CANCELLED, interrupted=[step_name], error="run terminated")
         scope.tag_state(context)
         raise
     return result, scope.tag_state(context)
 
 
-def _metadata(result: StepResult, trino_ui: str, state: SagaState) -> dict[str, Any]:
-    details = result.details
+def _metadata(result: StepResult[StepDetails], trino_ui: str, state: SagaState) -> dict[str, Any]:
+    details = result.details or StepDetails()
     metadata: dict[str, Any] = {
         "trino_query_id": result.query_id or "",
         "rows": dg.MetadataValue.int(result.rows or 0),
-        "processed_rows": dg.MetadataValue.int(details.get("processed_rows", 0)),
+        "processed_rows": dg.MetadataValue.int(details.processed_rows),
         "processed_bytes": dg.MetadataValue.int(result.bytes or 0),
         "elapsed_seconds": dg.MetadataValue.float(round(result.elapsed_seconds or 0.0, 3)),
         "saga_state": state.value,
     }
-    if details.get("info_uri"):
-        metadata["trino_ui"] = dg.MetadataValue.url(details["info_uri"])
+    if details.info_uri:
+        metadata["trino_ui"] = dg.MetadataValue.url(details.info_uri)
     elif result.query_id:
         metadata["trino_ui"] = dg.MetadataValue.url(f"{trino_ui}/ui/query.html?{result.query_id}")
-    if "preview_rows" in details:
+    if details.preview is not None:
         table = tabulate(
-            details["preview_rows"],
-            headers=details["preview_columns"],
+            details.preview.rows,
+            headers=details.preview.columns,
             tablefmt="github",
             floatfmt=".2f",
         )
         metadata["report_preview"] = dg.MetadataValue.md(table)
-        metadata["report_row_count"] = dg.MetadataValue.int(details["report_row_count"])
+        metadata["report_row_count"] = dg.MetadataValue.int(details.preview.row_count)
     return metadata
 
 
@@ -339,9 +342,8 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
     @dg.failure_hook(name=f"{spec.name}__compensate", required_resource_keys={"trino", "ledger"})
     def compensate(context: dg.HookContext) -> None:
         run = context.instance.get_run_by_id(context.run_id)
-        scope = SagaScope(
-            spec, saga_id_of(run), context.resources.trino, context.resources.ledger, context.log
-        )
+        assert run is not None  # the hook runs inside it
+        scope = SagaScope.of(spec, context, saga_id_of(run))
         if scope.ledger.get_saga(scope.saga_id) is None:
             context.log.info(
                 f"{context.op.name} failed before the saga started: nothing to compensate"
@@ -355,15 +357,8 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
         message = (
             _metadata_text(metadata, "error") or getattr(error, "description", None) or str(error)
         )
-        with scope.log_context(context.run_id, context.op.name):
-            state = scope.coordinator.compensate(
-                scope.saga_id,
-                kind,
-                scope.runner(scope.saved_parameters()),
-                run_id=context.run_id,
-                failed_step=context.op.name,
-                error=message,
-            )
+        with scope.log_context(context.op.name):
+            state = scope.saga().compensate(kind, failed_step=context.op.name, error=message)
         scope.tag_state(context)
         if state == SagaState.FAILED_NEEDS_MANUAL:
             context.log.error(
@@ -394,7 +389,8 @@ def build_report_job(
         hooks={_compensation_hook(spec)},
         executor_def=executor,
         tags={"report": spec.name, "owner": spec.owner},
-        config=partitioned_config(spec, START_OP),
+        # Dagster's typing omits None, which the decorator takes (its default): no partitions
+        config=partitioned_config(spec),  # type: ignore[arg-type]
     )
     def report_job() -> None:
         started = start.alias(START_OP)()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import re
+from typing import Literal, cast
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from report_pipeline.observability.logging import configure_logging
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.settings import (
+    TRINO_CATALOG,
+    TRINO_CLIENT_TAGS,
+    TRINO_HOST,
+    TRINO_HTTP_SCHEME,
+    TRINO_JWT,
+    TRINO_PASSWORD,
+    TRINO_PORT,
+    TRINO_SESSION_PROPERTIES,
+    TRINO_USER,
+    TRINO_VERIFY,
+)
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 
 # Client sources (X-Trino-Source) of the project's statements: report steps and their undos, the
@@ -20,8 +30,8 @@ ARRIVAL_SOURCE = "report_pipeline-arrival"
 
 
 class TrinoResource(dg.ConfigurableResource):
-    """Where the reports run. Secrets (password, JWT) are read from the environment at run time,
-    never from config; the rest is config (definitions.py fills it from TRINO_* variables)."""
+    """Where the reports run. Secrets (TRINO_PASSWORD, TRINO_JWT) are read from the environment each
+    time a client is made, never from config; the rest is config (`trino_resource_from_env`)."""
 
     host: str
     port: int = 8080
@@ -31,10 +41,9 @@ class TrinoResource(dg.ConfigurableResource):
     scratch_schema: str = "scratch"
     http_scheme: str = "http"
     verify: str = "true"  # "true", "false", or the path of a CA bundle
-    client_tags: list[str] = []
-    session_properties: dict[str, str] = {}
-    password_env_var: str = "TRINO_PASSWORD"
-    jwt_env_var: str = "TRINO_JWT"
+    # pydantic copies a field's default for each instance: these lists are never shared
+    client_tags: list[str] = []  # noqa: RUF012
+    session_properties: dict[str, str] = {}  # noqa: RUF012
 
     def settings(self, source: str = STEP_SOURCE) -> TrinoSettings:
         """Checked before any statement: a bad combination fails with one clear line."""
@@ -47,56 +56,50 @@ class TrinoResource(dg.ConfigurableResource):
             user=self.user,
             catalog=self.catalog,
             schema=self.schema_name,
-            http_scheme=self.http_scheme.strip().lower(),
+            # TrinoSettings refuses any other scheme, in one line
+            http_scheme=cast(Literal["http", "https"], self.http_scheme.strip().lower()),
             verify=verify,
-            password=os.environ.get(self.password_env_var) or None,
-            jwt=os.environ.get(self.jwt_env_var) or None,
+            password=TRINO_PASSWORD.read(),
+            jwt=TRINO_JWT.read(),
             source=source,
             client_tags=tuple(self.client_tags),
             session_properties=dict(self.session_properties),
         )
 
     def client(self, source: str = STEP_SOURCE) -> TrinoClient:
-        """A client whose queries name `source`: Trino's UI shows it, and resource groups can select on it."""
+        """A client whose queries name `source`: Trino's UI shows it, and resource groups can
+        select on it."""
         return TrinoClient(self.settings(source))
 
 
 def trino_resource_from_env() -> TrinoResource:
-    """The code location's Trino settings: TRINO_HOST/PORT/USER/CATALOG are required (resolved at run
-    time), the rest optional; see the README's configuration table."""
-    env = os.environ
+    """The code location's Trino: TRINO_HOST/PORT/USER/CATALOG are resolved by Dagster when a run
+    sets up its resources; the optional settings are read now, when the code location loads."""
     return TrinoResource(
-        host=dg.EnvVar("TRINO_HOST"),
-        port=dg.EnvVar.int("TRINO_PORT"),
-        user=dg.EnvVar("TRINO_USER"),
-        catalog=dg.EnvVar("TRINO_CATALOG"),
-        http_scheme=env.get("TRINO_HTTP_SCHEME", "http"),
-        verify=env.get("TRINO_VERIFY", "true"),
-        client_tags=[t.strip() for t in env.get("TRINO_CLIENT_TAGS", "").split(",") if t.strip()],
-        session_properties=parse_session_properties(env.get("TRINO_SESSION_PROPERTIES", "")),
+        host=dg.EnvVar(TRINO_HOST.name),
+        port=dg.EnvVar.int(TRINO_PORT.name),
+        user=dg.EnvVar(TRINO_USER.name),
+        catalog=dg.EnvVar(TRINO_CATALOG.name),
+        http_scheme=TRINO_HTTP_SCHEME.value(),
+        verify=TRINO_VERIFY.value(),
+        client_tags=TRINO_CLIENT_TAGS.value(),
+        session_properties=TRINO_SESSION_PROPERTIES.value(),
     )
 
 
 def parse_session_properties(text: str) -> dict[str, str]:
-    """`name=value,name=value` (Trino's session property names: lower case, digits, `_`, one `.`)."""
-    properties = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, separator, value = item.partition("=")
-        name = name.strip()
-        if not separator or not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?", name):
-            raise ValueError(f"TRINO_SESSION_PROPERTIES: expected name=value, got {item!r}")
-        properties[name] = value.strip()
-    return properties
+    """A TRINO_SESSION_PROPERTIES value; a malformed one fails with one line naming the variable."""
+    return TRINO_SESSION_PROPERTIES.parse_text(text)
 
 
 class LedgerResource(dg.ConfigurableResource):
-    """The saga ledger: a SQLAlchemy URL (PostgreSQL in production), from an environment variable."""
+    """The saga ledger: a SQLAlchemy URL (PostgreSQL in production), from
+    REPORT_PIPELINE_LEDGER_URL."""
 
     url: str
     _ledger: SqlLedger | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        configure_logging()
         self._ledger = SqlLedger(self.url)
         self._ledger.migrate()
 

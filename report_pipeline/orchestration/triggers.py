@@ -1,4 +1,4 @@
-"""What starts a report: its time partitions, its schedule, and its data-arrival sensor, from the spec.
+"""What starts a report: its time partitions, schedule and data-arrival sensor, from the spec.
 
 A partitioned report runs one saga per day (or week): the partition fills the date parameters, so a
 backfill over a range launched from the UI runs one correctly parametrized saga per partition. The
@@ -12,37 +12,31 @@ from typing import Any
 
 import dagster as dg
 
+from report_pipeline.orchestration.names import PARTITION_TAG, START_OP
 from report_pipeline.orchestration.resources import ARRIVAL_SOURCE
-from report_pipeline.reporting.spec import ReportSpec
+from report_pipeline.reporting.spec import PartitionSpec, ReportSpec
 from report_pipeline.trino.sql import render
 
-TRIGGER_TAG = "report_pipeline/trigger"
-PARTITION_TAG = "report_pipeline/partition"
+
+def partitions_of(partitions: PartitionSpec) -> dg.PartitionsDefinition:
+    if partitions.cadence == "daily":
+        return dg.DailyPartitionsDefinition(start_date=partitions.start)
+    # weeks start on Monday
+    return dg.WeeklyPartitionsDefinition(start_date=partitions.start, day_offset=1)
 
 
-def partitions_of(spec: ReportSpec) -> dg.PartitionsDefinition | None:
-    if spec.partitions is None:
-        return None
-    if spec.partitions.cadence == "daily":
-        return dg.DailyPartitionsDefinition(start_date=spec.partitions.start)
-    return dg.WeeklyPartitionsDefinition(
-        start_date=spec.partitions.start, day_offset=1
-    )  # weeks start Monday
-
-
-def partitioned_config(spec: ReportSpec, start_op: str) -> dg.PartitionedConfig | None:
-    partitions = partitions_of(spec)
+def partitioned_config(spec: ReportSpec) -> dg.PartitionedConfig | None:
+    """A partitioned report's run config per partition: the start op's parameters, filled in."""
+    partitions = spec.partitions
     if partitions is None:
         return None
     defaults = {name: p.default for name, p in spec.parameters.items() if p.default is not None}
 
     def run_config(partition_key: str) -> dict[str, Any]:
-        return {
-            "ops": {start_op: {"config": {**defaults, **spec.partitions.values(partition_key)}}}
-        }
+        return {"ops": {START_OP: {"config": {**defaults, **partitions.values(partition_key)}}}}
 
     return dg.PartitionedConfig(
-        partitions_def=partitions,
+        partitions_def=partitions_of(partitions),
         run_config_for_partition_key_fn=run_config,
         tags_for_partition_key_fn=lambda key: {PARTITION_TAG: key},
     )
@@ -65,19 +59,26 @@ def trigger_of(run: dg.DagsterRun) -> str:
 def build_schedule(spec: ReportSpec, job: dg.JobDefinition) -> dg.ScheduleDefinition | None:
     if spec.schedule is None or spec.partitions is None:
         return None
-    return dg.build_schedule_from_partitioned_job(
+    when = spec.schedule_fields()
+    schedule = dg.build_schedule_from_partitioned_job(
         job,
         name=f"{spec.name}_schedule",
         description=f"{spec.name}: the newest complete partition, {spec.schedule} UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        **spec.schedule_fields(),
+        minute_of_hour=when["minute_of_hour"],
+        hour_of_day=when["hour_of_day"],
+        day_of_week=when.get("day_of_week"),
     )
+    # a job's schedule is complete at once (only an asset selection's waits for its assets)
+    assert isinstance(schedule, dg.ScheduleDefinition)
+    return schedule
 
 
 def build_arrival_sensor(spec: ReportSpec, job: dg.JobDefinition) -> dg.SensorDefinition | None:
     if spec.arrival is None or spec.partitions is None:
         return None
-    arrival, partitions = spec.arrival, partitions_of(spec)
+    arrival, windows = spec.arrival, spec.partitions
+    partitions = partitions_of(windows)
 
     @dg.sensor(
         name=f"{spec.name}_arrival_sensor",
@@ -103,7 +104,7 @@ def build_arrival_sensor(spec: ReportSpec, job: dg.JobDefinition) -> dg.SensorDe
             )
         )
         # complete partitions only: a week counts once its last day is complete
-        keys = [k for k in keys if spec.partitions.window(k)[1] <= newest]
+        keys = [k for k in keys if windows.window(k)[1] <= newest]
         if context.cursor:
             keys = [k for k in keys if k > context.cursor]
         elif keys:

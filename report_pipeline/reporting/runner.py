@@ -9,6 +9,8 @@ rendered undo statement is parsed and checked before it is sent (compensation_sq
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -29,6 +31,24 @@ PREVIEW_ROWS = 20
 log = structlog.get_logger("report_pipeline.reporting")
 
 
+@dataclass(frozen=True)
+class ReportPreview:
+    """The first rows of what a step wrote (its spec's `preview` query), for the UI."""
+
+    columns: list[str]
+    rows: list[list[Any]]  # at most PREVIEW_ROWS
+    row_count: int  # all the rows the preview query returned
+
+
+@dataclass(frozen=True)
+class StepDetails:
+    """What Trino said about a step's action beyond the ledger's figures, for the UI."""
+
+    processed_rows: int = 0  # over every statement of the action
+    info_uri: str | None = None  # the last statement's page in the Trino UI
+    preview: ReportPreview | None = None
+
+
 class ReportStepRunner:
     def __init__(
         self,
@@ -38,35 +58,32 @@ class ReportStepRunner:
         parameters: dict[str, Any],
         *,
         scratch_schema: str,
-        recorded_resources: Callable[[], set[str]],
+        recorded_tables: Callable[[], set[str]],
         on_progress: Callable[[str, QueryProgress], None] | None = None,
     ):
+        """`recorded_tables`: the tables the ledger records this saga created, read at each undo."""
         self.spec = spec
         self.client = client
         self.saga_id = saga_id
         self.values = {**parameters, "saga_id": saga_id}
         self.tables = spec.scratch_tables(saga_id, client.settings.catalog, scratch_schema)
-        self._recorded = recorded_resources
+        self._recorded = recorded_tables
         self._on_progress = on_progress
 
-    def resources(self, step: StepDefinition) -> list[str]:
+    def created_tables(self, step: StepDefinition) -> list[str]:
         return [str(self.tables[name]) for name in self.spec.steps[step.name].creates]
 
     def run_action(
         self, step: StepDefinition, on_statement: StatementListener | None = None
-    ) -> StepResult:
+    ) -> StepResult[StepDetails]:
         spec = self.spec.steps[step.name]
         outcomes = [
             self._run(step.name, file, spec.timeout_seconds, on_statement) for file in spec.action
         ]
-        details: dict[str, Any] = {"statements": len(outcomes)}
+        preview = None
         if spec.preview:
-            preview = self._run(step.name, spec.preview, spec.timeout_seconds, on_statement)
-            details.update(
-                preview_columns=preview.columns,
-                preview_rows=preview.rows[:PREVIEW_ROWS],
-                report_row_count=len(preview.rows),
-            )
+            shown = self._run(step.name, spec.preview, spec.timeout_seconds, on_statement)
+            preview = ReportPreview(shown.columns, shown.rows[:PREVIEW_ROWS], len(shown.rows))
         last = outcomes[-1]
         return StepResult(
             query_id=last.query_id,
@@ -74,16 +91,16 @@ class ReportStepRunner:
             bytes=sum(o.processed_bytes for o in outcomes),
             elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
             queued_seconds=_total_queued(outcomes),
-            details={
-                **details,
-                "info_uri": last.info_uri,
-                "processed_rows": sum(o.processed_rows for o in outcomes),
-            },
+            details=StepDetails(
+                processed_rows=sum(o.processed_rows for o in outcomes),
+                info_uri=last.info_uri,
+                preview=preview,
+            ),
         )
 
     def run_compensation(
         self, step: StepDefinition, on_statement: StatementListener | None = None
-    ) -> StepResult:
+    ) -> StepResult[None]:
         spec = self.spec.steps[step.name]
         recorded = self._recorded()
         # what an undo may touch, in this saga's rendered names: the step's scratch tables, and the
@@ -103,7 +120,7 @@ class ReportStepRunner:
                 recorded=recorded,
                 targets=targets,
             ):
-                continue  # a scratch table never recorded was never created by this saga: nothing to drop
+                continue  # a scratch table never recorded was never created here: nothing to drop
             outcomes.append(
                 self._run(step.name, file, spec.timeout_seconds, on_statement, statement=statement)
             )
@@ -126,7 +143,7 @@ class ReportStepRunner:
     ) -> QueryOutcome:
         """Run a file's statement (`statement`: already rendered, and checked, by the caller)."""
         statement = statement or render(self.spec.sql_text(file), self.tables, self.values)
-        progress = (lambda p: self._on_progress(step, p)) if self._on_progress else None
+        progress = partial(self._on_progress, step) if self._on_progress else None
         bound = log.bind(report=self.spec.name, saga_id=self.saga_id, step=step, sql_file=file)
         try:
             outcome = self.client.execute(

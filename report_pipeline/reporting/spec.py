@@ -29,7 +29,8 @@ from report_pipeline.reporting.compensation_sql import (
     insert_targets,
     key_of,
 )
-from report_pipeline.saga import SagaDefinition, StepDefinition
+from report_pipeline.saga import RetryPolicy, SagaDefinition, StepDefinition
+from report_pipeline.saga.scratch_names import scratch_table_name
 from report_pipeline.trino.sql import (
     QualifiedName,
     SqlRenderError,
@@ -87,9 +88,19 @@ class DateRangeCheck(_Strict):
 
 
 class RetrySpec(_Strict):
+    """How a step is retried after a transient error, as report.yaml says it."""
+
     max_retries: int = Field(default=3, ge=0, le=20)
     delay_seconds: float = Field(default=2.0, ge=0)
     backoff: float = Field(default=2.0, ge=1)
+
+    def policy(self) -> RetryPolicy:
+        """The same retries as a policy (which computes the delays): the first try, then these."""
+        return RetryPolicy(
+            max_attempts=self.max_retries + 1,
+            initial_delay_seconds=self.delay_seconds,
+            backoff=self.backoff,
+        )
 
 
 class PartitionSpec(_Strict):
@@ -118,7 +129,8 @@ class PartitionSpec(_Strict):
 
 
 class ArrivalSpec(_Strict):
-    """How to tell that a partition's data is complete: a cheap query returning the newest complete day."""
+    """How to tell that a partition's data is complete: a cheap query returning the newest complete
+    day."""
 
     sql: str
     interval_seconds: int = Field(default=300, ge=30)
@@ -214,8 +226,9 @@ class ReportSpec(_Strict):
             or (weekly and not fields[4].isdigit())
         ):
             shape = "M H * * D (weekly)" if weekly else "M H * * * (daily)"
+            cadence = "weekly" if weekly else "daily"
             raise ValueError(
-                f"schedule {self.schedule!r} must have the form {shape} for {'weekly' if weekly else 'daily'} partitions"
+                f"schedule {self.schedule!r} must have the form {shape} for {cadence} partitions"
             )
         result = {"minute_of_hour": int(fields[0]), "hour_of_day": int(fields[1])}
         if weekly:
@@ -227,7 +240,12 @@ class ReportSpec(_Strict):
         return SagaDefinition(
             self.name,
             tuple(
-                StepDefinition(name, step.depends_on, bool(step.compensation), step.creates)
+                StepDefinition(
+                    name,
+                    step.depends_on,
+                    compensable=bool(step.compensation),
+                    created_tables=step.creates,
+                )
                 for name, step in self.steps.items()
             ),
         )
@@ -236,9 +254,8 @@ class ReportSpec(_Strict):
         self, saga_id: str, catalog: str, scratch_schema: str
     ) -> dict[str, QualifiedName]:
         """The run's scratch tables: `saga_<id>_<name>`, so the orphan sweeper can recognise them."""
-        key = saga_key(saga_id)
         return {
-            name: QualifiedName(catalog, scratch_schema, f"saga_{key}_{name}")
+            name: QualifiedName(catalog, scratch_schema, scratch_table_name(saga_id, name))
             for name in self.tables
         }
 
@@ -275,14 +292,6 @@ class ReportSpec(_Strict):
 
     def sql_text(self, file: str) -> str:
         return self.sql[file]
-
-
-def saga_key(saga_id: str) -> str:
-    """The saga id as it appears in table names: lower-case letters and digits only."""
-    key = "".join(ch for ch in saga_id.lower() if ch.isalnum())
-    if not key:
-        raise ValueError(f"saga id {saga_id!r} has no letters or digits")
-    return key[:40]
 
 
 def parameters_to_json(values: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +342,7 @@ def _coerce(parameter: ParameterSpec, value: Any) -> Any:
     return value
 
 
-# --- loading ----------------------------------------------------------------------------------------
+# --- loading -------------------------------------------------------------------------------------
 
 
 def load_report(folder: Path) -> ReportSpec:
@@ -379,7 +388,8 @@ def load_report(folder: Path) -> ReportSpec:
 
 
 class _FileRefused(Exception):
-    """A file a report names that may not or cannot be read; the message names it, never its contents."""
+    """A file a report names that may not or cannot be read; the message names it, never its
+    contents."""
 
 
 def _read_report_file(folder: Path, name: str, limit: int) -> str:
@@ -421,7 +431,7 @@ class _SpecLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
@@ -485,7 +495,7 @@ def _validation_problems(error: ValidationError) -> str:
 
 def _check_sql(spec: ReportSpec, path: Path) -> None:
     declared = set(spec.parameters) | RESERVED_PARAMETERS
-    # an unguessable saga id: a table name written literally in a file cannot pass for a scratch table
+    # an unguessable saga id: no table name written literally in a file can pass for a scratch one
     dummy_tables = spec.scratch_tables(f"validation{secrets.token_hex(8)}", "catalog", "scratch")
     for step_name, step in spec.steps.items():
         where = f"{path}: step {step_name}"

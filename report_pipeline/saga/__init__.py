@@ -1,10 +1,16 @@
 """The saga engine: steps with an action and a compensation, explicit states, a durable ledger.
 
-It knows nothing of Dagster or Trino: the orchestration layer calls `SagaCoordinator` and hands it
-a `StepRunner` that performs the actual work.
+It knows nothing of Dagster or Trino: the orchestration layer asks a `SagaCoordinator` for a
+`SagaHandle` on one saga, binding the run and a `StepRunner` that performs the actual work.
 """
 
-from report_pipeline.saga.coordinator import SagaCoordinator, StatementListener, StepRunner, give_up
+from report_pipeline.saga.coordinator import (
+    SagaCoordinator,
+    SagaHandle,
+    StatementListener,
+    StepRunner,
+    give_up,
+)
 from report_pipeline.saga.errors import (
     PermanentStepError,
     SagaFenced,
@@ -16,8 +22,10 @@ from report_pipeline.saga.errors import (
 from report_pipeline.saga.model import (
     AttemptKind,
     AttemptStatus,
-    CompensationPolicy,
+    Effect,
     FailureKind,
+    RetryPolicy,
+    RunKind,
     SagaDefinition,
     SagaState,
     StatementFate,
@@ -29,12 +37,15 @@ from report_pipeline.saga.model import (
 __all__ = [
     "AttemptKind",
     "AttemptStatus",
-    "CompensationPolicy",
+    "Effect",
     "FailureKind",
     "PermanentStepError",
+    "RetryPolicy",
+    "RunKind",
     "SagaCoordinator",
     "SagaDefinition",
     "SagaFenced",
+    "SagaHandle",
     "SagaState",
     "StatementFate",
     "StatementListener",

@@ -1,6 +1,6 @@
 """The saga's rules: fenced step execution, compensation in reverse order, re-execution.
 
-- A step runs only while the saga is RUNNING, and records what it will create before it starts
+- A step runs only while the saga is RUNNING, and records the tables it will create before it starts
   (so a compensation knows what it may remove, even after a crash mid-statement).
 - A step that succeeds after compensation began undoes itself at once (late completions are fenced).
 - An attempt records the statement it submits as soon as the engine names it. Compensation first
@@ -14,14 +14,16 @@
 - `failed_step` is the step whose own error stopped the saga. When the saga is stopped from outside
   (its run terminated or killed), it is the first, in the report's order, of the steps whose
   statement the stop cut off; `interrupted_steps` lists them all.
-Everything is decided from the ledger, so any process (op, hook, sensor) can pick the saga up.
+Everything is decided from the ledger, so any process (op, hook, sensor) can pick the saga up: a
+`SagaCoordinator` holds one report's rules, and `coordinator.saga(saga_id, run_id=..., runner=...)`
+binds them to one saga as one run drives it (a `SagaHandle`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -30,9 +32,11 @@ from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.saga.model import (
     AttemptKind,
     AttemptStatus,
-    CompensationPolicy,
+    Effect,
     FailureKind,
+    RetryPolicy,
     SagaDefinition,
+    SagaRecord,
     SagaState,
     StatementFate,
     StepAttempt,
@@ -43,12 +47,15 @@ from report_pipeline.saga.model import (
 log = structlog.get_logger("report_pipeline.saga")  # bound to the report in each coordinator
 
 _FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
+COMPENSATION_RETRY = RetryPolicy()  # each undo (and each stop of a statement left running)
 
 
 StatementListener = Callable[[str], None]  # told each statement id as soon as the engine assigns it
 
 
-def give_up(ledger: SqlLedger, saga_id: str, reason: str) -> SagaState | None:
+def give_up(
+    ledger: SqlLedger, saga_id: str, reason: str, run_id: str | None = None
+) -> SagaState | None:
     """Hand a saga that keeps failing to be compensated to a person (FAILED_NEEDS_MANUAL); the old
     state, or None if it had ended meanwhile. Needs no report definition: the report may be gone."""
     ledger.transition(
@@ -56,18 +63,24 @@ def give_up(ledger: SqlLedger, saga_id: str, reason: str) -> SagaState | None:
         {SagaState.RUNNING},
         SagaState.FAILED,
         reason,
+        run_id,
         failure_kind=FailureKind.CRASHED.value,
     )
     old = ledger.transition(
-        saga_id, {*_FAILURE_STATES, SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, reason
+        saga_id,
+        {*_FAILURE_STATES, SagaState.COMPENSATING},
+        SagaState.FAILED_NEEDS_MANUAL,
+        reason,
+        run_id,
     )
     if old is not None:
         log.error(
             "saga needs manual intervention",
             saga_id=saga_id,
+            run_id=run_id,
             reason=reason,
             old_state=old.value,
-            new_state="FAILED_NEEDS_MANUAL",
+            new_state=SagaState.FAILED_NEEDS_MANUAL.value,
         )
     return old
 
@@ -75,13 +88,17 @@ def give_up(ledger: SqlLedger, saga_id: str, reason: str) -> SagaState | None:
 class StepRunner(Protocol):
     """Performs a step's work; raises StepError subclasses to say whether a retry may help."""
 
-    def resources(self, step: StepDefinition) -> list[str]: ...
+    def created_tables(self, step: StepDefinition) -> list[str]:
+        """The tables the step's action creates, as the ledger records them before it runs."""
+        ...
 
-    def run_action(self, step: StepDefinition, on_statement: StatementListener) -> StepResult: ...
+    def run_action(
+        self, step: StepDefinition, on_statement: StatementListener
+    ) -> StepResult[Any]: ...
 
     def run_compensation(
         self, step: StepDefinition, on_statement: StatementListener
-    ) -> StepResult: ...
+    ) -> StepResult[Any]: ...
 
     def stop_statement(self, statement_id: str) -> StatementFate:
         """Make the statement stop (if it still runs) and say how it ended; raises StepError if the
@@ -90,131 +107,153 @@ class StepRunner(Protocol):
 
 
 class SagaCoordinator:
+    """One report's saga rules, over the ledger; `saga` binds them to one saga and run."""
+
     def __init__(
         self,
         ledger: SqlLedger,
         definition: SagaDefinition,
         *,
-        policy: CompensationPolicy = CompensationPolicy(),
+        policy: RetryPolicy = COMPENSATION_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.ledger = ledger
         self.definition = definition
         self.policy = policy
-        self._sleep = sleep
+        self.sleep = sleep
         self.log = log.bind(report=definition.name)
-        self._position = {
-            name: index for index, name in enumerate(definition.order())
-        }  # the report's order
+        self._position = {name: index for index, name in enumerate(definition.order())}
+
+    def saga(self, saga_id: str, *, run_id: str | None = None, runner: StepRunner) -> SagaHandle:
+        """The saga as run `run_id` drives it (None: outside any run); `runner` does its work."""
+        return SagaHandle(self, saga_id, run_id, runner)
+
+    def rank(self, step: str) -> int:
+        """The step's position in the report's order."""
+        return self._position[step]
+
+    def ancestors(self, step: str) -> list[str]:
+        """Every step `step` depends on, directly or not."""
+        seen: list[str] = []
+        stack = list(self.definition.step(step).depends_on)
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.append(name)
+                stack.extend(self.definition.step(name).depends_on)
+        return seen
+
+
+class SagaHandle:
+    """One saga as one run drives it, with the runner that does its steps' work: each operation
+    names only what varies from call to call (a step, an attempt, why the saga stopped)."""
+
+    def __init__(
+        self,
+        coordinator: SagaCoordinator,
+        saga_id: str,
+        run_id: str | None,
+        runner: StepRunner,
+    ):
+        self.saga_id = saga_id
+        self.run_id = run_id
+        self.runner = runner
+        self.ledger = coordinator.ledger
+        self.definition = coordinator.definition
+        self.log = coordinator.log.bind(saga_id=saga_id, run_id=run_id)
+        self._coordinator = coordinator
 
     # --- starting and joining -------------------------------------------------------------------
     def start(
         self,
-        saga_id: str,
-        parameters: dict,
-        run_id: str | None,
+        parameters: dict[str, Any],
         *,
         trigger: str | None = None,
         partition: str | None = None,
     ) -> bool:
-        """Begin a saga (RUNNING); False if it exists already (a retry of the first step)."""
+        """Begin the saga (RUNNING); False if it exists already (a retry of the first step)."""
         created = self.ledger.create_saga(
-            saga_id, self.definition.name, parameters, run_id, trigger=trigger, partition=partition
+            self.saga_id,
+            self.definition.name,
+            parameters,
+            self.run_id,
+            trigger=trigger,
+            partition=partition,
         )
         if created:
-            self.log.info(
-                "saga transition",
-                saga_id=saga_id,
-                run_id=run_id,
-                old_state=None,
-                new_state="RUNNING",
-            )
+            self.log.info("saga transition", old_state=None, new_state=SagaState.RUNNING.value)
         return created
 
     def join(
-        self,
-        saga_id: str,
-        step: str,
-        run_id: str,
-        parent_run_id: str | None,
-        steps_in_run: Collection[str] | None,
-        runner: StepRunner,
+        self, step: str, parent_run_id: str | None, steps_in_run: Collection[str] | None
     ) -> list[str]:
-        """Prepare `step` of `run_id` to run: take the saga over if this run re-executes it, and
-        restore the ancestors the run skips whose effects were compensated. Returns what was restored."""
-        saga = self.ledger.get_saga(saga_id)
+        """Prepare `step` of this run to run: take the saga over if the run re-executes it, and
+        restore the ancestors the run skips whose effects were compensated (`steps_in_run` None:
+        the run has every step). Returns what was restored."""
+        run_id = self._run_id("join the saga")
+        saga = self.ledger.get_saga(self.saga_id)
         if saga is not None and not saga.state.terminal and saga.run_id not in (None, run_id):
             # A re-execution starts only from an ended run: the one driving the saga stopped without
             # finishing it (killed, terminated). Undo that attempt before this run takes over.
             self.compensate(
-                saga_id,
                 FailureKind.CRASHED,
-                runner,
-                run_id=run_id,
                 error=f"run {saga.run_id} ended with the saga {saga.state.value}",
             )
-        old = self.ledger.begin_rerun(saga_id, run_id, parent_run_id)
+        old = self.ledger.begin_rerun(self.saga_id, run_id, parent_run_id)
         if old is not None:
             self.log.info(
                 "saga transition",
-                saga_id=saga_id,
-                run_id=run_id,
                 old_state=old.value,
-                new_state="RUNNING",
+                new_state=SagaState.RUNNING.value,
                 reason="re-execution",
             )
-        skipped = set(self._ancestors(step)) - set(steps_in_run or self._all_steps())
+        in_run = steps_in_run or [s.name for s in self.definition.steps]
+        skipped = set(self._coordinator.ancestors(step)) - set(in_run)
         if not skipped:
             return []
         restored = []
-        with self.ledger.exclusive(saga_id):
-            generation = self.ledger.get_saga(saga_id).generation
-            attempts = self.ledger.attempts(saga_id)
-            effects = self._effects(attempts)
+        with self.ledger.exclusive(self.saga_id):
+            generation = self._record().generation
+            attempts = self.ledger.attempts(self.saga_id)
+            effects = _effects(attempts)
             for name in self.definition.order():
-                if name not in skipped or name in self._succeeded_in(attempts, generation):
+                if name not in skipped or name in _succeeded_in(attempts, generation):
                     continue
-                if effects.get(name) == "live":
-                    self.ledger.record_carried(saga_id, name, run_id)
+                if effects.get(name) == Effect.LIVE:
+                    self.ledger.record_carried(self.saga_id, name, run_id)
                 else:
-                    self.log.info(
-                        "restoring skipped step", saga_id=saga_id, run_id=run_id, step=name
-                    )
-                    self.execute_step(saga_id, name, run_id, 1, runner, check_completion=False)
+                    self.log.info("restoring skipped step", step=name)
+                    self.execute_step(name, check_completion=False)
                     restored.append(name)
         return restored
 
     # --- steps ----------------------------------------------------------------------------------
     def execute_step(
-        self,
-        saga_id: str,
-        step_name: str,
-        run_id: str | None,
-        attempt: int,
-        runner: StepRunner,
-        check_completion: bool = True,
-    ) -> StepResult:
+        self, step_name: str, attempt: int = 1, *, check_completion: bool = True
+    ) -> StepResult[Any]:
+        """Run the step's action as its `attempt`-th try; ends the saga SUCCEEDED once every step's
+        effects stand (unless `check_completion` is False)."""
         step = self.definition.step(step_name)
-        bound = self.log.bind(saga_id=saga_id, run_id=run_id, step=step_name, attempt=attempt)
-        if step.compensable and self._effects(self.ledger.attempts(saga_id)).get(step_name):
+        bound = self.log.bind(step=step_name, attempt=attempt)
+        if step.compensable and self.effects().get(step_name):
             # leftovers of an earlier attempt or run (partial effects, or rows of a previous report)
             bound.info("clearing earlier effects before the step runs again")
-            if not self._compensate_step(saga_id, step, run_id, runner):
+            if not self._compensate_step(step):
                 raise StepError(f"could not clear earlier effects of step {step_name}")
         attempt_id = self.ledger.start_attempt(
-            saga_id,
+            self.saga_id,
             step_name,
             AttemptKind.ACTION,
-            run_id,
+            self.run_id,
             attempt,
             require_running=True,
-            resource_names=runner.resources(step),
+            resource_names=self.runner.created_tables(step),
         )
         bound.info("step started")
         try:
-            result = runner.run_action(step, self._statement_recorder(attempt_id))
+            result = self.runner.run_action(step, self._statement_recorder(attempt_id))
         except BaseException as error:
-            self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
+            self.ledger.finish_attempt(self.saga_id, attempt_id, AttemptStatus.FAILED, error=error)
             bound.warning(
                 "step failed",
                 error=str(error),
@@ -223,137 +262,131 @@ class SagaCoordinator:
             )
             raise
         state = self.ledger.finish_attempt(
-            saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result
+            self.saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result
         )
         bound.info("step succeeded", query_id=result.query_id, rows=result.rows)
         if state != SagaState.RUNNING:
             bound.warning(
                 "step finished after compensation began: undoing it", saga_state=state.value
             )
-            with self.ledger.exclusive(saga_id):
-                if step.compensable and not self._compensate_step(saga_id, step, run_id, runner):
-                    self._set_needs_manual(saga_id, run_id, [step_name])
-            raise SagaFenced(saga_id, state.value)
+            with self.ledger.exclusive(self.saga_id):
+                if step.compensable and not self._compensate_step(step):
+                    self._set_needs_manual([step_name])
+            raise SagaFenced(self.saga_id, state.value)
         if check_completion:
-            self._complete_if_done(saga_id, run_id)
+            self._complete_if_done()
         return result
 
-    def _complete_if_done(self, saga_id: str, run_id: str | None) -> None:
-        generation = self.ledger.get_saga(saga_id).generation
-        attempts = self.ledger.attempts(saga_id)
-        effects = self._effects(attempts)
-        succeeded = self._succeeded_in(attempts, generation)
+    def _complete_if_done(self) -> None:
+        generation = self._record().generation
+        attempts = self.ledger.attempts(self.saga_id)
+        effects = _effects(attempts)
+        succeeded = _succeeded_in(attempts, generation)
         if all(
-            s.name in succeeded and (effects.get(s.name) == "live" or not s.compensable)
+            s.name in succeeded and (effects.get(s.name) == Effect.LIVE or not s.compensable)
             for s in self.definition.steps
         ):
             old = self.ledger.transition(
-                saga_id, {SagaState.RUNNING}, SagaState.SUCCEEDED, "all steps succeeded", run_id
+                self.saga_id,
+                {SagaState.RUNNING},
+                SagaState.SUCCEEDED,
+                "all steps succeeded",
+                self.run_id,
             )
             if old is not None:
                 self.log.info(
-                    "saga transition",
-                    saga_id=saga_id,
-                    run_id=run_id,
-                    old_state=old.value,
-                    new_state="SUCCEEDED",
+                    "saga transition", old_state=old.value, new_state=SagaState.SUCCEEDED.value
                 )
-
-    @staticmethod
-    def _succeeded_in(attempts: list[StepAttempt], generation: int) -> set[str]:
-        return {
-            a.step
-            for a in attempts
-            if a.kind == AttemptKind.ACTION
-            and a.status == AttemptStatus.SUCCEEDED
-            and a.generation == generation
-        }
 
     # --- compensation ---------------------------------------------------------------------------
     def compensate(
         self,
-        saga_id: str,
         failure: FailureKind,
-        runner: StepRunner,
         *,
-        run_id: str | None = None,
         failed_step: str | None = None,
         interrupted: Collection[str] = (),
         error: str | None = None,
     ) -> SagaState:
         """Stop the saga's running statements, then undo its effects in reverse order; returns the
         state it ends in."""
-        self.stop(
-            saga_id,
-            failure,
-            run_id=run_id,
-            failed_step=failed_step,
-            interrupted=interrupted,
-            error=error,
-        )
-        bound = self.log.bind(
-            saga_id=saga_id, run_id=run_id, failed_step=self.ledger.get_saga(saga_id).failed_step
-        )
-        with self.ledger.exclusive(saga_id):
+        self.stop(failure, failed_step=failed_step, interrupted=interrupted, error=error)
+        bound = self.log.bind(failed_step=self._record().failed_step)
+        with self.ledger.exclusive(self.saga_id):
             old = self.ledger.transition(
-                saga_id,
+                self.saga_id,
                 {*_FAILURE_STATES, SagaState.FAILED_NEEDS_MANUAL},
                 SagaState.COMPENSATING,
                 "compensation started",
-                run_id,
+                self.run_id,
             )
             if old is not None:
-                bound.info("saga transition", old_state=old.value, new_state="COMPENSATING")
-            # a step whose statement may still run cannot be undone yet: it could write after the undo
-            failed = self._stop_running_statements(saga_id, runner)
-            for step in self._pending_compensation(saga_id):
-                if step.name not in failed and not self._compensate_step(
-                    saga_id, step, run_id, runner
-                ):
+                bound.info(
+                    "saga transition", old_state=old.value, new_state=SagaState.COMPENSATING.value
+                )
+            # a step whose statement may still run cannot be undone yet: it could write after it
+            failed = self._stop_running_statements()
+            for step in self._pending_compensation():
+                if step.name not in failed and not self._compensate_step(step):
                     failed.append(step.name)
             if failed:
-                self._set_needs_manual(saga_id, run_id, failed)
+                self._set_needs_manual(failed)
             else:
                 old = self.ledger.transition(
-                    saga_id,
+                    self.saga_id,
                     {SagaState.COMPENSATING},
                     SagaState.COMPENSATED,
                     "every completed step was undone",
-                    run_id,
+                    self.run_id,
                 )
                 if old is not None:
-                    bound.info("saga transition", old_state=old.value, new_state="COMPENSATED")
-        return self.ledger.get_saga(saga_id).state
+                    bound.info(
+                        "saga transition",
+                        old_state=old.value,
+                        new_state=SagaState.COMPENSATED.value,
+                    )
+        return self._record().state
+
+    def compensate_unfinished(self, reason: str) -> SagaState:
+        """Compensate a saga its own run left unfinished (killed, terminated): why it stopped, and
+        the step that failed, are what the ledger recorded, else it crashed."""
+        saga = self._record()
+        return self.compensate(
+            FailureKind.of_unfinished(saga.state), failed_step=saga.failed_step, error=reason
+        )
+
+    def give_up(self, reason: str) -> SagaState | None:
+        """See `give_up`: the saga is handed to a person (FAILED_NEEDS_MANUAL)."""
+        return give_up(self.ledger, self.saga_id, reason, self.run_id)
 
     def stop(
         self,
-        saga_id: str,
         failure: FailureKind,
         *,
-        run_id: str | None = None,
         failed_step: str | None = None,
         interrupted: Collection[str] = (),
         error: str | None = None,
     ) -> None:
-        """Record why a RUNNING saga stopped (FAILED, TIMED_OUT, CANCELLED); compensation comes next.
+        """Record why a RUNNING saga stopped (FAILED, TIMED_OUT, CANCELLED); compensation is next.
 
-        `failed_step` is a step that failed on its own; a stop from outside names none and gives the
-        steps it `interrupted` instead. Steps still running in the ledger were interrupted too (after
-        a crash nobody else can say so). A second stop of the same run adds its interrupted steps."""
+        `failed_step` is a step that failed on its own; a stop from outside names none and gives
+        the steps it `interrupted` instead. Steps still running in the ledger were interrupted too
+        (after a crash nobody else can say so). A second stop of the same run adds its interrupted
+        steps."""
+        rank = self._coordinator.rank
         running = [
             a.step
-            for a in self.ledger.attempts(saga_id)
+            for a in self.ledger.attempts(self.saga_id)
             if a.kind == AttemptKind.ACTION and a.status == AttemptStatus.RUNNING
         ]
-        cut_off = sorted((set(interrupted) | set(running)) - {failed_step}, key=self._rank)
+        cut_off = sorted((set(interrupted) | set(running)) - {failed_step}, key=rank)
         failed_step = failed_step or (cut_off[0] if cut_off else None)
         reason = f"{failed_step or 'saga'}: {failure.value}" + (f": {error}" if error else "")
         old = self.ledger.transition(
-            saga_id,
+            self.saga_id,
             {SagaState.RUNNING},
             failure.state,
             reason,
-            run_id,
+            self.run_id,
             failure_kind=failure.value,
             failed_step=failed_step,
             error=error,
@@ -362,8 +395,6 @@ class SagaCoordinator:
         if old is not None:
             self.log.info(
                 "saga transition",
-                saga_id=saga_id,
-                run_id=run_id,
                 failed_step=failed_step,
                 interrupted_steps=cut_off,
                 old_state=old.value,
@@ -371,22 +402,21 @@ class SagaCoordinator:
                 reason=reason,
             )
         elif interrupted:
-            self.ledger.merge_interrupted(saga_id, run_id, interrupted, self._rank)
+            self.ledger.merge_interrupted(self.saga_id, self.run_id, interrupted, rank)
 
-    def _stop_running_statements(self, saga_id: str, runner: StepRunner) -> list[str]:
+    def _stop_running_statements(self) -> list[str]:
         """Make every statement the saga still runs stop, and close those attempts with the outcome
         the engine confirms. Returns the steps whose statement could not be confirmed stopped."""
         unconfirmed: list[str] = []
-        for attempt in self.ledger.attempts(saga_id):
+        for attempt in self.ledger.attempts(self.saga_id):
             if attempt.status != AttemptStatus.RUNNING:
                 continue
-            fate = self._stop_statement(attempt, runner)
+            fate = self._stop_statement(attempt)
             if fate is None:
                 unconfirmed.append(attempt.step)
-            elif self.ledger.settle_attempt(saga_id, attempt.id, fate):
+            elif self.ledger.settle_attempt(self.saga_id, attempt.id, fate):
                 self.log.warning(
                     "closed an abandoned attempt",
-                    saga_id=saga_id,
                     step=attempt.step,
                     kind=attempt.kind.value,
                     statement_id=attempt.query_id,
@@ -395,31 +425,30 @@ class SagaCoordinator:
                 )
         return list(dict.fromkeys(unconfirmed))
 
-    def _stop_statement(self, attempt: StepAttempt, runner: StepRunner) -> StatementFate | None:
-        if (
-            attempt.query_id is None
-        ):  # it died (or is about to submit) before the engine named its statement
+    def _stop_statement(self, attempt: StepAttempt) -> StatementFate | None:
+        if attempt.query_id is None:
+            # it died (or is about to submit) before the engine named its statement
             return StatementFate(
                 AttemptStatus.FAILED, error="stopped before its statement was recorded"
             )
-        for number in range(1, self.policy.max_attempts + 1):
+        policy = self._coordinator.policy
+        for number in range(1, policy.max_attempts + 1):
             try:
-                return runner.stop_statement(attempt.query_id)
+                return self.runner.stop_statement(attempt.query_id)
             except StepError as error:
                 self.log.error(
                     "could not stop an abandoned statement",
-                    saga_id=attempt.saga_id,
                     step=attempt.step,
                     statement_id=attempt.query_id,
                     attempt=number,
                     error=str(error),
                 )
-                if not error.transient or number == self.policy.max_attempts:
+                if not error.transient or number == policy.max_attempts:
                     return None
-                self._sleep(self.policy.delay(number))
+                self._coordinator.sleep(policy.delay(number))
         return None
 
-    def _statement_recorder(self, attempt_id: int) -> Callable[[str], None]:
+    def _statement_recorder(self, attempt_id: int) -> StatementListener:
         def record(statement_id: str) -> None:
             try:
                 self.ledger.record_statement(attempt_id, statement_id)
@@ -430,28 +459,26 @@ class SagaCoordinator:
 
         return record
 
-    def _set_needs_manual(self, saga_id: str, run_id: str | None, failed: list[str]) -> None:
+    def _set_needs_manual(self, failed: list[str]) -> None:
         reason = f"compensation failed for {', '.join(failed)}"
         old = self.ledger.transition(
-            saga_id,
+            self.saga_id,
             {SagaState.COMPENSATING, SagaState.COMPENSATED, *_FAILURE_STATES},
             SagaState.FAILED_NEEDS_MANUAL,
             reason,
-            run_id,
+            self.run_id,
         )
         self.log.error(
             "saga needs manual intervention",
-            saga_id=saga_id,
-            run_id=run_id,
             failed_steps=failed,
             old_state=old.value if old else None,
-            new_state="FAILED_NEEDS_MANUAL",
+            new_state=SagaState.FAILED_NEEDS_MANUAL.value,
         )
 
-    def _pending_compensation(self, saga_id: str) -> list[StepDefinition]:
+    def _pending_compensation(self) -> list[StepDefinition]:
         """Steps with live or partial effects, the most recently active first."""
-        attempts = self.ledger.attempts(saga_id)
-        effects = self._effects(attempts)
+        attempts = self.ledger.attempts(self.saga_id)
+        effects = _effects(attempts)
         last_activity: dict[str, int] = {}
         for attempt in attempts:
             if attempt.kind == AttemptKind.ACTION:
@@ -460,64 +487,75 @@ class SagaCoordinator:
         names.sort(key=lambda n: last_activity[n], reverse=True)
         return [self.definition.step(n) for n in names]
 
-    def _compensate_step(
-        self, saga_id: str, step: StepDefinition, run_id: str | None, runner: StepRunner
-    ) -> bool:
-        bound = self.log.bind(saga_id=saga_id, run_id=run_id, step=step.name)
-        for attempt in range(1, self.policy.max_attempts + 1):
+    def _compensate_step(self, step: StepDefinition) -> bool:
+        bound = self.log.bind(step=step.name)
+        policy = self._coordinator.policy
+        for attempt in range(1, policy.max_attempts + 1):
             attempt_id = self.ledger.start_attempt(
-                saga_id, step.name, AttemptKind.COMPENSATION, run_id, attempt, require_running=False
+                self.saga_id,
+                step.name,
+                AttemptKind.COMPENSATION,
+                self.run_id,
+                attempt,
+                require_running=False,
             )
             try:
-                result = runner.run_compensation(step, self._statement_recorder(attempt_id))
+                result = self.runner.run_compensation(step, self._statement_recorder(attempt_id))
             except Exception as error:
-                self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.FAILED, error=error)
-                transient = (
-                    getattr(error, "transient", True) if isinstance(error, StepError) else True
+                self.ledger.finish_attempt(
+                    self.saga_id, attempt_id, AttemptStatus.FAILED, error=error
                 )
+                # an error the runner did not classify may well pass: worth another try
+                transient = error.transient if isinstance(error, StepError) else True
                 bound.error(
                     "compensation failed", attempt=attempt, error=str(error), transient=transient
                 )
-                if not transient or attempt == self.policy.max_attempts:
+                if not transient or attempt == policy.max_attempts:
                     return False
-                self._sleep(self.policy.delay(attempt))
+                self._coordinator.sleep(policy.delay(attempt))
                 continue
-            self.ledger.finish_attempt(saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result)
+            self.ledger.finish_attempt(
+                self.saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result
+            )
             bound.info("compensation succeeded", attempt=attempt, query_id=result.query_id)
             return True
         return False
 
     # --- derived state --------------------------------------------------------------------------
-    @staticmethod
-    def _effects(attempts: list[StepAttempt]) -> dict[str, str | None]:
-        """Per step: "live" (its action succeeded and was not undone), "partial" (an action failed
-        or is still running since the last undo) or None (nothing of it remains)."""
-        effects: dict[str, str | None] = {}
-        for attempt in attempts:
-            if attempt.kind == AttemptKind.ACTION:
-                if attempt.status == AttemptStatus.SUCCEEDED:
-                    effects[attempt.step] = "live"
-                elif effects.get(attempt.step) != "live":
-                    effects[attempt.step] = "partial"
-            elif attempt.status == AttemptStatus.SUCCEEDED:
-                effects[attempt.step] = None
-        return effects
+    def effects(self) -> dict[str, Effect | None]:
+        """Per step that ever ran: what remains of its action (None: nothing)."""
+        return _effects(self.ledger.attempts(self.saga_id))
 
-    def effects(self, saga_id: str) -> dict[str, str | None]:
-        return self._effects(self.ledger.attempts(saga_id))
+    def _record(self) -> SagaRecord:
+        saga = self.ledger.get_saga(self.saga_id)
+        if saga is None:
+            raise LookupError(f"saga {self.saga_id} is not in the ledger")
+        return saga
 
-    def _ancestors(self, step: str) -> list[str]:
-        seen: list[str] = []
-        stack = list(self.definition.step(step).depends_on)
-        while stack:
-            name = stack.pop()
-            if name not in seen:
-                seen.append(name)
-                stack.extend(self.definition.step(name).depends_on)
-        return seen
+    def _run_id(self, purpose: str) -> str:
+        if self.run_id is None:
+            raise ValueError(f"saga {self.saga_id}: only a run can {purpose}")
+        return self.run_id
 
-    def _rank(self, step: str) -> int:
-        return self._position[step]
 
-    def _all_steps(self) -> list[str]:
-        return [s.name for s in self.definition.steps]
+def _effects(attempts: list[StepAttempt]) -> dict[str, Effect | None]:
+    effects: dict[str, Effect | None] = {}
+    for attempt in attempts:
+        if attempt.kind == AttemptKind.ACTION:
+            if attempt.status == AttemptStatus.SUCCEEDED:
+                effects[attempt.step] = Effect.LIVE
+            elif effects.get(attempt.step) != Effect.LIVE:
+                effects[attempt.step] = Effect.PARTIAL
+        elif attempt.status == AttemptStatus.SUCCEEDED:
+            effects[attempt.step] = None
+    return effects
+
+
+def _succeeded_in(attempts: list[StepAttempt], generation: int) -> set[str]:
+    return {
+        a.step
+        for a in attempts
+        if a.kind == AttemptKind.ACTION
+        and a.status == AttemptStatus.SUCCEEDED
+        and a.generation == generation
+    }

@@ -34,7 +34,7 @@ class StepCancelled(StepError):
 
 
 class SagaFenced(Exception):
-    """The saga is no longer running (it is being or has been compensated): the step must not run."""
+    """The saga no longer runs (it is being, or has been, compensated): the step must not start."""
 
     def __init__(self, saga_id: str, state: str):
         super().__init__(f"saga {saga_id} is {state}: step not started")

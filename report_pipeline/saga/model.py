@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from report_pipeline.saga.errors import InvalidTransition
 
@@ -68,7 +68,7 @@ class FailureKind(StrEnum):
 
     @classmethod
     def of_unfinished(cls, state: SagaState) -> FailureKind:
-        """Why a saga found unfinished after its run ended stopped: what its state says, else a crash."""
+        """Why a saga its run left unfinished stopped: as its state says, else a crash."""
         return {SagaState.TIMED_OUT: cls.TIMED_OUT, SagaState.CANCELLED: cls.CANCELLED}.get(
             state, cls.CRASHED
         )
@@ -85,16 +85,35 @@ class AttemptStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class RunKind(StrEnum):
+    """How a run came to drive a saga, as recorded when the run is tied to it."""
+
+    RUN = "run"  # the run that started the saga
+    REEXECUTION = "reexecution"  # a re-execution that took the saga over
+    COMPENSATION = "compensation"  # a run launched only to undo the saga
+
+
+class Effect(StrEnum):
+    """What remains of a step's action (nothing remains: no entry, or None)."""
+
+    LIVE = "live"  # its action succeeded and was not undone
+    PARTIAL = "partial"  # an action failed or is still running since the last undo
+
+
 @dataclass(frozen=True)
-class CompensationPolicy:
-    """How hard to try an undo before declaring the saga FAILED_NEEDS_MANUAL."""
+class RetryPolicy:
+    """How often to try, and how long to wait between tries: exponential backoff, optionally capped.
+    The defaults are those of an undo, before the saga is declared FAILED_NEEDS_MANUAL."""
 
     max_attempts: int = 4
     initial_delay_seconds: float = 1.0
     backoff: float = 2.0
+    max_delay_seconds: float | None = None
 
     def delay(self, attempt: int) -> float:
-        return self.initial_delay_seconds * self.backoff ** (attempt - 1)
+        """Seconds to wait after try number `attempt` (1-based) failed, before the next one."""
+        delay = self.initial_delay_seconds * self.backoff ** (attempt - 1)
+        return delay if self.max_delay_seconds is None else min(delay, self.max_delay_seconds)
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ class StepDefinition:
     name: str
     depends_on: tuple[str, ...] = ()
     compensable: bool = True  # False: nothing to undo (a cleanup step)
-    resources: tuple[str, ...] = ()  # what the action creates, recorded before it runs
+    created_tables: tuple[str, ...] = ()  # the tables its action creates, recorded before it runs
 
 
 @dataclass(frozen=True)
@@ -144,16 +163,20 @@ class SagaDefinition:
         return ordered
 
 
+Details = TypeVar("Details")
+
+
 @dataclass(frozen=True)
-class StepResult:
-    """What a step's statement did, for the ledger and the UI."""
+class StepResult(Generic[Details]):
+    """What a step's statement did, for the ledger and the UI. `details` is the runner's own account
+    (its type is the runner's): the saga engine passes it on untouched."""
 
     query_id: str | None = None
     rows: int | None = None
     bytes: int | None = None
     elapsed_seconds: float | None = None
     queued_seconds: float | None = None  # time the statements waited in the engine's queue
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Details | None = None
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,2 @@
-"""Talking to Trino: the client (progress, time limits, cancel and lookup by id), error classes, SQL rendering."""
+"""Talking to Trino: the client (progress, time limits, cancel and lookup by id), error classes,
+SQL rendering."""

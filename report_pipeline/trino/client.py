@@ -9,6 +9,7 @@ into the saga engine's error classes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,9 +27,8 @@ from report_pipeline.trino.errors import classify, classify_error_code
 from report_pipeline.trino.sql import Statement, is_read_only
 
 log = structlog.get_logger("report_pipeline.trino")
-STOP_TIMEOUT_SECONDS = (
-    60.0  # a cancelled query ends within seconds; past this, ask again on a later try
-)
+# a cancelled query ends within seconds; past this, ask again on a later try
+STOP_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,8 @@ class TrinoSettings:
     catalog: str = "lake"
     schema: str = "analytics"
     http_scheme: Literal["http", "https"] = "http"
-    verify: bool | str = (
-        True  # HTTPS: check the certificate (True), not (False), or a CA bundle path
-    )
+    # HTTPS: check the certificate (True), not (False), or against a CA bundle (its path)
+    verify: bool | str = True
     password: str | None = None  # basic authentication (HTTPS only); from the environment
     jwt: str | None = None  # bearer-token authentication (HTTPS only); from the environment
     source: str = "report_pipeline"
@@ -75,7 +74,8 @@ class TrinoSettings:
 
     def __repr__(self) -> str:  # never show a secret in a log line or a traceback
         hidden = {"password": "***" if self.password else None, "jwt": "***" if self.jwt else None}
-        return f"TrinoSettings({', '.join(f'{k}={hidden.get(k, v)!r}' for k, v in vars(self).items())})"
+        fields = ", ".join(f"{k}={hidden.get(k, v)!r}" for k, v in vars(self).items())
+        return f"TrinoSettings({fields})"
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ class TrinoClient:
                 if isinstance(error, Exception) and not timed_out.is_set():
                     step_error = classify(error)
                     if timeout_seconds and step_error.error_name == "EXCEEDED_TIME_LIMIT":
-                        # the server enforced the same limit (query_max_run_time) just before the watchdog
+                        # the server enforced the same limit (query_max_run_time) just before
+                        # the watchdog did
                         raise StepTimedOut(
                             f"statement exceeded its time limit of {timeout_seconds:.0f}s",
                             error_name="EXCEEDED_TIME_LIMIT",
@@ -191,7 +192,8 @@ class TrinoClient:
                         and cursor.query_id
                         and not is_read_only(statement.sql)
                     ):
-                        # a write whose outcome is unknown: ask Trino what became of it before anyone retries
+                        # a write whose outcome is unknown: ask Trino what became of it before
+                        # anyone retries
                         return self._settle(
                             cursor.query_id, statement, started, timeout_seconds, step_error
                         )
@@ -245,36 +247,37 @@ class TrinoClient:
         timeout_seconds: float | None,
         lost: StepError,
     ) -> QueryOutcome:
-        """The outcome of a statement whose connection was lost, from the coordinator's query record.
+        """The outcome of a statement whose connection was lost, from the coordinator's record.
 
         FINISHED: it succeeded. FAILED: its own error. Still running: wait for it (within the step's
-        time limit). Unknown (the coordinator restarted or forgot it): it did not complete there, and
-        the step's retry first undoes any partial effect before submitting it again.
+        time limit). Unknown (the coordinator restarted or forgot it): it did not complete there,
+        and the step's retry first undoes any partial effect before submitting it again.
         """
         deadline = started + (timeout_seconds or 3600)
         log.warning("connection lost mid-statement: looking the query up", query_id=query_id)
         while True:
             info = self.query_info(query_id)
-            state = (info or {}).get("state")
-            if state == "FINISHED":
-                log.info("lost statement had finished", query_id=query_id)
-                return QueryOutcome(
-                    query_id=query_id,
-                    info_uri=f"{self.settings.ui_url}/ui/query.html?{query_id}",
-                    update_type=info.get("updateType"),
-                    row_count=None,
-                    elapsed_seconds=time.monotonic() - started,
-                )
-            if state == "FAILED":
-                error = info.get("errorCode") or {}
-                raise classify_error_code(
-                    error.get("name"),
-                    error.get("type"),
-                    (info.get("failureInfo") or {}).get("message", "failed"),
-                    query_id,
-                )
-            if state is None and info is not None:
-                raise lost
+            if info is not None:  # None: the coordinator is unreachable, ask again below
+                state = info.get("state")
+                if state == "FINISHED":
+                    log.info("lost statement had finished", query_id=query_id)
+                    return QueryOutcome(
+                        query_id=query_id,
+                        info_uri=f"{self.settings.ui_url}/ui/query.html?{query_id}",
+                        update_type=info.get("updateType"),
+                        row_count=None,
+                        elapsed_seconds=time.monotonic() - started,
+                    )
+                if state == "FAILED":
+                    error = info.get("errorCode") or {}
+                    raise classify_error_code(
+                        error.get("name"),
+                        error.get("type"),
+                        (info.get("failureInfo") or {}).get("message", "failed"),
+                        query_id,
+                    )
+                if state is None:
+                    raise lost
             if time.monotonic() > deadline:
                 self.cancel(query_id)
                 raise StepTimedOut(
@@ -285,7 +288,8 @@ class TrinoClient:
             time.sleep(1.0)
 
     def query_info(self, query_id: str, attempts: int = 5) -> dict | None:
-        """`GET /v1/query/{id}`: the record, {} if the coordinator does not know the query, None if unreachable."""
+        """`GET /v1/query/{id}`: the record, {} if the coordinator does not know the query, None
+        if it is unreachable."""
         url = f"{self.settings.ui_url}/v1/query/{query_id}"
         for attempt in range(attempts):
             try:
@@ -313,8 +317,8 @@ class TrinoClient:
                 return QueryFate(
                     query_id, "UNKNOWN", None, "the coordinator no longer knows the query"
                 )
-            state = (info or {}).get("state")
-            if state in ("FINISHED", "FAILED"):
+            state = info.get("state") if info is not None else None  # None: unreachable
+            if info is not None and state in ("FINISHED", "FAILED"):
                 error = info.get("errorCode") or {}
                 message = (
                     (info.get("failureInfo") or {}).get("message") if state == "FAILED" else None
@@ -350,7 +354,8 @@ class TrinoClient:
         return session
 
     def _session(self) -> requests.Session:
-        """A session for the REST calls beside the protocol, with the client's user, TLS and credentials."""
+        """A session for the REST calls beside the protocol, with the client's user, TLS and
+        credentials."""
         session = self._http_session()
         session.headers["X-Trino-User"] = self.settings.user
         auth = self.settings.auth()
@@ -360,7 +365,8 @@ class TrinoClient:
 
 
 class _Watchdog:
-    """Cancels the query when its time is up (the server-side limit is the second line of defence)."""
+    """Cancels the query when its time is up (the server-side limit is the second line of
+    defence)."""
 
     def __init__(self, seconds: float, cursor: trino.dbapi.Cursor, fired: threading.Event):
         self._timer = threading.Timer(seconds, self._fire, args=(cursor, fired))
@@ -377,10 +383,9 @@ class _Watchdog:
 
 
 def _cancel_quietly(cursor: trino.dbapi.Cursor) -> None:
-    try:
+    # best effort: the query may have ended, or Trino be unreachable; the caller raises either way
+    with contextlib.suppress(Exception):
         cursor.cancel()
-    except Exception:
-        pass
 
 
 def _progress(stats: dict, elapsed: float) -> QueryProgress:

@@ -7,6 +7,8 @@ lost connections). Everything else, user errors above all, fails the step at onc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import requests
 import trino.exceptions as trino_errors
 
@@ -30,7 +32,8 @@ CANCELLED_ERRORS = {"USER_CANCELED", "ADMINISTRATIVELY_KILLED"}
 def classify_error_code(
     name: str | None, kind: str | None, message: str, query_id: str | None
 ) -> StepError:
-    """The saga's view of a Trino error given by name and type (from a response or a query record)."""
+    """The saga's view of a Trino error given by name and type (from a response or a query
+    record)."""
     text = f"{name}: {message}"
     if name in CANCELLED_ERRORS:
         return StepCancelled(text, error_name=name, query_id=query_id)
@@ -52,7 +55,8 @@ def classify(error: BaseException) -> StepError:
     ):
         return TransientStepError(str(error), error_name=type(error).__name__)
     if any(isinstance(e, requests.exceptions.SSLError) for e in _causes(error)):
-        # a certificate that does not verify will not verify on a retry: fix the CA bundle or TRINO_VERIFY
+        # a certificate that does not verify will not verify on a retry: the CA bundle or
+        # TRINO_VERIFY needs fixing
         return PermanentStepError(f"TLS failure talking to Trino: {error}", error_name="TLS_ERROR")
     if isinstance(
         error,
@@ -75,9 +79,10 @@ def classify(error: BaseException) -> StepError:
     return PermanentStepError(f"{type(error).__name__}: {error}", error_name=type(error).__name__)
 
 
-def _causes(error: BaseException):
+def _causes(error: BaseException) -> Iterator[BaseException]:
     """The error and what it was raised from (the client wraps requests' errors in its own)."""
+    current: BaseException | None = error
     seen = 0
-    while error is not None and seen < 10:
-        yield error
-        error, seen = error.__cause__ or error.__context__, seen + 1
+    while current is not None and seen < 10:
+        yield current
+        current, seen = current.__cause__ or current.__context__, seen + 1

@@ -7,6 +7,7 @@ validated and quoted before it is substituted). The text is otherwise sent exact
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from collections.abc import Mapping
@@ -66,7 +67,7 @@ def is_read_only(sql: str) -> bool:
         tree = sqlglot.parse_one(sql, read="trino")
     except sqlglot.errors.SqlglotError:
         return False
-    return isinstance(tree, sqlglot.exp.Query) or isinstance(tree, sqlglot.exp.Describe)
+    return isinstance(tree, (sqlglot.exp.Query, sqlglot.exp.Describe))
 
 
 def parameter_names(sql: str) -> list[str]:
@@ -112,7 +113,7 @@ def render(sql: str, tables: Mapping[str, QualifiedName], values: Mapping[str, A
     return Statement("".join(pieces).strip().rstrip(";").rstrip(), parameters)
 
 
-def parse_statement(sql: str) -> exp.Expression:
+def parse_statement(sql: str) -> exp.Expr:
     """The one Trino statement of `sql` as a tree (comments play no part). An error says where,
     never quoting the text: it may come from a file that is not SQL at all."""
     try:
@@ -134,13 +135,14 @@ def parse_statement(sql: str) -> exp.Expression:
 
 
 def _named_parameters(sql: str) -> list[tuple[str, int, int]]:
-    """(name, start, end) of each `:name`, found by Trino's tokenizer so strings and comments are skipped."""
+    """(name, start, end) of each `:name`, found by Trino's tokenizer (so strings and comments
+    are skipped)."""
     try:
         tokens = sqlglot.tokenize(sql, read="trino")
     except sqlglot.errors.TokenError:
         raise SqlRenderError(_UNTOKENIZABLE) from None  # sqlglot's message quotes the text
     found = []
-    for colon, name in zip(tokens, tokens[1:]):
+    for colon, name in itertools.pairwise(tokens):
         if (
             colon.token_type == TokenType.COLON
             and name.start == colon.end + 1

@@ -16,7 +16,6 @@ concurrent first run never leaves half an install; a second run downloads nothin
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from report_pipeline import settings
 
 # The version docker-compose.yml runs (a test holds them equal): the newest on Maven Central.
 TRINO_VERSION = "476"
@@ -53,13 +54,7 @@ class TrinoInstallation:
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get("REPORT_PIPELINE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    return (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-        / "report_pipeline"
-    )
+    return settings.CACHE.read() or settings.XDG_CACHE_HOME.value() / "report_pipeline"
 
 
 def ensure_installed(version: str = TRINO_VERSION, log=print) -> TrinoInstallation:

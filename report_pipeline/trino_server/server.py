@@ -1,4 +1,5 @@
-"""A real single-node Trino coordinator on this machine, sized for 2 cores, with the project's catalogs.
+"""A real single-node Trino coordinator on this machine, sized for 2 cores, with the project's
+catalogs.
 
 `TrinoServer` writes a config into its data folder, runs the JVM in its own process group, waits
 until `SELECT 1` answers, and loads the sample warehouse: `lake` (PostgreSQL connector, the same
@@ -38,9 +39,8 @@ DEPLOY_TRINO = Path(__file__).resolve().parent.parent / "deploy" / "trino"
 CATALOG_FILES = ("lake.properties", "iceberg.properties", "memory.properties")
 START_TIMEOUT_SECONDS = 240
 STOP_TIMEOUT_SECONDS = 30
-READINESS_PROBE = (
-    "trino_readiness_probe"  # a one-row table in the lake database, scanned at start-up
-)
+# a one-row table in the lake database, scanned at start-up
+READINESS_PROBE = "trino_readiness_probe"
 # A 2 GB heap leaves room for DuckDB, PostgreSQL and Dagster beside it (about 3 GB resident).
 JVM_OPTIONS = (
     "-server",
@@ -221,7 +221,8 @@ class TrinoServer:
         }
 
     def _node_properties(self) -> list[str]:
-        """Read before the config file, so passed as system properties (as Trino's launcher does)."""
+        """Read before the config file, so passed as system properties (as Trino's launcher
+        does)."""
         node = {
             "node.environment": "report_pipeline",
             "node.id": f"local-{self.port}",
@@ -312,7 +313,8 @@ class TrinoServer:
             return False
 
     def _load_iceberg_sample_data(self) -> None:
-        """The lake's sample tables copied into Iceberg (names validated and quoted as a report's are)."""
+        """The lake's sample tables copied into Iceberg (names validated and quoted as a report's
+        are)."""
         for schema in WAREHOUSE_SCHEMAS:
             catalog, schema_name, _ = QualifiedName("iceberg", schema, "unused").quoted().split(".")
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {catalog}.{schema_name}")
@@ -354,7 +356,9 @@ def load_lake_sample_data(
             "AND table_name IN ('users', 'events')",
             [SOURCE_SCHEMA],
         )
-        if cursor.fetchone()[0] == 2 or events == 0:
+        row = cursor.fetchone()
+        assert row is not None  # count(*) answers exactly one row
+        if row[0] == 2 or events == 0:
             return False
         for table in ("users", "events"):
             columns = source.execute(f"DESCRIBE sample.{SOURCE_SCHEMA}.{table}").fetchall()

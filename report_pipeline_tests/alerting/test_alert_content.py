@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from report_pipeline.alerting.alerts import Alert, outcome_alert, slack_payload
+from report_pipeline.alerting.alerts import Alert, AlertKind, outcome_alert
+from report_pipeline.alerting.payloads import slack_payload
 from report_pipeline.saga import SagaState
 from report_pipeline.saga.model import SagaRecord
 
@@ -27,8 +28,14 @@ def terminated_saga() -> SagaRecord:
     )
 
 
-def test_alert_of_a_stopped_run_names_every_interrupted_step() -> None:
+def terminated_saga_alert() -> Alert:
     alert = outcome_alert(terminated_saga(), [], None)
+    assert alert is not None
+    return alert
+
+
+def test_alert_of_a_stopped_run_names_every_interrupted_step() -> None:
+    alert = terminated_saga_alert()
     assert (alert.failed_step, alert.interrupted_steps) == (
         "build_activity",
         ("build_activity", "build_purchases"),
@@ -40,6 +47,11 @@ def test_alert_of_a_stopped_run_names_every_interrupted_step() -> None:
 
 
 def test_alert_queued_before_interrupted_steps_existed_still_loads() -> None:
-    document = outcome_alert(terminated_saga(), [], None).to_json()
+    document = terminated_saga_alert().to_json()
     del document["interrupted_steps"]
     assert Alert.from_json(document).interrupted_steps == ()
+
+
+def test_alert_queued_under_the_old_name_of_overdue_still_loads() -> None:
+    document = {**terminated_saga_alert().to_json(), "kind": "stuck"}
+    assert Alert.from_json(document).kind == AlertKind.OVERDUE

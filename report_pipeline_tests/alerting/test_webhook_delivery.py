@@ -1,5 +1,5 @@
-"""Webhook delivery against real HTTP servers on loopback: no redirects, a deadline, a bounded answer;
-and Slack text that no saga value can turn into a mention or a link."""
+"""Webhook delivery against real HTTP servers on loopback: no redirects, a deadline, a bounded
+answer; and Slack text that no saga value can turn into a mention or a link."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from report_pipeline.alerting.alerts import Alert, run_failure_alert, slack_payload
+from report_pipeline.alerting.alerts import Alert, run_failure_alert
+from report_pipeline.alerting.payloads import slack_payload
 from report_pipeline.alerting.webhook import DeliveryError, post_alert
 from report_pipeline_tests.orchestration.receiver import Receiver
 
@@ -62,7 +63,8 @@ def redirect_to(status: int, location: str) -> Callable[[BaseHTTPRequestHandler]
 
 
 def drip(handler: BaseHTTPRequestHandler, data: bytes) -> None:
-    """Writes `data` a byte at a time until the client hangs up (or 30 s, so no thread outlives the run)."""
+    """Writes `data` a byte at a time until the client hangs up (or 30 s, so no thread outlives the
+    run)."""
     until = time.monotonic() + 30
     try:
         for byte in data:
@@ -70,7 +72,7 @@ def drip(handler: BaseHTTPRequestHandler, data: bytes) -> None:
                 return
             handler.wfile.write(bytes([byte]))
             handler.wfile.flush()
-            time.sleep(DRIP_INTERVAL)
+            time.sleep(DRIP_INTERVAL)  # the pace is the point: a receiver this slow
     except OSError:
         pass
 
@@ -119,7 +121,7 @@ def failed_delivery(url: str, fmt: str = "json") -> tuple[str, float]:
     return str(failure.value), time.monotonic() - started
 
 
-# --- delivery ---------------------------------------------------------------------------------------
+# --- delivery -------------------------------------------------------------------------------------
 
 
 def test_a_2xx_answer_delivers_the_alert(endpoints) -> None:
@@ -183,7 +185,7 @@ def test_unreachable_webhook_error_names_no_url(endpoints) -> None:
     assert message == "webhook unreachable (ConnectionError)"
 
 
-# --- Slack text -------------------------------------------------------------------------------------
+# --- Slack text -----------------------------------------------------------------------------------
 
 
 def mrkdwn_texts(payload: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark, side by side in one run; a table on stdout, JSON in bench-results/."""
+"""`make bench`: every benchmark, side by side in one run; a table on stdout, JSON in
+bench-results/."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def main() -> None:
         tabulate(rows, headers=["benchmark", "measured", "baseline", "ratio", "detail", "goal", ""])
     )
     print(
-        f"\nmedians of {args.repeats} runs; machine: {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"\nmedians of {args.repeats} runs; machine: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
     )
     output = Path(args.output)
     output.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import sqlglot
 import trino
@@ -39,7 +40,7 @@ def real_trino(events: int, repeats: int) -> tuple[list[list[str]], dict]:
     import tempfile
     from pathlib import Path
 
-    from report_pipeline_tests.orchestration.stack import free_port
+    from report_pipeline_tests.conftest import free_port
 
     postgres = PostgresSettings.from_env()
     prefix = f"report_pipeline_bench_{secrets.token_hex(4)}"
@@ -165,7 +166,7 @@ def main(events: int, repeats: int, fetch_rows: int) -> tuple[list[list[str]], d
 
     engine_s, direct_s = statistics.median(engine_times), statistics.median(direct_times)
     fetch_s, direct_fetch_s = statistics.median(fetch_times), statistics.median(direct_fetch)
-    results = {
+    results: dict[str, Any] = {  # the benchmark's JSON record
         "events": events,
         "repeats": repeats,
         "ctas_aggregate_engine_s": engine_s,

@@ -36,10 +36,10 @@ SCRAPES = 11
 
 # one saga in ten fails: 7 % compensated, 3 % needing a person; the newest LIVE_SAGAS are live
 _SAGAS = """
-INSERT INTO sagas (saga_id, saga_name, parameters, trigger, partition_key, state, generation, run_id,
-                   failure_kind, failed_step, error, created_at, updated_at)
-SELECT 'saga-' || i, (ARRAY{reports})[1 + i % 5], '{{"day": "2026-01-01"}}', 'schedule:daily', 'p' || (i % 365),
-       state, 1, 'run-' || i,
+INSERT INTO sagas (saga_id, saga_name, parameters, trigger, partition_key, state, generation,
+                   run_id, failure_kind, failed_step, error, created_at, updated_at)
+SELECT 'saga-' || i, (ARRAY{reports})[1 + i % 5], '{{"day": "2026-01-01"}}', 'schedule:daily',
+       'p' || (i % 365), state, 1, 'run-' || i,
        CASE WHEN state IN ('COMPENSATED', 'FAILED_NEEDS_MANUAL') THEN 'step_failed' END,
        CASE WHEN state IN ('COMPENSATED', 'FAILED_NEEDS_MANUAL') THEN 'step_3' END,
        CASE WHEN state IN ('COMPENSATED', 'FAILED_NEEDS_MANUAL') THEN 'TABLE_NOT_FOUND: gone' END,
@@ -55,9 +55,11 @@ FROM (SELECT i, now() - interval '30 seconds' * ({sagas} - i) AS created,
 # attempt j of saga i: actions then two undos; one in seven failed, by a known or a made-up name;
 # a live saga's last attempt is still running
 _ATTEMPTS = """
-INSERT INTO saga_step_attempts (saga_id, step, kind, status, run_id, generation, attempt, started_at, ended_at,
-                                query_id, rows, bytes, error, error_name, queued_seconds)
-SELECT 'saga-' || i, 'step_' || (1 + j % 4), CASE WHEN j < {per_saga} - 2 THEN 'action' ELSE 'compensation' END,
+INSERT INTO saga_step_attempts (saga_id, step, kind, status, run_id, generation, attempt,
+                                started_at, ended_at, query_id, rows, bytes, error, error_name,
+                                queued_seconds)
+SELECT 'saga-' || i, 'step_' || (1 + j % 4),
+       CASE WHEN j < {per_saga} - 2 THEN 'action' ELSE 'compensation' END,
        status, 'run-' || i, 1, 1 + j / 4, started,
        CASE WHEN status <> 'RUNNING'
             THEN started + interval '1 millisecond' * (100 + (i * 7919 + j * 104729) % 900000) END,
@@ -67,17 +69,20 @@ SELECT 'saga-' || i, 'step_' || (1 + j % 4), CASE WHEN j < {per_saga} - 2 THEN '
             CASE i % 4 WHEN 0 THEN 'EXCEEDED_TIME_LIMIT' WHEN 1 THEN 'HIVE_METASTORE_ERROR'
                        WHEN 2 THEN 'CONNECTION_LOST' ELSE 'MADE_UP_' || (i % 5000) END END,
        ((i * 31 + j) % 5000) / 1000.0
-FROM (SELECT i, j, now() - interval '30 seconds' * ({sagas} - i) + interval '20 seconds' * j AS started,
+FROM (SELECT i, j,
+             now() - interval '30 seconds' * ({sagas} - i) + interval '20 seconds' * j AS started,
              CASE WHEN i >= {sagas} - {live} AND j = {per_saga} - 1 THEN 'RUNNING'
                   WHEN (i * {per_saga} + j) % 7 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END AS status
-      FROM generate_series(0, {attempts} - 1) AS k, LATERAL (SELECT k / {per_saga} AS i, k % {per_saga} AS j) AS ij)
+      FROM generate_series(0, {attempts} - 1) AS k,
+           LATERAL (SELECT k / {per_saga} AS i, k % {per_saga} AS j) AS ij)
      AS a
 """
 # each saga starts RUNNING; an ended one moved on to its end state (a failed one through FAILED and
 # COMPENSATING), a compensating one as far as COMPENSATING
 _TRANSITIONS = """
 INSERT INTO saga_transitions (saga_id, old_state, new_state, at, reason, run_id)
-SELECT s.saga_id, path[n - 1], path[n], s.created_at + interval '1 second' * n, 'generated', s.run_id
+SELECT s.saga_id, path[n - 1], path[n], s.created_at + interval '1 second' * n, 'generated',
+       s.run_id
 FROM (SELECT saga_id, created_at, run_id,
              CASE state WHEN 'SUCCEEDED' THEN ARRAY[NULL, 'RUNNING', 'SUCCEEDED']
                         WHEN 'RUNNING' THEN ARRAY[NULL, 'RUNNING']
@@ -87,14 +92,17 @@ FROM (SELECT saga_id, created_at, run_id,
 ORDER BY s.created_at, n
 """
 _ALERTS = """
-INSERT INTO saga_alerts (alert_key, saga_id, kind, payload, status, attempts, created_at, delivered_at)
-SELECT saga_id || ':1:' || state, saga_id, lower('saga_' || state), '{{}}', 'delivered', 1, updated_at, updated_at
+INSERT INTO saga_alerts (alert_key, saga_id, kind, payload, status, attempts, created_at,
+                         delivered_at)
+SELECT saga_id || ':1:' || state, saga_id, lower('saga_' || state), '{{}}', 'delivered', 1,
+       updated_at, updated_at
 FROM sagas WHERE state IN ('COMPENSATED', 'FAILED_NEEDS_MANUAL')
 """
 
 
 def generate(ledger: SqlLedger, sagas: int, attempts: int) -> None:
-    """Fill an empty, migrated ledger (PostgreSQL) with `sagas` sagas and `attempts` step attempts."""
+    """Fill an empty, migrated ledger (PostgreSQL) with `sagas` sagas and `attempts` step
+    attempts."""
     per_saga = attempts // sagas
     values = {
         "sagas": sagas,
@@ -161,8 +169,9 @@ def main(sagas: int, attempts: int) -> tuple[list[list[str]], dict]:
         drop_database(postgres, database)
     median = statistics.median(times)
     print(
-        f"B8: generated in {generated:.1f}s; first scrape {first:.2f}s, the rest of the history folded in "
-        f"{catch_up:.1f}s, then a scrape takes {median * 1000:.0f} ms (median of {SCRAPES})",
+        f"B8: generated in {generated:.1f}s; first scrape {first:.2f}s, the rest of the history "
+        f"folded in {catch_up:.1f}s, then a scrape takes {median * 1000:.0f} ms "
+        f"(median of {SCRAPES})",
         flush=True,
     )
     row = [

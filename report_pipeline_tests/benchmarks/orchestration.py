@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,33 +41,23 @@ import yaml
 
 from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import Fault, LocalTrino
-from report_pipeline.orchestration.jobs import EXECUTOR, START_OP, build_report_job
+from report_pipeline.orchestration.jobs import EXECUTOR, build_report_job
 from report_pipeline.orchestration.resources import STEP_SOURCE
-from report_pipeline.postgres import PostgresSettings
 from report_pipeline.reporting import REPORTS_DIR, load_reports
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline.saga.ledger import SqlLedger
 from report_pipeline.trino.sql import render
 from report_pipeline.trino_server import TrinoServer, ensure_installed
-from report_pipeline_tests.orchestration.stack import free_port
+from report_pipeline_tests.builders import start_saga_config
+from report_pipeline_tests.conftest import PG, POSTGRES, free_port, wait_for
+from report_pipeline_tests.orchestration.stack import TERMINAL
+from report_pipeline_tests.orchestration.statements import sent_in_order, step_statements
 
 REPORT = "daily_country_report"
 PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-03-31", "min_events": 5}
 STEPS = 3
 ROOT = Path(__file__).resolve().parents[2]
-# the server .ci/ensure-postgres set up (or PGHOST/PGPORT/PGUSER/PGPASSWORD)
-POSTGRES = PostgresSettings.from_env()
-PG = {
-    "host": POSTGRES.host,
-    "port": POSTGRES.port,
-    "user": POSTGRES.user,
-    "password": POSTGRES.password,
-}
-STATEMENT = {
-    "create_summary": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_summary"',
-    "write_report": r"INSERT INTO reports\.daily_country_report",
-    "drop_summary": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_summary"',
-}
+STATEMENT = step_statements(load_reports()[REPORT])  # each step's statement, as a pattern
 CATALOG = "lake"
 DEFAULT_EXECUTOR = "multiprocess (forkserver, preloaded) [default]"
 EXECUTORS = {
@@ -133,7 +124,9 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
                     "TRINO_USER": "bench",
                     "TRINO_CATALOG": engine.catalog,
                     "REPORT_PIPELINE_REPORTS_DIR": str(reports),
-                    "REPORT_PIPELINE_LEDGER_URL": f"postgresql+psycopg2://{auth}@{PG['host']}:{PG['port']}/{name}",
+                    "REPORT_PIPELINE_LEDGER_URL": (
+                        f"postgresql+psycopg2://{auth}@{PG['host']}:{PG['port']}/{name}"
+                    ),
                     "REPORT_PIPELINE_LOG_FORMAT": "json",
                     "DAGSTER_HOME": str(home),
                     "DAGSTER_PG_HOST": PG["host"],
@@ -173,12 +166,15 @@ def _launch(instance: dg.DagsterInstance, executor: str | None = None) -> dg.Dag
         )
     else:
         job = dg.build_reconstructable_job(
-            __name__, "report_job_with", reconstructable_args=(REPORT, executor)
+            __name__,
+            "report_job_with",
+            # typed as a 1-tuple in dagster, but any tuple of the factory's arguments is taken
+            reconstructable_args=(REPORT, executor),  # type: ignore[arg-type]
         )
-    with dg.execute_job(
-        job, instance=instance, run_config={"ops": {START_OP: {"config": PARAMETERS}}}
-    ) as result:
-        return instance.get_run_by_id(result.run_id)
+    with dg.execute_job(job, instance=instance, run_config=start_saga_config(PARAMETERS)) as result:
+        run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    return run
 
 
 def _bare_script(engine: FaultProxy) -> float:
@@ -187,14 +183,7 @@ def _bare_script(engine: FaultProxy) -> float:
     saga_id = str(uuid.uuid4())
     tables = spec.scratch_tables(saga_id, CATALOG, "scratch")
     values = {**spec.parse_parameters(PARAMETERS), "saga_id": saga_id}
-    files = [
-        f
-        for name in spec.saga_definition().order()
-        for f in [
-            *spec.steps[name].action,
-            *([spec.steps[name].preview] if spec.steps[name].preview else []),
-        ]
-    ]
+    files = [file for _, file in sent_in_order(spec)]
     started = time.perf_counter()
     with trino.dbapi.connect(
         host=engine.host, port=engine.port, user="bench", catalog=CATALOG, schema="analytics"
@@ -256,32 +245,41 @@ def b2_failure_to_compensated(setup: dict, repeats: int) -> dict[str, Any]:
 
 # --- B3-B5 on the real webserver and daemon -----------------------------------------------------
 def _running_statement(engine: LocalTrino, pattern: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [
+    found: list[Any] = []
+
+    def started() -> bool:
+        found[:] = [
             q
             for q in engine.engine.queries()
             if re.search(pattern, q.sql) and q.state.value == "RUNNING"
         ]
-        if found:
-            return found[0]
-        time.sleep(0.02)
-    raise TimeoutError(f"no statement matching {pattern} started within {timeout}s")
+        return bool(found)
+
+    if wait_for(started, timeout) is None:
+        raise TimeoutError(f"no statement matching {pattern} started within {timeout}s")
+    return found[0]
+
+
+def _state(ledger: SqlLedger, saga_id: str) -> SagaState:
+    saga = ledger.get_saga(saga_id)
+    assert saga is not None, f"no saga {saga_id}"
+    return saga.state
+
+
+def _saga_ended(ledger: SqlLedger, saga_id: str) -> bool:
+    return _state(ledger, saga_id).terminal
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
+    if wait_for(condition, timeout, interval=0.05) is None:
+        raise TimeoutError("condition not met in time")
 
 
 def b3_terminate_to_stopped(stack, engine: LocalTrino, repeats: int) -> dict[str, Any]:
     figures = []
     for _ in range(repeats):
         engine.inject(Fault(pattern=STATEMENT["create_summary"], action="stall", seconds=120))
-        run_id = stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}})
+        run_id = stack.launch(REPORT, start_saga_config(PARAMETERS))
         statement = _running_statement(engine, STATEMENT["create_summary"])
         started = time.monotonic()
         stack.terminate(run_id)
@@ -300,14 +298,14 @@ def b4_kill_to_compensated(
     figures = []
     for _ in range(repeats):
         engine.inject(Fault(pattern=STATEMENT["write_report"], action="stall", seconds=5))
-        run_id = stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}})
+        run_id = stack.launch(REPORT, start_saga_config(PARAMETERS))
         _running_statement(engine, STATEMENT["write_report"])
         pid = run_worker_pid(stack, run_id)
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        _wait(lambda: ledger.get_saga(run_id).state.terminal, timeout=120)
+        _wait(partial(_saga_ended, ledger, run_id), timeout=120)
         figures.append(time.monotonic() - killed)
-        assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
+        assert _state(ledger, run_id) == SagaState.COMPENSATED
         engine.engine.faults.clear()
     return {"median": statistics.median(figures), "all": figures}
 
@@ -329,13 +327,11 @@ def b5_load(
         engine.inject(Fault(pattern=pattern, action="stall", seconds=stall, times=None))
     engine.engine.reset_peak()
     started = time.monotonic()
-    run_ids = [
-        stack.launch(REPORT, {"ops": {START_OP: {"config": PARAMETERS}}}) for _ in range(runs)
-    ]
+    run_ids = [stack.launch(REPORT, start_saga_config(PARAMETERS)) for _ in range(runs)]
     statuses = [stack.wait_for_run(run_id, timeout=3600) for run_id in run_ids]
     elapsed = time.monotonic() - started
     engine.engine.faults.clear()
-    states = [ledger.get_saga(run_id).state for run_id in run_ids]
+    states = [_state(ledger, run_id) for run_id in run_ids]
     return {
         "runs": runs,
         "pool": pool,
@@ -345,8 +341,7 @@ def b5_load(
         "peak": engine.engine.peak_running_by_source.get(STEP_SOURCE, 0),
         "succeeded": statuses.count("SUCCESS"),
         "sagas_succeeded": states.count(SagaState.SUCCEEDED),
-        "lost": runs
-        - len({r for r, s in zip(run_ids, statuses) if s in ("SUCCESS", "FAILURE", "CANCELED")}),
+        "lost": runs - len({r for r, s in zip(run_ids, statuses, strict=True) if s in TERMINAL}),
     }
 
 
@@ -365,7 +360,8 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         results["b2"] = b2_failure_to_compensated(setup, repeats)
         setup["proxy"].upstream_url = setup["trino"].url
         print(
-            f"B1 and B2 on a real Trino {setup['trino'].installation.version}, default executor ...",
+            f"B1 and B2 on a real Trino {setup['trino'].installation.version}, "
+            "default executor ...",
             flush=True,
         )
         results["b1_trino"] = b1_trino = b1_overhead(setup, repeats, [DEFAULT_EXECUTOR])
@@ -429,7 +425,8 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         )
     rows.append(
         [
-            f"B5 {b5['runs']} runs at once, pool {b5['pool']} ({b5['stall_seconds']:g} s per statement)",
+            f"B5 {b5['runs']} runs at once, pool {b5['pool']} "
+            f"({b5['stall_seconds']:g} s per statement)",
             f"{b5['runs_per_minute']:.1f} runs/min",
             f"max {b5['peak']} statements at once",
             "",

@@ -13,12 +13,14 @@ plus optional keys, all validated here so a typo fails with the file and entry i
 - `error:` the error name Trino answers: marks a deliberate error case;
 - `local_not_supported:` the construct, as the README names it, that the local engine refuses
   with NOT_SUPPORTED while Trino answers (or fails otherwise);
-- `known_divergence:` how the local engine's answer still differs from Trino's, listed in the README,
-  and a failure once it no longer differs (the mark goes then). Today only for statements that
-  follow a refused one in a sequence (the table it would have made does not exist): loud, not silent.
+- `known_divergence:` how the local engine's answer still differs from Trino's, listed in the
+  README, and a failure once it no longer differs (the mark goes then). Today only for statements
+  that follow a refused one in a sequence (the table it would have made does not exist): loud, not
+  silent.
 
-`${run}` in an entry's SQL, parameters, `tables:` and `replace:` is the run's unique name (`conformance_<hex>`): the harness creates
-the schema `lake.${run}` on both servers and drops everything named after it afterwards.
+`${run}` in an entry's SQL, parameters, `tables:` and `replace:` is the run's unique name
+(`conformance_<hex>`): the harness creates the schema `lake.${run}` on both servers and drops
+everything named after it afterwards.
 Parameter values may be tagged `!decimal '1.50'`, `!uuid '...'` or `!row [1, 'a']`, so YAML can
 express every value the client binds.
 """
@@ -126,6 +128,7 @@ class Entry:
         if spec.sql is not None:
             parameters = _substitute(spec.parameters, run) if spec.parameters is not None else None
             return Statement(spec.sql.replace(RUN_PLACEHOLDER, run), parameters)
+        assert spec.file is not None  # the schema wants exactly one of sql: and file:
         text = (REPO_ROOT / spec.file).read_text()
         if spec.statement is not None:
             text = split_statements(text)[spec.statement]
@@ -190,13 +193,21 @@ class _Loader(yaml.SafeLoader):
     """YAML plus tags for the parameter values YAML has no syntax for."""
 
 
-_Loader.add_constructor(
-    "!decimal", lambda loader, node: decimal.Decimal(loader.construct_scalar(node))
-)
-_Loader.add_constructor("!uuid", lambda loader, node: uuid.UUID(loader.construct_scalar(node)))
-_Loader.add_constructor(
-    "!row", lambda loader, node: tuple(loader.construct_sequence(node, deep=True))
-)
+def _decimal(loader: _Loader, node: yaml.ScalarNode) -> decimal.Decimal:
+    return decimal.Decimal(loader.construct_scalar(node))
+
+
+def _uuid(loader: _Loader, node: yaml.ScalarNode) -> uuid.UUID:
+    return uuid.UUID(loader.construct_scalar(node))
+
+
+def _row(loader: _Loader, node: yaml.SequenceNode) -> tuple:
+    return tuple(loader.construct_sequence(node, deep=True))
+
+
+_Loader.add_constructor("!decimal", _decimal)
+_Loader.add_constructor("!uuid", _uuid)
+_Loader.add_constructor("!row", _row)
 
 
 def corpus_files() -> list[Path]:
@@ -293,7 +304,8 @@ def _cell(text: str) -> str:
 
 
 def readme_table(readme: Path = REPO_ROOT / "README.md") -> str | None:
-    """The table between the conformance markers of README.md, or None when the markers are missing."""
+    """The table between the conformance markers of README.md, or None when the markers are
+    missing."""
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
         return None

@@ -1,4 +1,5 @@
-"""Runs corpus entries on a server through the real `trino` client, and compares two servers' answers.
+"""Runs corpus entries on a server through the real `trino` client, and compares two servers'
+answers.
 
 What is compared is what a client sees: column names, type strings and type signatures (the raw
 column JSON the client keeps on its query object), the client's mapped row values, the update type
@@ -8,6 +9,7 @@ STATEMENT_TIMEOUT is cancelled and recorded as CLIENT_TIMEOUT, so a hung server 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import math
@@ -72,7 +74,7 @@ def new_run_name() -> str:
     return f"conformance_{secrets.token_hex(4)}"
 
 
-# --- running ----------------------------------------------------------------------------------------
+# --- running --------------------------------------------------------------------------------------
 
 
 def connect(server: Server, session: SessionSpec) -> trino.dbapi.Connection:
@@ -87,8 +89,8 @@ def connect(server: Server, session: SessionSpec) -> trino.dbapi.Connection:
         isolation_level=IsolationLevel[session.isolation_level],
         legacy_prepared_statements=False,  # EXECUTE IMMEDIATE: no probe statement in between
         request_timeout=REQUEST_TIMEOUT,
-        max_attempts=1,
-    )  # no retries: see each answer as it is
+        max_attempts=1,  # no retries: see each answer as it is
+    )
 
 
 def execute(
@@ -136,10 +138,10 @@ def execute(
 
 def _close(connection: trino.dbapi.Connection) -> None:
     if connection.transaction is not None:
-        try:
-            connection.rollback()  # end a transaction the entries left open, rather than let it expire
-        except Exception:
-            pass
+        # end a transaction the entries left open rather than let it expire; best effort, as the
+        # connection is closed anyway
+        with contextlib.suppress(Exception):
+            connection.rollback()
     connection.close()
 
 
@@ -203,7 +205,8 @@ def prepare(server: Server, run: str) -> None:
 
 
 def clean_up(server: Server, run: str) -> list[str]:
-    """Drop every table and schema named after the run in `lake` and `memory`; what could not be dropped."""
+    """Drop every table and schema named after the run in `lake` and `memory`; what could not be
+    dropped."""
     problems = []
     connection = connect(server, SessionSpec())
 
@@ -226,16 +229,15 @@ def clean_up(server: Server, run: str) -> list[str]:
                 f"WHERE table_schema = '{schema}'"
             ):
                 if schema.startswith(run) or name.startswith(run):
-                    drop(
-                        f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} {catalog}."{schema}"."{name}"'
-                    )
+                    kind_word = "VIEW" if kind == "VIEW" else "TABLE"
+                    drop(f'DROP {kind_word} {catalog}."{schema}"."{name}"')
             if schema.startswith(run):
                 drop(f'DROP SCHEMA {catalog}."{schema}"')
     connection.close()
     return problems
 
 
-# --- comparing --------------------------------------------------------------------------------------
+# --- comparing ------------------------------------------------------------------------------------
 
 
 def expectation_problems(entry: Entry, trino_outcome: Outcome) -> list[str]:
@@ -243,7 +245,8 @@ def expectation_problems(entry: Entry, trino_outcome: Outcome) -> list[str]:
     stated, or a statement that fails without being marked an error case."""
     if entry.spec.error is not None and trino_outcome.error_name != entry.spec.error:
         return [
-            f"corpus: expected Trino to fail {entry.spec.error}, Trino answered {trino_outcome.summary()}"
+            f"corpus: expected Trino to fail {entry.spec.error}, "
+            f"Trino answered {trino_outcome.summary()}"
         ]
     if entry.spec.error is None and trino_outcome.failed:
         return [f"corpus: Trino fails {trino_outcome.summary()}; fix the entry or mark it `error:`"]
@@ -262,14 +265,15 @@ def differences(entry: Entry, sql: str, local: Outcome, trino_outcome: Outcome) 
     if entry.spec.known_divergence is not None:
         if local.error_name == "NOT_SUPPORTED" and not trino_outcome.failed:
             return [
-                f"known_divergence mark ({entry.spec.known_divergence}) on a construct the local engine now "
-                "refuses: mark it local_not_supported instead"
+                f"known_divergence mark ({entry.spec.known_divergence}) on a construct the local "
+                "engine now refuses: mark it local_not_supported instead"
             ]
         unmarked = replace(entry, spec=entry.spec.model_copy(update={"known_divergence": None}))
         if differences(unmarked, sql, local, trino_outcome):
             return []
         return [
-            f"stale known_divergence mark ({entry.spec.known_divergence}): the local engine now answers as Trino"
+            f"stale known_divergence mark ({entry.spec.known_divergence}): "
+            "the local engine now answers as Trino"
         ]
     if local.failed or trino_outcome.failed:
         if local.error_name == trino_outcome.error_name:
@@ -299,7 +303,7 @@ def _column_differences(local: tuple[Column, ...], other: tuple[Column, ...]) ->
     if types[0] != types[1]:
         lines.append(f"column types: local {types[0]} | trino {types[1]}")
     else:
-        for mine, theirs in zip(local, other):
+        for mine, theirs in zip(local, other, strict=True):
             if mine.signature != theirs.signature:
                 lines.append(
                     f"type signature of {theirs.name} ({theirs.type}): "
@@ -312,12 +316,13 @@ def _row_differences(
     local: tuple[tuple, ...], other: tuple[tuple, ...], ordered: bool
 ) -> list[str]:
     mine, theirs = [_Row.of(r) for r in local], [_Row.of(r) for r in other]
-    if (
-        not ordered
-    ):  # a multiset: both sorted the same way (doubles rounded, so near-equal sort alike)
+    if not ordered:
+        # a multiset: both sorted the same way (doubles rounded, so near-equal sort alike)
         mine.sort(key=_Row.sort_key)
         theirs.sort(key=_Row.sort_key)
-    differing = [i for i, (a, b) in enumerate(zip(mine, theirs)) if not _same(a.values, b.values)]
+    # the row counts may differ (reported below): compare the rows both have
+    pairs = zip(mine, theirs, strict=False)
+    differing = [i for i, (a, b) in enumerate(pairs) if not _same(a.values, b.values)]
     where = "row" if ordered else "sorted row"
     first = (
         f"first difference at {where} {differing[0]}: local {_show(mine[differing[0]].original)} | "
@@ -377,7 +382,7 @@ def _same(a: Any, b: Any) -> bool:
             return math.isnan(a) and math.isnan(b)
         return a == b or math.isclose(a, b, rel_tol=REL_TOLERANCE)
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 
@@ -401,7 +406,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# --- a whole file -----------------------------------------------------------------------------------
+# --- a whole file ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -417,10 +422,11 @@ class Divergence:
 def check_entries(
     local: Server, trino_server: Server, entries: list[Entry], run: str
 ) -> list[Divergence]:
-    """Run the entries on both servers: every divergence, and every entry that is wrong about Trino."""
+    """Run the entries on both servers: every divergence, and every entry that is wrong about
+    Trino."""
     local_outcomes, trino_outcomes = run_on_both(local, trino_server, entries, run)
     found = []
-    for entry, mine, theirs in zip(entries, local_outcomes, trino_outcomes):
+    for entry, mine, theirs in zip(entries, local_outcomes, trino_outcomes, strict=True):
         sql = entry.statement(run).sql
         for detail in expectation_problems(entry, theirs) + differences(entry, sql, mine, theirs):
             found.append(Divergence(entry, sql, detail))

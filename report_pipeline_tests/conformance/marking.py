@@ -1,10 +1,12 @@
 """Writing marks into the corpus files: what `python -m report_pipeline_tests.conformance --report
---mark` does with each divergence it finds, so a developer reviews a diff instead of editing by hand.
+--mark` does with each divergence it finds, so a developer reviews a diff instead of editing by
+hand.
 
 A divergence where the local engine refused with NOT_SUPPORTED gets `local_not_supported:` (the
 engine's own words for the construct); any other gets `known_divergence:` (the first difference);
 a stale mark (the engine now answers as Trino, or no longer refuses) is removed.
-Keys are inserted as text, as the entry's first key, so the files' comments and layout stay as written.
+Keys are inserted as text, as the entry's first key, so the files' comments and layout stay as
+written.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def mark_for(detail: str) -> tuple[str, str]:
 
 
 def write_marks(divergences: list[Divergence], corpus_dir: Path = CORPUS_DIR) -> int:
-    """Mark every entry that diverges (its first divergence decides); returns how many were marked."""
+    """Mark every entry that diverges (its first divergence decides); returns how many were
+    marked."""
     by_file: dict[str, dict[int, Divergence]] = defaultdict(dict)
     for divergence in divergences:
         if divergence.detail.startswith("corpus:"):
@@ -43,7 +46,9 @@ def write_marks(divergences: list[Divergence], corpus_dir: Path = CORPUS_DIR) ->
     for name, entries in by_file.items():
         path = corpus_dir / f"{name}.yaml"
         lines = path.read_text().splitlines(keepends=True)
-        items = yaml.compose(path.read_text()).value
+        document = yaml.compose(path.read_text())
+        assert isinstance(document, yaml.MappingNode), f"{path} is not a mapping"
+        items = document.value
         sequence = next(value for key, value in items if key.value == "entries")
         # from the last entry up, so earlier line numbers stay valid
         for index in sorted(entries, reverse=True):
@@ -63,7 +68,8 @@ def write_marks(divergences: list[Divergence], corpus_dir: Path = CORPUS_DIR) ->
 
 
 def _remove_mark(lines: list[str], node: yaml.MappingNode) -> None:
-    """Delete an entry's one-line mark; when it was the entry's first key, the next key takes its `- `."""
+    """Delete an entry's one-line mark; when it was the entry's first key, the next key takes its
+    `- `."""
     for key, value in node.value:
         if key.value not in ("local_not_supported", "known_divergence"):
             continue

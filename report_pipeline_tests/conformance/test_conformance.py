@@ -14,10 +14,13 @@ from report_pipeline.local_trino import LocalTrino
 from report_pipeline.trino_server import TrinoServer
 from report_pipeline_tests.conformance.corpus import (
     CORPUS_DIR,
+    DEFAULT_SESSION,
     README_BEGIN,
     README_END,
     REPO_ROOT,
     CorpusError,
+    Entry,
+    EntrySpec,
     corpus_files,
     differences_table,
     load_corpus,
@@ -26,6 +29,7 @@ from report_pipeline_tests.conformance.corpus import (
 )
 from report_pipeline_tests.conformance.harness import (
     Column,
+    Divergence,
     Outcome,
     Server,
     check_entries,
@@ -42,7 +46,8 @@ MIN_ENTRIES = 300
 def servers(
     local_trino: LocalTrino, real_trino: TrinoServer
 ) -> Iterator[tuple[Server, Server, str]]:
-    """Both servers with this run's schema `lake.<run>`; everything named after the run is dropped after."""
+    """Both servers with this run's schema `lake.<run>`; everything named after the run is dropped
+    after."""
     local = Server("local", local_trino.host, local_trino.port)
     trino = Server("trino", real_trino.host, real_trino.port)
     run = new_run_name()
@@ -62,14 +67,14 @@ def test_local_engine_answers_as_trino(
     found = check_entries(local, trino, entries, run)
     if found:
         pytest.fail(
-            f"{len(found)} divergences from Trino in {corpus_file}.yaml (fix the engine, or make it refuse "
-            f"with NOT_SUPPORTED and mark the entry local_not_supported):\n"
+            f"{len(found)} divergences from Trino in {corpus_file}.yaml (fix the engine, or make "
+            "it refuse with NOT_SUPPORTED and mark the entry local_not_supported):\n"
             + "\n".join(str(d) for d in found),
             pytrace=False,
         )
 
 
-# --- the corpus itself --------------------------------------------------------------------------------
+# --- the corpus itself ----------------------------------------------------------------------------
 
 
 def test_corpus_parses_and_is_large_enough() -> None:
@@ -116,13 +121,18 @@ def test_readme_differences_table_is_generated_from_the_corpus() -> None:
     )
 
 
-# --- the comparison ------------------------------------------------------------------------------------
+# --- the comparison -------------------------------------------------------------------------------
 
 
 def _entry(tmp_path: Path, body: str):
     path = tmp_path / "unit.yaml"
     path.write_text(f"entries:\n  - {body}\n")
     return load_file(path)[0]
+
+
+def _demo_entry(index: int, sql: str) -> Entry:
+    """Entry `index` of a corpus file `demo.yaml`, for the marking tests."""
+    return Entry("demo", index, EntrySpec(sql=sql), DEFAULT_SESSION, own_connection=False)
 
 
 def _rows(*rows: tuple) -> Outcome:
@@ -169,21 +179,21 @@ def test_not_supported_passes_only_where_marked(tmp_path: Path) -> None:
 def test_marks_are_written_as_each_entrys_first_key_keeping_block_scalars_and_comments(
     tmp_path,
 ) -> None:
-    from types import SimpleNamespace
-
     import yaml
 
-    from report_pipeline_tests.conformance.harness import Divergence
     from report_pipeline_tests.conformance.marking import write_marks
 
     (tmp_path / "demo.yaml").write_text(
         "# kept\nentries:\n  - sql: SELECT 1\n  - sql: |\n      SELECT 2\n"
         "      FROM t\n    ordered: true\n"
     )
-    refused = "outcome: local NOT_SUPPORTED (typeof() is not supported by the local engine) | trino 1 rows"
+    refused = (
+        "outcome: local NOT_SUPPORTED (typeof() is not supported by the local engine) "
+        "| trino 1 rows"
+    )
     divergences = [
-        Divergence(SimpleNamespace(file="demo", index=0), "SELECT 1", "column types: a | b"),
-        Divergence(SimpleNamespace(file="demo", index=1), "SELECT 2", refused),
+        Divergence(_demo_entry(0, "SELECT 1"), "SELECT 1", "column types: a | b"),
+        Divergence(_demo_entry(1, "SELECT 2"), "SELECT 2", refused),
     ]
     assert write_marks(divergences, tmp_path) == 2
     text = (tmp_path / "demo.yaml").read_text()
@@ -195,11 +205,8 @@ def test_marks_are_written_as_each_entrys_first_key_keeping_block_scalars_and_co
 
 
 def test_a_stale_mark_is_removed_and_the_entry_keeps_its_dash(tmp_path) -> None:
-    from types import SimpleNamespace
-
     import yaml
 
-    from report_pipeline_tests.conformance.harness import Divergence
     from report_pipeline_tests.conformance.marking import write_marks
 
     (tmp_path / "demo.yaml").write_text(
@@ -207,7 +214,7 @@ def test_a_stale_mark_is_removed_and_the_entry_keeps_its_dash(tmp_path) -> None:
         '  - sql: SELECT 2\n    known_divergence: "rows"\n'
     )
     stale = [
-        Divergence(SimpleNamespace(file="demo", index=i), "", "stale mark: now answers as Trino")
+        Divergence(_demo_entry(i, "SELECT x"), "", "stale mark: now answers as Trino")
         for i in (0, 1)
     ]
     write_marks(stale, tmp_path)

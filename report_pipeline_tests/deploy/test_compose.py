@@ -20,8 +20,7 @@ from sqlglot import exp
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.trino_server import TRINO_VERSION
 from report_pipeline.trino_server.server import CATALOG_FILES
-from report_pipeline_tests.conftest import wait_until
-from report_pipeline_tests.orchestration.stack import free_port
+from report_pipeline_tests.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "report_pipeline" / "deploy"
@@ -202,7 +201,8 @@ def test_the_catalog_databases_are_created_on_first_start() -> None:
 def bootstrap_statements(catalog: str) -> list[str]:
     """bootstrap.sql's statements, its catalog renamed on the parsed form (the real Trino's `lake`
     already holds the session's sample data)."""
-    statements = sqlglot.parse((DEPLOY / "trino" / "bootstrap.sql").read_text(), read="trino")
+    parsed = sqlglot.parse((DEPLOY / "trino" / "bootstrap.sql").read_text(), read="trino")
+    statements = [s for s in parsed if s is not None]
     for statement in statements:
         for table in statement.find_all(exp.Table):
             if table.catalog == "lake":
@@ -227,18 +227,21 @@ def test_the_bootstrap_builds_the_local_engines_sample_warehouse_on_real_trino(r
         bootstrap_columns = {
             table: _columns(cursor, "memory", table) for table in ("users", "events")
         }
-    with LocalTrino(sample_events=50_000) as engine:  # the local engine's own sample warehouse
-        with trino.dbapi.connect(
+    # the local engine's own sample warehouse
+    with (
+        LocalTrino(sample_events=50_000) as engine,
+        trino.dbapi.connect(
             host=engine.host, port=engine.port, user="x", catalog=engine.catalog
-        ) as c:
-            cursor = c.cursor()
-            assert bootstrap_columns == {
-                t: _columns(cursor, engine.catalog, t) for t in ("users", "events")
-            }
-            expected = {
-                table: _rows(cursor, f"{engine.catalog}.analytics.{table}")
-                for table in ("users", "events")
-            }
+        ) as c,
+    ):
+        cursor = c.cursor()
+        assert bootstrap_columns == {
+            t: _columns(cursor, engine.catalog, t) for t in ("users", "events")
+        }
+        expected = {
+            table: _rows(cursor, f"{engine.catalog}.analytics.{table}")
+            for table in ("users", "events")
+        }
     assert len(built["events"]) == 50_000 and len(built["users"]) == 1000
     assert built == expected
 

@@ -1,5 +1,5 @@
-"""The Prometheus alert rules and the Grafana dashboard: valid, tested with promtool, and built only on
-metrics the project exports."""
+"""The Prometheus alert rules and the Grafana dashboard: valid, tested with promtool, and built only
+on metrics the project exports."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     ledger.migrate()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(ledger))
-    names = set()
+    names: set[str] = set()
     for family in registry.collect():
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(
             family.type, [""]
@@ -86,7 +86,8 @@ def as_promql(expr: str) -> str:
 
 
 def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (label matchers, ranges, groupings and calls removed)."""
+    """The metric names a PromQL expression reads (label matchers, ranges, groupings and calls
+    removed)."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', "", as_promql(expr))
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)

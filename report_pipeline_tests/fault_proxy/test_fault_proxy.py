@@ -36,7 +36,8 @@ def statement(tag: str) -> Statement:
 
 
 def reached_server(backend, tag: str) -> bool:
-    """Did a statement with this tag reach the server? (Its id on the server, from the proxy's log.)"""
+    """Did a statement with this tag reach the server? (Its id on the server, from the proxy's
+    log.)"""
     return any(
         s.query_id and not s.query_id.endswith("_proxy")
         for s in backend.statements("proxy-tests")
@@ -96,9 +97,8 @@ def test_a_stall_cancelled_meanwhile_never_reaches_the_server(backend, client) -
         lambda: client.execute(statement("cancelled"), timeout_seconds=1)
     )
     thread.join(15)
-    assert (
-        type(outcome.get("error")).__name__ == "StepTimedOut"
-    )  # cancelled in the proxy, synchronously
+    # cancelled in the proxy, synchronously
+    assert type(outcome.get("error")).__name__ == "StepTimedOut"
     assert not reached_server(backend, "cancelled")
 
 

@@ -26,7 +26,8 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (the socket's timeout bounds the wait)."""
+    """Everything the server sends until it closes the connection (the socket's timeout bounds
+    the wait)."""
     received = b""
     while chunk := sock.recv(65536):
         received += chunk
@@ -38,6 +39,7 @@ def parse(raw: bytes) -> Answer:
         def makefile(self, *args: object, **kwargs: object) -> io.BytesIO:
             return io.BytesIO(raw)
 
+    # HTTPResponse takes a socket but only calls its makefile(): bytes already received will do
     response = http.client.HTTPResponse(_Received())  # type: ignore[arg-type]
     response.begin()
     return Answer(response.status, response.headers, response.read(), raw)
@@ -46,7 +48,8 @@ def parse(raw: bytes) -> Answer:
 def exchange(
     port: int, request: bytes, *, close_write: bool = False, timeout: float = 10.0
 ) -> Answer:
-    """Send `request` as is (then half-close if asked), and parse what comes back until the server closes."""
+    """Send `request` as is (then half-close if asked), and parse what comes back until the server
+    closes."""
     with connect(port, timeout) as sock:
         sock.sendall(request)
         if close_write:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -9,31 +10,38 @@ import requests
 import trino
 
 from report_pipeline.local_trino import LocalTrino
+from report_pipeline.local_trino.query import Query
 from report_pipeline_tests.conftest import run_in_thread, wait_until
-from report_pipeline_tests.local_trino import ENDLESS_QUERY
+from report_pipeline_tests.local_trino import (
+    ENDLESS_QUERY,
+    cancel_would_land,
+    engine_query,
+    error_name,
+)
 
 # The endless statement only ends if the engine interrupts DuckDB; the bound is generous because a
 # loaded machine (the suite runs a JVM beside it) can take seconds to schedule the interrupt.
 STOPPED_WITHIN = 15
 
 
-def start_endless(cursor: trino.dbapi.Cursor, local_trino: LocalTrino, sql: str = ENDLESS_QUERY):
-    """Start a statement that only ends when stopped; return its thread, outcome and engine query."""
+def start_endless(
+    cursor: trino.dbapi.Cursor, local_trino: LocalTrino, sql: str = ENDLESS_QUERY
+) -> tuple[threading.Thread, dict, Query]:
+    """Start a statement that only ends when stopped; return its thread, outcome and engine
+    query."""
     thread, outcome = run_in_thread(lambda: cursor.execute(sql) and cursor.fetchall())
-    # the client names the query a moment before it stores the URI a cancel goes to (a cancel before
-    # that is a silent no-op): wait for both
-    wait_until(lambda: cursor.query_id is not None and cursor._query._next_uri is not None)
-    query = local_trino.engine.get(cursor.query_id)
+    wait_until(lambda: cancel_would_land(cursor))
+    query = engine_query(local_trino, cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     return thread, outcome, query
 
 
 def test_cancel_from_another_thread_stops_the_duckdb_statement(local_trino, cursor) -> None:
-    thread, outcome, query = start_endless(cursor, local_trino)
+    thread, _, query = start_endless(cursor, local_trino)
     cursor.cancel()
     assert query.stopped.wait(STOPPED_WITHIN), "DuckDB kept executing the cancelled statement"
     thread.join(STOPPED_WITHIN)
-    assert query.error.name == "USER_CANCELED"
+    assert error_name(query) == "USER_CANCELED"
 
 
 def test_cancelled_query_can_be_looked_up_after_its_client_is_gone(local_trino, connect) -> None:
@@ -117,7 +125,8 @@ def test_kill_query_fails_the_target_with_the_message(local_trino, connect) -> N
 def test_kill_of_an_unknown_query_is_not_found(cursor) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute(
-            "CALL system.runtime.kill_query(query_id => '20260101_000000_99999_zzzzz', message => 'x')"
+            "CALL system.runtime.kill_query("
+            "query_id => '20260101_000000_99999_zzzzz', message => 'x')"
         )
     assert raised.value.error_name == "NOT_FOUND"
 
@@ -138,7 +147,8 @@ def progress_input(connect):
     """Two million rows to scan; dropped afterwards."""
     setup = connect().cursor()
     setup.execute(
-        "CREATE TABLE scratch.progress_input AS SELECT sequential_number AS x FROM TABLE(sequence(0, 1999999))"
+        "CREATE TABLE scratch.progress_input AS "
+        "SELECT sequential_number AS x FROM TABLE(sequence(0, 1999999))"
     )
     setup.fetchall()
     yield "scratch.progress_input"
@@ -151,11 +161,13 @@ def test_progress_stats_advance_while_a_statement_runs(
 ) -> None:
     seen: list[dict] = []
     cursor = connect().cursor(stats_callback=seen.append)
-    # runs for minutes unless cancelled: the test awaits progress instead of racing the statement's end
+    # runs for minutes unless cancelled: the test awaits progress instead of racing the statement's
+    # end
     thread, outcome = run_in_thread(
         lambda: (
             cursor.execute(
-                f"SELECT sum((p.x * r.sequential_number) % 7) FROM {progress_input} p CROSS JOIN TABLE(sequence(1, 100000)) r"
+                f"SELECT sum((p.x * r.sequential_number) % 7) FROM {progress_input} p "
+                "CROSS JOIN TABLE(sequence(1, 100000)) r"
             )
             and cursor.fetchall()
         )

@@ -1,4 +1,5 @@
-"""Several catalogs, each its own DuckDB database: names, schemas and metadata as Trino shows them."""
+"""Several catalogs, each its own DuckDB database: names, schemas and metadata as Trino shows
+them."""
 
 from __future__ import annotations
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 import trino
 
-from report_pipeline_tests.conftest import free_port
+from report_pipeline_tests.conftest import free_port, wait_for
 
 
 @pytest.fixture
@@ -40,16 +39,19 @@ def serve(tmp_path):
             text=True,
         )
         processes.append(process)
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> bool:
             try:
                 requests.get(f"http://127.0.0.1:{port}/v1/info", timeout=1)
-                return port, process
             except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"local-trino did not start: {process.stdout.read()}")
-                time.sleep(0.1)
+                return process.poll() is not None  # (it exited: no use waiting longer)
+            return True
+
+        if wait_for(answers, timeout=30, interval=0.1) is None or process.poll() is not None:
+            process.kill()
+            output, _ = process.communicate()
+            pytest.fail(f"local-trino did not start: {output}")
+        return port, process
 
     yield start
     for process in processes:
@@ -84,14 +86,18 @@ def test_data_file_keeps_tables_across_restarts(tmp_path) -> None:
     from report_pipeline.local_trino import LocalTrino
 
     path = str(tmp_path / "kept.duckdb")
-    with LocalTrino(data=path, sample_events=500) as engine:
-        with trino.dbapi.connect(host=engine.host, port=engine.port, user="t", catalog="lake") as c:
-            c.cursor().execute("CREATE TABLE lake.reports.kept AS SELECT 1 AS x")
-    with LocalTrino(data=path, sample_events=500) as engine:
-        with trino.dbapi.connect(host=engine.host, port=engine.port, user="t", catalog="lake") as c:
-            cursor = c.cursor()
-            cursor.execute("SELECT x FROM lake.reports.kept")
-            assert cursor.fetchall() == [[1]]
+    with (
+        LocalTrino(data=path, sample_events=500) as engine,
+        trino.dbapi.connect(host=engine.host, port=engine.port, user="t", catalog="lake") as c,
+    ):
+        c.cursor().execute("CREATE TABLE lake.reports.kept AS SELECT 1 AS x")
+    with (
+        LocalTrino(data=path, sample_events=500) as engine,
+        trino.dbapi.connect(host=engine.host, port=engine.port, user="t", catalog="lake") as c,
+    ):
+        cursor = c.cursor()
+        cursor.execute("SELECT x FROM lake.reports.kept")
+        assert cursor.fetchall() == [[1]]
 
 
 def test_rejects_a_negative_sample_size() -> None:
@@ -124,15 +130,18 @@ def test_enable_fault_injection_flag_serves_the_fault_api(serve) -> None:
         json={"pattern": "cli_fault", "action": "error", "error_name": "PERMISSION_DENIED"},
     )
     assert created.status_code == 201
-    with trino.dbapi.connect(
-        host="127.0.0.1", port=port, user="cli", catalog="lake", schema="analytics"
-    ) as c, pytest.raises(trino.exceptions.TrinoUserError) as raised:
+    with (
+        trino.dbapi.connect(
+            host="127.0.0.1", port=port, user="cli", catalog="lake", schema="analytics"
+        ) as c,
+        pytest.raises(trino.exceptions.TrinoUserError) as raised,
+    ):
         c.cursor().execute("SELECT 'cli_fault'")
     assert raised.value.error_name == "PERMISSION_DENIED"
 
 
 def test_catalog_flag_repeats_and_serves_a_memory_catalog_beside_the_lake(serve, tmp_path) -> None:
-    port, process = serve(
+    port, _ = serve(
         "--catalog",
         "lake",
         "--catalog",
@@ -149,7 +158,8 @@ def test_catalog_flag_repeats_and_serves_a_memory_catalog_beside_the_lake(serve,
         )
         cursor.fetchall()
         cursor.execute(
-            "SELECT count(*) FROM memory.default.picked p JOIN lake.analytics.users u ON p.id = u.id"
+            "SELECT count(*) FROM memory.default.picked p "
+            "JOIN lake.analytics.users u ON p.id = u.id"
         )
         assert cursor.fetchall() == [[3]]
     assert (tmp_path / "archive.duckdb").exists()

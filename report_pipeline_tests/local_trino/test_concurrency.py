@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from report_pipeline.local_trino import Fault
+from report_pipeline_tests.conftest import wait_until
 
 
 def test_quick_statements_finish_while_a_slow_one_runs(local_trino, connect) -> None:
@@ -17,7 +18,12 @@ def test_quick_statements_finish_while_a_slow_one_runs(local_trino, connect) -> 
         slow = pool.submit(
             lambda: slow_cursor.execute("SELECT 'slow_neighbour'") and slow_cursor.fetchall()
         )
-        time.sleep(0.2)
+        wait_until(
+            lambda: any(
+                "slow_neighbour" in q.sql and q.state.value == "RUNNING"
+                for q in local_trino.engine.queries()
+            )
+        )
         started = time.monotonic()
 
         def quick(i: int) -> list:

@@ -48,7 +48,8 @@ def test_table_not_found_message_is_trinos(cursor) -> None:
 def test_syntax_error_has_a_location(cursor) -> None:
     with pytest.raises(trino.exceptions.TrinoUserError) as raised:
         cursor.execute("SELECT\n  FROM WHERE")
-    assert raised.value.error_location[0] >= 1
+    location = raised.value.error_location
+    assert location is not None and location[0] >= 1
 
 
 def test_untranslatable_function_is_named_in_the_error(cursor) -> None:
@@ -103,7 +104,7 @@ def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: Local
     assert error["failureInfo"]["message"] == error["message"]
 
 
-# --- Trino's analysis errors, where DuckDB would fail otherwise or answer ----------------------------
+# --- Trino's analysis errors, where DuckDB would fail otherwise or answer -------------------------
 
 
 @pytest.mark.parametrize(
@@ -111,10 +112,8 @@ def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: Local
     [
         ("SELECT TIMESTAMP '2026-13-45 00:00:00'", "INVALID_LITERAL"),
         ("SELECT DATE 'yesterday'", "INVALID_LITERAL"),
-        (
-            "SELECT TIMESTAMP '2026-03-08 02:30:00 America/New_York'",
-            "INVALID_LITERAL",
-        ),  # a daylight-saving gap
+        # a daylight-saving gap
+        ("SELECT TIMESTAMP '2026-03-08 02:30:00 America/New_York'", "INVALID_LITERAL"),
         ("SELECT e.user_id FROM events AS x", "COLUMN_NOT_FOUND"),
         ("SELECT CAST(1 AS no_such_type)", "TYPE_MISMATCH"),
         ("SELECT id FROM users a JOIN users b ON a.id = b.id", "AMBIGUOUS_NAME"),
@@ -136,7 +135,8 @@ def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: Local
         ("SELECT count(*) FROM events WHERE count(*) > 1", "EXPRESSION_NOT_SCALAR"),
         ("SELECT id FROM users ORDER BY 2", "INVALID_COLUMN_REFERENCE"),
         (
-            "SELECT x, sum(x) OVER (ORDER BY x ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW) FROM (VALUES 1) AS t(x)",
+            "SELECT x, sum(x) OVER (ORDER BY x ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW) "
+            "FROM (VALUES 1) AS t(x)",
             "INVALID_WINDOW_FRAME",
         ),
         ("SELECT * FROM users LIMIT -1", "SYNTAX_ERROR"),
@@ -147,10 +147,8 @@ def test_failed_document_carries_failure_info_and_no_next_uri(local_trino: Local
         ("CREATE TABLE analytics.err_unknown AS SELECT NULL AS x", "COLUMN_TYPE_UNKNOWN"),
         ("CREATE TABLE analytics.err_duplicate (a integer, a varchar)", "DUPLICATE_COLUMN_NAME"),
         ("CREATE TABLE analytics.err_type (a no_such_type)", "TYPE_NOT_FOUND"),
-        (
-            "CREATE VIEW analytics.err_view AS SELECT 1 AS x",
-            "NOT_SUPPORTED",
-        ),  # PostgreSQL connector
+        # as Trino's PostgreSQL connector
+        ("CREATE VIEW analytics.err_view AS SELECT 1 AS x", "NOT_SUPPORTED"),
     ],
 )
 def test_analysis_error_is_trinos(cursor, sql: str, error_name: str) -> None:

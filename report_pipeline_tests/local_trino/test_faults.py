@@ -11,6 +11,7 @@ import trino
 
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline_tests.conftest import wait_until
+from report_pipeline_tests.local_trino import cancel_would_land, engine_query, error_name
 
 
 def test_no_fault_is_active_by_default(local_trino: LocalTrino) -> None:
@@ -55,15 +56,14 @@ def test_stalled_statement_reports_running_and_can_be_cancelled(local_trino, con
     cursor = connect().cursor()
     from report_pipeline_tests.conftest import run_in_thread
 
-    thread, outcome = run_in_thread(lambda: cursor.execute("SELECT 'stall_cancel'"))
-    # as in test_cancellation.start_endless: a cancel before the client stores its next URI is a no-op
-    wait_until(lambda: cursor.query_id is not None and cursor._query._next_uri is not None)
-    query = local_trino.engine.get(cursor.query_id)
+    thread, _ = run_in_thread(lambda: cursor.execute("SELECT 'stall_cancel'"))
+    wait_until(lambda: cancel_would_land(cursor))
+    query = engine_query(local_trino, cursor.query_id)
     wait_until(lambda: query.state.value == "RUNNING")
     cursor.cancel()
     assert query.stopped.wait(15)  # well inside the stall: the cancel, not the clock, ended it
     thread.join(15)
-    assert query.error.name == "USER_CANCELED"
+    assert error_name(query) == "USER_CANCELED"
 
 
 def test_a_released_stall_lets_its_statement_run_on(local_trino, connect) -> None:

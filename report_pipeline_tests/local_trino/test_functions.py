@@ -7,17 +7,12 @@ import math
 import pytest
 from trino.exceptions import TrinoUserError
 
+from report_pipeline_tests.local_trino import error_name_of
+
 
 def _one(cursor, sql: str) -> list:
     cursor.execute(sql)
     return cursor.fetchall()[0]
-
-
-def _error(cursor, sql: str) -> str:
-    with pytest.raises(TrinoUserError) as caught:
-        cursor.execute(sql)
-        cursor.fetchall()
-    return caught.value.error_name
 
 
 def test_millisecond_is_the_fraction_of_the_second(cursor) -> None:
@@ -55,7 +50,7 @@ def test_split_part_beyond_the_parts_is_null(cursor) -> None:
 
 
 def test_split_part_index_zero_fails(cursor) -> None:
-    assert _error(cursor, "SELECT split_part('a,b', ',', 0)") == "INVALID_FUNCTION_ARGUMENT"
+    assert error_name_of(cursor, "SELECT split_part('a,b', ',', 0)") == "INVALID_FUNCTION_ARGUMENT"
 
 
 def test_regexp_extract_without_match_is_null(cursor) -> None:
@@ -79,7 +74,7 @@ def test_sha1_is_a_varbinary_digest(cursor) -> None:
 
 
 def test_sha512_is_refused(cursor) -> None:
-    assert _error(cursor, "SELECT sha512(to_utf8('abc'))") == "NOT_SUPPORTED"
+    assert error_name_of(cursor, "SELECT sha512(to_utf8('abc'))") == "NOT_SUPPORTED"
 
 
 def test_repeat_makes_an_array(cursor) -> None:
@@ -121,7 +116,7 @@ def test_double_division_by_zero_is_ieee(cursor) -> None:
 
 
 def test_integer_division_by_zero_fails(cursor) -> None:
-    assert _error(cursor, "SELECT 1 / 0") == "DIVISION_BY_ZERO"
+    assert error_name_of(cursor, "SELECT 1 / 0") == "DIVISION_BY_ZERO"
 
 
 def test_nan_equals_nothing(cursor) -> None:
@@ -160,7 +155,7 @@ def test_grouping_is_an_integer(cursor) -> None:
 
 def test_sequence_counts_down_and_is_bounded(cursor) -> None:
     assert _one(cursor, "SELECT sequence(3, 1)") == [[3, 2, 1]]
-    assert _error(cursor, "SELECT sequence(1, 100000)") == "INVALID_FUNCTION_ARGUMENT"
+    assert error_name_of(cursor, "SELECT sequence(1, 100000)") == "INVALID_FUNCTION_ARGUMENT"
 
 
 @pytest.mark.parametrize(
@@ -175,7 +170,7 @@ def test_sequence_counts_down_and_is_bounded(cursor) -> None:
     ],
 )
 def test_invalid_arguments_fail_as_in_trino(cursor, sql: str) -> None:
-    assert _error(cursor, sql) == "INVALID_FUNCTION_ARGUMENT"
+    assert error_name_of(cursor, sql) == "INVALID_FUNCTION_ARGUMENT"
 
 
 def test_fail_raises_a_user_error_with_its_message(cursor) -> None:
@@ -209,4 +204,4 @@ def test_current_timezone_is_the_sessions(cursor) -> None:
     ],
 )
 def test_functions_without_a_faithful_translation_are_refused(cursor, sql: str) -> None:
-    assert _error(cursor, sql) == "NOT_SUPPORTED"
+    assert error_name_of(cursor, sql) == "NOT_SUPPORTED"

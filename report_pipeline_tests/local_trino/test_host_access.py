@@ -61,8 +61,9 @@ def test_the_database_itself_refuses_the_file_system_and_extension_installs(loca
         engine.fetch("SET enable_external_access = true")
     settings = dict(
         engine.fetch(
-            "SELECT name, value FROM duckdb_settings() WHERE name IN ('autoinstall_known_extensions', "
-            "'autoload_known_extensions', 'allow_community_extensions', 'enable_external_access')"
+            "SELECT name, value FROM duckdb_settings() "
+            "WHERE name IN ('autoinstall_known_extensions', 'autoload_known_extensions', "
+            "'allow_community_extensions', 'enable_external_access')"
         )
     )
     assert set(settings.values()) == {"false"}

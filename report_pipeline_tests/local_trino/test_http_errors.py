@@ -7,7 +7,8 @@ import pytest
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline_tests.local_trino.raw_http import exchange
 
-# Just over the stdlib's 65,536-byte limit on a request or header line, so that little is left unread.
+# Just over the stdlib's 65,536-byte limit on a request or header line, so that little is left
+# unread.
 OVER_LINE_LIMIT = 65_600
 
 MALFORMED = {

@@ -94,7 +94,10 @@ def test_update_documents_carry_update_type_and_count(local_trino: LocalTrino) -
 def test_create_table_if_not_exists_as_on_an_existing_table_writes_nothing(
     local_trino: LocalTrino,
 ) -> None:
-    sql = "CREATE TABLE IF NOT EXISTS scratch.protocol_ctas_twice AS SELECT * FROM events WHERE event_id < 10"
+    sql = (
+        "CREATE TABLE IF NOT EXISTS scratch.protocol_ctas_twice AS "
+        "SELECT * FROM events WHERE event_id < 10"
+    )
     try:
         assert walk(local_trino, sql)[-1]["updateCount"] == 10
         again = walk(local_trino, sql)[-1]

@@ -1,6 +1,7 @@
-"""Polls at the edges of a statement's life answer as Trino 476 does (checked against a real coordinator):
-a token other than the current or next one, or a query id nobody knows, on the statement path is 404;
-an unknown id on /v1/query is 410; a poll racing a cancel gets a page or the USER_CANCELED document."""
+"""Polls at the edges of a statement's life answer as Trino 476 does (checked against a real
+coordinator): a token other than the current or next one, or a query id nobody knows, on the
+statement path is 404; an unknown id on /v1/query is 410; a poll racing a cancel gets a page or the
+USER_CANCELED document."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import pytest
 import requests
 
 from report_pipeline.local_trino import LocalTrino
+from report_pipeline_tests.local_trino import engine_query, error_name
 
 HEADERS = {"X-Trino-User": "tester", "X-Trino-Catalog": "lake", "X-Trino-Schema": "analytics"}
 UNKNOWN_ID = "20260101_000000_99999_zzzzz"
-MULTI_PAGE = (
-    "SELECT sequential_number AS n FROM TABLE(sequence(0, 199999))"  # ten pages of 20,000 rows
-)
+# ten pages of 20,000 rows
+MULTI_PAGE = "SELECT sequential_number AS n FROM TABLE(sequence(0, 199999))"
 
 
 def submit(engine: LocalTrino, sql: str) -> dict:
@@ -44,7 +45,8 @@ def first_data_page(engine: LocalTrino, sql: str) -> tuple[str, dict]:
 
 @pytest.fixture
 def paging(local_trino: LocalTrino) -> Iterator[tuple[str, dict]]:
-    """A multi-page statement polled up to its first page of rows (URI, document); cancelled afterwards."""
+    """A multi-page statement polled up to its first page of rows (URI, document); cancelled
+    afterwards."""
     uri, page = first_data_page(local_trino, MULTI_PAGE)
     yield uri, page
     requests.delete(page["nextUri"], timeout=10)
@@ -123,25 +125,28 @@ def test_cancel_racing_a_poll_never_answers_500(local_trino: LocalTrino) -> None
         _, page = first_data_page(local_trino, MULTI_PAGE)
         start = threading.Barrier(2)
         answers: dict[str, requests.Response] = {}
-
-        def poll(uri: str = page["nextUri"]) -> None:
-            start.wait()
-            answers["poll"] = requests.get(uri, timeout=10)
-
-        def cancel(uri: str = page["nextUri"]) -> None:
-            start.wait()
-            answers["cancel"] = requests.delete(uri, timeout=10)
-
-        threads = [threading.Thread(target=poll), threading.Thread(target=cancel)]
+        threads = [
+            threading.Thread(target=_send, args=(start, answers, method, page["nextUri"]))
+            for method in ("GET", "DELETE")
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        assert answers["cancel"].status_code == 204
-        outcome = _outcome(answers["poll"])
+        assert answers["DELETE"].status_code == 204
+        outcome = _outcome(answers["GET"])
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        assert local_trino.engine.get(page["id"]).error.name == "USER_CANCELED"
+        assert error_name(engine_query(local_trino, page["id"])) == "USER_CANCELED"
     assert set(outcomes) <= {"data page", "USER_CANCELED", "past the end (404)"}, outcomes
+
+
+def _send(
+    start: threading.Barrier, answers: dict[str, requests.Response], method: str, uri: str
+) -> None:
+    """Send a request the moment the other thread is ready too; its answer goes to
+    answers[method]."""
+    start.wait()
+    answers[method] = requests.request(method, uri, timeout=10)
 
 
 def _outcome(response: requests.Response) -> str:

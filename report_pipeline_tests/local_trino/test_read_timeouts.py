@@ -50,7 +50,6 @@ def test_client_polling_over_keep_alive_is_unaffected_by_a_short_timeout(
         schema="analytics",
     ) as connection:
         cursor = connection.cursor()
-        cursor.execute(
-            "SELECT sequential_number AS n FROM TABLE(sequence(0, 99999))"
-        )  # several pages, polled on one connection
+        # several pages, polled on one connection
+        cursor.execute("SELECT sequential_number AS n FROM TABLE(sequence(0, 99999))")
         assert [row[0] for row in cursor.fetchall()] == list(range(100000))

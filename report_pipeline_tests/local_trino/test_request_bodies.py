@@ -1,4 +1,5 @@
-"""A statement is executed only when its request body is exactly what its Content-Length announced."""
+"""A statement is executed only when its request body is exactly what its Content-Length
+announced."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def scratch_table(connect: Connect) -> Iterator[str]:
     name = f"body_probe_{secrets.token_hex(4)}"
     cursor = connect().cursor()
     cursor.execute(
-        f"CREATE TABLE lake.scratch.{name} AS SELECT sequential_number AS x FROM TABLE(sequence(1, 2))"
+        f"CREATE TABLE lake.scratch.{name} AS "
+        "SELECT sequential_number AS x FROM TABLE(sequence(1, 2))"
     )
     cursor.fetchall()
     yield name

@@ -14,10 +14,16 @@ def generate(events: int) -> duckdb.DuckDBPyConnection:
     return connection
 
 
+def one_row(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    row = connection.execute(sql).fetchone()
+    assert row is not None, f"no row from {sql}"
+    return row
+
+
 def fingerprint(connection: duckdb.DuckDBPyConnection, table: str) -> tuple:
-    return connection.execute(
-        f"SELECT count(*), sum(hash(COLUMNS(*))) FROM lake.analytics.{table}"
-    ).fetchone()
+    return one_row(
+        connection, f"SELECT count(*), sum(hash(COLUMNS(*))) FROM lake.analytics.{table}"
+    )
 
 
 def test_same_arguments_give_the_same_rows() -> None:
@@ -28,18 +34,17 @@ def test_same_arguments_give_the_same_rows() -> None:
 
 def test_sizes_follow_the_requested_event_count() -> None:
     connection = generate(5000)
-    assert connection.execute("SELECT count(*) FROM lake.analytics.events").fetchone()[0] == 5000
-    assert connection.execute("SELECT count(*) FROM lake.analytics.users").fetchone()[
-        0
-    ] == users_for(5000)
+    assert one_row(connection, "SELECT count(*) FROM lake.analytics.events")[0] == 5000
+    assert one_row(connection, "SELECT count(*) FROM lake.analytics.users")[0] == users_for(5000)
 
 
 def test_every_event_belongs_to_a_known_user_and_country() -> None:
     connection = generate(5000)
-    orphans = connection.execute(
+    (orphans,) = one_row(
+        connection,
         "SELECT count(*) FROM lake.analytics.events e "
-        "LEFT JOIN lake.analytics.users u ON e.user_id = u.id WHERE u.id IS NULL"
-    ).fetchone()[0]
+        "LEFT JOIN lake.analytics.users u ON e.user_id = u.id WHERE u.id IS NULL",
+    )
     countries = {
         r[0]
         for r in connection.execute("SELECT DISTINCT country FROM lake.analytics.users").fetchall()

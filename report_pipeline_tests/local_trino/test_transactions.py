@@ -1,4 +1,5 @@
-"""START TRANSACTION, COMMIT and ROLLBACK as Trino answers them for connectors that only autocommit."""
+"""START TRANSACTION, COMMIT and ROLLBACK as Trino answers them for connectors that only
+autocommit."""
 
 from __future__ import annotations
 

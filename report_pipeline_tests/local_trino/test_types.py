@@ -56,9 +56,8 @@ def test_timestamp_with_time_zone_carries_the_session_zone(connect) -> None:
     cursor.execute("SELECT TIMESTAMP '2026-01-01 12:00:00 UTC' AS t")
     value = cursor.fetchone()[0]
     assert value == dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-    assert (
-        cursor.description[0].type_code == "timestamp(0) with time zone"
-    )  # the literal's precision
+    # the literal's precision
+    assert cursor.description[0].type_code == "timestamp(0) with time zone"
 
 
 def test_decimal_description_has_precision_and_scale(cursor) -> None:
@@ -102,7 +101,7 @@ def test_sqlalchemy_query_with_bound_parameters(local_trino: LocalTrino) -> None
     with engine.connect() as connection:
         count = connection.execute(
             sa.text("SELECT count(*) FROM users WHERE country = :country"), {"country": "DE"}
-        ).scalar()
+        ).scalar_one()
     engine.dispose()
     assert count > 0
 

@@ -1,5 +1,5 @@
-"""The ledger's PostgreSQL connections: a statement timeout on every statement, except the lock waits
-that are the point (a saga's exclusive lock, the migration lock)."""
+"""The ledger's PostgreSQL connections: a statement timeout on every statement, except the lock
+waits that are the point (a saga's exclusive lock, the migration lock)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from report_pipeline.saga.ledger import _MIGRATION_LOCK, STATEMENT_TIMEOUT_SECONDS, SqlLedger
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.storage.engine import STATEMENT_TIMEOUT_SECONDS
+from report_pipeline.storage.schema import MIGRATION_LOCK
 from report_pipeline_tests.conftest import run_in_thread, wait_until
 from report_pipeline_tests.saga.conftest import isolated_schema_url
 
 
 def show(ledger: SqlLedger, setting: str) -> str:
     with ledger.engine.connect() as connection:
-        return connection.execute(sa.text(f"SHOW {setting}")).scalar()
+        return str(connection.execute(sa.text(f"SHOW {setting}")).scalar())
 
 
 def test_ledger_statements_run_under_the_statement_timeout(postgres_url) -> None:
@@ -27,7 +29,7 @@ def test_ledger_statements_run_under_the_statement_timeout(postgres_url) -> None
     ledger.close()
 
 
-def test_a_url_that_sets_its_own_options_keeps_them_and_the_server_cancels_a_statement_past_its_timeout(
+def test_a_urls_own_options_are_kept_and_the_server_cancels_a_statement_past_its_timeout(
     postgres_url,
 ) -> None:
     ledger = SqlLedger(
@@ -52,7 +54,7 @@ def hold_exclusive(ledger: SqlLedger) -> contextlib.AbstractContextManager:
 @contextlib.contextmanager
 def hold_migration_lock(ledger: SqlLedger) -> Iterator[None]:
     with ledger.engine.begin() as connection:
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         yield
 
 
@@ -87,8 +89,8 @@ def test_waiting_for_an_advisory_lock_is_not_cut_short_by_the_statement_timeout(
     waiter, outcome = run_in_thread(lambda: wait(ledger))
     with ledger.engine.connect() as connection:
         waiting = sa.text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         wait_until(lambda: connection.execute(waiting).scalar() == 1)
     time.sleep(0.5)  # the waiter has now waited well past the 200 ms statement timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -13,14 +14,17 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from prometheus_client import CollectorRegistry
 
+from report_pipeline.alerting.alerts import AlertKind, run_failure_alert
+from report_pipeline.alerting.outbox import AlertOutbox
 from report_pipeline.observability import metrics
 from report_pipeline.observability.metrics import FOLDING_VERSION, LedgerCollector, fold, history
 from report_pipeline.observability.trino_error_names import KNOWN
-from report_pipeline.saga import SagaState, StepProgress
-from report_pipeline.saga.ledger import SqlLedger, metric_totals, sagas, step_attempts, transitions
+from report_pipeline.saga import SagaState, StepError, StepProgress
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.storage.schema import metric_totals, sagas, step_attempts, transitions
+from report_pipeline_tests.builders import chain_saga_in, run_chain
 from report_pipeline_tests.conftest import run_in_thread
-from report_pipeline_tests.observability.conftest import make_saga, run_chain
-from report_pipeline_tests.saga.conftest import ScriptedRunner, permanent, transient
+from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator, permanent, transient
 
 CHAIN = "chain"
 
@@ -44,7 +48,7 @@ def test_each_outcome_counts_one_execution_by_final_state(ledger) -> None:
         ("c1", SagaState.COMPENSATED),
         ("m1", SagaState.FAILED_NEEDS_MANUAL),
     ]:
-        make_saga(ledger, saga_id, state)
+        chain_saga_in(ledger, saga_id, state)
     scrape = Scrape(ledger)
     assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 2
     assert scrape.value("saga_executions_total", saga_name=CHAIN, status="compensated") == 1
@@ -54,14 +58,14 @@ def test_each_outcome_counts_one_execution_by_final_state(ledger) -> None:
 def test_a_live_saga_is_not_an_ended_execution_but_its_report_starts_every_outcome_at_zero(
     ledger,
 ) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     scrape = Scrape(ledger)
     for status in ("succeeded", "compensated", "failed_needs_manual"):
         assert scrape.value("saga_executions_total", saga_name=CHAIN, status=status) == 0
 
 
 def test_a_reexecution_that_succeeds_counts_as_a_second_execution(ledger) -> None:
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     ledger.begin_rerun("c1", "run-2", "run-c1")
     ledger.transition(
         "c1", {SagaState.RUNNING}, SagaState.SUCCEEDED, "all steps succeeded", "run-2"
@@ -73,7 +77,7 @@ def test_a_reexecution_that_succeeds_counts_as_a_second_execution(ledger) -> Non
 
 
 def test_saga_duration_runs_from_start_to_end_state(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
     saga = ledger.get_saga("s1")
     took = (saga.updated_at - saga.created_at).total_seconds()
     scrape = Scrape(ledger)
@@ -88,7 +92,7 @@ def test_saga_duration_runs_from_start_to_end_state(ledger) -> None:
 
 
 def test_step_durations_are_labelled_by_step_and_outcome(ledger) -> None:
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     scrape = Scrape(ledger)
     assert (
         scrape.value(
@@ -120,7 +124,7 @@ def test_step_durations_are_labelled_by_step_and_outcome(ledger) -> None:
 
 
 def test_histogram_buckets_are_cumulative(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
     with ledger.engine.begin() as connection:  # one slow attempt: 42 s
         first = connection.execute(sa.select(sa.func.min(step_attempts.c.id))).scalar()
         start = connection.execute(
@@ -132,13 +136,16 @@ def test_histogram_buckets_are_cumulative(ledger) -> None:
             .values(ended_at=start + dt.timedelta(seconds=42))
         )
     scrape = Scrape(ledger)
-    bucket = lambda le: scrape.value(
-        "saga_step_duration_seconds_bucket",
-        saga_name=CHAIN,
-        step_name="create_temp",
-        status="succeeded",
-        le=le,
-    )
+
+    def bucket(le: str) -> float | None:
+        return scrape.value(
+            "saga_step_duration_seconds_bucket",
+            saga_name=CHAIN,
+            step_name="create_temp",
+            status="succeeded",
+            le=le,
+        )
+
     assert (bucket("30.0"), bucket("60.0"), bucket("+Inf")) == (0, 1, 1)
     assert scrape.value(
         "saga_step_duration_seconds_sum",
@@ -188,8 +195,8 @@ def test_compensations_count_each_undo_attempt_by_outcome(ledger) -> None:
 
 
 def test_sagas_by_state_shows_every_state_including_zero(ledger) -> None:
-    make_saga(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     scrape = Scrape(ledger)
     assert scrape.value("saga_sagas", saga_name=CHAIN, state="FAILED_NEEDS_MANUAL") == 1
     assert scrape.value("saga_sagas", saga_name=CHAIN, state="RUNNING") == 1
@@ -222,9 +229,9 @@ def _age(ledger: SqlLedger, saga_id: str, seconds: float) -> None:
 
 
 def test_a_live_saga_silent_longer_than_the_threshold_is_stuck(ledger) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
-    make_saga(ledger, "r2", SagaState.COMPENSATING)
-    make_saga(ledger, "fresh", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r2", SagaState.COMPENSATING)
+    chain_saga_in(ledger, "fresh", SagaState.RUNNING)
     _age(ledger, "r1", 1000)
     _age(ledger, "r2", 1000)
     scrape = Scrape(ledger, stuck_after_seconds=900)
@@ -235,21 +242,21 @@ def test_a_live_saga_silent_longer_than_the_threshold_is_stuck(ledger) -> None:
 
 
 def test_query_progress_is_a_sign_of_life(ledger) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     _age(ledger, "r1", 1000)
     ledger.record_progress("r1", "write_report", StepProgress("RUNNING", 40.0, 1000, 10_000))
     assert Scrape(ledger, stuck_after_seconds=900).value("saga_stuck_sagas", saga_name=CHAIN) == 0
 
 
 def test_an_ended_saga_is_never_stuck(ledger) -> None:
-    make_saga(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
+    chain_saga_in(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
     _age(ledger, "m1", 10_000)
     assert Scrape(ledger, stuck_after_seconds=900).value("saga_stuck_sagas", saga_name=CHAIN) == 0
 
 
 def test_trino_statement_figures_come_from_finished_attempts(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
-    make_saga(ledger, "s2", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s2", SagaState.SUCCEEDED)
     scrape = Scrape(ledger)
     assert scrape.value("saga_trino_rows_total", saga_name=CHAIN, step_name="create_temp") == 2
     assert (
@@ -262,12 +269,12 @@ def test_trino_statement_figures_come_from_finished_attempts(ledger) -> None:
 
 def test_trino_errors_are_counted_by_error_name(ledger) -> None:
     runner = ScriptedRunner(action_failures={"write_report": [transient(), permanent()]})
-    saga = run_chain.__globals__["coordinator"](ledger)
-    saga.start("e1", {}, "run-e1")
-    saga.execute_step("e1", "create_temp", "run-e1", 1, runner)
+    saga = coordinator(ledger).saga("e1", run_id="run-e1", runner=runner)
+    saga.start({})
+    saga.execute_step("create_temp")
     for attempt in (1, 2):
-        with pytest.raises(Exception):
-            saga.execute_step("e1", "write_report", "run-e1", attempt, runner)
+        with pytest.raises(StepError):
+            saga.execute_step("write_report", attempt)
     scrape = Scrape(ledger)
     assert (
         scrape.value("saga_trino_errors_total", saga_name=CHAIN, error_name="HIVE_METASTORE_ERROR")
@@ -279,7 +286,7 @@ def test_trino_errors_are_counted_by_error_name(ledger) -> None:
 
 
 def test_an_error_name_that_is_not_a_code_is_reported_as_other(ledger) -> None:
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     with ledger.engine.begin() as connection:
         connection.execute(
             step_attempts.update()
@@ -290,36 +297,42 @@ def test_an_error_name_that_is_not_a_code_is_reported_as_other(ledger) -> None:
 
 
 def test_alerts_are_counted_once_settled_and_pending_until_then(ledger) -> None:
-    ledger.record_alert("a1", "s1", "saga_compensated", {})
-    ledger.record_alert("a2", "s2", "saga_compensated", {})
-    ledger.record_alert("a3", "s3", "saga_failed_needs_manual", {})
-    ledger.update_alert("a1", status="delivered", attempts=2)
-    ledger.update_alert("a3", status="failed", attempts=5)
+    outbox = AlertOutbox(ledger.engine)
+    for key, kind in (
+        ("a1", AlertKind.RUN_FAILED),
+        ("a2", AlertKind.RUN_FAILED),
+        ("a3", AlertKind.FAILED_NEEDS_MANUAL),
+    ):
+        alert = run_failure_alert(CHAIN, key, "FAILURE", None, None, {}, None)
+        outbox.queue(dataclasses.replace(alert, key=key, kind=kind))
+    outbox.mark_delivered("a1", attempts=2)
+    outbox.mark_failed_attempt(
+        "a3", attempts=5, error="refused", next_attempt_at=dt.datetime.now(dt.UTC), gave_up=True
+    )
     scrape = Scrape(ledger)
+    assert scrape.value("saga_alert_deliveries_total", kind="run_failed", outcome="delivered") == 1
     assert (
-        scrape.value("saga_alert_deliveries_total", kind="saga_compensated", outcome="delivered")
+        scrape.value("saga_alert_deliveries_total", kind="failed_needs_manual", outcome="failed")
         == 1
     )
-    assert (
-        scrape.value(
-            "saga_alert_deliveries_total", kind="saga_failed_needs_manual", outcome="failed"
-        )
-        == 1
-    )
-    assert scrape.value("saga_alerts_pending", kind="saga_compensated") == 1
-    assert scrape.value("saga_alert_delivery_attempts_total", kind="saga_failed_needs_manual") == 5
+    assert scrape.value("saga_alerts_pending", kind="run_failed") == 1
+    assert scrape.value("saga_alert_delivery_attempts_total", kind="failed_needs_manual") == 5
 
 
 def test_a_second_exporter_reports_the_same_figures(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     first, second = Scrape(ledger), Scrape(ledger)
-    samples = lambda scrape: sorted(
-        (s.name, tuple(sorted(s.labels.items())), s.value)
-        for f in scrape.registry.collect()
-        for s in f.samples
-        if f.name != "saga_ledger_scrape_duration_seconds" and not f.name.startswith("saga_oldest")
-    )
+
+    def samples(scrape: Scrape) -> list[tuple]:
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in scrape.registry.collect()
+            for s in f.samples
+            if f.name != "saga_ledger_scrape_duration_seconds"
+            and not f.name.startswith("saga_oldest")
+        )
+
     assert samples(first) == samples(second)
 
 
@@ -344,12 +357,12 @@ def test_every_family_is_exported_even_before_the_first_saga(ledger) -> None:
 def _fail_write_report(ledger: SqlLedger, saga_id: str, times: int) -> None:
     """A saga whose write_report failed `times` times (each attempt a failed step attempt)."""
     runner = ScriptedRunner(action_failures={"write_report": [transient() for _ in range(times)]})
-    saga = run_chain.__globals__["coordinator"](ledger)
-    saga.start(saga_id, {}, f"run-{saga_id}")
-    saga.execute_step(saga_id, "create_temp", f"run-{saga_id}", 1, runner)
+    saga = coordinator(ledger).saga(saga_id, run_id=f"run-{saga_id}", runner=runner)
+    saga.start({})
+    saga.execute_step("create_temp")
     for attempt in range(1, times + 1):
-        with pytest.raises(Exception):
-            saga.execute_step(saga_id, "write_report", f"run-{saga_id}", attempt, runner)
+        with pytest.raises(StepError):
+            saga.execute_step("write_report", attempt)
 
 
 def test_error_names_trino_does_not_know_are_counted_as_one_other_series(ledger) -> None:
@@ -365,7 +378,7 @@ def test_error_names_trino_does_not_know_are_counted_as_one_other_series(ledger)
             .all()
         )
         for attempt, name in zip(
-            failed, ["MADE_UP_ERROR_1", "MADE_UP_ERROR_2", "EXCEEDED_TIME_LIMIT"]
+            failed, ["MADE_UP_ERROR_1", "MADE_UP_ERROR_2", "EXCEEDED_TIME_LIMIT"], strict=True
         ):
             connection.execute(
                 step_attempts.update().where(step_attempts.c.id == attempt).values(error_name=name)
@@ -404,7 +417,7 @@ def _unfolded(ledger: SqlLedger) -> int:
         return sum(
             connection.execute(
                 sa.select(sa.func.count()).where(table.c.metrics_fold.is_(None), condition)
-            ).scalar()
+            ).scalar_one()
             for table, condition in (
                 (step_attempts, step_attempts.c.ended_at.is_not(None)),
                 (transitions, transitions.c.new_state.in_(metrics._TERMINAL)),
@@ -413,7 +426,7 @@ def _unfolded(ledger: SqlLedger) -> int:
 
 
 def test_a_scrape_folds_the_finished_history_into_the_totals_and_counts_it_once(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
     first = Scrape(ledger)
     assert first.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 1
     assert _unfolded(ledger) == 0
@@ -421,7 +434,7 @@ def test_a_scrape_folds_the_finished_history_into_the_totals_and_counts_it_once(
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(metric_totals)).scalar() > 0
         )
-    make_saga(ledger, "s2", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s2", SagaState.SUCCEEDED)
     for _ in range(2):  # the second scrape folds s2; the third has nothing new to fold
         scrape = Scrape(ledger)
         assert scrape.value("saga_executions_total", saga_name=CHAIN, status="succeeded") == 2
@@ -449,7 +462,7 @@ def test_totals_plus_the_rows_not_folded_yet_give_the_figures_of_every_row(ledge
         ("m1", SagaState.FAILED_NEEDS_MANUAL),
         ("r1", SagaState.RUNNING),
     ]:
-        make_saga(ledger, saga_id, state)
+        chain_saga_in(ledger, saga_id, state)
     _fail_write_report(ledger, "e1", 2)
     with ledger.engine.connect() as connection:
         assert fold(connection, chunk=4) == 4  # part of the history folded, the rest not
@@ -468,7 +481,7 @@ def test_two_exporters_scraping_at_once_count_every_row_once(ledger, monkeypatch
         ("c1", SagaState.COMPENSATED),
         ("m1", SagaState.FAILED_NEEDS_MANUAL),
     ]:
-        make_saga(ledger, saga_id, state)
+        chain_saga_in(ledger, saga_id, state)
     exporters = [
         run_in_thread(lambda: [Scrape(ledger).value("saga_ledger_up") for _ in range(3)])
         for _ in range(2)
@@ -482,8 +495,8 @@ def test_two_exporters_scraping_at_once_count_every_row_once(ledger, monkeypatch
 
 
 def test_a_ledger_not_yet_upgraded_to_totals_is_summed_from_every_row(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     with ledger.engine.begin() as connection:  # what version 3 looked like
         operations = Operations(MigrationContext.configure(connection))
         for table in (step_attempts, transitions):

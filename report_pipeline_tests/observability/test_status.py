@@ -1,4 +1,4 @@
-"""`report-pipeline status`: what an engineer sees for a saga in each state, and the recent sagas."""
+"""`report-pipeline status`: what an engineer sees for a saga in each state, and recent sagas."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from report_pipeline.saga import (
     SagaState,
     StepProgress,
 )
-from report_pipeline_tests.observability.conftest import PARAMETERS, coordinator, make_saga
+from report_pipeline_tests.builders import CHAIN_PARAMETERS, chain_saga_in
+from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator
 
 STEPS = ("create_temp", "write_report", "drop_temp")
 
@@ -35,7 +36,7 @@ def step_line(text: str, step: str) -> str:
 
 
 def test_succeeded_saga_shows_every_step_succeeded(ledger) -> None:
-    make_saga(ledger, "s1", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "s1", SagaState.SUCCEEDED)
     text = describe_saga(ledger, "s1", STEPS)
     assert "state SUCCEEDED" in text and "took" in text
     for step in STEPS:
@@ -44,7 +45,7 @@ def test_succeeded_saga_shows_every_step_succeeded(ledger) -> None:
 
 
 def test_running_saga_shows_the_running_step_with_its_trino_progress(ledger) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     ledger.record_progress("r1", "write_report", StepProgress("RUNNING", 42.0, 12_345, 1_000_000))
     text = describe_saga(ledger, "r1", STEPS)
     assert "state RUNNING" in text and "running for" in text
@@ -56,7 +57,7 @@ def test_running_saga_shows_the_running_step_with_its_trino_progress(ledger) -> 
 
 
 def test_a_step_submitted_but_not_yet_reporting_says_so(ledger) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     assert "submitted" in step_line(describe_saga(ledger, "r1", STEPS), "write_report")
 
 
@@ -64,7 +65,7 @@ def test_a_step_submitted_but_not_yet_reporting_says_so(ledger) -> None:
     "state", [SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED, SagaState.COMPENSATING]
 )
 def test_stopped_saga_awaiting_compensation_names_the_failed_step(ledger, state) -> None:
-    make_saga(ledger, "x1", state)
+    chain_saga_in(ledger, "x1", state)
     text = describe_saga(ledger, "x1", STEPS)
     assert f"state {state.value}" in text
     assert "failed step write_report" in text
@@ -72,23 +73,17 @@ def test_stopped_saga_awaiting_compensation_names_the_failed_step(ledger, state)
 
 
 def test_saga_of_a_stopped_run_lists_the_steps_it_interrupted(ledger) -> None:
-    saga = coordinator(ledger)
-    saga.start("t1", PARAMETERS, "run-t1")
+    saga = coordinator(ledger).saga("t1", run_id="run-t1", runner=ScriptedRunner())
+    saga.start(CHAIN_PARAMETERS)
     ledger.start_attempt("t1", "create_temp", AttemptKind.ACTION, "run-t1", 1, require_running=True)
-    saga.stop(
-        "t1",
-        FailureKind.CANCELLED,
-        run_id="run-t1",
-        interrupted=["create_temp"],
-        error="run terminated",
-    )
+    saga.stop(FailureKind.CANCELLED, interrupted=["create_temp"], error="run terminated")
     text = describe_saga(ledger, "t1", STEPS)
     assert "failed step create_temp (cancelled): run terminated" in text
     assert "interrupted steps create_temp" in text
 
 
 def test_compensated_saga_shows_each_undo_in_order(ledger) -> None:
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     text = describe_saga(ledger, "c1", STEPS)
     assert "state COMPENSATED" in text
     assert "compensated" in step_line(text, "create_temp")
@@ -105,7 +100,7 @@ def test_compensated_saga_shows_each_undo_in_order(ledger) -> None:
 
 
 def test_failed_needs_manual_saga_points_at_the_failed_undo_and_its_table(ledger) -> None:
-    make_saga(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
+    chain_saga_in(ledger, "m1", SagaState.FAILED_NEEDS_MANUAL)
     text = describe_saga(ledger, "m1", STEPS)
     assert "state FAILED_NEEDS_MANUAL" in text and "NEEDS A PERSON" in text
     assert "undo failed" in step_line(text, "create_temp")
@@ -129,7 +124,7 @@ def test_recent_sagas_are_listed_newest_first_with_their_state(ledger) -> None:
         ("c", SagaState.FAILED_NEEDS_MANUAL),
         ("d", SagaState.RUNNING),
     ]:
-        make_saga(ledger, saga_id, state)
+        chain_saga_in(ledger, saga_id, state)
     rows = describe_recent(ledger).splitlines()[2:]
     assert [(row.split()[0], row.split()[2]) for row in rows] == [
         ("d", "RUNNING"),
@@ -142,8 +137,8 @@ def test_recent_sagas_are_listed_newest_first_with_their_state(ledger) -> None:
 
 
 def test_recent_sagas_can_be_filtered_by_state(ledger) -> None:
-    make_saga(ledger, "a", SagaState.SUCCEEDED)
-    make_saga(ledger, "c", SagaState.FAILED_NEEDS_MANUAL)
+    chain_saga_in(ledger, "a", SagaState.SUCCEEDED)
+    chain_saga_in(ledger, "c", SagaState.FAILED_NEEDS_MANUAL)
     rows = describe_recent(ledger, states=[SagaState.FAILED_NEEDS_MANUAL]).splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["c"]
 
@@ -153,12 +148,12 @@ def test_recent_sagas_can_be_filtered_by_state(ledger) -> None:
     [(SagaState.SUCCEEDED, 0), (SagaState.COMPENSATED, 1), (SagaState.FAILED_NEEDS_MANUAL, 2)],
 )
 def test_follow_exits_with_the_sagas_outcome(ledger, state, code) -> None:
-    make_saga(ledger, "x", state)
+    chain_saga_in(ledger, "x", state)
     assert show_status(ledger, "x", follow=True, interval=0.05, out=io.StringIO()) == code
 
 
 def test_follow_redraws_as_the_saga_moves_until_it_ends(ledger) -> None:
-    make_saga(ledger, "r1", SagaState.RUNNING)
+    chain_saga_in(ledger, "r1", SagaState.RUNNING)
     out = io.StringIO()
 
     def finish() -> None:
@@ -177,7 +172,7 @@ def test_follow_redraws_as_the_saga_moves_until_it_ends(ledger) -> None:
 
 @pytest.mark.parametrize("ledger", ["postgresql"], indirect=True)
 def test_the_command_reads_the_ledger_named_in_the_environment(ledger) -> None:
-    make_saga(ledger, "c1", SagaState.COMPENSATED)
+    chain_saga_in(ledger, "c1", SagaState.COMPENSATED)
     env = {
         **os.environ,
         "REPORT_PIPELINE_LEDGER_URL": ledger.engine.url.render_as_string(hide_password=False),

@@ -1,5 +1,5 @@
-"""A ledger that is down, hung, or not created yet: `status` and `/metrics` answer within the connect
-timeout, in one line and without the URL's password, and an empty ledger is just empty."""
+"""A ledger that is down, hung, or not created yet: `status` and `/metrics` answer within the
+connect timeout, in one line and without the URL's password, and an empty ledger is just empty."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -21,7 +22,8 @@ from report_pipeline.observability.status import (
     describe_saga,
     show_status,
 )
-from report_pipeline.saga.ledger import CONNECT_TIMEOUT_SECONDS, SqlLedger
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.storage.engine import CONNECT_TIMEOUT_SECONDS
 from report_pipeline_tests.conftest import free_port, wait_until
 from report_pipeline_tests.observability.conftest import PASSWORD, ledger_url
 from report_pipeline_tests.saga.conftest import isolated_schema_url
@@ -47,8 +49,8 @@ def status_command(url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def assert_one_clear_line(stderr: str, reason: str) -> None:
-    assert len(stderr.strip().splitlines()) == 1, stderr
+def assert_one_clear_line(stderr: str | None, reason: str) -> None:
+    assert stderr is not None and len(stderr.strip().splitlines()) == 1, stderr
     assert "cannot read the saga ledger at 127.0.0.1:" in stderr and reason in stderr
     assert PASSWORD not in stderr and "Traceback" not in stderr
 
@@ -56,7 +58,7 @@ def assert_one_clear_line(stderr: str, reason: str) -> None:
 def test_a_scrape_of_a_hung_ledger_gives_up_within_the_connect_timeout_with_up_0(
     hung_postgres,
 ) -> None:
-    # libpq's shortest timeout, to spare the test 3 s; the status test below waits out the default one
+    # libpq's shortest timeout, to spare the test 3 s; the status test below waits out the default
     collector, registry = scrape(SqlLedger(ledger_url(hung_postgres) + "?connect_timeout=2"))
     started = time.monotonic()
     assert registry.get_sample_value("saga_ledger_up") == 0
@@ -134,7 +136,7 @@ def test_status_with_a_url_that_is_not_one_says_so_without_quoting_it() -> None:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def empty_ledger(request, tmp_path) -> SqlLedger:
+def empty_ledger(request, tmp_path) -> Iterator[SqlLedger]:
     """A ledger no saga has written to yet: its tables are not created."""
     if request.param == "postgresql":
         ledger = SqlLedger(isolated_schema_url(request.getfixturevalue("postgres_url")))

@@ -1,13 +1,13 @@
-"""Reports run as real Dagster jobs: multiprocess executor, Postgres run storage, the local engine."""
+"""Reports run as real Dagster jobs: multiprocess executor, Postgres run storage, the local
+engine."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pytest
@@ -16,13 +16,17 @@ import yaml
 
 from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import LocalTrino
-from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
+from report_pipeline.orchestration.names import SAGA_ID_TAG
 from report_pipeline.reporting import REPORTS_DIR, load_reports
-from report_pipeline.reporting.spec import saga_key
-from report_pipeline.saga import SagaState
-from report_pipeline.saga import ledger as ledger_tables
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.scratch_names import saga_key
+from report_pipeline_tests.builders import start_saga_config
+from report_pipeline_tests.orchestration.statements import step_statements
 from report_pipeline_tests.saga.conftest import isolated_schema_url
+
+if TYPE_CHECKING:
+    from report_pipeline_tests.orchestration.receiver import Receiver
+    from report_pipeline_tests.orchestration.stack import DagsterStack
 
 DAILY_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-31", "min_events": 5}
 WEEKLY_PARAMETERS = {"week_start": "2026-01-05", "min_active_days": 2}
@@ -31,21 +35,9 @@ PARAMETERS = {
     "weekly_engagement_report": WEEKLY_PARAMETERS,
 }
 
-# A regular expression that matches the statement of each step's action (and nothing run before it).
-STEP_STATEMENTS = {
-    "daily_country_report": {
-        "create_summary": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_summary"',
-        "write_report": r"INSERT INTO reports\.daily_country_report",
-        "drop_summary": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_summary"',
-    },
-    "weekly_engagement_report": {
-        "build_activity": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_activity"',
-        "build_purchases": r'CREATE TABLE "\w+"\."scratch"\."saga_\w+_purchases"',
-        "write_report": r"INSERT INTO reports\.weekly_engagement_report",
-        "cleanup": r'DROP TABLE IF EXISTS "\w+"\."scratch"\."saga_\w+_activity"',
-    },
-}
 REPORTS = load_reports()
+# The pattern of each step's statement a test strikes (its action's last), derived from the specs.
+STEP_STATEMENTS = {name: step_statements(spec) for name, spec in REPORTS.items()}
 
 
 # The shipped reports with test-sized limits: same SQL, short time limits and quick retries.
@@ -144,7 +136,7 @@ def launch(
     parameters: dict | None = None,
     reexecute_from: str | None = None,
 ) -> dg.DagsterRun:
-    """Execute a report's job as a launched run would (reconstructable, multiprocess) and wait for it."""
+    """Run a report's job as a launch would (reconstructable, multiprocess) and wait for it."""
     job = dg.build_reconstructable_job(
         "report_pipeline.definitions", "report_job", reconstructable_args=(report,)
     )
@@ -154,7 +146,7 @@ def launch(
             reexecute_from, instance
         )
     else:
-        options["run_config"] = {"ops": {START_OP: {"config": parameters or PARAMETERS[report]}}}
+        options["run_config"] = start_saga_config(parameters or PARAMETERS[report])
     with dg.execute_job(job, instance=instance, **options) as result:
         return instance.get_run_by_id(result.run_id)
 
@@ -243,40 +235,3 @@ def backlog_ledger(postgres_url: str) -> Iterator[SqlLedger]:
     ledger.migrate()
     yield ledger
     ledger.close()
-
-
-def add_backlog(
-    ledger: SqlLedger,
-    count: int,
-    state: SagaState,
-    run_id: str,
-    report: str = "daily_country_report",
-) -> list[str]:
-    """`count` sagas in `state`, tied to `run_id`, oldest first (one transaction: a backfill's worth)."""
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
-    ids = [f"backlog-{n:05d}-{uuid.uuid4().hex[:8]}" for n in range(count)]
-    moments = [start + dt.timedelta(milliseconds=n) for n in range(count)]
-    with ledger.engine.begin() as connection:
-        connection.execute(
-            ledger_tables.sagas.insert(),
-            [
-                {
-                    "saga_id": saga_id,
-                    "saga_name": report,
-                    "parameters": {},
-                    "state": state.value,
-                    "run_id": run_id,
-                    "created_at": moment,
-                    "updated_at": moment,
-                }
-                for saga_id, moment in zip(ids, moments)
-            ],
-        )
-        connection.execute(
-            ledger_tables.runs.insert(),
-            [
-                {"saga_id": saga_id, "run_id": run_id, "kind": "run", "linked_at": moment}
-                for saga_id, moment in zip(ids, moments)
-            ],
-        )
-    return ids

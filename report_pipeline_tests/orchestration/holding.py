@@ -10,7 +10,6 @@ this way, nor one of two branches that read the same table; they are held on the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
-from report_pipeline.local_trino import Fault
-from report_pipeline_tests.conftest import POSTGRES, Backend, wait_until
+from report_pipeline.local_trino import Fault, LocalTrino
+from report_pipeline_tests.conftest import POSTGRES, Backend, RunningQuery, wait_for, wait_until
 from report_pipeline_tests.orchestration.conftest import STEP_STATEMENTS
 
 # The source table each step's statement scans (the lock that holds it on a real Trino). The weekly
@@ -40,14 +39,16 @@ class HeldStatement:
 
     def stopped_within(self, seconds: float) -> bool:
         """True once the server no longer runs the statement, within `seconds`."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not any(
-                q.query_id == self.query_id for q in self.backend.running_queries(self.pattern)
-            ):
-                return True
-            time.sleep(0.05)
-        return False
+        return (
+            wait_for(
+                lambda: all(
+                    q.query_id != self.query_id for q in self.backend.running_queries(self.pattern)
+                ),
+                seconds,
+                interval=0.05,
+            )
+            is not None
+        )
 
 
 def holdable(backend_name: str, report: str, step: str) -> bool:
@@ -58,11 +59,13 @@ def holdable(backend_name: str, report: str, step: str) -> bool:
 def holding(
     backend: Backend, report: str, step: str, seconds: float
 ) -> Iterator[Callable[..., HeldStatement]]:
-    """While open, the step's statement is held (on the local engine for at most `seconds`); when the
-    block ends it is let go. Yields a function that waits for the statement to run and returns it."""
+    """While open, the step's statement is held (on the local engine for at most `seconds`); when
+    the block ends it is let go. Yields a function that waits for the statement to run: it returns
+    the statement."""
     pattern = STEP_STATEMENTS[report][step]
-    lock = stall = None
-    if backend.name == "local":
+    lock: psycopg2.extensions.connection | None = None
+    stall: Fault | None = None
+    if isinstance(backend.server, LocalTrino):
         stall = backend.server.inject(Fault(pattern=pattern, action="stall", seconds=seconds))
     else:
         lock = psycopg2.connect(
@@ -80,7 +83,7 @@ def holding(
             )
 
     def running(timeout: float = 60) -> HeldStatement:
-        found = []
+        found: list[RunningQuery] = []
 
         def started() -> bool:
             found[:] = [q for q in backend.running_queries(pattern) if q.state == "RUNNING"]

@@ -5,25 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from report_pipeline.alerting.alerts import AlertKind
-from report_pipeline.orchestration.alerting import (
-    AlertsResource,
-    build_alert_sensor,
-    deliver_alerts,
-    queue_alerts,
-)
+from report_pipeline.alerting.delivery import deliver_alerts
+from report_pipeline.alerting.outbox import AlertOutbox
+from report_pipeline.orchestration.alerting import AlertsResource, build_alert_sensor, queue_alerts
 from report_pipeline.orchestration.resources import LedgerResource
-from report_pipeline.saga import SagaState
+from report_pipeline.saga import FailureKind, SagaState
+from report_pipeline.storage.schema import alerts as alerts_table
+from report_pipeline.storage.schema import sagas
+from report_pipeline_tests.builders import add_backlog, move_saga, saga_in, start_saga_config
+from report_pipeline_tests.conftest import wait_until
 from report_pipeline_tests.orchestration.conftest import (
     DAILY_PARAMETERS,
     PARAMETERS,
     REPORTS,
     STEP_STATEMENTS,
-    add_backlog,
     launch,
 )
 from report_pipeline_tests.orchestration.receiver import Receiver
@@ -32,14 +34,14 @@ WEBHOOK_ENV = "TEST_ALERT_WEBHOOK_URL"
 
 
 @pytest.fixture
-def receiver(monkeypatch) -> Receiver:
+def receiver(monkeypatch) -> Iterator[Receiver]:
     receiver = Receiver()
     monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
     yield receiver
     receiver.stop()
 
 
-def evaluate(instance, pipeline_env, fmt: str = "json") -> str:
+def evaluate(instance, pipeline_env, fmt: str = "json") -> str | None:
     """One tick of a freshly built sensor (as after a daemon restart: no state but the ledger)."""
     resources = {
         "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
@@ -82,54 +84,47 @@ def test_compensated_saga_alerts_once_with_its_context(
 def test_failed_delivery_is_retried_with_backoff(
     dagster_instance, pipeline_env, receiver, ledger
 ) -> None:
-    saga_id = f"alert-retry-{uuid.uuid4()}"
-    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(
-        saga_id,
-        {SagaState.RUNNING},
-        SagaState.TIMED_OUT,
-        "create_summary timed out",
-        failure_kind="timed_out",
+    saga_id = saga_in(
+        ledger,
+        SagaState.COMPENSATED,
+        saga_id=f"alert-retry-{uuid.uuid4()}",
+        parameters=DAILY_PARAMETERS,
+        stopped_by=FailureKind.TIMED_OUT,
         failed_step="create_summary",
     )
-    ledger.transition(saga_id, {SagaState.TIMED_OUT}, SagaState.COMPENSATING, "compensation")
-    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
     receiver.refuse = 100
     evaluate(dagster_instance, pipeline_env)
-    [row] = ledger.alerts(saga_id)
-    assert (row["status"], row["attempts"], row["last_error"]) == (
+    outbox = AlertOutbox(ledger.engine)
+    [row] = outbox.alerts(saga_id)
+    assert (row.status, row.attempts, row.last_error) == (
         "pending",
         1,
         "webhook answered HTTP 503",
     )
-    assert "secret-token" not in row["last_error"]
+    assert "secret-token" not in (row.last_error or "")
     receiver.refuse = 0
-    ledger.update_alert(
-        row["alert_key"], next_attempt_at=dt.datetime.now(dt.UTC)
-    )  # backoff elapsed
+    with ledger.engine.begin() as connection:  # the backoff has elapsed
+        connection.execute(
+            alerts_table.update()
+            .where(alerts_table.c.alert_key == row.key)
+            .values(next_attempt_at=dt.datetime.now(dt.UTC))
+        )
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(saga_id)
     assert message["kind"] == AlertKind.TIMED_OUT
-    assert ledger.alerts(saga_id)[0]["status"] == "delivered"
+    assert outbox.alerts(saga_id)[0].status == "delivered"
 
 
 def test_failed_needs_manual_is_critical_and_slack_formatted(
     dagster_instance, pipeline_env, receiver, ledger
 ) -> None:
-    saga_id = f"alert-manual-{uuid.uuid4()}"
-    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(
-        saga_id,
-        {SagaState.RUNNING},
-        SagaState.FAILED,
-        "write_report failed",
-        failure_kind="step_failed",
+    saga_id = saga_in(
+        ledger,
+        SagaState.FAILED_NEEDS_MANUAL,
+        saga_id=f"alert-manual-{uuid.uuid4()}",
+        parameters=DAILY_PARAMETERS,
         failed_step="write_report",
         error="PERMISSION_DENIED: no",
-    )
-    ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation")
-    ledger.transition(
-        saga_id, {SagaState.COMPENSATING}, SagaState.FAILED_NEEDS_MANUAL, "undo failed"
     )
     evaluate(dagster_instance, pipeline_env, fmt="slack")
     [message] = receiver.about(saga_id)
@@ -137,15 +132,15 @@ def test_failed_needs_manual_is_critical_and_slack_formatted(
     assert any(block["type"] == "section" and "fields" in block for block in message["blocks"])
 
 
-def test_saga_running_past_its_sla_alerts_as_stuck(
+def test_saga_running_past_its_sla_alerts_as_overdue(
     dagster_instance, pipeline_env, receiver, ledger
 ) -> None:
-    import sqlalchemy as sa
-
-    from report_pipeline.saga.ledger import sagas
-
-    saga_id = f"alert-stuck-{uuid.uuid4()}"
-    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
+    saga_id = saga_in(
+        ledger,
+        SagaState.RUNNING,
+        saga_id=f"alert-overdue-{uuid.uuid4()}",
+        parameters=DAILY_PARAMETERS,
+    )
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(
         minutes=REPORTS["daily_country_report"].sla_minutes + 5
     )
@@ -155,10 +150,10 @@ def test_saga_running_past_its_sla_alerts_as_stuck(
         )
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(saga_id)
-    assert message["kind"] == AlertKind.STUCK and "running for more than 60 min" in message["error"]
-    ledger.transition(
-        saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done"
-    )  # stop it being stuck
+    assert (
+        message["kind"] == AlertKind.OVERDUE and "running for more than 60 min" in message["error"]
+    )
+    move_saga(ledger, saga_id, SagaState.FAILED)  # stop it being overdue
 
 
 def test_run_that_failed_before_its_saga_alerts(dagster_instance, pipeline_env, receiver) -> None:
@@ -172,16 +167,16 @@ def test_without_a_webhook_the_alert_is_logged(
     dagster_instance, pipeline_env, ledger, monkeypatch
 ) -> None:
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
-    saga_id = f"alert-logged-{uuid.uuid4()}"
-    ledger.create_saga(saga_id, "daily_country_report", DAILY_PARAMETERS, None)
-    ledger.transition(
-        saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated", failure_kind="cancelled"
+    saga_id = saga_in(
+        ledger,
+        SagaState.COMPENSATED,
+        saga_id=f"alert-logged-{uuid.uuid4()}",
+        parameters=DAILY_PARAMETERS,
+        stopped_by=FailureKind.CANCELLED,
     )
-    ledger.transition(saga_id, {SagaState.CANCELLED}, SagaState.COMPENSATING, "compensation")
-    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "done")
     evaluate(dagster_instance, pipeline_env)
-    [row] = ledger.alerts(saga_id)
-    assert row["status"] == "logged" and row["kind"] == AlertKind.RUN_CANCELED
+    [row] = AlertOutbox(ledger.engine).alerts(saga_id)
+    assert row.status == "logged" and row.kind == AlertKind.RUN_CANCELED
 
 
 def test_daemon_delivers_one_alert_even_across_a_daemon_restart(
@@ -197,16 +192,13 @@ def test_daemon_delivers_one_alert_even_across_a_daemon_restart(
         )
     )
     run_id = dagster_stack.launch(
-        "daily_country_report",
-        {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}},
+        "daily_country_report", start_saga_config(PARAMETERS["daily_country_report"])
     )
     assert dagster_stack.wait_for_run(run_id) == "FAILURE"
-    deadline = time.monotonic() + 90
-    while not stack_alerts.about(run_id) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: stack_alerts.about(run_id), timeout=90, interval=0.5)
     assert [m["kind"] for m in stack_alerts.about(run_id)] == ["run_failed"]
     dagster_stack.restart_daemon()
-    time.sleep(35)  # two alert-sensor ticks of the new daemon
+    dagster_stack.wait_for_ticks("saga_alert_sensor", count=2, since=time.time())
     assert len(stack_alerts.about(run_id)) == 1
 
 
@@ -229,8 +221,9 @@ def test_a_backlog_larger_than_any_page_is_alerted_in_full_and_then_owes_nothing
             dt.datetime.now(dt.UTC),
         )
     # (runs of other tests that failed before a saga alert too: this ledger has no saga for them)
-    assert [a["saga_id"] for a in backlog_ledger.alerts() if a["saga_id"]] == backlog
-    assert list(backlog_ledger.sagas_without_alert([SagaState.COMPENSATED])) == []
+    outbox = AlertOutbox(backlog_ledger.engine)
+    assert [a.saga_id for a in outbox.alerts() if a.saga_id] == backlog
+    assert list(outbox.sagas_without_alert([SagaState.COMPENSATED])) == []
 
 
 def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(
@@ -240,10 +233,9 @@ def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(
     alerts = AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format="json")
     with dg.build_sensor_context(instance=dagster_instance) as context:
         queue_alerts(context, REPORTS, backlog_ledger, alerts, dt.datetime.now(dt.UTC))
-    queued = len(
-        backlog_ledger.alerts()
-    )  # (with the alerts of other tests' runs that failed early)
-    assert deliver_alerts(backlog_ledger, alerts, budget_seconds=0)["deferred"] == queued
-    assert {(a["status"], a["attempts"]) for a in backlog_ledger.alerts()} == {("pending", 0)}
-    assert deliver_alerts(backlog_ledger, alerts)["delivered"] == queued
+    outbox = AlertOutbox(backlog_ledger.engine)
+    queued = len(outbox.alerts())  # (with the alerts of other tests' runs that failed early)
+    assert deliver_alerts(outbox, alerts.webhook(), budget_seconds=0)["deferred"] == queued
+    assert {(a.status, a.attempts) for a in outbox.alerts()} == {("pending", 0)}
+    assert deliver_alerts(outbox, alerts.webhook())["delivered"] == queued
     assert set(backlog) <= {message["saga_id"] for message in receiver.received}

@@ -1,4 +1,5 @@
-"""Backpressure: many analysts launching at once never put more statements on Trino than the pool allows."""
+"""Backpressure: many analysts launching at once never put more statements on Trino than the pool
+allows."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from report_pipeline.local_trino import Fault
 from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.saga import SagaState
+from report_pipeline_tests.builders import start_saga_config
 from report_pipeline_tests.orchestration.conftest import DAILY_PARAMETERS, STEP_STATEMENTS
 
 RUNS = 12  # four times the pool: enough to queue, few enough to keep the suite short
 POOL_LIMIT = 3
-START = {"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}
+START = start_saga_config(DAILY_PARAMETERS)
 
 
 def set_pool_limit(stack, limit: int) -> None:
@@ -33,7 +35,7 @@ def set_pool_limit(stack, limit: int) -> None:
 
 @pytest.fixture(scope="module")
 def burst(dagster_stack, local_trino, ledger) -> dict:
-    """RUNS runs of daily_country_report submitted at once, each statement held 2 s on the engine."""
+    """RUNS runs of daily_country_report submitted at once, each statement held 2 s (a stall)."""
     set_pool_limit(dagster_stack, POOL_LIMIT)
     statements = STEP_STATEMENTS["daily_country_report"]
     for step in ("create_summary", "write_report", "drop_summary"):
@@ -46,7 +48,8 @@ def burst(dagster_stack, local_trino, ledger) -> dict:
         local_trino.engine.faults.clear()
     peak = local_trino.engine.peak_running_by_source.get(STEP_SOURCE, 0)
     print(
-        f"\nbackpressure: {RUNS} runs, pool {POOL_LIMIT}: at most {peak} report statements at once on the engine"
+        f"\nbackpressure: {RUNS} runs, pool {POOL_LIMIT}: "
+        f"at most {peak} report statements at once on the engine"
     )
     return {"run_ids": run_ids, "statuses": statuses, "peak": peak}
 

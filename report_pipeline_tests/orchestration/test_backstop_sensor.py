@@ -1,4 +1,5 @@
-"""saga_backstop_sensor, evaluated on the real instance and ledger: which sagas it compensates, and how often."""
+"""saga_backstop_sensor, evaluated on the real instance and ledger: which sagas it compensates,
+and how often."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from report_pipeline.orchestration.compensation import (
     build_compensation_job,
 )
 from report_pipeline.orchestration.resources import LedgerResource
-from report_pipeline.saga import SagaState
-from report_pipeline_tests.orchestration.conftest import REPORTS, add_backlog, launch
+from report_pipeline.saga import RunKind, SagaState
+from report_pipeline_tests.builders import add_backlog, move_saga, saga_in
+from report_pipeline_tests.orchestration.conftest import REPORTS, launch
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +38,16 @@ def evaluate(sensor, instance, url: str) -> dg.SensorExecutionData:
 
 
 def orphan_saga(ledger, run_id: str, state: SagaState = SagaState.RUNNING) -> str:
-    saga_id = f"orphan-{uuid.uuid4()}"
-    ledger.create_saga(
-        saga_id,
-        "daily_country_report",
-        {"start_date": "2026-01-01", "end_date": "2026-01-02", "min_events": 1},
-        run_id,
+    """A saga left in `state` by the ended run `run_id`."""
+    parameters = {"start_date": "2026-01-01", "end_date": "2026-01-02", "min_events": 1}
+    return saga_in(
+        ledger, state, saga_id=f"orphan-{uuid.uuid4()}", parameters=parameters, run_id=run_id
     )
-    if state == SagaState.CANCELLED:
-        ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.CANCELLED, "terminated")
-    return saga_id
 
 
 def settle(ledger, saga_id: str) -> None:
-    """Bring a test's saga to a terminal state, so the daemon's own backstop ticks leave it alone."""
-    ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test done")
-    ledger.transition(
-        saga_id, {SagaState.FAILED, SagaState.CANCELLED}, SagaState.COMPENSATING, "test done"
-    )
-    ledger.transition(saga_id, {SagaState.COMPENSATING}, SagaState.COMPENSATED, "test done")
+    """Bring a test's saga to an end state, so the daemon's own backstop ticks leave it alone."""
+    move_saga(ledger, saga_id, SagaState.COMPENSATED)
 
 
 def requested(result: dg.SensorExecutionData) -> dict[str, dg.RunRequest]:
@@ -86,7 +79,8 @@ def test_a_fresh_sensor_finds_the_same_sagas_with_the_same_run_keys(
     saga_id = orphan_saga(ledger, ended_run)
     url = pipeline_env["REPORT_PIPELINE_LEDGER_URL"]
     first = requested(evaluate(sensor, dagster_instance, url))[saga_id]
-    # no cursor is kept: after a daemon restart the next tick asks for the same run, deduplicated by key
+    # no cursor is kept: after a daemon restart the next tick asks for the same run, deduplicated
+    # by its key
     again = requested(evaluate(sensor, dagster_instance, url))[saga_id]
     assert first.run_key == again.run_key
     settle(ledger, saga_id)
@@ -108,7 +102,7 @@ def test_saga_whose_compensation_runs_keep_ending_needs_manual(
     for n in range(
         MAX_COMPENSATION_RUNS
     ):  # runs the instance no longer knows: they cannot be going
-        ledger.link_run(saga_id, f"{ended_run}-compensation-{n}", ended_run, "compensation")
+        ledger.link_run(saga_id, f"{ended_run}-compensation-{n}", ended_run, RunKind.COMPENSATION)
     result = requested(
         evaluate(sensor, dagster_instance, pipeline_env["REPORT_PIPELINE_LEDGER_URL"])
     )

@@ -16,7 +16,8 @@ import dagster as dg
 import pytest
 
 from report_pipeline.local_trino import Fault
-from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
+from report_pipeline.saga import AttemptKind, AttemptStatus, RunKind, SagaState
+from report_pipeline_tests.builders import start_saga_config
 from report_pipeline_tests.conftest import BACKENDS, wait_until
 from report_pipeline_tests.orchestration.conftest import (
     PARAMETERS,
@@ -35,8 +36,9 @@ CASES = [
     if holdable(backend, report, step)
 ]
 STEP_WORKER_CASES = CASES
-# A killed run worker leaves its step process running: the same stop of that statement as for a killed
-# step worker (covered at every step), so one step of each report, and the real Trino, suffice.
+# A killed run worker leaves its step process running: the same stop of that statement as for a
+# killed step worker (covered at every step), so one step of each report, and the real Trino,
+# suffice.
 RUN_WORKER_CASES = [
     case
     for case in CASES
@@ -79,7 +81,8 @@ def run_worker_pid(instance_url_stack, run_id: str) -> int:
 
 
 def step_worker_pid(stack, run_id: str, step: str) -> int:
-    """The pid of the process running `step` (multiprocess executor), from its STEP_WORKER_STARTED event."""
+    """The pid of the process running `step` (multiprocess executor), from its STEP_WORKER_STARTED
+    event."""
     instance = dg.DagsterInstance.from_config(str(stack.home))
     found: list[str] = []
 
@@ -87,8 +90,8 @@ def step_worker_pid(stack, run_id: str, step: str) -> int:
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED
         ).records
-        found[:] = [
-            record.event_log_entry.dagster_event.event_specific_data.metadata["pid"].value
+        found[:] = [  # (the pid is text metadata)
+            str(record.event_log_entry.get_dagster_event().engine_event_data.metadata["pid"].value)
             for record in records
             if record.event_log_entry.step_key == step
         ]
@@ -102,7 +105,7 @@ def step_worker_pid(stack, run_id: str, step: str) -> int:
 
 
 def launch(stack, report: str) -> str:
-    return stack.launch(report, {"ops": {"start_saga": {"config": PARAMETERS[report]}}})
+    return stack.launch(report, start_saga_config(PARAMETERS[report]))
 
 
 @pytest.mark.parametrize(("backend", "report", "step"), CASES, indirect=["backend"])
@@ -132,10 +135,10 @@ def test_terminate_mid_statement_cancels_it_and_the_saga_is_compensated(
     ]
     assert saga.failed_step == saga.interrupted_steps[0]
     assert_compensated_cleanly(ledger, backend, report, run_id)
-    assert [r["kind"] for r in ledger.runs(run_id)] == ["run", "compensation"]
+    assert [r["kind"] for r in ledger.runs(run_id)] == [RunKind.RUN, RunKind.COMPENSATION]
     print(
-        f"\nterminate {backend.name} {report}/{step}: statement stopped after {stopped_after:.2f}s, "
-        f"saga COMPENSATED after {terminal_after:.2f}s"
+        f"\nterminate {backend.name} {report}/{step}: statement stopped after "
+        f"{stopped_after:.2f}s, saga COMPENSATED after {terminal_after:.2f}s"
     )
 
 
@@ -146,7 +149,7 @@ def test_kill_9_of_a_step_worker_stops_its_statement_before_the_undo(
     with holding(backend, report, step, seconds=120) as running:
         run_id = launch(dagster_stack, report)
         statement = running()
-        # killed once its query id is in the ledger (the process records it as Trino answers the POST)
+        # killed once its query id is in the ledger (recorded as Trino answers the POST)
         wait_until(
             lambda: statement.query_id in {a.query_id for a in ledger.attempts(run_id)},
             interval=0.05,
@@ -192,7 +195,7 @@ def test_kill_9_of_the_run_worker_is_compensated_and_its_orphaned_step_stopped(
         wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
         terminal_after = time.monotonic() - killed
         assert ledger.get_saga(run_id).state == SagaState.COMPENSATED
-    # the orphaned step process lives on: the compensation cancelled its statement, and it records so
+    # the orphaned step process lives on, and records that the compensation cancelled its statement
     wait_until(
         lambda: all(a.status != AttemptStatus.RUNNING for a in ledger.attempts(run_id)), timeout=60
     )
@@ -210,7 +213,7 @@ def test_reexecute_from_failure_over_graphql_completes_the_report(
             error_name="PERMISSION_DENIED",
         )
     )
-    config = {"ops": {"start_saga": {"config": PARAMETERS["weekly_engagement_report"]}}}
+    config = start_saga_config(PARAMETERS["weekly_engagement_report"])
     parent = dagster_stack.launch("weekly_engagement_report", config)
     assert dagster_stack.wait_for_run(parent) == "FAILURE"
     assert ledger.get_saga(parent).state == SagaState.COMPENSATED
@@ -227,7 +230,7 @@ def test_reexecute_from_failure_over_graphql_completes_the_report(
 
 
 def test_reexecute_all_replaces_the_report_rows(dagster_stack, local_trino, ledger) -> None:
-    config = {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}}
+    config = start_saga_config(PARAMETERS["daily_country_report"])
     parent = dagster_stack.launch("daily_country_report", config)
     assert dagster_stack.wait_for_run(parent) == "SUCCESS"
     child = dagster_stack.reexecute(parent, "ALL_STEPS")
@@ -248,11 +251,11 @@ def test_backstop_ignores_sagas_whose_run_is_still_going(
     )  # under the step time limit
     run_id = dagster_stack.launch(
         "daily_country_report",
-        {"ops": {"start_saga": {"config": PARAMETERS["daily_country_report"]}}},
+        start_saga_config(PARAMETERS["daily_country_report"]),
     )
     assert dagster_stack.wait_for_run(run_id, timeout=90) == "SUCCESS"
     assert ledger.get_saga(run_id).state == SagaState.SUCCEEDED
-    assert [r["kind"] for r in ledger.runs(run_id)] == ["run"]
+    assert [r["kind"] for r in ledger.runs(run_id)] == [RunKind.RUN]
 
 
 def test_instance_uses_the_production_settings(dagster_stack) -> None:

@@ -1,12 +1,11 @@
-"""The metrics endpoint (`report-pipeline metrics`, a real process) scraped after real saga runs, and
-the JSON logs of a real run: one saga's lines found by its ids."""
+"""The metrics endpoint (`report-pipeline metrics`, a real process) scraped after real saga runs,
+and the JSON logs of a real run: one saga's lines found by its ids."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from report_pipeline.local_trino import Fault
 from report_pipeline.saga import SagaState
-from report_pipeline_tests.conftest import wait_until
+from report_pipeline_tests.builders import start_saga_config
+from report_pipeline_tests.conftest import free_port, wait_until
 from report_pipeline_tests.orchestration.conftest import (
     DAILY_PARAMETERS,
     STEP_STATEMENTS,
@@ -37,9 +37,7 @@ class Exporter:
     """`report-pipeline metrics` in its own process, as deployed."""
 
     def __init__(self, env: dict[str, str]):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.env = env
         self.process: subprocess.Popen | None = None
 
@@ -54,11 +52,17 @@ class Exporter:
         wait_until(self._answers, timeout=30, interval=0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        assert self.process.wait(timeout=10) == 0
+        process = self._started()
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+    def _started(self) -> subprocess.Popen:
+        assert self.process is not None, "start() it first"
+        return self.process
 
     def _answers(self) -> bool:
-        assert self.process.poll() is None, self.process.stderr.read()
+        process = self._started()
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
         try:
             return requests.get(self.url, timeout=2).status_code == 200
         except requests.ConnectionError:
@@ -92,7 +96,7 @@ def exporter(pipeline_env: dict) -> Iterator[Exporter]:
 
 @pytest.fixture(scope="module")
 def mixed_runs(exporter: Exporter, dagster_instance, local_trino, ledger) -> dict:
-    """One saga that succeeds, one compensated, one FAILED_NEEDS_MANUAL; scrapes before and after."""
+    """One saga that succeeds, one compensated, one FAILED_NEEDS_MANUAL; scrapes before, after."""
     before = exporter.scrape()
     sagas = {"succeeded": saga_of(launch(dagster_instance, DAILY))}
     local_trino.inject(
@@ -137,13 +141,16 @@ def test_the_saga_left_for_a_person_shows_in_the_state_gauge(mixed_runs) -> None
 
 
 def test_step_durations_count_each_attempt_by_outcome(mixed_runs) -> None:
-    step = lambda name, status: delta(
-        mixed_runs,
-        "saga_step_duration_seconds_count",
-        saga_name=DAILY,
-        step_name=name,
-        status=status,
-    )
+
+    def step(name: str, status: str) -> float:
+        return delta(
+            mixed_runs,
+            "saga_step_duration_seconds_count",
+            saga_name=DAILY,
+            step_name=name,
+            status=status,
+        )
+
     assert (
         step("create_summary", "succeeded"),
         step("write_report", "succeeded"),
@@ -153,14 +160,18 @@ def test_step_durations_count_each_attempt_by_outcome(mixed_runs) -> None:
 
 
 def test_compensations_count_the_undos_and_the_failed_retries(mixed_runs) -> None:
-    undo = lambda name, outcome: delta(
-        mixed_runs,
-        "saga_compensations_total",
-        saga_name=DAILY,
-        step_name=name,
-        outcome=outcome,
-    )
-    # write_report's partial effects are undone in both failed sagas; create_summary's undo fails 4 times in one
+
+    def undo(name: str, outcome: str) -> float:
+        return delta(
+            mixed_runs,
+            "saga_compensations_total",
+            saga_name=DAILY,
+            step_name=name,
+            outcome=outcome,
+        )
+
+    # write_report's partial effects are undone in both failed sagas; create_summary's undo fails 4
+    # times in one
     assert (
         undo("write_report", "succeeded"),
         undo("create_summary", "succeeded"),
@@ -218,18 +229,20 @@ def test_a_restarted_exporter_reports_counters_that_did_not_go_backwards(
 
 
 def test_a_second_exporter_gives_the_same_figures(mixed_runs, pipeline_env, exporter) -> None:
-    same = lambda scrape: {
-        k: v
-        for k, v in scrape.items()
-        if k[0].startswith("saga_")
-        and not k[0].startswith(("saga_ledger_scrape", "saga_oldest"))
-    }
+
+    def same(scrape: dict) -> dict:
+        return {
+            k: v
+            for k, v in scrape.items()
+            if k[0].startswith("saga_")
+            and not k[0].startswith(("saga_ledger_scrape", "saga_oldest"))
+        }
+
     other = Exporter(pipeline_env)
     other.start()
     try:
-        for _ in range(
-            5
-        ):  # compare while the ledger holds still (the shared daemon may write to it)
+        # compare while the ledger holds still (the shared daemon may write to it)
+        for _ in range(5):
             ours, theirs, ours_after = exporter.scrape(), other.scrape(), exporter.scrape()
             if same(ours) == same(ours_after):
                 break
@@ -248,7 +261,7 @@ def compensated_run_logs(dagster_instance, local_trino, ledger, tmp_path_factory
     """A compensated saga run by `dagster job execute` (as launched runs are); its stderr kept."""
     folder = tmp_path_factory.mktemp("logs")
     config = folder / "run.yaml"
-    config.write_text(yaml.safe_dump({"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}))
+    config.write_text(yaml.safe_dump(start_saga_config(DAILY_PARAMETERS)))
     before = {r.run_id for r in dagster_instance.get_runs()}
     local_trino.inject(
         Fault(pattern=STEPS["write_report"], action="error", error_name="PERMISSION_DENIED")

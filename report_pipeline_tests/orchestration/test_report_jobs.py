@@ -1,8 +1,10 @@
-"""Reports as sagas on Dagster, end to end: the real instance on Postgres, real Trino client, real engine."""
+"""Reports as sagas on Dagster, end to end: the real instance on Postgres, the real Trino client,
+the real engine."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -15,8 +17,10 @@ import yaml
 from report_pipeline.local_trino import Fault
 from report_pipeline.local_trino.sample_data import load_sample_data
 from report_pipeline.orchestration.jobs import build_report_job
+from report_pipeline.orchestration.names import SAGA_STATE_TAG, START_OP
 from report_pipeline.orchestration.resources import STEP_SOURCE, LedgerResource, TrinoResource
-from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
+from report_pipeline.saga import AttemptKind, AttemptStatus, RunKind, SagaState
+from report_pipeline_tests.builders import start_saga_config
 from report_pipeline_tests.conftest import TEST_EVENTS
 from report_pipeline_tests.orchestration.conftest import (
     DAILY_PARAMETERS,
@@ -62,8 +66,8 @@ def test_daily_report_equals_the_direct_computation(dagster_instance, backend, l
         """
         WITH s AS (SELECT user_id, count(*) AS n FROM events WHERE event_date BETWEEN ? AND ?
                    GROUP BY user_id HAVING count(*) > ?)
-        SELECT u.country, count(*), avg(s.n) FROM users u JOIN s ON u.id = s.user_id GROUP BY u.country
-        ORDER BY 1""",
+        SELECT u.country, count(*), avg(s.n) FROM users u JOIN s ON u.id = s.user_id
+        GROUP BY u.country ORDER BY 1""",
         [dt.date(2026, 1, 1), dt.date(2026, 1, 31), 5],
     )
     assert [tuple(r[:2]) for r in rows] == [tuple(e[:2]) for e in expected]
@@ -80,13 +84,14 @@ def test_weekly_report_equals_the_direct_computation(dagster_instance, backend) 
     )
     expected = direct(
         """
-        WITH a AS (SELECT user_id, count(*) AS events, count(DISTINCT event_date) AS days FROM events
-                   WHERE event_date >= ? AND event_date < ? GROUP BY user_id HAVING count(DISTINCT event_date) >= ?),
+        WITH a AS (SELECT user_id, count(*) AS events, count(DISTINCT event_date) AS days
+                   FROM events WHERE event_date >= ? AND event_date < ? GROUP BY user_id
+                   HAVING count(DISTINCT event_date) >= ?),
              p AS (SELECT user_id, count(*) AS purchases FROM events WHERE event_type = 'purchase'
                    AND event_date >= ? AND event_date < ? GROUP BY user_id)
         SELECT u.country, count(*), avg(a.events), avg(a.days), sum(coalesce(p.purchases, 0))
-        FROM a JOIN users u ON u.id = a.user_id LEFT JOIN p ON p.user_id = a.user_id GROUP BY u.country
-        ORDER BY 1""",
+        FROM a JOIN users u ON u.id = a.user_id LEFT JOIN p ON p.user_id = a.user_id
+        GROUP BY u.country ORDER BY 1""",
         [dt.date(2026, 1, 5), dt.date(2026, 1, 12), 2, dt.date(2026, 1, 5), dt.date(2026, 1, 12)],
     )
     assert [(r[0], r[1], r[4]) for r in rows] == [(e[0], e[1], e[4]) for e in expected]
@@ -96,7 +101,7 @@ def test_weekly_report_equals_the_direct_computation(dagster_instance, backend) 
 
 def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
     run = launch(dagster_instance, "daily_country_report")
-    assert run.tags["saga/state"] == "SUCCEEDED"
+    assert run.tags[SAGA_STATE_TAG] == "SUCCEEDED"
     outputs = {
         e.step_key: e.dagster_event.event_specific_data.metadata
         for e in step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_OUTPUT)
@@ -127,7 +132,7 @@ def test_failure_at_each_step_is_compensated_in_reverse(
     assert run.status == dg.DagsterRunStatus.FAILURE
     saga = ledger.get_saga(saga_id)
     assert (saga.state, saga.failed_step) == (SagaState.COMPENSATED, failing_step)
-    assert run.tags["saga/state"] == "COMPENSATED"
+    assert run.tags[SAGA_STATE_TAG] == "COMPENSATED"
     attempts = ledger.attempts(saga_id)
     actions = [a for a in attempts if a.kind == AttemptKind.ACTION]
     assert [
@@ -215,7 +220,7 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(
     backend.proxy.faults.clear()
     saga = ledger.get_saga(saga_id)
     assert saga.state == SagaState.FAILED_NEEDS_MANUAL
-    assert run.tags["saga/state"] == "FAILED_NEEDS_MANUAL"
+    assert run.tags[SAGA_STATE_TAG] == "FAILED_NEEDS_MANUAL"
     failed = [
         a
         for a in ledger.attempts(saga_id)
@@ -230,7 +235,7 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(
     assert any("FAILED_NEEDS_MANUAL" in message for message in errors)
     # what a person would find and remove: the summary table is still there, and the ledger names it
     assert len(scratch_tables(backend, saga_id)) == 1
-    assert list(ledger.resources(saga_id)) == [
+    assert list(ledger.created_tables(saga_id)) == [
         f"lake.scratch.{scratch_tables(backend, saga_id)[0]}"
     ]
 
@@ -262,8 +267,10 @@ def test_bad_parameters_fail_before_any_statement_or_saga(
     assert ledger.get_saga(run.run_id) is None
     assert report_statements() == statements_before
     failure = step_events(dagster_instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)[0]
-    assert failure.step_key == "start_saga"
-    message = failure.dagster_event.event_specific_data.error.message.strip()
+    assert failure.step_key == START_OP
+    error = failure.dagster_event.step_failure_data.error
+    assert error is not None
+    message = error.message.strip()
     assert message.startswith(
         "dagster._core.definitions.events.Failure: Invalid parameters for daily_country_report"
     )
@@ -324,7 +331,7 @@ def test_progress_is_logged_while_a_long_statement_runs(dagster_instance, local_
     ]
     running = [e.timestamp for e in lines if " RUNNING " in e.user_message]
     assert len(running) >= 3
-    assert max(b - a for a, b in zip(running, running[1:])) <= 5
+    assert max(b - a for a, b in itertools.pairwise(running)) <= 5
 
 
 def test_concurrent_runs_never_touch_each_others_tables(
@@ -332,7 +339,7 @@ def test_concurrent_runs_never_touch_each_others_tables(
 ) -> None:
     # Two runs at once, each in its own process as launched runs are (`dagster job execute`).
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"ops": {"start_saga": {"config": DAILY_PARAMETERS}}}))
+    config.write_text(yaml.safe_dump(start_saga_config(DAILY_PARAMETERS)))
     env = {**os.environ, "DAGSTER_HOME": dagster_instance.root_directory}
     command = [
         sys.executable,
@@ -355,12 +362,13 @@ def test_concurrent_runs_never_touch_each_others_tables(
         for _ in range(2)
     ]
     for process in processes:
-        assert process.wait(timeout=180) == 0, process.stderr.read()[-3000:]
+        _, errors = process.communicate(timeout=180)
+        assert process.returncode == 0, errors[-3000:]
     runs = [r for r in dagster_instance.get_runs() if r.run_id not in before]
     assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
     first, second = (saga_of(r) for r in runs)
     assert first != second
-    assert set(ledger.resources(first)).isdisjoint(ledger.resources(second))
+    assert set(ledger.created_tables(first)).isdisjoint(ledger.created_tables(second))
     assert len(report_rows(backend, "daily_country_report", first)) == 12
     assert len(report_rows(backend, "daily_country_report", second)) == 12
     assert scratch_tables(backend, first) == scratch_tables(backend, second) == []
@@ -386,8 +394,8 @@ def test_reexecution_from_failure_completes_the_compensated_saga(
     assert len(report_rows(backend, "daily_country_report", saga_id)) == 12
     assert scratch_tables(backend, saga_id) == []
     assert [(r["run_id"], r["kind"]) for r in ledger.runs(saga_id)] == [
-        (failed.run_id, "run"),
-        (rerun.run_id, "reexecution"),
+        (failed.run_id, RunKind.RUN),
+        (rerun.run_id, RunKind.REEXECUTION),
     ]
 
 
@@ -407,16 +415,18 @@ def test_a_password_over_plain_http_fails_the_start_step_before_any_statement(
         dg.Definitions(jobs=[job], resources=resources)
         .resolve_job_def(job.name)
         .execute_in_process(
-            run_config={"ops": {"start_saga": {"config": DAILY_PARAMETERS}}},
+            run_config=start_saga_config(DAILY_PARAMETERS),
             instance=dagster_instance,
             raise_on_error=False,
         )
     )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failure.step_key == "start_saga"
-    assert "Invalid Trino settings" in failure.event_specific_data.error.message
-    assert "need HTTPS" in failure.event_specific_data.error.message
+    assert failure.step_key == START_OP
+    error = failure.step_failure_data.error
+    assert error is not None
+    assert "Invalid Trino settings" in error.message
+    assert "need HTTPS" in error.message
     assert "would-be-refused" not in str(result.all_events)  # the secret is never shown
     assert ledger.get_saga(result.run_id) is None
     assert backend.statements(source=STEP_SOURCE) == []

@@ -10,8 +10,10 @@ import pytest
 
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
 from report_pipeline.orchestration.sweeper import sweep_scratch_tables
-from report_pipeline.reporting.spec import saga_key
+from report_pipeline.orchestration.sweeper_records import SweeperRecords
 from report_pipeline.saga import SagaState
+from report_pipeline.saga.scratch_names import scratch_table_name
+from report_pipeline_tests.builders import saga_in
 from report_pipeline_tests.orchestration.conftest import query
 
 
@@ -23,16 +25,6 @@ def trino_resource(local_trino) -> TrinoResource:
         user="sweeper-tests",
         catalog=local_trino.catalog,
     )
-
-
-def saga_in(ledger, state: SagaState) -> str:
-    saga_id = str(uuid.uuid4())
-    ledger.create_saga(saga_id, "daily_country_report", {}, saga_id)
-    if state != SagaState.RUNNING:
-        ledger.transition(saga_id, {SagaState.RUNNING}, SagaState.FAILED, "test")
-        ledger.transition(saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "test")
-        ledger.transition(saga_id, {SagaState.COMPENSATING}, state, "test")
-    return saga_id
 
 
 def create(engine, name: str) -> None:
@@ -56,8 +48,8 @@ def test_sweeper_drops_finished_and_unknown_sagas_tables_only(
     running = saga_in(ledger, SagaState.RUNNING)
     unknown_key = uuid.uuid4().hex
     tables = {
-        "finished": f"saga_{saga_key(finished)}_summary",
-        "running": f"saga_{saga_key(running)}_summary",
+        "finished": scratch_table_name(finished, "summary"),
+        "running": scratch_table_name(running, "summary"),
         "unknown": f"saga_{unknown_key}_activity",
         "foreign": "analyst_scratch_notes",
     }
@@ -76,11 +68,10 @@ def test_sweeper_drops_finished_and_unknown_sagas_tables_only(
         remaining = scratch(local_trino)
         assert tables["running"] in remaining and tables["foreign"] in remaining
         assert tables["finished"] not in remaining and tables["unknown"] not in remaining
-        records = {r["table_name"]: r for r in ledger.sweeps()}
-        assert records[f"lake.scratch.{tables['finished']}"]["saga_state"] == "FAILED_NEEDS_MANUAL"
+        records = {r.table_name: r for r in SweeperRecords(ledger.engine).sweeps()}
+        assert records[f"lake.scratch.{tables['finished']}"].saga_state == "FAILED_NEEDS_MANUAL"
         assert (
-            records[f"lake.scratch.{tables['unknown']}"]["reason"]
-            == "no saga in the ledger owns it"
+            records[f"lake.scratch.{tables['unknown']}"].reason == "no saga in the ledger owns it"
         )
     finally:
         for name in tables.values():
@@ -89,7 +80,7 @@ def test_sweeper_drops_finished_and_unknown_sagas_tables_only(
 
 def test_sweeper_leaves_young_tables_alone(local_trino, ledger, trino_resource) -> None:
     finished = saga_in(ledger, SagaState.COMPENSATED)
-    name = f"saga_{saga_key(finished)}_summary"
+    name = scratch_table_name(finished, "summary")
     create(local_trino, name)
     try:
         assert sweep_scratch_tables(trino_resource, ledger, min_age_seconds=3600) == []
@@ -104,7 +95,7 @@ def test_sweeper_sensor_reports_what_it_dropped(
     from report_pipeline.orchestration.sweeper import build_sweeper_sensor
 
     finished = saga_in(ledger, SagaState.COMPENSATED)
-    name = f"saga_{saga_key(finished)}_summary"
+    name = scratch_table_name(finished, "summary")
     create(local_trino, name)
     sensor = build_sweeper_sensor(min_age_seconds=0)
     resources = {
@@ -114,5 +105,5 @@ def test_sweeper_sensor_reports_what_it_dropped(
     with dg.build_sensor_context(resources=resources) as context:
         result = sensor.evaluate_tick(context)
     assert result.run_requests == []
-    assert f"lake.scratch.{name}" in result.skip_message
+    assert f"lake.scratch.{name}" in (result.skip_message or "")
     assert name not in scratch(local_trino)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import dagster as dg
 import pytest
 
 from report_pipeline.orchestration.jobs import build_report_job
+from report_pipeline.orchestration.names import PARTITION_TAG, START_OP, TRIGGER_TAG
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
 from report_pipeline.orchestration.triggers import build_arrival_sensor, build_schedule
+from report_pipeline_tests.conftest import wait_for
 from report_pipeline_tests.orchestration.conftest import REPORTS, query
+from report_pipeline_tests.orchestration.stack import TERMINAL
 
 DAILY, WEEKLY = REPORTS["daily_country_report"], REPORTS["weekly_engagement_report"]
 
@@ -22,11 +24,11 @@ def at(text: str) -> dt.datetime:
 
 def test_daily_schedule_runs_the_previous_day_with_its_parameters() -> None:
     schedule = build_schedule(DAILY, build_report_job(DAILY))
-    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule is not None and schedule.cron_schedule == "0 6 * * *"
     with dg.build_schedule_context(scheduled_execution_time=at("2026-01-10T06:00:00")) as context:
-        [request] = schedule.evaluate_tick(context).run_requests
+        [request] = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2026-01-09"
-    assert request.run_config["ops"]["start_saga"]["config"] == {
+    assert request.run_config["ops"][START_OP]["config"] == {
         "start_date": "2026-01-09",
         "end_date": "2026-01-09",
         "min_events": 5,
@@ -35,11 +37,11 @@ def test_daily_schedule_runs_the_previous_day_with_its_parameters() -> None:
 
 def test_weekly_schedule_runs_the_week_before_on_mondays() -> None:
     schedule = build_schedule(WEEKLY, build_report_job(WEEKLY))
-    assert schedule.cron_schedule == "0 7 * * 1"
+    assert schedule is not None and schedule.cron_schedule == "0 7 * * 1"
     with dg.build_schedule_context(scheduled_execution_time=at("2026-01-19T07:00:00")) as context:
-        [request] = schedule.evaluate_tick(context).run_requests
+        [request] = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2026-01-12"
-    assert request.run_config["ops"]["start_saga"]["config"] == {
+    assert request.run_config["ops"][START_OP]["config"] == {
         "week_start": "2026-01-12",
         "min_active_days": 1,
     }
@@ -49,6 +51,7 @@ def test_weekly_schedule_runs_the_week_before_on_mondays() -> None:
 def arrival(local_trino):
     job = build_report_job(DAILY)
     sensor = build_arrival_sensor(DAILY, job)
+    assert sensor is not None
     trino = TrinoResource(
         host=local_trino.host,
         port=local_trino.port,
@@ -66,7 +69,7 @@ def arrival(local_trino):
             cursor=cursor, resources={"trino": trino}, repository_def=repository
         ) as context:
             result = sensor.evaluate_tick(context)
-        return result.run_requests, result.cursor, result.skip_message
+        return list(result.run_requests or []), result.cursor, result.skip_message
 
     return evaluate
 
@@ -86,7 +89,7 @@ def test_catches_up_every_day_after_its_cursor(arrival) -> None:
 
 
 def test_nothing_new_is_a_skip_and_keeps_the_cursor(arrival) -> None:
-    requests, cursor, skip = arrival("2026-03-30")
+    requests, _, skip = arrival("2026-03-30")
     assert requests == [] and "every partition was requested" in skip
 
 
@@ -107,7 +110,8 @@ def test_backfill_over_three_days_runs_one_saga_per_day(dagster_stack, ledger) -
     days = ["2026-01-05", "2026-01-06", "2026-01-07"]
     data = dagster_stack.graphql(
         """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-        __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+        __typename ... on LaunchBackfillSuccess { backfillId }
+        ... on PythonError { message } } }""",
         {
             "p": {
                 "selector": {
@@ -124,16 +128,16 @@ def test_backfill_over_three_days_runs_one_saga_per_day(dagster_stack, ledger) -
     assert data["__typename"] == "LaunchBackfillSuccess", data
     backfill = data["backfillId"]
     runs: list[dict] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        runs = dagster_stack.graphql(
+
+    def ended() -> bool:
+        runs[:] = dagster_stack.graphql(
             """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
             results { runId status tags { key value } } } } }""",
             {"f": {"tags": [{"key": "dagster/backfill", "value": backfill}]}},
         )["runsOrError"]["results"]
-        if len(runs) == 3 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
-            break
-        time.sleep(1)
+        return len(runs) == 3 and all(r["status"] in TERMINAL for r in runs)
+
+    wait_for(ended, timeout=180, interval=1)  # the runs' statuses are asserted next, ended or not
     assert sorted(r["status"] for r in runs) == ["SUCCESS"] * 3
     sagas = {ledger.get_saga(r["runId"]).partition: ledger.get_saga(r["runId"]) for r in runs}
     assert sorted(sagas) == days
@@ -141,7 +145,4 @@ def test_backfill_over_three_days_runs_one_saga_per_day(dagster_stack, ledger) -
         assert saga.parameters == {"start_date": day, "end_date": day, "min_events": 5}
         assert saga.trigger == f"backfill:{backfill}"
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
-    assert (
-        tags["report_pipeline/trigger"] == f"backfill:{backfill}"
-        and tags["report_pipeline/partition"] in days
-    )
+    assert tags[TRIGGER_TAG] == f"backfill:{backfill}" and tags[PARTITION_TAG] in days

@@ -35,7 +35,7 @@ def client(local_trino: LocalTrino) -> TrinoClient:
 def runner(
     client: TrinoClient, spec: ReportSpec, recorded: str = "its own tables"
 ) -> ReportStepRunner:
-    """A runner of a new saga whose ledger records its scratch tables, or nothing (`recorded=""`)."""
+    """A runner of a new saga whose ledger records its scratch tables (`recorded=""`: none)."""
     saga_id = str(uuid.uuid4())
     own = {
         str(name)
@@ -47,7 +47,7 @@ def runner(
         saga_id,
         PARAMETERS,
         scratch_schema="scratch",
-        recorded_resources=lambda: own if recorded else set(),
+        recorded_tables=lambda: own if recorded else set(),
     )
 
 
@@ -77,7 +77,9 @@ def test_rendered_drop_of_an_unrecorded_table_is_refused_before_reaching_trino(c
         update={
             "sql": {
                 **DAILY.sql,
-                "drop_summary.sql": "DROP TABLE IF EXISTS lake.scratch.saga_other_summary -- ${summary}",
+                "drop_summary.sql": (
+                    "DROP TABLE IF EXISTS lake.scratch.saga_other_summary -- ${summary}"
+                ),
             }
         }
     )

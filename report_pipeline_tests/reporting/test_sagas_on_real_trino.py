@@ -1,6 +1,7 @@
-"""The reports' sagas on the real Trino's table formats: the PostgreSQL connector (`lake`) and Iceberg
-on local files (`iceberg`, where production report tables mostly live). The saga engine runs the
-shipped SQL directly (no Dagster): every step index stopped and compensated leaves nothing behind."""
+"""The reports' sagas on the real Trino's table formats: the PostgreSQL connector (`lake`) and
+Iceberg on local files (`iceberg`, where production report tables mostly live). The saga engine runs
+the shipped SQL directly (no Dagster): every step index stopped and compensated leaves nothing
+behind."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import trino
 
 from report_pipeline.reporting import load_reports
 from report_pipeline.reporting.runner import ReportStepRunner
-from report_pipeline.reporting.spec import saga_key
 from report_pipeline.saga import FailureKind, SagaCoordinator, SagaState
 from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.scratch_names import saga_key
 from report_pipeline.trino.client import TrinoClient, TrinoSettings
 
 REPORTS = load_reports()
@@ -42,33 +43,34 @@ class Saga:
         self.catalog = catalog
         self.server = real_trino
         self.ledger = ledger
-        self.coordinator = SagaCoordinator(ledger, self.spec.saga_definition())
         parameters = self.spec.parse_parameters(PARAMETERS[report])
         client = TrinoClient(
             TrinoSettings(
                 host=real_trino.host, port=real_trino.port, user="saga-tests", catalog=catalog
             )
         )
-        self.runner = ReportStepRunner(
+        runner = ReportStepRunner(
             self.spec,
             client,
             self.id,
             parameters,
             scratch_schema="scratch",
-            recorded_resources=lambda: set(ledger.resources(self.id)),
+            recorded_tables=lambda: set(ledger.created_tables(self.id)),
         )
-        self.coordinator.start(self.id, PARAMETERS[report], run_id=None)
+        coordinator = SagaCoordinator(ledger, self.spec.saga_definition())
+        self.handle = coordinator.saga(self.id, runner=runner)
+        self.handle.start(PARAMETERS[report])
 
     def run(self, steps: list[str]) -> None:
         for step in steps:
-            self.coordinator.execute_step(self.id, step, None, 1, self.runner)
+            self.handle.execute_step(step)
 
     def scratch_tables(self) -> list[str]:
         return [
             r[0]
             for r in self.query(
-                f"SELECT table_name FROM {self.catalog}.information_schema.tables WHERE table_schema = 'scratch' "
-                "AND table_name LIKE ?",
+                f"SELECT table_name FROM {self.catalog}.information_schema.tables "
+                "WHERE table_schema = 'scratch' AND table_name LIKE ?",
                 [f"saga_{saga_key(self.id)}_%"],
             )
         ]
@@ -112,12 +114,8 @@ def test_stopping_after_each_step_is_compensated_on_the_catalog(
     saga = Saga(real_trino, saga_ledger, catalog, report)
     order = saga.spec.saga_definition().order()
     saga.run(order[:done])
-    state = saga.coordinator.compensate(
-        saga.id,
-        FailureKind.STEP_FAILED,
-        saga.runner,
-        failed_step=order[done],
-        error="stopped by the test",
+    state = saga.handle.compensate(
+        FailureKind.STEP_FAILED, failed_step=order[done], error="stopped by the test"
     )
     assert state == SagaState.COMPENSATED
     assert saga.scratch_tables() == []

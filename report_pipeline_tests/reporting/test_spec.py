@@ -1,4 +1,5 @@
-"""Report specs: what loads, what is refused (with a message naming the problem), launch parameters."""
+"""Report specs: what loads, what is refused (with a message naming the problem), launch
+parameters."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from report_pipeline.reporting.spec import (
     MAX_SQL_BYTES,
     ParameterError,
     ReportSpecError,
+    RetrySpec,
     load_report,
-    saga_key,
 )
+from report_pipeline.saga.scratch_names import saga_key
 
 DAILY = REPORTS_DIR / "daily_country_report"
 
@@ -47,8 +49,15 @@ def test_every_shipped_report_loads() -> None:
 def test_spec_becomes_a_saga_definition() -> None:
     definition = load_report(DAILY).saga_definition()
     assert definition.order() == ["create_summary", "write_report", "drop_summary"]
-    assert definition.step("create_summary").resources == ("summary",)
+    assert definition.step("create_summary").created_tables == ("summary",)
     assert definition.step("drop_summary").compensable is False
+
+
+def test_a_steps_retries_are_a_retry_policy() -> None:
+    policy = RetrySpec(max_retries=2, delay_seconds=0.5, backoff=3).policy()
+    # the first try and two retries, waiting delay_seconds * backoff ** retry_number before each
+    assert policy.max_attempts == 3
+    assert [policy.delay(attempt) for attempt in (1, 2)] == [0.5, 1.5]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +214,9 @@ def test_symlink_leading_outside_the_report_folder_is_refused(
     (tmp_path / "elsewhere.sql").write_text("SELECT 1")
     (report_copy / "preview_report.sql").unlink()
     (report_copy / "preview_report.sql").symlink_to(tmp_path / "elsewhere.sql")
-    with pytest.raises(ReportSpecError, match="preview_report.sql leads outside the report folder"):
+    with pytest.raises(
+        ReportSpecError, match=r"preview_report\.sql leads outside the report folder"
+    ):
         load_report(report_copy)
 
 
@@ -214,7 +225,7 @@ def test_sql_error_names_the_place_without_quoting_the_file(report_copy: Path) -
         "root x 0 0 SECRET CONTENT /root /bin/bash"
     )  # sqlglot quotes it
     with pytest.raises(
-        ReportSpecError, match=r"preview_report.sql is not valid Trino SQL \(line 1, column"
+        ReportSpecError, match=r"preview_report\.sql is not valid Trino SQL \(line 1, column"
     ) as raised:
         load_report(report_copy)
     assert "SECRET" not in str(raised.value)
@@ -223,7 +234,7 @@ def test_sql_error_names_the_place_without_quoting_the_file(report_copy: Path) -
 def test_oversized_sql_file_is_refused(report_copy: Path) -> None:
     (report_copy / "preview_report.sql").write_text("SELECT 1 --" + "x" * MAX_SQL_BYTES)
     with pytest.raises(
-        ReportSpecError, match="preview_report.sql is larger than the 1024 KiB allowed"
+        ReportSpecError, match=r"preview_report\.sql is larger than the 1024 KiB allowed"
     ):
         load_report(report_copy)
 
@@ -231,7 +242,7 @@ def test_oversized_sql_file_is_refused(report_copy: Path) -> None:
 def test_oversized_spec_is_refused(report_copy: Path) -> None:
     with (report_copy / "report.yaml").open("a") as spec:
         spec.write("#" + "x" * MAX_SPEC_BYTES + "\n")
-    with pytest.raises(ReportSpecError, match="report.yaml is larger than"):
+    with pytest.raises(ReportSpecError, match=r"report\.yaml is larger than"):
         load_report(report_copy)
 
 

@@ -1,4 +1,5 @@
-"""`report-pipeline reports validate`: every report checked, a broken one named, a failing exit code."""
+"""`report-pipeline reports validate`: every report checked, a broken one named, a failing exit
+code."""
 
 from __future__ import annotations
 

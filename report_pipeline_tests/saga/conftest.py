@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from report_pipeline.saga import (
     AttemptStatus,
-    CompensationPolicy,
     PermanentStepError,
+    RetryPolicy,
     SagaCoordinator,
     SagaDefinition,
     StatementFate,
@@ -26,7 +26,7 @@ from report_pipeline.saga.ledger import SqlLedger
 CHAIN = SagaDefinition(
     "chain",
     (
-        StepDefinition("create_temp", resources=("temp",)),
+        StepDefinition("create_temp", created_tables=("temp",)),
         StepDefinition("write_report", depends_on=("create_temp",)),
         StepDefinition("drop_temp", depends_on=("write_report",), compensable=False),
     ),
@@ -34,8 +34,8 @@ CHAIN = SagaDefinition(
 FAN_OUT = SagaDefinition(
     "fan_out",
     (
-        StepDefinition("left", resources=("left_table",)),
-        StepDefinition("right", resources=("right_table",)),
+        StepDefinition("left", created_tables=("left_table",)),
+        StepDefinition("right", created_tables=("right_table",)),
         StepDefinition("join", depends_on=("left", "right")),
         StepDefinition("cleanup", depends_on=("join",), compensable=False),
     ),
@@ -49,12 +49,12 @@ class ScriptedRunner:
     action_failures: dict[str, list[Exception]] = field(default_factory=dict)
     compensation_failures: dict[str, list[Exception]] = field(default_factory=dict)
     always_fail_compensation: set[str] = field(default_factory=set)
-    # how each statement ends when a compensation stops it (default: cancelled); an exception is raised
+    # how a compensation's stop of each statement ends (default: cancelled), or the error it raises
     statement_fates: dict[str, StatementFate | Exception] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
-    def resources(self, step: StepDefinition) -> list[str]:
-        return [f"scratch.saga_{name}" for name in step.resources]
+    def created_tables(self, step: StepDefinition) -> list[str]:
+        return [f"scratch.saga_{name}" for name in step.created_tables]
 
     def run_action(
         self, step: StepDefinition, on_statement: StatementListener | None = None
@@ -121,7 +121,7 @@ def ledger(request, tmp_path) -> Iterator[SqlLedger]:
     ledger.close()
 
 
-FAST = CompensationPolicy(max_attempts=3, initial_delay_seconds=0.0)
+FAST = RetryPolicy(max_attempts=3, initial_delay_seconds=0.0)
 
 
 def coordinator(ledger: SqlLedger, definition: SagaDefinition = CHAIN) -> SagaCoordinator:

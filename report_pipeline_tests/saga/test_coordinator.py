@@ -1,4 +1,4 @@
-"""The saga engine's rules, against the real ledger (PostgreSQL and SQLite) and a scripted runner."""
+"""The saga engine's rules, on the real ledger (PostgreSQL and SQLite) with a scripted runner."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import pytest
 from report_pipeline.saga import (
     AttemptKind,
     AttemptStatus,
+    Effect,
     FailureKind,
+    RetryPolicy,
+    RunKind,
+    SagaCoordinator,
     SagaDefinition,
     SagaFenced,
     SagaState,
@@ -16,6 +20,7 @@ from report_pipeline.saga import (
     StepError,
     give_up,
 )
+from report_pipeline_tests.builders import run_steps
 from report_pipeline_tests.saga.conftest import (
     FAN_OUT,
     FAST,
@@ -26,23 +31,11 @@ from report_pipeline_tests.saga.conftest import (
 )
 
 
-def run_saga(saga, runner, saga_id="saga-1", run_id="run-1", order=None) -> str | None:
-    """Run every step in order like the orchestrator would; on failure, compensate. Returns failed step."""
-    saga.start(saga_id, {"day": "2026-01-01"}, run_id)
-    for name in order or saga.definition.order():
-        try:
-            saga.execute_step(saga_id, name, run_id, 1, runner)
-        except StepError as error:
-            saga.compensate(
-                saga_id,
-                FailureKind.STEP_FAILED,
-                runner,
-                run_id=run_id,
-                failed_step=name,
-                error=str(error),
-            )
-            return name
-    return None
+def run_saga(
+    reports: SagaCoordinator, runner: ScriptedRunner, saga_id="saga-1", run_id="run-1"
+) -> str | None:
+    """`run_steps` with this module's saga and run: the step that failed, or None."""
+    return run_steps(reports, runner, saga_id, run_id=run_id)
 
 
 def states(ledger, saga_id="saga-1") -> list[str]:
@@ -141,80 +134,80 @@ def test_permanent_compensation_error_is_not_retried(ledger) -> None:
 
 
 def test_timeout_passes_through_timed_out(ledger) -> None:
-    saga, runner = coordinator(ledger), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
-    saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
-    saga.compensate(
-        "saga-1", FailureKind.TIMED_OUT, runner, run_id="run-1", failed_step="write_report"
-    )
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=ScriptedRunner())
+    saga.start({})
+    saga.execute_step("create_temp")
+    saga.compensate(FailureKind.TIMED_OUT, failed_step="write_report")
     assert states(ledger) == ["RUNNING", "TIMED_OUT", "COMPENSATING", "COMPENSATED"]
 
 
 def test_compensating_twice_undoes_nothing_more(ledger) -> None:
-    saga, runner = (
-        coordinator(ledger),
-        ScriptedRunner(action_failures={"write_report": [permanent()]}),
-    )
-    run_saga(saga, runner)
+    reports = coordinator(ledger)
+    runner = ScriptedRunner(action_failures={"write_report": [permanent()]})
+    run_saga(reports, runner)
     before = list(runner.calls)
-    assert saga.compensate("saga-1", FailureKind.STEP_FAILED, runner) == SagaState.COMPENSATED
+    saga = reports.saga("saga-1", runner=runner)
+    assert saga.compensate(FailureKind.STEP_FAILED) == SagaState.COMPENSATED
     assert runner.calls == before
 
 
 def test_step_does_not_start_once_compensation_began(ledger) -> None:
-    saga, runner = coordinator(ledger, FAN_OUT), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
-    saga.execute_step("saga-1", "left", "run-1", 1, runner)
-    saga.compensate("saga-1", FailureKind.STEP_FAILED, runner, failed_step="right")
+    reports, runner = coordinator(ledger, FAN_OUT), ScriptedRunner()
+    saga = reports.saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
+    saga.execute_step("left")
+    reports.saga("saga-1", runner=runner).compensate(FailureKind.STEP_FAILED, failed_step="right")
     with pytest.raises(SagaFenced):
-        saga.execute_step("saga-1", "join", "run-1", 1, runner)
+        saga.execute_step("join")
     assert ("action", "join") not in runner.calls
 
 
 def test_step_that_completes_after_compensation_undoes_itself(ledger) -> None:
-    saga = coordinator(ledger, FAN_OUT)
+    reports = coordinator(ledger, FAN_OUT)
 
     class SlowBranch(ScriptedRunner):
         def run_action(self, step, on_statement=None):
             if step.name == "left":  # while it runs, the other branch fails and is compensated
-                saga.compensate(
-                    "saga-1", FailureKind.STEP_FAILED, ScriptedRunner(), failed_step="right"
+                reports.saga("saga-1", runner=ScriptedRunner()).compensate(
+                    FailureKind.STEP_FAILED, failed_step="right"
                 )
             return super().run_action(step, on_statement)
 
     runner = SlowBranch()
-    saga.start("saga-1", {}, "run-1")
+    saga = reports.saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
     with pytest.raises(SagaFenced):
-        saga.execute_step("saga-1", "left", "run-1", 1, runner)
+        saga.execute_step("left")
     assert runner.compensations() == ["left"]
-    assert saga.effects("saga-1") == {"left": None}
+    assert saga.effects() == {"left": None}
     assert ledger.get_saga("saga-1").state == SagaState.COMPENSATED
 
 
 def test_late_completion_whose_undo_fails_needs_manual(ledger) -> None:
-    saga = coordinator(ledger, FAN_OUT)
+    reports = coordinator(ledger, FAN_OUT)
 
     class SlowBranch(ScriptedRunner):
         def run_action(self, step, on_statement=None):
-            saga.compensate("saga-1", FailureKind.CRASHED, ScriptedRunner(), failed_step="right")
+            reports.saga("saga-1", runner=ScriptedRunner()).compensate(
+                FailureKind.CRASHED, failed_step="right"
+            )
             return super().run_action(step, on_statement)
 
     runner = SlowBranch(always_fail_compensation={"left"})
-    saga.start("saga-1", {}, "run-1")
+    saga = reports.saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
     with pytest.raises(SagaFenced):
-        saga.execute_step("saga-1", "left", "run-1", 1, runner)
+        saga.execute_step("left")
     assert ledger.get_saga("saga-1").state == SagaState.FAILED_NEEDS_MANUAL
 
 
 def test_retry_of_a_failed_step_clears_its_partial_effects_first(ledger) -> None:
-    saga, runner = (
-        coordinator(ledger),
-        ScriptedRunner(action_failures={"create_temp": [transient()]}),
-    )
-    saga.start("saga-1", {}, "run-1")
+    runner = ScriptedRunner(action_failures={"create_temp": [transient()]})
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
     with pytest.raises(StepError):
-        saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
-    saga.execute_step("saga-1", "create_temp", "run-1", 2, runner)
+        saga.execute_step("create_temp", 1)
+    saga.execute_step("create_temp", 2)
     assert runner.calls == [
         ("action", "create_temp"),
         ("compensation", "create_temp"),
@@ -224,19 +217,18 @@ def test_retry_of_a_failed_step_clears_its_partial_effects_first(ledger) -> None
 
 
 def test_reexecution_from_failure_restores_skipped_steps_and_completes(ledger) -> None:
-    saga, runner = (
-        coordinator(ledger),
-        ScriptedRunner(action_failures={"write_report": [permanent()]}),
-    )
-    run_saga(saga, runner)
-    assert saga.effects("saga-1")["create_temp"] is None  # undone by the compensation
+    reports = coordinator(ledger)
+    runner = ScriptedRunner(action_failures={"write_report": [permanent()]})
+    run_saga(reports, runner)
+    rerun = reports.saga("saga-1", run_id="run-2", runner=runner)
+    assert rerun.effects()["create_temp"] is None  # undone by the compensation
     runner.calls.clear()
     in_run = ["write_report", "drop_temp"]  # Dagster skips create_temp
-    restored = saga.join("saga-1", "write_report", "run-2", "run-1", in_run, runner)
+    restored = rerun.join("write_report", "run-1", in_run)
     assert restored == ["create_temp"]
     for name in in_run:
-        saga.join("saga-1", name, "run-2", "run-1", in_run, runner)
-        saga.execute_step("saga-1", name, "run-2", 1, runner)
+        rerun.join(name, "run-1", in_run)
+        rerun.execute_step(name)
     assert runner.calls == [
         ("action", "create_temp"),
         ("action", "write_report"),
@@ -252,18 +244,19 @@ def test_reexecution_from_failure_restores_skipped_steps_and_completes(ledger) -
         "SUCCEEDED",
     ]
     assert [(r["run_id"], r["parent_run_id"], r["kind"]) for r in ledger.runs("saga-1")] == [
-        ("run-1", None, "run"),
-        ("run-2", "run-1", "reexecution"),
+        ("run-1", None, RunKind.RUN),
+        ("run-2", "run-1", RunKind.REEXECUTION),
     ]
 
 
 def test_reexecuting_all_steps_of_a_succeeded_saga_replaces_its_effects(ledger) -> None:
-    saga, runner = coordinator(ledger), ScriptedRunner()
-    run_saga(saga, runner)
+    reports, runner = coordinator(ledger), ScriptedRunner()
+    run_saga(reports, runner)
     runner.calls.clear()
-    for name in saga.definition.order():
-        assert saga.join("saga-1", name, "run-2", "run-1", None, runner) == []
-        saga.execute_step("saga-1", name, "run-2", 1, runner)
+    rerun = reports.saga("saga-1", run_id="run-2", runner=runner)
+    for name in reports.definition.order():
+        assert rerun.join(name, "run-1", None) == []
+        rerun.execute_step(name)
     # the report rows of the first run are removed before the new ones are written
     assert runner.calls == [
         ("compensation", "create_temp"),
@@ -275,21 +268,20 @@ def test_reexecuting_all_steps_of_a_succeeded_saga_replaces_its_effects(ledger) 
     assert ledger.get_saga("saga-1").state == SagaState.SUCCEEDED
 
 
-def test_resources_are_recorded_before_the_step_runs(ledger) -> None:
-    saga = coordinator(ledger)
+def test_created_tables_are_recorded_before_the_step_runs(ledger) -> None:
     runner = ScriptedRunner(action_failures={"create_temp": [permanent()]})
-    saga.start("saga-1", {}, "run-1")
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
     with pytest.raises(StepError):
-        saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
-    assert ledger.resources("saga-1") == {"scratch.saga_temp": "create_temp"}
+        saga.execute_step("create_temp")
+    assert ledger.created_tables("saga-1") == {"scratch.saga_temp": "create_temp"}
 
 
 def test_failed_attempt_records_error_name_and_query_id(ledger) -> None:
-    saga = coordinator(ledger)
     error = permanent("Table 'x' does not exist")
     error.query_id = "20260101_000000_00001_abcde"
     runner = ScriptedRunner(action_failures={"create_temp": [error]})
-    run_saga(saga, runner)
+    run_saga(coordinator(ledger), runner)
     attempt = ledger.attempts("saga-1")[0]
     assert (attempt.status, attempt.error_name, attempt.query_id) == (
         AttemptStatus.FAILED,
@@ -313,29 +305,27 @@ def test_invalid_saga_definitions_are_rejected(steps, message) -> None:
 
 
 def test_reexecution_after_failed_needs_manual_carries_steps_whose_effects_stand(ledger) -> None:
-    saga = coordinator(ledger)
+    reports = coordinator(ledger)
     runner = ScriptedRunner(
         action_failures={"drop_temp": [permanent()]}, always_fail_compensation={"create_temp"}
     )
-    run_saga(saga, runner)
+    run_saga(reports, runner)
     assert ledger.get_saga("saga-1").state == SagaState.FAILED_NEEDS_MANUAL
-    assert saga.effects("saga-1")["create_temp"] == "live"  # its undo never succeeded
     runner = ScriptedRunner()
-    assert (
-        saga.join("saga-1", "write_report", "run-2", "run-1", ["write_report", "drop_temp"], runner)
-        == []
-    )
+    rerun = reports.saga("saga-1", run_id="run-2", runner=runner)
+    assert rerun.effects()["create_temp"] == Effect.LIVE  # its undo never succeeded
+    assert rerun.join("write_report", "run-1", ["write_report", "drop_temp"]) == []
     for name in ("write_report", "drop_temp"):
-        saga.execute_step("saga-1", name, "run-2", 1, runner)
+        rerun.execute_step(name)
     assert ("action", "create_temp") not in runner.calls
     carried = [a for a in ledger.attempts("saga-1") if a.attempt == 0]
     assert [(a.step, a.generation) for a in carried] == [("create_temp", 2)]
     assert ledger.get_saga("saga-1").state == SagaState.SUCCEEDED
 
 
-# --- statements left running, and which step stopped the saga --------------------------------------
+# --- statements left running, and which step stopped the saga -------------------------------------
 def abandoned(ledger, step: str, statement_id: str | None, saga_id: str = "saga-1") -> int:
-    """An action attempt whose process died mid-statement: RUNNING in the ledger, nobody to close it."""
+    """An action attempt whose process died mid-statement: RUNNING in the ledger, left open."""
     attempt = ledger.start_attempt(
         saga_id,
         step,
@@ -355,8 +345,6 @@ def attempt_by_id(ledger, attempt_id: int, saga_id: str = "saga-1"):
 
 
 def test_each_attempt_records_its_statement_while_it_runs(ledger) -> None:
-    saga = coordinator(ledger)
-
     class Peeking(ScriptedRunner):
         def run_action(self, step, on_statement=None):
             result = super().run_action(step, on_statement)
@@ -364,21 +352,20 @@ def test_each_attempt_records_its_statement_while_it_runs(ledger) -> None:
             return result
 
     runner = Peeking()
-    saga.start("saga-1", {}, "run-1")
-    saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
+    saga.execute_step("create_temp")
     assert runner.recorded == [(AttemptStatus.RUNNING, "q-create_temp")]
 
 
 def test_compensation_stops_the_statement_of_a_dead_attempt_and_records_how_it_ended(
     ledger,
 ) -> None:
-    saga, runner = coordinator(ledger), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
+    reports, runner = coordinator(ledger), ScriptedRunner()
+    reports.saga("saga-1", run_id="run-1", runner=runner).start({})
     attempt = abandoned(ledger, "create_temp", "q-orphan")
-    assert (
-        saga.compensate("saga-1", FailureKind.CRASHED, runner, run_id="backstop")
-        == SagaState.COMPENSATED
-    )
+    backstop = reports.saga("saga-1", run_id="backstop", runner=runner)
+    assert backstop.compensate(FailureKind.CRASHED) == SagaState.COMPENSATED
     assert runner.calls == [("stop", "q-orphan"), ("compensation", "create_temp")]
     closed = attempt_by_id(ledger, attempt)
     assert (closed.status, closed.error_name, closed.ended_at is not None) == (
@@ -391,13 +378,14 @@ def test_compensation_stops_the_statement_of_a_dead_attempt_and_records_how_it_e
 def test_a_dead_attempts_statement_that_had_finished_is_recorded_succeeded_and_undone(
     ledger,
 ) -> None:
-    saga = coordinator(ledger)
+    reports = coordinator(ledger)
     runner = ScriptedRunner(
         statement_fates={"q-orphan": StatementFate(AttemptStatus.SUCCEEDED, rows=7)}
     )
-    saga.start("saga-1", {}, "run-1")
+    reports.saga("saga-1", run_id="run-1", runner=runner).start({})
     attempt = abandoned(ledger, "create_temp", "q-orphan")
-    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.COMPENSATED
+    saga = reports.saga("saga-1", runner=runner)
+    assert saga.compensate(FailureKind.CRASHED) == SagaState.COMPENSATED
     assert (attempt_by_id(ledger, attempt).status, attempt_by_id(ledger, attempt).rows) == (
         AttemptStatus.SUCCEEDED,
         7,
@@ -406,10 +394,11 @@ def test_a_dead_attempts_statement_that_had_finished_is_recorded_succeeded_and_u
 
 
 def test_a_dead_attempt_without_a_recorded_statement_is_closed_and_undone(ledger) -> None:
-    saga, runner = coordinator(ledger), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
+    reports, runner = coordinator(ledger), ScriptedRunner()
+    reports.saga("saga-1", run_id="run-1", runner=runner).start({})
     attempt = abandoned(ledger, "create_temp", None)
-    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.COMPENSATED
+    saga = reports.saga("saga-1", runner=runner)
+    assert saga.compensate(FailureKind.CRASHED) == SagaState.COMPENSATED
     assert [kind for kind, _ in runner.calls] == ["compensation"]
     assert attempt_by_id(ledger, attempt).status == AttemptStatus.FAILED
 
@@ -417,23 +406,24 @@ def test_a_dead_attempt_without_a_recorded_statement_is_closed_and_undone(ledger
 def test_a_statement_that_cannot_be_confirmed_stopped_is_not_undone_and_needs_manual(
     ledger,
 ) -> None:
-    saga = coordinator(ledger)
+    reports = coordinator(ledger)
     runner = ScriptedRunner(statement_fates={"q-orphan": transient("coordinator unreachable")})
-    saga.start("saga-1", {}, "run-1")
+    reports.saga("saga-1", run_id="run-1", runner=runner).start({})
     attempt = abandoned(ledger, "create_temp", "q-orphan")
-    assert saga.compensate("saga-1", FailureKind.CRASHED, runner) == SagaState.FAILED_NEEDS_MANUAL
-    assert (
-        runner.calls == [("stop", "q-orphan")] * FAST.max_attempts
-    )  # retried, and never undone meanwhile
+    saga = reports.saga("saga-1", runner=runner)
+    assert saga.compensate(FailureKind.CRASHED) == SagaState.FAILED_NEEDS_MANUAL
+    # retried, and never undone meanwhile
+    assert runner.calls == [("stop", "q-orphan")] * FAST.max_attempts
     assert attempt_by_id(ledger, attempt).status == AttemptStatus.RUNNING
 
 
 def test_after_a_crash_the_failed_step_is_the_one_left_running(ledger) -> None:
-    saga, runner = coordinator(ledger), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
-    saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
+    reports, runner = coordinator(ledger), ScriptedRunner()
+    saga = reports.saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
+    saga.execute_step("create_temp")
     abandoned(ledger, "write_report", "q-orphan")
-    saga.compensate("saga-1", FailureKind.CRASHED, runner)
+    reports.saga("saga-1", runner=runner).compensate(FailureKind.CRASHED)
     record = ledger.get_saga("saga-1")
     assert (record.failed_step, record.interrupted_steps) == ("write_report", ("write_report",))
 
@@ -441,10 +431,10 @@ def test_after_a_crash_the_failed_step_is_the_one_left_running(ledger) -> None:
 def test_a_stopped_run_fails_the_first_interrupted_step_in_report_order_and_lists_them_all(
     ledger,
 ) -> None:
-    saga = coordinator(ledger, FAN_OUT)
-    saga.start("saga-1", {}, "run-1")
+    saga = coordinator(ledger, FAN_OUT).saga("saga-1", run_id="run-1", runner=ScriptedRunner())
+    saga.start({})
     abandoned(ledger, "left", "q-left")  # its op has not seen the interrupt yet
-    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["right"])
+    saga.stop(FailureKind.CANCELLED, interrupted=["right"])
     record = ledger.get_saga("saga-1")
     assert (record.state, record.failed_step, record.interrupted_steps) == (
         SagaState.CANCELLED,
@@ -454,31 +444,45 @@ def test_a_stopped_run_fails_the_first_interrupted_step_in_report_order_and_list
 
 
 def test_a_later_stop_of_the_same_run_adds_its_step_and_follows_the_rule(ledger) -> None:
-    saga = coordinator(ledger, FAN_OUT)
-    saga.start("saga-1", {}, "run-1")
-    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["right"])
-    saga.stop("saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["left"])
+    saga = coordinator(ledger, FAN_OUT).saga("saga-1", run_id="run-1", runner=ScriptedRunner())
+    saga.start({})
+    saga.stop(FailureKind.CANCELLED, interrupted=["right"])
+    saga.stop(FailureKind.CANCELLED, interrupted=["left"])
     record = ledger.get_saga("saga-1")
     assert (record.failed_step, record.interrupted_steps) == ("left", ("left", "right"))
 
 
-def test_a_step_that_fails_on_its_own_stays_the_failed_step_while_its_running_sibling_is_interrupted(
+def test_a_step_failing_on_its_own_stays_the_failed_step_while_its_running_sibling_is_interrupted(
     ledger,
 ) -> None:
-    saga, runner = coordinator(ledger, FAN_OUT), ScriptedRunner()
-    saga.start("saga-1", {}, "run-1")
+    runner = ScriptedRunner()
+    saga = coordinator(ledger, FAN_OUT).saga("saga-1", run_id="run-1", runner=runner)
+    saga.start({})
     abandoned(ledger, "left", "q-left")
-    saga.compensate("saga-1", FailureKind.STEP_FAILED, runner, run_id="run-1", failed_step="right")
-    saga.stop(
-        "saga-1", FailureKind.CANCELLED, run_id="run-1", interrupted=["left"]
-    )  # the sibling's op, later
+    saga.compensate(FailureKind.STEP_FAILED, failed_step="right")
+    saga.stop(FailureKind.CANCELLED, interrupted=["left"])  # the sibling's op, later
     record = ledger.get_saga("saga-1")
     assert (record.failed_step, record.interrupted_steps) == ("right", ("left",))
     assert ("stop", "q-left") in runner.calls
 
 
 def test_giving_up_hands_an_unfinished_saga_to_a_person(ledger) -> None:
-    coordinator(ledger).start("saga-1", {}, "run-1")
+    coordinator(ledger).saga("saga-1", run_id="run-1", runner=ScriptedRunner()).start({})
     assert give_up(ledger, "saga-1", "3 compensation runs ended") == SagaState.FAILED
     assert states(ledger)[-2:] == ["FAILED", "FAILED_NEEDS_MANUAL"]
     assert give_up(ledger, "saga-1", "again") is None  # ended: nothing changes
+
+
+def test_a_run_gives_up_on_its_saga_through_its_handle(ledger) -> None:
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=ScriptedRunner())
+    saga.start({})
+    assert saga.give_up("the undo keeps failing") == SagaState.FAILED
+    last = ledger.transitions("saga-1")[-1]
+    assert (last.new_state, last.run_id) == (SagaState.FAILED_NEEDS_MANUAL, "run-1")
+
+
+def test_retry_delays_grow_by_the_backoff_up_to_the_cap() -> None:
+    policy = RetryPolicy(initial_delay_seconds=0.5, backoff=3.0)
+    assert [policy.delay(attempt) for attempt in (1, 2, 3)] == [0.5, 1.5, 4.5]
+    capped = RetryPolicy(initial_delay_seconds=0.5, backoff=3.0, max_delay_seconds=2.0)
+    assert [capped.delay(attempt) for attempt in (1, 2, 3)] == [0.5, 1.5, 2.0]

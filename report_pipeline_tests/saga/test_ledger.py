@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,14 +14,18 @@ from alembic.operations import Operations
 from report_pipeline.saga import (
     AttemptKind,
     AttemptStatus,
-    FailureKind,
     SagaFenced,
     SagaState,
     StepProgress,
     StepResult,
 )
 from report_pipeline.saga.errors import InvalidTransition
-from report_pipeline.saga.ledger import LATEST_VERSION, SqlLedger
+from report_pipeline.saga.ledger import SqlLedger
+from report_pipeline.saga.model import TERMINAL_STATES
+from report_pipeline.saga.scratch_names import parse_scratch_name, scratch_table_name
+from report_pipeline.storage import schema
+from report_pipeline.storage.schema import LATEST_VERSION
+from report_pipeline_tests.builders import run_steps, state_of
 from report_pipeline_tests.saga.conftest import (
     FAN_OUT,
     ScriptedRunner,
@@ -75,6 +81,25 @@ def test_a_version_1_ledger_is_upgraded_keeping_its_sagas(ledger) -> None:
     [kept] = ledger.attempts("old")
     assert (kept.id, kept.progress.percent) == (attempt, 50.0)
     assert ledger.get_saga("old").interrupted_steps == ()
+
+
+def test_the_index_of_unfolded_endings_lists_every_end_state() -> None:
+    [index] = [i for i in schema.transitions.indexes if i.name == "ix_saga_transitions_unfolded"]
+    listed = re.findall(r"'(\w+)'", str(index.dialect_options["postgresql"]["where"]))
+    assert sorted(listed) == sorted(state.value for state in TERMINAL_STATES)
+
+
+@pytest.mark.parametrize(
+    "saga_id",
+    [str(uuid.uuid4()), "Run-6F1C-e2", "a-much-longer-saga-id-than-forty-letters-and-digits-0123"],
+)
+def test_a_saga_is_found_by_the_key_its_scratch_tables_carry(ledger, saga_id) -> None:
+    ledger.create_saga(saga_id, "chain", {}, "run-1")
+    named = parse_scratch_name(scratch_table_name(saga_id, "temp"))
+    assert named is not None and named.table == "temp"
+    found = ledger.find_saga_by_key(named.saga_key)
+    assert found is not None and found.saga_id == saga_id
+    assert ledger.find_saga_by_key("nosuchsaga") is None
 
 
 def test_progress_is_recorded_on_the_steps_running_attempt(ledger) -> None:
@@ -136,22 +161,17 @@ def test_attempt_start_is_fenced_on_the_saga_state(ledger) -> None:
 
 def test_concurrent_sagas_do_not_interfere(ledger) -> None:
     def run(saga_id: str) -> SagaState:
-        saga = coordinator(ledger, FAN_OUT)
-        failing = {"join": [permanent()]} if saga_id.endswith(("1", "3", "5")) else {}
+        failing: dict[str, list[Exception]] = (
+            {"join": [permanent()]} if saga_id.endswith(("1", "3", "5")) else {}
+        )
         runner = ScriptedRunner(action_failures=failing)
-        saga.start(saga_id, {"n": saga_id}, f"run-{saga_id}")
-        for name in saga.definition.order():
-            try:
-                saga.execute_step(saga_id, name, f"run-{saga_id}", 1, runner)
-            except Exception as error:
-                return saga.compensate(
-                    saga_id, FailureKind.STEP_FAILED, runner, failed_step=name, error=str(error)
-                )
-        return ledger.get_saga(saga_id).state
+        reports = coordinator(ledger, FAN_OUT)
+        run_steps(reports, runner, saga_id, run_id=f"run-{saga_id}", parameters={"n": saga_id})
+        return state_of(ledger, saga_id)
 
     ids = [f"saga-{i}" for i in range(6)]
     with ThreadPoolExecutor(6) as pool:
-        results = dict(zip(ids, pool.map(run, ids)))
+        results = dict(zip(ids, pool.map(run, ids), strict=True))
     for saga_id, state in results.items():
         expected = (
             SagaState.COMPENSATED if saga_id.endswith(("1", "3", "5")) else SagaState.SUCCEEDED

@@ -15,10 +15,10 @@ from report_pipeline_tests.saga.conftest import ScriptedRunner, coordinator, per
 
 
 def test_step_events_carry_saga_run_report_step_attempt_and_query(ledger) -> None:
-    saga = coordinator(ledger)
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=ScriptedRunner())
     with capture_logs() as logs:
-        saga.start("saga-1", {}, "run-1")
-        saga.execute_step("saga-1", "create_temp", "run-1", 2, ScriptedRunner())
+        saga.start({})
+        saga.execute_step("create_temp", 2)
     succeeded = next(e for e in logs if e["event"] == "step succeeded")
     assert {
         k: succeeded[k] for k in ("saga_id", "run_id", "report", "step", "attempt", "query_id")
@@ -33,21 +33,15 @@ def test_step_events_carry_saga_run_report_step_attempt_and_query(ledger) -> Non
 
 
 def test_every_transition_is_logged_old_to_new(ledger) -> None:
-    saga = coordinator(ledger)
     runner = ScriptedRunner(action_failures={"write_report": [permanent()]})
+    saga = coordinator(ledger).saga("saga-1", run_id="run-1", runner=runner)
     with capture_logs() as logs:
-        saga.start("saga-1", {}, "run-1")
-        saga.execute_step("saga-1", "create_temp", "run-1", 1, runner)
+        saga.start({})
+        saga.execute_step("create_temp")
         try:
-            saga.execute_step("saga-1", "write_report", "run-1", 1, runner)
+            saga.execute_step("write_report")
         except Exception:
-            saga.compensate(
-                "saga-1",
-                FailureKind.STEP_FAILED,
-                runner,
-                run_id="run-1",
-                failed_step="write_report",
-            )
+            saga.compensate(FailureKind.STEP_FAILED, failed_step="write_report")
     transitions = [
         (e["old_state"], e["new_state"]) for e in logs if e["event"] == "saga transition"
     ]

@@ -1,4 +1,5 @@
-"""The Trino client wrapper against the local engine: outcomes, progress, time limits, error classes."""
+"""The Trino client wrapper against the local engine: outcomes, progress, time limits, error
+classes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import trino.exceptions
 
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.saga import PermanentStepError, StepCancelled, StepTimedOut, TransientStepError
-from report_pipeline.trino.client import TrinoClient, TrinoSettings
+from report_pipeline.trino.client import QueryProgress, TrinoClient, TrinoSettings
 from report_pipeline.trino.errors import classify
 from report_pipeline.trino.sql import Statement
 from report_pipeline_tests.conftest import wait_until
@@ -48,7 +49,7 @@ def test_dml_outcome_counts_rows_written_and_ddl_none(client) -> None:
 
 def test_progress_is_reported_while_the_statement_runs(client, local_trino) -> None:
     local_trino.inject(Fault(pattern="progress_probe", action="stall", seconds=2.5))
-    seen = []
+    seen: list[QueryProgress] = []
     client.execute(Statement("SELECT 'progress_probe'", []), on_progress=seen.append)
     states = [p.state for p in seen]
     assert "RUNNING" in states and states[-1] == "FINISHED"

@@ -12,7 +12,7 @@ from report_pipeline.orchestration.resources import (
     trino_resource_from_env,
 )
 from report_pipeline.saga import PermanentStepError
-from report_pipeline.trino.client import TrinoClient, TrinoSettings
+from report_pipeline.trino.client import QueryOutcome, TrinoClient, TrinoSettings
 from report_pipeline.trino.sql import Statement
 from report_pipeline_tests.credentials import USER
 
@@ -36,6 +36,14 @@ def https(real_trino, trino_credentials):
 
 def current_user(settings: TrinoSettings) -> str:
     return TrinoClient(settings).execute(Statement("SELECT current_user", [])).rows[0][0]
+
+
+def recorded_query(client: TrinoClient, outcome: QueryOutcome) -> dict:
+    """The coordinator's record of a statement the client ran; the test fails without one."""
+    assert outcome.query_id is not None
+    info = client.query_info(outcome.query_id)
+    assert info, f"the coordinator has no record of query {outcome.query_id}"
+    return info
 
 
 def test_https_with_a_password_runs_statements(https) -> None:
@@ -69,7 +77,7 @@ def test_verify_false_accepts_a_self_signed_certificate(https) -> None:
 def test_query_lookup_uses_the_same_tls_and_credentials(https) -> None:
     client = TrinoClient(https())
     outcome = client.execute(Statement("SELECT 1", []))
-    info = client.query_info(outcome.query_id)
+    info = recorded_query(client, outcome)
     assert info["state"] == "FINISHED" and info["session"]["user"] == USER
 
 
@@ -83,7 +91,7 @@ def test_client_tags_source_and_session_properties_reach_the_coordinator(https) 
     )
     outcome = client.execute(Statement("SHOW SESSION LIKE 'join_distribution_type'", []))
     assert outcome.rows[0][1] == "BROADCAST"
-    session = client.query_info(outcome.query_id)["session"]
+    session = recorded_query(client, outcome)["session"]
     assert sorted(session["clientTags"]) == ["reports", "tier-1"]
     assert session["source"] == "report_pipeline-tests"
 

@@ -1,4 +1,5 @@
-"""The real Trino the project installs: cached install, catalogs, the sample data, the CLI's lifecycle."""
+"""The real Trino the project installs: cached install, catalogs, the sample data, the CLI's
+lifecycle."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from report_pipeline_tests.conftest import POSTGRES, free_port, wait_until
 
 SAMPLE_QUERIES = {
     "users": "SELECT id, country, signup_date, plan FROM analytics.users ORDER BY id",
-    "events": "SELECT event_id, user_id, event_type, event_date, event_time, duration_ms FROM analytics.events "
-    "ORDER BY event_id",
+    "events": "SELECT event_id, user_id, event_type, event_date, event_time, duration_ms "
+    "FROM analytics.events ORDER BY event_id",
 }
 
 
@@ -95,8 +96,9 @@ def test_cli_serves_until_sigterm_then_stops_the_server(real_trino, tmp_path) ->
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    assert process.stdout is not None  # stdout=PIPE
     try:
-        lines = []
+        lines: list[str] = []
         while not any("listening on" in line for line in lines):
             line = process.stdout.readline()
             assert line, f"trino-server ended before serving:\n{''.join(lines)}"
