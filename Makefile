@@ -46,10 +46,10 @@ postgres:
 test: install system-packages postgres
 	$(BIN)/pytest --durations=15
 
-# The fast tier: every test except those needing the Dagster webserver and daemon (marker `stack`) or
-# the real Trino (marker `real_trino`); the markers are set in report_pipeline_tests/conftest.py.
+# The fast tier: every test except those needing the Dagster webserver and daemon (marker `stack`),
+# the real Trino (`real_trino`; both set in report_pipeline_tests/conftest.py) or minutes of runs (`slow`).
 test-fast: install system-packages postgres
-	$(BIN)/pytest -m "not stack and not real_trino" --durations=15
+	$(BIN)/pytest -m "not stack and not real_trino and not slow" --durations=15
 
 demo: install
 	$(BIN)/report-pipeline demo

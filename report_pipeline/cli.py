@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check every report spec and its SQL files"
     )
     validate.add_argument("--dir", help="reports folder (default: the packaged reports)")
+    report_commands.add_parser(
+        "schema", help="print the JSON Schema of report.yaml (for editors' YAML checking)"
+    )
 
     dev = commands.add_parser(
         "dev", help="the Dagster UI and daemon on the local engine and local PostgreSQL"
@@ -329,7 +332,14 @@ def _run(args: argparse.Namespace) -> None:
 
         sys.exit(run_dev(args.ui_port, args.trino_port, args.database))
     elif args.command == "reports":
-        sys.exit(_validate_reports(args.dir))
+        if args.reports_command == "schema":
+            import json
+
+            from report_pipeline.reporting.spec import report_yaml_schema
+
+            print(json.dumps(report_yaml_schema(), indent=2))
+        else:
+            sys.exit(_validate_reports(args.dir))
     elif args.command == "metrics":
         _serve_metrics(args)
     elif args.command == "status":

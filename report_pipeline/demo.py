@@ -18,7 +18,7 @@ from tabulate import tabulate
 from report_pipeline import settings
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.observability.status import describe_saga
-from report_pipeline.orchestration.jobs import SAGA_ID_TAG, START_OP
+from report_pipeline.orchestration.names import SAGA_ID_TAG, START_OP
 from report_pipeline.saga.ledger import SqlLedger
 
 REPORT = "daily_country_report"

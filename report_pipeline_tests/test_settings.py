@@ -119,15 +119,13 @@ def test_dagster_yaml_reads_only_declared_variables() -> None:
 
 
 def test_no_other_module_reads_the_environment() -> None:
-    # orchestration/alerting.py, being restructured, switches to settings.ALERT_WEBHOOK_URL next
-    pending = {"report_pipeline/orchestration/alerting.py"}
     read = re.compile(r"os\.getenv\(|os\.environ\.get\(|os\.environ\.setdefault\(|os\.environ\[")
     readers = {
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "report_pipeline").rglob("*.py")
         if path.name != "settings.py" and read.search(path.read_text())
     }
-    assert readers <= pending
+    assert readers == set()
 
 
 # --- defaults and parsing ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy.dialects import postgresql, sqlite
 
+from report_pipeline import settings
 from report_pipeline.alerting.outbox import AlertTally, alert_tallies
 from report_pipeline.observability.trino_error_names import error_label
 from report_pipeline.saga.ledger import SqlLedger
@@ -56,7 +57,10 @@ from report_pipeline.storage.schema import (
 SAGA_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
 STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 QUEUED_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-DEFAULT_STUCK_AFTER_SECONDS = 900
+# The documented default lives with the setting; the collector takes the same when given none.
+DEFAULT_STUCK_AFTER_SECONDS = settings.STUCK_AFTER_SECONDS.parse_text(
+    settings.STUCK_AFTER_SECONDS.default or ""
+)
 # Rows of each kind one fold (one transaction) takes: far more than finish between two scrapes. A
 # backlog (the history of a ledger just upgraded to version 4) is folded over several scrapes, each
 # folding for about FOLD_SECONDS; until then those scrapes also sum the rows still unfolded, as

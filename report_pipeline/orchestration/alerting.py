@@ -7,12 +7,12 @@ The webhook URL is a secret: it is read from the environment at run time and nev
 
 import datetime as dt
 import functools
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
+from report_pipeline import settings
 from report_pipeline.alerting.delivery import (
     LOOKBACK,
     FailedRun,
@@ -31,14 +31,13 @@ RUN_PAGE_SIZE = 200  # failed runs read per query; every page is read each tick
 
 
 class AlertsResource(dg.ConfigurableResource):
-    """Where alerts go. The URL is a secret, read at run time from the variable named here."""
+    """Where alerts go. The webhook URL is a secret, read at run time from the settings."""
 
-    webhook_url_env_var: str = "REPORT_PIPELINE_ALERT_WEBHOOK_URL"
     format: str = "slack"  # slack or json
     dagster_ui_url: str = "http://127.0.0.1:3000"
 
     def webhook(self) -> Webhook | None:
-        url = os.environ.get(self.webhook_url_env_var)
+        url = settings.ALERT_WEBHOOK_URL.read()
         return Webhook(url, self.format) if url else None
 
     def run_url(self, run_id: str | None) -> str | None:

@@ -11,7 +11,7 @@ lines in the run's log while a statement runs.
 
 import time
 from contextlib import AbstractContextManager
-from typing import Any, Optional, Self
+from typing import Any, Self
 
 import dagster as dg
 import pydantic
@@ -186,9 +186,8 @@ def _config_class(spec: ReportSpec) -> type[dg.Config]:
     fields: dict[str, Any] = {}
     for name, parameter in spec.parameters.items():
         annotation = int if parameter.type == "integer" else str
-        # `Optional[...]` of a class chosen at run time: mypy cannot take `annotation | None`
         fields[name] = (
-            Optional[annotation],  # noqa: UP045
+            annotation | None,
             pydantic.Field(default=parameter.default, description=parameter.description or None),
         )
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Parameters"

@@ -3,8 +3,8 @@ comments, spacing and quoting play no part.
 
 A compensation is exactly one statement, either
 - `DROP TABLE IF EXISTS ${table}`: one scratch table its step creates (listed in `creates`), or
-- `DELETE FROM <target> WHERE ...`: a table its step's action INSERTs INTO, with `saga_id = :saga_id`
-  (the column against the bound saga id) as a top-level conjunct of the WHERE.
+- `DELETE FROM <target> WHERE ...`: a table its step's action INSERTs INTO, with
+  `saga_id = :saga_id` (the column against the bound saga id) as a top-level conjunct of the WHERE.
 
 The spec loader checks each file with its `:name` parameters still named; the runner checks the
 rendered statement again (`guard_rendered`) before it reaches Trino, against the scratch tables the
@@ -36,7 +36,7 @@ def key_of(name: QualifiedName) -> TableKey:
     return (name.catalog, name.schema, name.table)
 
 
-def table_key(table: exp.Expression | None) -> TableKey | None:
+def table_key(table: exp.Expr | None) -> TableKey | None:
     """A plain table reference as a comparable key (Trino folds identifiers to lower case)."""
     if not isinstance(table, exp.Table) or any(
         v for k, v in table.args.items() if k not in _PLAIN_TABLE
@@ -54,19 +54,20 @@ def table_key(table: exp.Expression | None) -> TableKey | None:
     )
 
 
-def insert_targets(statements: Iterable[exp.Expression]) -> set[TableKey]:
-    """The step's targets: the tables its action statements INSERT INTO (the only rows a DELETE may undo)."""
+def insert_targets(statements: Iterable[exp.Expr]) -> set[TableKey]:
+    """The step's targets: the tables its action statements INSERT INTO (the only rows a DELETE
+    may undo)."""
     return _written(statements, exp.Insert)
 
 
-def created_tables(statements: Iterable[exp.Expression]) -> set[TableKey]:
+def created_tables(statements: Iterable[exp.Expr]) -> set[TableKey]:
     """The tables the statements CREATE (what a step's `creates` must name)."""
     return _written(
         (t for t in statements if str(t.args.get("kind") or "").upper() == "TABLE"), exp.Create
     )
 
 
-def _written(statements: Iterable[exp.Expression], kind: type[exp.Expression]) -> set[TableKey]:
+def _written(statements: Iterable[exp.Expr], kind: type[exp.Expr]) -> set[TableKey]:
     keys = {
         table_key(
             tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
@@ -78,21 +79,21 @@ def _written(statements: Iterable[exp.Expression], kind: type[exp.Expression]) -
     return keys  # type: ignore[return-value]
 
 
-def dropped_table(tree: exp.Expression) -> TableKey | None:
+def dropped_table(tree: exp.Expr) -> TableKey | None:
     if isinstance(tree, exp.Drop) and len(tree.args.get("tables") or []) == 1:
         return table_key(tree.args["tables"][0])
     return None
 
 
 def compensation_problem(
-    tree: exp.Expression,
+    tree: exp.Expr,
     *,
     droppable: Collection[TableKey],
     targets: Collection[TableKey],
-    binds_saga_id: Callable[[exp.Expression], bool],
+    binds_saga_id: Callable[[exp.Expr], bool],
 ) -> str | None:
-    """Why `tree` is not an allowed undo, or None. `binds_saga_id` says whether a node is the saga id's
-    parameter (`:saga_id` in a spec's file, the `?` bound to it once rendered)."""
+    """Why `tree` is not an allowed undo, or None. `binds_saga_id` says whether a node is the saga
+    id's parameter (`:saga_id` in a spec's file, the `?` bound to it once rendered)."""
     if isinstance(tree, exp.Drop):
         return _drop_problem(tree, droppable)
     if isinstance(tree, exp.Delete):
@@ -116,15 +117,16 @@ def _drop_problem(tree: exp.Drop, droppable: Collection[TableKey]) -> str | None
     return None
 
 
-def _extra_clauses(tree: exp.Expression, *allowed: str) -> str:
-    """The clauses set beyond `allowed`, by name (CASCADE, WITH, USING, ...): none may widen an undo."""
+def _extra_clauses(tree: exp.Expr, *allowed: str) -> str:
+    """The clauses set beyond `allowed`, by name (CASCADE, WITH, USING, ...): none may widen an
+    undo."""
     return ", ".join(
         sorted(k.rstrip("_").upper() for k, v in tree.args.items() if v and k not in allowed)
     )
 
 
 def _delete_problem(
-    tree: exp.Delete, targets: Collection[TableKey], binds_saga_id: Callable[[exp.Expression], bool]
+    tree: exp.Delete, targets: Collection[TableKey], binds_saga_id: Callable[[exp.Expr], bool]
 ) -> str | None:
     extra = _extra_clauses(tree, "this", "where")
     if extra:
@@ -135,11 +137,14 @@ def _delete_problem(
         return "it may only delete from a table its step's action INSERTs INTO"
     where = tree.args.get("where")
     if where is None or not any(_is_saga_key(c, binds_saga_id) for c in _conjuncts(where.this)):
-        return "it must delete only this saga's rows: WHERE saga_id = :saga_id, ANDed with any other condition"
+        return (
+            "it must delete only this saga's rows: "
+            "WHERE saga_id = :saga_id, ANDed with any other condition"
+        )
     return None
 
 
-def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     """The top-level AND-ed conditions (through parentheses); an OR is one condition. Iterative:
     a long generated chain of ANDs must not exhaust the stack."""
     stack, found = [condition], []
@@ -152,9 +157,7 @@ def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     return found
 
 
-def _is_saga_key(
-    condition: exp.Expression, binds_saga_id: Callable[[exp.Expression], bool]
-) -> bool:
+def _is_saga_key(condition: exp.Expr, binds_saga_id: Callable[[exp.Expr], bool]) -> bool:
     """`saga_id = :saga_id` (either way round, in parentheses or not): a column, not a tautology."""
     condition = condition.unnest()
     if not isinstance(condition, exp.EQ):

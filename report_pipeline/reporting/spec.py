@@ -16,10 +16,19 @@ import re
 import secrets
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from sqlglot import exp
 from yaml.composer import ComposerError
 
@@ -129,27 +138,33 @@ class PartitionSpec(_Strict):
 
 
 class ArrivalSpec(_Strict):
-    """How to tell that a partition's data is complete: a cheap query returning the newest complete
-    day."""
+    """How to tell that a partition's data is complete: a cheap query for the newest full day."""
 
     sql: str
     interval_seconds: int = Field(default=300, ge=30)
     max_partitions_per_tick: int = Field(default=7, ge=1)
 
 
+def _one_or_many(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+# A name or a list of names in report.yaml (the published schema says both are fine).
+Names = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
 class StepSpec(_Strict):
-    action: tuple[str, ...]
-    compensation: tuple[str, ...] = ()
-    depends_on: tuple[str, ...] = ()
-    creates: tuple[str, ...] = ()
+    action: Names
+    compensation: Names = ()
+    depends_on: Names = ()
+    creates: Names = ()
     preview: str | None = None
     timeout_seconds: int = Field(default=3600, ge=1)
     retry: RetrySpec = RetrySpec()
-
-    @field_validator("action", "compensation", "depends_on", "creates", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value
 
 
 class ReportSpec(_Strict):
@@ -253,7 +268,7 @@ class ReportSpec(_Strict):
     def scratch_tables(
         self, saga_id: str, catalog: str, scratch_schema: str
     ) -> dict[str, QualifiedName]:
-        """The run's scratch tables: `saga_<id>_<name>`, so the orphan sweeper can recognise them."""
+        """The run's scratch tables: `saga_<id>_<name>`, so the orphan sweeper knows them."""
         return {
             name: QualifiedName(catalog, scratch_schema, scratch_table_name(saga_id, name))
             for name in self.tables
@@ -345,6 +360,26 @@ def _coerce(parameter: ParameterSpec, value: Any) -> Any:
 # --- loading -------------------------------------------------------------------------------------
 
 
+# Fields the loader fills from the report folder; `report.yaml` may not set them.
+DERIVED_FIELDS = frozenset({"name", "folder", "sql"})
+SCHEMA_FILE = "report.schema.json"  # beside the report folders; each report.yaml points at it
+
+
+def report_yaml_schema() -> dict[str, Any]:
+    """The JSON Schema of a `report.yaml`, from the model the loader validates with, so editors
+    can complete and check a spec as it is written (the loader stays the authority: it also checks
+    the SQL files and the rules that span fields)."""
+    schema = ReportSpec.model_json_schema(mode="validation")
+    for field in DERIVED_FIELDS:
+        schema["properties"].pop(field, None)
+    schema["required"] = [f for f in schema.get("required", []) if f not in DERIVED_FIELDS]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "report_pipeline report.yaml",
+    }
+
+
 def load_report(folder: Path) -> ReportSpec:
     path = folder / SPEC_FILE
     try:
@@ -355,7 +390,7 @@ def load_report(folder: Path) -> ReportSpec:
         raise ReportSpecError(f"{path}: {error}") from None
     if not isinstance(document, dict):
         raise ReportSpecError(f"{path}: expected a mapping at the top level")
-    derived = sorted({"name", "folder", "sql"} & set(document))
+    derived = sorted(DERIVED_FIELDS & set(document))
     if derived:
         raise ReportSpecError(
             f"{path}: {', '.join(derived)} cannot be set here (they come from the report folder)"
@@ -388,8 +423,7 @@ def load_report(folder: Path) -> ReportSpec:
 
 
 class _FileRefused(Exception):
-    """A file a report names that may not or cannot be read; the message names it, never its
-    contents."""
+    """A report's file that may not or cannot be read; the message names it, never its contents."""
 
 
 def _read_report_file(folder: Path, name: str, limit: int) -> str:

@@ -47,7 +47,7 @@ from report_pipeline.saga.model import (
 log = structlog.get_logger("report_pipeline.saga")  # bound to the report in each coordinator
 
 _FAILURE_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
-COMPENSATION_RETRY = RetryPolicy()  # each undo (and each stop of a statement left running)
+COMPENSATION_RETRY = RetryPolicy()  # of each undo, and each stop of a statement left running
 
 
 StatementListener = Callable[[str], None]  # told each statement id as soon as the engine assigns it
@@ -114,12 +114,12 @@ class SagaCoordinator:
         ledger: SqlLedger,
         definition: SagaDefinition,
         *,
-        policy: RetryPolicy = COMPENSATION_RETRY,
+        undo_retry: RetryPolicy = COMPENSATION_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.ledger = ledger
         self.definition = definition
-        self.policy = policy
+        self.undo_retry = undo_retry
         self.sleep = sleep
         self.log = log.bind(report=definition.name)
         self._position = {name: index for index, name in enumerate(definition.order())}
@@ -190,7 +190,9 @@ class SagaHandle:
         """Prepare `step` of this run to run: take the saga over if the run re-executes it, and
         restore the ancestors the run skips whose effects were compensated (`steps_in_run` None:
         the run has every step). Returns what was restored."""
-        run_id = self._run_id("join the saga")
+        run_id = self.run_id
+        if run_id is None:
+            raise ValueError(f"saga {self.saga_id}: only a run can join it")
         saga = self.ledger.get_saga(self.saga_id)
         if saga is not None and not saga.state.terminal and saga.run_id not in (None, run_id):
             # A re-execution starts only from an ended run: the one driving the saga stopped without
@@ -247,7 +249,7 @@ class SagaHandle:
             self.run_id,
             attempt,
             require_running=True,
-            resource_names=self.runner.created_tables(step),
+            created_tables=self.runner.created_tables(step),
         )
         bound.info("step started")
         try:
@@ -431,8 +433,8 @@ class SagaHandle:
             return StatementFate(
                 AttemptStatus.FAILED, error="stopped before its statement was recorded"
             )
-        policy = self._coordinator.policy
-        for number in range(1, policy.max_attempts + 1):
+        retry = self._coordinator.undo_retry
+        for number in range(1, retry.max_attempts + 1):
             try:
                 return self.runner.stop_statement(attempt.query_id)
             except StepError as error:
@@ -443,9 +445,9 @@ class SagaHandle:
                     attempt=number,
                     error=str(error),
                 )
-                if not error.transient or number == policy.max_attempts:
+                if not error.transient or number == retry.max_attempts:
                     return None
-                self._coordinator.sleep(policy.delay(number))
+                self._coordinator.sleep(retry.delay(number))
         return None
 
     def _statement_recorder(self, attempt_id: int) -> StatementListener:
@@ -489,8 +491,8 @@ class SagaHandle:
 
     def _compensate_step(self, step: StepDefinition) -> bool:
         bound = self.log.bind(step=step.name)
-        policy = self._coordinator.policy
-        for attempt in range(1, policy.max_attempts + 1):
+        retry = self._coordinator.undo_retry
+        for attempt in range(1, retry.max_attempts + 1):
             attempt_id = self.ledger.start_attempt(
                 self.saga_id,
                 step.name,
@@ -510,9 +512,9 @@ class SagaHandle:
                 bound.error(
                     "compensation failed", attempt=attempt, error=str(error), transient=transient
                 )
-                if not transient or attempt == policy.max_attempts:
+                if not transient or attempt == retry.max_attempts:
                     return False
-                self._coordinator.sleep(policy.delay(attempt))
+                self._coordinator.sleep(retry.delay(attempt))
                 continue
             self.ledger.finish_attempt(
                 self.saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result
@@ -531,11 +533,6 @@ class SagaHandle:
         if saga is None:
             raise LookupError(f"saga {self.saga_id} is not in the ledger")
         return saga
-
-    def _run_id(self, purpose: str) -> str:
-        if self.run_id is None:
-            raise ValueError(f"saga {self.saga_id}: only a run can {purpose}")
-        return self.run_id
 
 
 def _effects(attempts: list[StepAttempt]) -> dict[str, Effect | None]:

@@ -352,16 +352,16 @@ class SqlLedger:
         run_id: str | None,
         attempt: int,
         require_running: bool,
-        resource_names: Collection[str] = (),
+        created_tables: Collection[str] = (),
     ) -> int:
-        """Record an attempt as RUNNING, with the resources it will create; fenced on the saga's
+        """Record an attempt as RUNNING, with the tables it will create; fenced on the saga's
         state."""
         with self.engine.begin() as connection:
             state = self._lock(connection, saga_id)
             if require_running and state != SagaState.RUNNING:
                 raise SagaFenced(saga_id, state.value)
             now = utc_now()
-            for name in resource_names:
+            for name in created_tables:
                 known = connection.execute(
                     sa.select(resources.c.name).where(
                         resources.c.saga_id == saga_id, resources.c.name == name

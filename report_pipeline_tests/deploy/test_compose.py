@@ -18,6 +18,7 @@ import yaml
 from sqlglot import exp
 
 from report_pipeline.local_trino import LocalTrino
+from report_pipeline.settings import CODE_LOCATION, DAGSTER_YAML, SETTINGS
 from report_pipeline.trino_server import TRINO_VERSION
 from report_pipeline.trino_server.server import CATALOG_FILES
 from report_pipeline_tests.conftest import free_port, wait_until
@@ -143,12 +144,11 @@ def test_the_app_environment_sets_only_names_the_code_reads() -> None:
 
 
 def test_the_app_environment_sets_everything_the_code_location_needs() -> None:
-    code = "".join(
-        (ROOT / "report_pipeline" / path).read_text()
-        for path in ("definitions.py", "orchestration/resources.py")
-    )
-    needed = set(re.findall(r'EnvVar(?:\.int)?\("([A-Z_]+)"\)', code))
-    needed |= set(re.findall(r"\{env: ([A-Z_]+)\}", (ROOT / "dagster.yaml").read_text()))
+    needed = {
+        setting.name
+        for setting in SETTINGS
+        if setting.required and setting.used_by.startswith((CODE_LOCATION, DAGSTER_YAML))
+    }
     assert {"TRINO_HOST", "REPORT_PIPELINE_LEDGER_URL", "DAGSTER_PG_HOST"} <= needed
     assert needed <= set(COMPOSE["x-app"]["environment"])
 
@@ -219,14 +219,16 @@ def test_the_bootstrap_builds_the_local_engines_sample_warehouse_on_real_trino(r
         request_timeout=120,
     ) as connection:
         cursor = connection.cursor()
-        for _ in range(2):  # a restarted stack runs it again: nothing changes, nothing fails
-            for statement in bootstrap_statements("memory"):
-                cursor.execute(statement)
-                cursor.fetchall()
-        built = {table: _rows(cursor, f"memory.analytics.{table}") for table in ("users", "events")}
-        bootstrap_columns = {
-            table: _columns(cursor, "memory", table) for table in ("users", "events")
-        }
+        before = _schemas(cursor, "memory")
+        try:
+            for _ in range(2):  # a restarted stack runs it again: nothing changes, nothing fails
+                for statement in bootstrap_statements("memory"):
+                    cursor.execute(statement)
+                    cursor.fetchall()
+            built = {t: _rows(cursor, f"memory.analytics.{t}") for t in ("users", "events")}
+            bootstrap_columns = {t: _columns(cursor, "memory", t) for t in ("users", "events")}
+        finally:  # the session's real Trino is shared: later tests see its catalogs as they were
+            _drop_schemas(cursor, "memory", _schemas(cursor, "memory") - before)
     # the local engine's own sample warehouse
     with (
         LocalTrino(sample_events=50_000) as engine,
@@ -244,6 +246,24 @@ def test_the_bootstrap_builds_the_local_engines_sample_warehouse_on_real_trino(r
         }
     assert len(built["events"]) == 50_000 and len(built["users"]) == 1000
     assert built == expected
+
+
+def _schemas(cursor, catalog: str) -> set[str]:
+    cursor.execute(f"SELECT schema_name FROM {catalog}.information_schema.schemata")
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _drop_schemas(cursor, catalog: str, schemas: set[str]) -> None:
+    for schema in schemas:
+        cursor.execute(
+            f"SELECT table_name FROM {catalog}.information_schema.tables WHERE table_schema = ?",
+            [schema],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE {catalog}."{schema}"."{table}"')
+            cursor.fetchall()
+        cursor.execute(f'DROP SCHEMA {catalog}."{schema}"')
+        cursor.fetchall()
 
 
 def _rows(cursor, table: str) -> list[list]:

@@ -232,7 +232,7 @@ def make_evil_saga(ledger) -> None:
             "run\x07",
             1,
             require_running=True,
-            resource_names=["scratch.t\x1b[8m"],
+            created_tables=["scratch.t\x1b[8m"],
         )
         ledger.finish_attempt(
             EVIL_ID,

@@ -67,6 +67,7 @@ class FaultPoint:
     step: str
     live: tuple[str, ...]  # done before it started: every step it depends on, directly or not
     unstarted: tuple[str, ...]  # the steps that depend on it: they never start
+    beside: tuple[str, ...]  # the others, on parallel branches: they may run, before or after it
     to_undo: tuple[str, ...]  # whose undo must run: the compensable live steps, and itself
     # the undo a failing compensation is given: its own, else that of the live step nearest to it
     # (None: nothing to undo)
@@ -82,11 +83,13 @@ def fault_points(spec: ReportSpec) -> list[FaultPoint]:
     for step in order:
         live = [s for s in order if s in ancestors[step]]
         compensable = [s for s in [*live, step] if spec.steps[s].compensation]
+        unstarted = [s for s in order if step in ancestors[s]]
         points.append(
             FaultPoint(
                 step=step,
                 live=tuple(live),
-                unstarted=tuple(s for s in order if step in ancestors[s]),
+                unstarted=tuple(unstarted),
+                beside=tuple(s for s in order if s not in {step, *live, *unstarted}),
                 to_undo=tuple(compensable),
                 undo_to_break=compensable[-1] if compensable else None,
             )
@@ -135,6 +138,7 @@ class FaultKind:
     action_attempts: Callable[[StepSpec], int] | None = None  # of the struck step (None: not fixed)
     undo_failures: int | None = 0  # how often `undo_to_break` fails (None: every time)
     restart_engine: bool = False  # restart the engine while the struck statement runs
+    sent_once: bool = False  # the struck statement reaches the engine once: never sent again
 
 
 def attempts_allowed(step: StepSpec) -> int:
@@ -182,6 +186,7 @@ FAULT_KINDS = [
         lambda step: {"action": "drop"},
         SagaState.SUCCEEDED,
         action_attempts=lambda step: 1,
+        sent_once=True,  # its outcome is looked up by query id
     ),
     FaultKind(
         "compensation_fails_once",
@@ -216,6 +221,9 @@ class Expected:
     undone: tuple[str, ...]  # steps whose undo must succeed after their last action
     stuck: str | None  # the step whose undo never succeeds
     left: Aftermath
+    # a step beside the struck one that finishes once a compensation left the saga stuck undoes
+    # itself, and the stuck undo is tried again: the compensation may repeat
+    may_compensate_again: bool = False
 
 
 def expected(spec: ReportSpec, point: FaultPoint, kind: FaultKind) -> Expected:
@@ -233,6 +241,7 @@ def expected(spec: ReportSpec, point: FaultPoint, kind: FaultKind) -> Expected:
         undone,
         stuck,
         aftermath(spec, executed, undone),
+        may_compensate_again=bool(point.beside) and stuck is not None,
     )
 
 
@@ -277,6 +286,8 @@ def _restart_engine_mid_statement(engine: LocalTrino, pattern: str) -> None:
     threading.Thread(target=restart, daemon=True).start()
 
 
+# ~60 real Dagster runs, several waiting out a timeout or an undo's backoff: ~11 minutes on 2 cores
+@pytest.mark.slow
 @pytest.mark.parametrize(("report", "point", "kind"), MATRIX)
 def test_fault_matrix(
     dagster_instance,
@@ -303,7 +314,12 @@ def test_fault_matrix(
     saga = ledger.get_saga(saga_id)
     want = expected(spec, point, kind)
 
-    assert [t.new_state for t in ledger.transitions(saga_id)] == want.states
+    states = [t.new_state for t in ledger.transitions(saga_id)]
+    again = states[len(want.states) :]
+    assert states[: len(want.states)] == want.states
+    assert again == [SagaState.COMPENSATING, kind.ends] * (len(again) // 2)
+    assert not again or want.may_compensate_again, states
+    compensations = 1 + len(again) // 2
     succeeded = kind.ends == SagaState.SUCCEEDED
     assert run.status == (dg.DagsterRunStatus.SUCCESS if succeeded else dg.DagsterRunStatus.FAILURE)
     assert saga.failed_step == (None if succeeded else point.step)
@@ -325,19 +341,18 @@ def test_fault_matrix(
         for name in want.undone:
             assert_undone_after_its_actions(attempts, name)
         # a step running beside the struck one may have finished too: then it was undone as well
-        beside = set(spec.steps) - {point.step, *point.live, *point.unstarted}
-        for name in beside:
+        for name in point.beside:
             if spec.steps[name].compensation and attempts_of(attempts, name, AttemptKind.ACTION):
                 assert_undone_after_its_actions(attempts, name)
     if kind.undo_failures != 0:
         undos = attempts_of(attempts, point.undo_to_break or "", AttemptKind.COMPENSATION)
         statuses = [a.status for a in undos]
         assert statuses == (
-            [AttemptStatus.FAILED] * COMPENSATION_RETRY.max_attempts
+            [AttemptStatus.FAILED] * COMPENSATION_RETRY.max_attempts * compensations
             if kind.undo_failures is None
             else [AttemptStatus.FAILED] * kind.undo_failures + [AttemptStatus.SUCCEEDED]
         )
-    if kind.name == "connection_dropped_mid_statement":
+    if kind.sent_once:
         submitted = [
             q
             for q in local_trino.engine.queries()

@@ -1,5 +1,4 @@
-"""Report specs: what loads, what is refused (with a message naming the problem), launch
-parameters."""
+"""Report specs: what loads, what is refused (each with a one-line reason), launch parameters."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`report-pipeline reports validate`: every report checked, a broken one named, a failing exit
-code."""
+"""`report-pipeline reports validate`: every report checked, a broken one named, exit code 1."""
 
 from __future__ import annotations
 

@@ -125,4 +125,4 @@ FAST = RetryPolicy(max_attempts=3, initial_delay_seconds=0.0)
 
 
 def coordinator(ledger: SqlLedger, definition: SagaDefinition = CHAIN) -> SagaCoordinator:
-    return SagaCoordinator(ledger, definition, policy=FAST)
+    return SagaCoordinator(ledger, definition, undo_retry=FAST)

@@ -333,7 +333,7 @@ def abandoned(ledger, step: str, statement_id: str | None, saga_id: str = "saga-
         "run-1",
         1,
         require_running=True,
-        resource_names=[f"scratch.saga_{step}"],
+        created_tables=[f"scratch.saga_{step}"],
     )
     if statement_id is not None:
         ledger.record_statement(attempt, statement_id)
