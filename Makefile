@@ -13,7 +13,7 @@ export PGPORT ?= 5432
 export PGUSER ?= report_pipeline
 export PGPASSWORD ?= report_pipeline
 
-.PHONY: install test test-fast demo dev bench local-trino trino postgres system-packages metrics status clean
+.PHONY: install lint test test-fast demo dev bench local-trino trino postgres system-packages metrics status clean
 
 install: $(INSTALLED)
 
@@ -43,11 +43,18 @@ postgres:
 	fi
 	@bash .ci/ensure-postgres
 
-test: install system-packages postgres
+# Lint, format and types (configured in pyproject.toml); `make test` runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint system-packages postgres
 	$(BIN)/pytest --durations=15
 
-# The fast tier: every test except those needing the Dagster webserver and daemon (marker `stack`),
-# the real Trino (`real_trino`; both set in report_pipeline_tests/conftest.py) or minutes of runs (`slow`).
+# The fast tier: every test except those needing the Dagster webserver and daemon (marker `stack`)
+# or the real Trino (`real_trino`), both set in report_pipeline_tests/conftest.py, and those that run
+# report jobs end to end on Dagster (`slow`).
 test-fast: install system-packages postgres
 	$(BIN)/pytest -m "not stack and not real_trino and not slow" --durations=15
 

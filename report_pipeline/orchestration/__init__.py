@@ -1,1 +1,1 @@
-"""Dagster wiring only: resources, the job factory, the compensation hook. No saga rules live here."""
+"""Dagster wiring only: resources, the job factory, the compensation hook. No saga rules here."""

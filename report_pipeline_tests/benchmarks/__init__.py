@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print a table and write JSON (`make bench`); not part of the test run."""
+"""Benchmarks: scripts that print a table and write JSON (`make bench`); not in the test run."""

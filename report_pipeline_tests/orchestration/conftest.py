@@ -140,15 +140,22 @@ def launch(
     job = dg.build_reconstructable_job(
         "report_pipeline.definitions", "report_job", reconstructable_args=(report,)
     )
-    options = {}
     if reexecute_from:
-        options["reexecution_options"] = dg.ReexecutionOptions.from_failure(
-            reexecute_from, instance
+        execution = dg.execute_job(
+            job,
+            instance=instance,
+            reexecution_options=dg.ReexecutionOptions.from_failure(reexecute_from, instance),
         )
     else:
-        options["run_config"] = start_saga_config(parameters or PARAMETERS[report])
-    with dg.execute_job(job, instance=instance, **options) as result:
-        return instance.get_run_by_id(result.run_id)
+        execution = dg.execute_job(
+            job,
+            instance=instance,
+            run_config=start_saga_config(parameters or PARAMETERS[report]),
+        )
+    with execution as result:
+        run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    return run
 
 
 def saga_of(run: dg.DagsterRun) -> str:

@@ -1,5 +1,5 @@
-"""A webhook endpoint on loopback for alert tests: records what it accepts, can refuse the next N posts
-or answer every request its own way."""
+"""A webhook endpoint on loopback for alert tests: records what it accepts, can refuse the next N
+posts or answer every request its own way."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    """A webhook endpoint on loopback that records what it accepts and can refuse the next N posts."""
+    """A webhook on loopback that records what it accepts and can refuse the next N posts."""
 
     def __init__(
         self,

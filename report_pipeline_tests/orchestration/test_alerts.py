@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from report_pipeline import settings
 from report_pipeline.alerting.alerts import AlertKind
 from report_pipeline.alerting.delivery import deliver_alerts
 from report_pipeline.alerting.outbox import AlertOutbox
@@ -30,7 +31,7 @@ from report_pipeline_tests.orchestration.conftest import (
 )
 from report_pipeline_tests.orchestration.receiver import Receiver
 
-WEBHOOK_ENV = "TEST_ALERT_WEBHOOK_URL"
+WEBHOOK_ENV = settings.ALERT_WEBHOOK_URL.name  # read when a tick posts, so tests may set it
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def evaluate(instance, pipeline_env, fmt: str = "json") -> str | None:
     """One tick of a freshly built sensor (as after a daemon restart: no state but the ledger)."""
     resources = {
         "ledger": LedgerResource(url=pipeline_env["REPORT_PIPELINE_LEDGER_URL"]),
-        "alerts": AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format=fmt),
+        "alerts": AlertsResource(format=fmt),
     }
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         return build_alert_sensor(REPORTS).evaluate_tick(context).skip_message
@@ -210,7 +211,7 @@ def test_a_backlog_larger_than_any_page_is_alerted_in_full_and_then_owes_nothing
         "ledger": LedgerResource(
             url=backlog_ledger.engine.url.render_as_string(hide_password=False)
         ),
-        "alerts": AlertsResource(webhook_url_env_var="TEST_NO_WEBHOOK"),
+        "alerts": AlertsResource(),  # queueing only: nothing is posted
     }
     with dg.build_sensor_context(instance=dagster_instance, resources=resources) as context:
         queue_alerts(
@@ -230,7 +231,7 @@ def test_alerts_that_do_not_fit_in_the_ticks_budget_wait_for_the_next_tick(
     dagster_instance, backlog_ledger, receiver
 ) -> None:
     backlog = add_backlog(backlog_ledger, 3, SagaState.COMPENSATED, "a-run")
-    alerts = AlertsResource(webhook_url_env_var=WEBHOOK_ENV, format="json")
+    alerts = AlertsResource(format="json")
     with dg.build_sensor_context(instance=dagster_instance) as context:
         queue_alerts(context, REPORTS, backlog_ledger, alerts, dt.datetime.now(dt.UTC))
     outbox = AlertOutbox(backlog_ledger.engine)

@@ -27,6 +27,9 @@ from report_pipeline_tests.orchestration.conftest import (
     saga_of,
 )
 
+# the scrapes follow real report runs (~25 s of them): not in make test-fast
+pytestmark = pytest.mark.slow
+
 DAILY = "daily_country_report"
 STEPS = STEP_STATEMENTS[DAILY]
 README = Path(__file__).resolve().parents[2] / "README.md"

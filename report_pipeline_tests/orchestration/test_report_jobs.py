@@ -34,6 +34,10 @@ from report_pipeline_tests.orchestration.conftest import (
     step_events,
 )
 
+# every test runs report jobs end to end on Dagster (seconds each, ~90 s in all): left out of
+# make test-fast
+pytestmark = pytest.mark.slow
+
 
 def upstream_of(spec, step: str) -> set[str]:
     direct = set(spec.steps[step].depends_on)
