@@ -32,6 +32,14 @@ _STOP_STATES = (SagaState.FAILED, SagaState.TIMED_OUT, SagaState.CANCELLED)
 _REASON = "set by the test"
 
 
+def _stop_for(state: SagaState) -> FailureKind:
+    """Why a saga on its way to `state` stopped: timed out or cancelled if `state` says so, else a
+    step failed."""
+    if state in (SagaState.TIMED_OUT, SagaState.CANCELLED):
+        return FailureKind.of_unfinished(state)
+    return FailureKind.STEP_FAILED
+
+
 def start_saga_config(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The run config of a report job's launch with these parameters, as the Launchpad takes it."""
     return {"ops": {START_OP: {"config": dict(parameters)}}}
@@ -53,10 +61,7 @@ def move_saga(
     if state == SagaState.SUCCEEDED:
         ledger.transition(saga_id, {SagaState.RUNNING}, state, _REASON)
     elif state != SagaState.RUNNING:
-        stop = stopped_by or {
-            SagaState.TIMED_OUT: FailureKind.TIMED_OUT,
-            SagaState.CANCELLED: FailureKind.CANCELLED,
-        }.get(state, FailureKind.STEP_FAILED)
+        stop = stopped_by or _stop_for(state)
         ledger.transition(
             saga_id,
             {SagaState.RUNNING},
@@ -201,14 +206,8 @@ def chain_saga_in(ledger: SqlLedger, saga_id: str, state: SagaState) -> None:
         ledger.start_attempt(
             saga_id, "write_report", AttemptKind.ACTION, run_id, 1, require_running=True
         )
-        stopped_by = {
-            SagaState.FAILED: FailureKind.STEP_FAILED,
-            SagaState.TIMED_OUT: FailureKind.TIMED_OUT,
-            SagaState.CANCELLED: FailureKind.CANCELLED,
-            SagaState.COMPENSATING: FailureKind.STEP_FAILED,
-        }
-        if state in stopped_by:
-            saga.stop(stopped_by[state], failed_step="write_report", error="boom")
+        if state != SagaState.RUNNING:
+            saga.stop(_stop_for(state), failed_step="write_report", error="boom")
         if state == SagaState.COMPENSATING:
             ledger.transition(
                 saga_id, {SagaState.FAILED}, SagaState.COMPENSATING, "compensation started", run_id

@@ -28,7 +28,8 @@ class DagsterStack:
         self.url = f"http://127.0.0.1:{self.port}"
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the production settings
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
-        self.logs = home / "logs"
+        # not DAGSTER_HOME/logs: Dagster's processes move that folder away to upload it as telemetry
+        self.logs = home / "process-logs"
         self.logs.mkdir(exist_ok=True)
         self.processes: list[subprocess.Popen] = []
 

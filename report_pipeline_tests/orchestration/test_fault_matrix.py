@@ -286,7 +286,7 @@ def _restart_engine_mid_statement(engine: LocalTrino, pattern: str) -> None:
     threading.Thread(target=restart, daemon=True).start()
 
 
-# ~60 real Dagster runs, several waiting out a timeout or an undo's backoff: ~11 minutes on 2 cores
+# 56 real Dagster runs, some waiting out a timeout or an undo's backoff: 5 to 11 minutes on 2 cores
 @pytest.mark.slow
 @pytest.mark.parametrize(("report", "point", "kind"), MATRIX)
 def test_fault_matrix(
