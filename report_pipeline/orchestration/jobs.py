@@ -203,6 +203,7 @@ def _start_op(spec: ReportSpec) -> dg.OpDefinition:
         required_resource_keys={"trino", "ledger"},
         description=f"Validate the parameters of {spec.name} and record the saga in the ledger.",
     )
+    # config_class is built per report at run time; mypy cannot take a variable as a type
     def start_saga(context: dg.OpExecutionContext, config: config_class):  # type: ignore[valid-type]
         try:
             # (through the base class: to mypy, a class built at run time has no attributes)

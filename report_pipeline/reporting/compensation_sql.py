@@ -68,15 +68,12 @@ def created_tables(statements: Iterable[exp.Expr]) -> set[TableKey]:
 
 
 def _written(statements: Iterable[exp.Expr], kind: type[exp.Expr]) -> set[TableKey]:
-    keys = {
-        table_key(
-            tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
-        )  # with a column list or not
+    targets = (
+        tree.this.this if isinstance(tree.this, exp.Schema) else tree.this  # a column list or not
         for tree in statements
         if isinstance(tree, kind)
-    }
-    keys.discard(None)
-    return keys  # type: ignore[return-value]
+    )
+    return {key for key in map(table_key, targets) if key is not None}
 
 
 def dropped_table(tree: exp.Expr) -> TableKey | None:

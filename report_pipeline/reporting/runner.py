@@ -25,7 +25,7 @@ from report_pipeline.saga import (
     StepResult,
 )
 from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClient
-from report_pipeline.trino.sql import QualifiedName, Statement, parse_statement, render
+from report_pipeline.trino.sql import Statement, parse_statement, render
 
 PREVIEW_ROWS = 20
 log = structlog.get_logger("report_pipeline.reporting")
@@ -164,9 +164,6 @@ class ReportStepRunner:
             elapsed_seconds=round(outcome.elapsed_seconds, 3),
         )
         return outcome
-
-    def table(self, name: str) -> QualifiedName:
-        return self.tables[name]
 
     def stop_statement(self, statement_id: str) -> StatementFate:
         """Cancel a Trino query by id and report how it ended (FINISHED counts as succeeded)."""

@@ -97,21 +97,21 @@ def test_rendered_drop_of_an_unrecorded_table_is_refused_before_reaching_trino(c
 
 def test_drop_of_a_recorded_scratch_table_of_the_saga_is_sent(client) -> None:
     saga = runner(client, DAILY)
-    create(client, str(saga.table("summary")))
+    create(client, str(saga.tables["summary"]))
     saga.run_compensation(CREATE_SUMMARY)
-    assert saga.table("summary").table not in scratch_tables(client)
+    assert saga.tables["summary"].table not in scratch_tables(client)
 
 
 def test_drop_of_a_scratch_table_the_ledger_never_recorded_is_skipped(client) -> None:
     saga = runner(client, DAILY, recorded="")
     create(
-        client, str(saga.table("summary"))
+        client, str(saga.tables["summary"])
     )  # made behind the ledger's back: not the saga's to drop
     try:
         assert saga.run_compensation(CREATE_SUMMARY).query_id is None
-        assert saga.table("summary").table in scratch_tables(client)
+        assert saga.tables["summary"].table in scratch_tables(client)
     finally:
-        drop(client, str(saga.table("summary")))
+        drop(client, str(saga.tables["summary"]))
 
 
 def test_delete_of_the_sagas_report_rows_is_sent_and_spares_other_sagas(client) -> None:
