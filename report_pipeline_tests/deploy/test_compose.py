@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from report_pipeline.local_trino import LocalTrino
 from report_pipeline.settings import CODE_LOCATION, DAGSTER_YAML, SETTINGS
+from report_pipeline.trino.sql import QualifiedName
 from report_pipeline.trino_server import TRINO_VERSION
 from report_pipeline.trino_server.server import CATALOG_FILES
 from report_pipeline_tests.conftest import free_port, wait_until
@@ -260,9 +261,11 @@ def _drop_schemas(cursor, catalog: str, schemas: set[str]) -> None:
             [schema],
         )
         for (table,) in cursor.fetchall():
-            cursor.execute(f'DROP TABLE {catalog}."{schema}"."{table}"')
+            # validated identifiers (QualifiedName refuses anything but lower-case words), quoted
+            cursor.execute(f"DROP TABLE {QualifiedName(catalog, schema, table).quoted()}")
             cursor.fetchall()
-        cursor.execute(f'DROP SCHEMA {catalog}."{schema}"')
+        catalog_and_schema = QualifiedName(catalog, schema, "unused").quoted().rsplit(".", 1)[0]
+        cursor.execute(f"DROP SCHEMA {catalog_and_schema}")
         cursor.fetchall()
 
 
