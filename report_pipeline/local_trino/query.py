@@ -18,6 +18,9 @@ import duckdb
 from report_pipeline.local_trino.errors import TrinoError, from_duckdb
 
 _PAUSE_TICK_SECONDS = 0.05  # how soon a stalled statement notices its stall was released
+# DuckDB forgets an interrupt that lands before its statement starts executing, so a cancel repeats
+# it this often until the executing thread has let go of the statement.
+_INTERRUPT_REPEAT_SECONDS = 0.05
 
 # DuckDB stores tables in row groups of this many rows; one row group counts as one "split".
 ROWS_PER_SPLIT = 122_880
@@ -138,11 +141,25 @@ class Query:
             duck, self._duck = self._duck, None
             self._cancelled.set()
             self._changed.notify_all()
-        if duck is not None:
-            # the statement may have finished and closed its connection meanwhile
-            with contextlib.suppress(duckdb.ConnectionException):
-                duck.interrupt()
+        if duck is not None and not self._interrupt(duck):
+            threading.Thread(
+                target=self._interrupt_until_stopped,
+                args=(duck,),
+                name=f"interrupt-{self.id}",
+                daemon=True,
+            ).start()
         return True
+
+    def _interrupt(self, duck: Any) -> bool:
+        """Interrupt DuckDB; True once the executing thread has stopped."""
+        # the statement may have finished and closed its connection meanwhile
+        with contextlib.suppress(duckdb.ConnectionException):
+            duck.interrupt()
+        return self.stopped.is_set()
+
+    def _interrupt_until_stopped(self, duck: Any) -> None:
+        while not self.stopped.wait(_INTERRUPT_REPEAT_SECONDS) and not self._interrupt(duck):
+            pass
 
     def pause(self, seconds: float, released: threading.Event) -> None:
         """Wait as a stalled statement would, until `seconds` pass or the stall is released; stops

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
+import duckdb
 import pytest
 import requests
 import trino
 
 from report_pipeline.local_trino import LocalTrino
-from report_pipeline.local_trino.query import Query
+from report_pipeline.local_trino.errors import TrinoError
+from report_pipeline.local_trino.query import Query, QueryState, Session
 from report_pipeline_tests.conftest import run_in_thread, wait_until
 from report_pipeline_tests.local_trino import (
     ENDLESS_QUERY,
@@ -42,6 +44,22 @@ def test_cancel_from_another_thread_stops_the_duckdb_statement(local_trino, curs
     assert query.stopped.wait(STOPPED_WITHIN), "DuckDB kept executing the cancelled statement"
     thread.join(STOPPED_WITHIN)
     assert error_name(query) == "USER_CANCELED"
+
+
+def test_a_cancel_landing_before_duckdb_starts_the_statement_still_stops_it() -> None:
+    """DuckDB forgets an interrupt that arrives before its statement runs; the cancel must not."""
+    query = Query("q1", "slug", ENDLESS_QUERY, Session(user="probe"))
+    duck = duckdb.connect()
+    query.begin(QueryState.RUNNING)
+    query.attach(duck)
+    query.fail(TrinoError("USER_CANCELED", "Query was canceled"))  # before DuckDB executes
+    thread, outcome = run_in_thread(
+        lambda: duck.execute("SELECT sum(i * j) FROM range(100000) a(i), range(100000) b(j)")
+    )
+    thread.join(STOPPED_WITHIN)
+    query.stopped.set()
+    assert not thread.is_alive(), "DuckDB kept executing the cancelled statement"
+    assert isinstance(outcome.get("error"), duckdb.InterruptException)
 
 
 def test_cancelled_query_can_be_looked_up_after_its_client_is_gone(local_trino, connect) -> None:
