@@ -49,8 +49,9 @@ PROGRESS_INTERVAL_SECONDS = 2.0
 log = structlog.get_logger("report_pipeline.orchestration")
 
 # Parallel branches of a report must really run at once: each step is a process. forkserver with the
-# project preloaded keeps the cost of starting a step process low.
-EXECUTOR = dg.multiprocess_executor.configured(
+# project preloaded keeps the cost of starting a step process low. A chain needs none of that: its
+# steps run in the run worker, one after another (ReportSpec.runs_in_process).
+MULTIPROCESS_EXECUTOR = dg.multiprocess_executor.configured(
     {
         "max_concurrent": 4,
         "start_method": {"forkserver": {"preload_modules": ["report_pipeline.definitions"]}},
@@ -376,9 +377,14 @@ def _metadata_text(metadata: dict[str, Any], key: str) -> str | None:
     return getattr(value, "value", value)
 
 
+def executor_for(spec: ReportSpec) -> dg.ExecutorDefinition:
+    return dg.in_process_executor if spec.runs_in_process() else MULTIPROCESS_EXECUTOR
+
+
 def build_report_job(
-    spec: ReportSpec, executor: dg.ExecutorDefinition = EXECUTOR
+    spec: ReportSpec, executor: dg.ExecutorDefinition | None = None
 ) -> dg.JobDefinition:
+    """The report's job; `executor` overrides the one its spec chooses (benchmarks compare them)."""
     definition = spec.saga_definition()
     start = _start_op(spec)
     ops = {name: _step_op(spec, name) for name in definition.order()}
@@ -387,7 +393,7 @@ def build_report_job(
         name=spec.name,
         description=spec.description.strip(),
         hooks={_compensation_hook(spec)},
-        executor_def=executor,
+        executor_def=executor or executor_for(spec),
         tags={"report": spec.name, "owner": spec.owner},
         # Dagster's typing omits None, which the decorator takes (its default): no partitions
         config=partitioned_config(spec),  # type: ignore[arg-type]

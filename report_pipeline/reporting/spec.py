@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import secrets
 import stat
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -167,10 +168,21 @@ class StepSpec(_Strict):
     retry: RetrySpec = RetrySpec()
 
 
+class Execution(StrEnum):
+    """How a run's steps are executed. AUTO: a chain (no two steps ever side by side) runs in one
+    process, step after step, sparing a process start per step; parallel branches get a process
+    each, so they really run at once."""
+
+    AUTO = "auto"
+    IN_PROCESS = "in_process"
+    MULTIPROCESS = "multiprocess"
+
+
 class ReportSpec(_Strict):
     name: str = Field(pattern=IDENTIFIER)
     description: str
     owner: str
+    execution: Execution = Execution.AUTO
     schedule: str | None = None  # cron (UTC) for the partitioned job's schedule
     partitions: PartitionSpec | None = None
     arrival: ArrivalSpec | None = None
@@ -264,6 +276,12 @@ class ReportSpec(_Strict):
                 for name, step in self.steps.items()
             ),
         )
+
+    def runs_in_process(self) -> bool:
+        """Whether the run's steps execute one after another in the run's own process."""
+        if self.execution == Execution.AUTO:
+            return self.saga_definition().is_chain()
+        return self.execution == Execution.IN_PROCESS
 
     def scratch_tables(
         self, saga_id: str, catalog: str, scratch_schema: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from enum import StrEnum
 from graphlib import CycleError, TopologicalSorter
@@ -149,6 +150,14 @@ class SagaDefinition:
             if step.name == name:
                 return step
         raise KeyError(f"saga {self.name} has no step {name!r}")
+
+    def is_chain(self) -> bool:
+        """Whether no two steps may ever run side by side: each step depends on the one before it
+        in `order()` (then no path can skip it, so the order is total)."""
+        ordered = self.order()
+        return all(
+            before in self.step(after).depends_on for before, after in itertools.pairwise(ordered)
+        )
 
     def order(self) -> list[str]:
         """The steps in an order that respects dependencies (ties broken by declaration)."""

@@ -41,7 +41,7 @@ import yaml
 
 from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import Fault, LocalTrino
-from report_pipeline.orchestration.jobs import EXECUTOR, build_report_job
+from report_pipeline.orchestration.jobs import MULTIPROCESS_EXECUTOR, build_report_job, executor_for
 from report_pipeline.orchestration.resources import STEP_SOURCE
 from report_pipeline.reporting import REPORTS_DIR, load_reports
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
@@ -59,12 +59,13 @@ STEPS = 3
 ROOT = Path(__file__).resolve().parents[2]
 STATEMENT = step_statements(load_reports()[REPORT])  # each step's statement, as a pattern
 CATALOG = "lake"
-DEFAULT_EXECUTOR = "multiprocess (forkserver, preloaded) [default]"
+DEFAULT_EXECUTOR = "in-process [a chain's default]"
 EXECUTORS = {
-    "in-process": dg.in_process_executor,
+    DEFAULT_EXECUTOR: dg.in_process_executor,
     "multiprocess (spawn)": dg.multiprocess_executor.configured({"max_concurrent": 4}),
-    "multiprocess (forkserver, preloaded) [default]": EXECUTOR,
+    "multiprocess (forkserver, preloaded) [branches' default]": MULTIPROCESS_EXECUTOR,
 }
+assert executor_for(load_reports()[REPORT]) is EXECUTORS[DEFAULT_EXECUTOR]
 
 
 def report_job_with(report: str, executor: str) -> dg.JobDefinition:

@@ -52,6 +52,26 @@ def test_spec_becomes_a_saga_definition() -> None:
     assert definition.step("drop_summary").compensable is False
 
 
+def test_a_chain_report_runs_in_process_and_a_branching_one_does_not() -> None:
+    reports = load_reports()
+    assert reports["daily_country_report"].runs_in_process()
+    assert not reports["weekly_engagement_report"].runs_in_process()
+
+
+@pytest.mark.parametrize(
+    ("execution", "in_process"), [("in_process", True), ("multiprocess", False)]
+)
+def test_the_spec_may_choose_the_execution(report_copy: Path, execution, in_process) -> None:
+    edit_spec(report_copy, lambda d: d.update(execution=execution))
+    assert load_report(report_copy).runs_in_process() is in_process
+
+
+def test_an_unknown_execution_is_refused(report_copy: Path) -> None:
+    edit_spec(report_copy, lambda d: d.update(execution="threads"))
+    with pytest.raises(ReportSpecError, match="execution"):
+        load_report(report_copy)
+
+
 def test_a_steps_retries_are_a_retry_policy() -> None:
     policy = RetrySpec(max_retries=2, delay_seconds=0.5, backoff=3).policy()
     # the first try and two retries, waiting delay_seconds * backoff ** retry_number before each
