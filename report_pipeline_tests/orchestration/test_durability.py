@@ -21,6 +21,7 @@ from report_pipeline_tests.builders import start_saga_config
 from report_pipeline_tests.conftest import BACKENDS, wait_until
 from report_pipeline_tests.orchestration.conftest import (
     PARAMETERS,
+    REPORTS,
     STEP_STATEMENTS,
     report_rows,
     scratch_tables,
@@ -80,9 +81,11 @@ def run_worker_pid(instance_url_stack, run_id: str) -> int:
     raise AssertionError(f"no run worker pid in the events of {run_id}")
 
 
-def step_worker_pid(stack, run_id: str, step: str) -> int:
-    """The pid of the process running `step` (multiprocess executor), from its STEP_WORKER_STARTED
-    event."""
+def step_process_pid(stack, run_id: str, report: str, step: str) -> int:
+    """The pid of the process running `step`: the run worker when the report runs in-process, else
+    the step's own worker (from its STEP_WORKER_STARTED event)."""
+    if REPORTS[report].runs_in_process():
+        return run_worker_pid(stack, run_id)
     instance = dg.DagsterInstance.from_config(str(stack.home))
     found: list[str] = []
 
@@ -155,7 +158,7 @@ def test_kill_9_of_a_step_worker_stops_its_statement_before_the_undo(
             interval=0.05,
         )
         killed = time.monotonic()
-        os.kill(step_worker_pid(dagster_stack, run_id, step), signal.SIGKILL)
+        os.kill(step_process_pid(dagster_stack, run_id, report, step), signal.SIGKILL)
         assert dagster_stack.wait_for_run(run_id, timeout=90) == "FAILURE"
         wait_until(lambda: ledger.get_saga(run_id).state.terminal, timeout=90, interval=0.1)
         terminal_after = time.monotonic() - killed
