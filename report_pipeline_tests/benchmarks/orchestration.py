@@ -311,6 +311,34 @@ def b4_kill_to_compensated(
     return {"median": statistics.median(figures), "all": figures}
 
 
+def _arrived(engine: LocalTrino, pattern: str, since: float, timeout: float = 120):
+    """The first statement matching `pattern` that reached the engine after `since` (wall clock)."""
+    found: list[Any] = []
+
+    def arrived() -> bool:
+        found[:] = [
+            q for q in engine.engine.queries() if q.created >= since and re.search(pattern, q.sql)
+        ]
+        return bool(found)
+
+    if wait_for(arrived, timeout, interval=0.01) is None:
+        raise TimeoutError(f"no statement matching {pattern} arrived within {timeout}s")
+    return min(found, key=lambda q: q.created)
+
+
+def b7_launch_latency(stack, engine: LocalTrino, repeats: int) -> dict[str, Any]:
+    """From the launch over GraphQL (what the Launchpad sends) to the report's first statement
+    reaching the engine: webserver, run queue, daemon, run worker and the start op, all real."""
+    first_step = load_reports()[REPORT].saga_definition().order()[0]
+    figures = []
+    for _ in range(repeats):
+        launched = time.time()
+        run_id = stack.launch(REPORT, start_saga_config(PARAMETERS))
+        figures.append(_arrived(engine, STATEMENT[first_step], since=launched).created - launched)
+        assert stack.wait_for_run(run_id, timeout=120) == "SUCCESS"
+    return {"median": statistics.median(figures), "all": figures}
+
+
 def b5_load(
     stack, engine: LocalTrino, ledger: SqlLedger, runs: int, pool: int, stall: float
 ) -> dict[str, Any]:
@@ -322,9 +350,8 @@ def b5_load(
         capture_output=True,
         timeout=120,
     )
-    for (
-        pattern
-    ) in STATEMENT.values():  # each step's statement is "heavy": it holds its slot for `stall` s
+    # each step's statement is "heavy": it holds its slot for `stall` s
+    for pattern in STATEMENT.values():
         engine.inject(Fault(pattern=pattern, action="stall", seconds=stall, times=None))
     engine.engine.reset_peak()
     started = time.monotonic()
@@ -371,6 +398,8 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         print("starting dagster-webserver and dagster-daemon ...", flush=True)
         stack = DagsterStack(setup["home"], {}).start()
         try:
+            print(f"B7: launch to the first statement, {repeats} runs ...", flush=True)
+            results["b7"] = b7_launch_latency(stack, setup["engine"], repeats)
             print(f"B3: terminate to statement stopped, {repeats} runs ...", flush=True)
             results["b3"] = b3_terminate_to_stopped(stack, setup["engine"], repeats)
             print(f"B4: kill -9 of the run worker to COMPENSATED, {repeats} runs ...", flush=True)
@@ -412,6 +441,7 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         ("b2_trino", "B2 failure -> COMPENSATED, real Trino", 0.5),
         ("b3", "B3 terminate -> statement stopped", 1.0),
         ("b4", "B4 kill -9 of run worker -> COMPENSATED", 15.0),
+        ("b7", "B7 launch (GraphQL) -> first statement at the engine", 3.0),
     ):
         rows.append(
             [
