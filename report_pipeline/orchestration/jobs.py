@@ -59,6 +59,12 @@ MULTIPROCESS_EXECUTOR = dg.multiprocess_executor.configured(
 )
 
 
+# The saga state this process last wrote on each run's tag. A step that leaves the saga as it was
+# (RUNNING, mostly) writes no tag: a chain's steps share one process, so only the start, the end
+# and a failure cost a run-storage write.
+_tagged_states: dict[str, SagaState] = {}
+
+
 def saga_id_of(run: dg.DagsterRun) -> str:
     """A saga is identified by its root run: re-executions continue the same saga."""
     return run.root_run_id or run.run_id
@@ -122,9 +128,11 @@ class SagaScope:
         """Show the saga's state on the run (and on its other runs, for a compensation run)."""
         state = self._record().state
         for run_id in (context.run_id, *other_runs):
-            context.instance.add_run_tags(
-                run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value}
-            )
+            if _tagged_states.get(run_id) != state:
+                context.instance.add_run_tags(
+                    run_id, {SAGA_ID_TAG: self.saga_id, SAGA_STATE_TAG: state.value}
+                )
+                _tagged_states[run_id] = state
         return state
 
     def _record(self) -> SagaRecord:

@@ -136,7 +136,7 @@ def launch(
     parameters: dict | None = None,
     reexecute_from: str | None = None,
 ) -> dg.DagsterRun:
-    """Run a report's job as a launch would (reconstructable, multiprocess) and wait for it."""
+    """Run a report's job as a launch would (reconstructable, its own executor) and wait for it."""
     job = dg.build_reconstructable_job(
         "report_pipeline.definitions", "report_job", reconstructable_args=(report,)
     )

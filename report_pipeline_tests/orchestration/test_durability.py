@@ -267,5 +267,8 @@ def test_instance_uses_the_production_settings(dagster_stack) -> None:
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 21600
         assert instance.run_storage.__class__.__name__ == "PostgresRunStorage"
+        # a queued run (a launch, a compensation) starts within a second, not Dagster's default 5
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 10
     finally:
         instance.dispose()

@@ -119,6 +119,23 @@ def test_run_shows_saga_tags_and_step_metadata(dagster_instance) -> None:
     assert outputs["create_summary"]["rows"].value > 0
 
 
+def test_a_chain_writes_its_saga_state_tag_only_when_the_state_changes(
+    dagster_instance, monkeypatch
+) -> None:
+    written: list[str] = []
+    add_run_tags = dagster_instance.add_run_tags
+
+    def recording(run_id: str, new_tags: dict) -> None:
+        if SAGA_STATE_TAG in new_tags:
+            written.append(new_tags[SAGA_STATE_TAG])
+        add_run_tags(run_id, new_tags)
+
+    monkeypatch.setattr(dagster_instance, "add_run_tags", recording)
+    run = launch(dagster_instance, "daily_country_report")  # 3 steps, in-process
+    assert written == ["RUNNING", "SUCCEEDED"]  # the start, then the last step
+    assert run.tags[SAGA_STATE_TAG] == "SUCCEEDED"
+
+
 @pytest.mark.parametrize(("report", "failing_step"), FAILURE_CASES)
 def test_failure_at_each_step_is_compensated_in_reverse(
     dagster_instance, backend, ledger, report, failing_step
