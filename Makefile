@@ -24,13 +24,18 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-# Debian packages the tests use: promtool (package prometheus) checks and unit-tests the alert rules.
+# Debian packages the tests use: promtool (package prometheus) checks and unit-tests the alert rules;
+# pgbouncer runs as a private instance (report_pipeline/pgbouncer.py: `make dev`, tests, `make bench`),
+# never as the package's system service (so nothing here starts it). /usr/sbin is not on every PATH.
 system-packages:
-	@command -v promtool >/dev/null && exit 0; \
+	@missing=; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
+	[ -z "$$missing" ] && exit 0; \
 	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	echo "installing Debian's prometheus package (for promtool)"; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
-		|| { echo "error: could not install promtool; run: apt-get install prometheus" >&2; exit 1; }
+	echo "installing Debian's packages:$$missing"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+		|| { echo "error: could not install$$missing; run: apt-get install$$missing" >&2; exit 1; }
 
 # A PostgreSQL server on $(PGHOST):$(PGPORT): used if one answers, else Debian's package is installed (as
 # root or with sudo) and .ci/ensure-postgres starts the cluster and gives it the role $(PGUSER).
@@ -61,10 +66,10 @@ test-fast: install system-packages postgres
 demo: install
 	$(BIN)/report-pipeline demo
 
-dev: install postgres
+dev: install postgres system-packages
 	$(BIN)/report-pipeline dev
 
-bench: install postgres
+bench: install postgres system-packages
 	$(BIN)/python -m report_pipeline_tests.benchmarks
 
 # The metrics endpoint and the status view read the ledger named by REPORT_PIPELINE_LEDGER_URL.

@@ -138,6 +138,20 @@ def _parser() -> argparse.ArgumentParser:
         "--database", default="report_pipeline_dev", help="PostgreSQL database (created if missing)"
     )
 
+    dev.add_argument(
+        "--pgbouncer-port",
+        type=int,
+        default=6433,
+        help="port of the PgBouncer Dagster's storage goes through",
+    )
+
+    pgbouncer = commands.add_parser(
+        "pgbouncer",
+        help="run PgBouncer in the foreground in front of the PG* server (the compose service)",
+    )
+    pgbouncer.add_argument("--listen-host", default="127.0.0.1")
+    pgbouncer.add_argument("--listen-port", type=int, default=6432)
+
     metrics = commands.add_parser(
         "metrics", help="serve Prometheus metrics computed from the saga ledger"
     )
@@ -330,7 +344,15 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "dev":
         from report_pipeline.dev import run_dev
 
-        sys.exit(run_dev(args.ui_port, args.trino_port, args.database))
+        sys.exit(run_dev(args.ui_port, args.trino_port, args.database, args.pgbouncer_port))
+    elif args.command == "pgbouncer":
+        from report_pipeline.pgbouncer import PgBouncerError, exec_pgbouncer
+        from report_pipeline.postgres import PostgresSettings
+
+        try:
+            exec_pgbouncer(PostgresSettings.from_env(), args.listen_host, args.listen_port)
+        except PgBouncerError as error:
+            sys.exit(f"error: {error}")
     elif args.command == "reports":
         if args.reports_command == "schema":
             import json

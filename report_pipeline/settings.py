@@ -155,6 +155,7 @@ def _log_format(text: str) -> LogFormat:
 CODE_LOCATION = "code location"
 DAGSTER_YAML = "`dagster.yaml`"
 LOCAL_TOOLS = "tests, `make dev`/`bench`/`trino`"
+PG_SERVER = f"{LOCAL_TOOLS}, `report-pipeline pgbouncer`"
 TRINO_SERVER = "`report-pipeline trino-server`, tests"
 
 TRINO_HOST = Setting(
@@ -297,17 +298,17 @@ LOG_FORMAT = Setting(
     "every process",
     default_doc="`console` on a terminal, else `json`",
 )
-PGHOST = Setting("PGHOST", _text, "127.0.0.1", "the local PostgreSQL server's host", LOCAL_TOOLS)
-PGPORT = Setting("PGPORT", _port, "5432", "its port", LOCAL_TOOLS)
+PGHOST = Setting("PGHOST", _text, "127.0.0.1", "the local PostgreSQL server's host", PG_SERVER)
+PGPORT = Setting("PGPORT", _port, "5432", "its port", PG_SERVER)
 PGUSER = Setting(
-    "PGUSER", _text, "report_pipeline", "its role, with CREATEDB (`make postgres`)", LOCAL_TOOLS
+    "PGUSER", _text, "report_pipeline", "its role, with CREATEDB (`make postgres`)", PG_SERVER
 )
 PGPASSWORD = Setting(
     "PGPASSWORD",
     _text,
     "report_pipeline",
     "the role's password (the default is a local development server's: set your own elsewhere)",
-    LOCAL_TOOLS,
+    PG_SERVER,
     secret=True,
 )
 CACHE = Setting(
@@ -371,14 +372,18 @@ def trino_environment(host: str, port: int, user: str, catalog: str) -> dict[str
     }
 
 
-def postgres_environment(server: PostgresSettings, database: str) -> dict[str, str]:
+def postgres_environment(
+    server: PostgresSettings, database: str, dagster_server: PostgresSettings | None = None
+) -> dict[str, str]:
     """One database of the `PG*` server as `dagster.yaml` (DAGSTER_PG_*) and the saga ledger
-    (REPORT_PIPELINE_LEDGER_URL) read it: Dagster's storage and the ledger side by side."""
+    (REPORT_PIPELINE_LEDGER_URL) read it: Dagster's storage and the ledger side by side, Dagster's
+    through `dagster_server` when given (a PgBouncer in front of `server`)."""
+    dagster = dagster_server or server
     return {
-        DAGSTER_PG_HOST.name: server.host,
-        DAGSTER_PG_PORT.name: str(server.port),
-        DAGSTER_PG_USERNAME.name: server.user,
-        DAGSTER_PG_PASSWORD.name: server.password,
+        DAGSTER_PG_HOST.name: dagster.host,
+        DAGSTER_PG_PORT.name: str(dagster.port),
+        DAGSTER_PG_USERNAME.name: dagster.user,
+        DAGSTER_PG_PASSWORD.name: dagster.password,
         DAGSTER_PG_DB.name: database,
         LEDGER_URL.name: server.url(database),
     }

@@ -14,7 +14,7 @@ from tabulate import tabulate
 
 from report_pipeline_tests.benchmarks import engine, metrics_scrape, orchestration
 
-GROUPS = {"orchestration": "B1-B5", "engine": "B6", "metrics": "B8"}
+GROUPS = {"orchestration": "B1-B5, B7", "engine": "B6", "metrics": "B8"}
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
         trino_rows, results["b6c"] = engine.real_trino(args.trino_events, args.repeats)
         rows += trino_rows
     if "metrics" in only:
-        metrics_rows, results["b7"] = metrics_scrape.main(args.ledger_sagas, args.ledger_attempts)
+        metrics_rows, results["b8"] = metrics_scrape.main(args.ledger_sagas, args.ledger_attempts)
         rows += metrics_rows
 
     print()

@@ -29,7 +29,7 @@ DEPLOY = ROOT / "report_pipeline" / "deploy"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 ONE_SHOT = {"trino-bootstrap"}
-APP_SERVICES = {"code-location", "dagster-webserver", "dagster-daemon", "metrics"}
+APP_SERVICES = {"code-location", "dagster-webserver", "dagster-daemon", "metrics", "pgbouncer"}
 ENV_EXAMPLE = dict(
     line.split("=", 1)
     for line in (ROOT / ".env.example").read_text().splitlines()
@@ -50,6 +50,7 @@ def java_properties(path: Path) -> dict[str, str]:
 def test_the_stack_has_every_part() -> None:
     assert set(SERVICES) == {
         "postgres",
+        "pgbouncer",
         "trino",
         "trino-bootstrap",
         "code-location",
@@ -152,6 +153,25 @@ def test_the_app_environment_sets_everything_the_code_location_needs() -> None:
     }
     assert {"TRINO_HOST", "REPORT_PIPELINE_LEDGER_URL", "DAGSTER_PG_HOST"} <= needed
     assert needed <= set(COMPOSE["x-app"]["environment"])
+
+
+def test_dagster_storage_goes_through_pgbouncer_and_the_ledger_directly() -> None:
+    environment = COMPOSE["x-app"]["environment"]
+    pgbouncer = SERVICES["pgbouncer"]
+    command = pgbouncer["command"]
+    assert command[:2] == ["report-pipeline", "pgbouncer"]
+    assert (environment["DAGSTER_PG_HOST"], environment["DAGSTER_PG_PORT"]) == (
+        "pgbouncer",
+        command[command.index("--listen-port") + 1],
+    )
+    assert (pgbouncer["environment"]["PGHOST"], pgbouncer["environment"]["PGPORT"]) == (
+        "postgres",
+        "5432",
+    )
+    assert "@postgres:5432/" in environment["REPORT_PIPELINE_LEDGER_URL"]
+    assert "pgbouncer" in SERVICES["code-location"]["depends_on"]
+    # the image the service runs installs PgBouncer
+    assert "pgbouncer" in (DEPLOY / "Dockerfile").read_text()
 
 
 def test_app_services_share_one_image_and_environment() -> None:
