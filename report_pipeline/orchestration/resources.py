@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal, cast
 
 import dagster as dg
@@ -92,6 +93,27 @@ def parse_session_properties(text: str) -> dict[str, str]:
     return TRINO_SESSION_PROPERTIES.parse_text(text)
 
 
+# A run's ops write Dagster's events one after another, and dagster-postgres would open a new
+# PostgreSQL connection for each (NullPool): ~80 per 3-step run. A process that runs ops keeps one
+# connection per storage instead, as the webserver does; its storage statements get a time limit.
+STORAGE_STATEMENT_TIMEOUT_MS = 60_000
+STORAGE_POOL_RECYCLE_SECONDS = 3600
+STORAGE_POOL_MAX_OVERFLOW = 4  # beyond the one held: threads writing at the same moment
+_pooled_instances: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
+
+
+def keep_storage_connections(instance: dg.DagsterInstance) -> None:
+    """Pool the instance's storage connections for the rest of this process (once per instance)."""
+    if instance in _pooled_instances:
+        return
+    instance.optimize_for_webserver(
+        statement_timeout=STORAGE_STATEMENT_TIMEOUT_MS,
+        pool_recycle=STORAGE_POOL_RECYCLE_SECONDS,
+        max_overflow=STORAGE_POOL_MAX_OVERFLOW,
+    )
+    _pooled_instances.add(instance)
+
+
 class LedgerResource(dg.ConfigurableResource):
     """The saga ledger: a SQLAlchemy URL (PostgreSQL in production), from
     REPORT_PIPELINE_LEDGER_URL."""
@@ -102,6 +124,9 @@ class LedgerResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._ledger = SqlLedger(self.url)
         self._ledger.migrate()
+        # every op and hook needs the ledger: its set-up is where a process starts running them
+        if context.instance is not None:
+            keep_storage_connections(context.instance)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._ledger is not None:

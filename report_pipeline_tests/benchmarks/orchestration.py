@@ -45,6 +45,7 @@ from report_pipeline.fault_proxy import FaultProxy
 from report_pipeline.local_trino import Fault, LocalTrino
 from report_pipeline.orchestration.jobs import MULTIPROCESS_EXECUTOR, build_report_job, executor_for
 from report_pipeline.orchestration.resources import STEP_SOURCE
+from report_pipeline.pgbouncer import PgBouncer
 from report_pipeline.reporting import REPORTS_DIR, load_reports
 from report_pipeline.saga import AttemptKind, AttemptStatus, SagaState
 from report_pipeline.saga.ledger import SqlLedger
@@ -67,6 +68,7 @@ B4_MIN_KILLS = 10  # B4's goal is about every run, so it needs a sample of its o
 CATALOG = "lake"
 DEFAULT_EXECUTOR = "in-process [a chain's default]"
 BRANCHES_EXECUTOR = "multiprocess (forkserver, preloaded) [branches' default]"
+DIRECT_STORAGE = "in-process, Dagster's storage without PgBouncer"
 EXECUTORS = {
     DEFAULT_EXECUTOR: dg.in_process_executor,
     "multiprocess (spawn)": dg.multiprocess_executor.configured({"max_concurrent": 4}),
@@ -125,6 +127,7 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
                 iceberg_database=f"{name}_iceberg",
                 sample_events=events,
             ) as real_trino,
+            PgBouncer(POSTGRES, free_port()) as bouncer,
         ):
             os.environ.update(
                 {
@@ -138,6 +141,8 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
                     ),
                     "REPORT_PIPELINE_LOG_FORMAT": "json",
                     "DAGSTER_HOME": str(home),
+                    # direct for the instance B1 compares with; then through PgBouncer, as
+                    # `make dev` and the compose stack run
                     "DAGSTER_PG_HOST": PG["host"],
                     "DAGSTER_PG_PORT": str(PG["port"]),
                     "DAGSTER_PG_USERNAME": PG["user"],
@@ -147,8 +152,12 @@ def environment(events: int) -> Iterator[dict[str, Any]]:
             )
             ledger = SqlLedger(os.environ["REPORT_PIPELINE_LEDGER_URL"])
             ledger.migrate()
-            with dg.DagsterInstance.get() as instance:
+            direct = dg.DagsterInstance.get()  # its storage's URL is read now, from the environment
+            os.environ["DAGSTER_PG_HOST"] = bouncer.host
+            os.environ["DAGSTER_PG_PORT"] = str(bouncer.port)
+            with direct, dg.DagsterInstance.get() as instance:
                 yield {
+                    "direct": direct,
                     "engine": engine,
                     "ledger": ledger,
                     "instance": instance,
@@ -218,20 +227,26 @@ def _timed_run(instance: dg.DagsterInstance, executor: str, report: str) -> floa
 
 # --- B1, B2 -------------------------------------------------------------------------------------
 def b1_overhead(
-    setup: dict, repeats: int, executors: list[str], report: str = REPORT
+    setup: dict, repeats: int, variants: dict[str, tuple[str, str]], report: str = REPORT
 ) -> dict[str, Any]:
-    proxy, instance = setup["proxy"], setup["instance"]
+    """`variants`: label -> (one of EXECUTORS, the setup's instance to run on)."""
+    proxy = setup["proxy"]
+    runs = {
+        label: partial(_timed_run, setup[instance], executor, report)
+        for label, (executor, instance) in variants.items()
+    }
     _bare_script(proxy, report)
-    for executor in executors:  # warm-up: caches, forkserver and module imports on disk
-        _timed_run(instance, executor, report)
-    times: dict[str, list[float]] = {"bare": [], **{e: [] for e in executors}}
+    for run in runs.values():  # warm-up: caches, forkserver and module imports on disk
+        run()
+    times: dict[str, list[float]] = {"bare": [], **{label: [] for label in runs}}
     for _ in range(repeats):  # alternating, so every variant sees the same machine state
         times["bare"].append(_bare_script(proxy, report))
-        for executor in executors:
-            times[executor].append(_timed_run(instance, executor, report))
-    steps = len(load_reports()[report].steps)
-    return {name: statistics.median(values) for name, values in times.items()} | {
-        "steps": steps,
+        for label, run in runs.items():
+            times[label].append(run())
+    return {
+        "bare": statistics.median(times.pop("bare")),
+        "medians": {label: statistics.median(values) for label, values in times.items()},
+        "steps": len(load_reports()[report].steps),
         "report": report,
         "all": times,
     }
@@ -405,17 +420,21 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
             f"vs a bare trino-client script, {repeats} alternating runs ...",
             flush=True,
         )
-        results["b1"] = b1_overhead(setup, repeats, list(EXECUTORS))
-        results["b1_branches"] = b1_overhead(setup, repeats, [BRANCHES_EXECUTOR], BRANCHING_REPORT)
+        chain = {e: (e, "instance") for e in EXECUTORS} | {
+            DIRECT_STORAGE: (DEFAULT_EXECUTOR, "direct")
+        }
+        branches = {BRANCHES_EXECUTOR: (BRANCHES_EXECUTOR, "instance")}
+        results["b1"] = b1_overhead(setup, repeats, chain)
+        results["b1_branches"] = b1_overhead(setup, repeats, branches, BRANCHING_REPORT)
         print(f"B2: failure to COMPENSATED, {repeats} runs ...", flush=True)
         results["b2"] = b2_failure_to_compensated(setup, repeats)
         proxy.upstream_url = setup["trino"].url
         version = setup["trino"].installation.version
         print(f"B1 and B2 on a real Trino {version}, default executors ...", flush=True)
-        results["b1_trino"] = b1_overhead(setup, repeats, [DEFAULT_EXECUTOR])
-        results["b1_branches_trino"] = b1_overhead(
-            setup, repeats, [BRANCHES_EXECUTOR], BRANCHING_REPORT
+        results["b1_trino"] = b1_overhead(
+            setup, repeats, {DEFAULT_EXECUTOR: (DEFAULT_EXECUTOR, "instance")}
         )
+        results["b1_branches_trino"] = b1_overhead(setup, repeats, branches, BRANCHING_REPORT)
         results["b2_trino"] = b2_failure_to_compensated(setup, repeats)
         proxy.upstream_url = setup["engine"].url
         print("starting dagster-webserver and dagster-daemon ...", flush=True)
@@ -439,11 +458,11 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
     return _table(results, version), results
 
 
-def _b1_row(label: str, b1: dict[str, Any], executor: str) -> list[str]:
-    bare, measured = b1["bare"], b1[executor]
+def _b1_row(b1: dict[str, Any], variant: str, engine: str = "") -> list[str]:
+    bare, measured = b1["bare"], b1["medians"][variant]
     per_step = (measured - bare) / b1["steps"] * 1000
     return [
-        f"B1 overhead, {b1['report']} ({b1['steps']} steps), {label}",
+        f"B1 overhead, {b1['report']} ({b1['steps']} steps), {variant}{engine}",
         f"{measured:.2f} s",
         f"{bare:.2f} s bare script",
         f"{measured / bare:.1f}x",
@@ -454,12 +473,10 @@ def _b1_row(label: str, b1: dict[str, Any], executor: str) -> list[str]:
 
 
 def _table(results: dict[str, Any], version: str) -> list[list[str]]:
-    rows = [_b1_row(executor, results["b1"], executor) for executor in EXECUTORS]
-    rows.append(_b1_row(BRANCHES_EXECUTOR, results["b1_branches"], BRANCHES_EXECUTOR))
-    rows.append(_b1_row(f"{DEFAULT_EXECUTOR}, real Trino", results["b1_trino"], DEFAULT_EXECUTOR))
-    rows.append(
-        _b1_row(f"{BRANCHES_EXECUTOR}, real Trino", results["b1_branches_trino"], BRANCHES_EXECUTOR)
-    )
+    rows = [_b1_row(results["b1"], variant) for variant in results["b1"]["medians"]]
+    rows.append(_b1_row(results["b1_branches"], BRANCHES_EXECUTOR))
+    rows.append(_b1_row(results["b1_trino"], DEFAULT_EXECUTOR, f", real Trino {version}"))
+    rows.append(_b1_row(results["b1_branches_trino"], BRANCHES_EXECUTOR, f", real Trino {version}"))
     for key, label, goal in (
         ("b2", "B2 failure -> COMPENSATED (minus undo statements)", 0.5),
         ("b2_trino", f"B2 failure -> COMPENSATED, real Trino {version}", 0.5),

@@ -12,6 +12,7 @@ import sys
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from report_pipeline.local_trino import Fault
@@ -134,6 +135,43 @@ def test_a_chain_writes_its_saga_state_tag_only_when_the_state_changes(
     run = launch(dagster_instance, "daily_country_report")  # 3 steps, in-process
     assert written == ["RUNNING", "SUCCEEDED"]  # the start, then the last step
     assert run.tags[SAGA_STATE_TAG] == "SUCCEEDED"
+
+
+def test_a_run_keeps_its_storage_connections_instead_of_one_per_event(
+    postgres_database, pipeline_env
+) -> None:
+    db = postgres_database
+    storage = {
+        "postgres": {
+            "postgres_db": {
+                "username": db["user"],
+                "password": db["password"],
+                "hostname": db["host"],
+                "db_name": db["dbname"],
+                "port": db["port"],
+                "scheme": "postgresql+psycopg2",
+            }
+        }
+    }
+    opened: list[object] = []
+
+    def count(*_: object) -> None:
+        opened.append(1)
+
+    # a fresh instance: the session's shared one is pooled already by earlier runs
+    with dg.instance_for_test(overrides={"storage": storage}) as instance:
+        sa.event.listen(sa.Engine, "connect", count)
+        try:
+            run = launch(instance, "daily_country_report")
+        finally:
+            sa.event.remove(sa.Engine, "connect", count)
+        events = len(instance.all_logs(run.run_id))
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    # with a new connection per storage call this run opened 63 (the instance's own start-up and
+    # the ledger's pool included); kept connections leave the start-up and the events before the
+    # resources are set up
+    assert events >= 25
+    assert len(opened) <= 30, f"{len(opened)} PostgreSQL connections for {events} events"
 
 
 @pytest.mark.parametrize(("report", "failing_step"), FAILURE_CASES)
