@@ -102,11 +102,9 @@ def pipeline_env(
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
-def dagster_instance(pipeline_env: dict, postgres_database: dict) -> Iterator[dg.DagsterInstance]:
-    """A real Dagster instance whose run and event storage is the session's Postgres database."""
-    db = postgres_database
-    storage = {
+def postgres_storage(db: dict) -> dict:
+    """The instance's `storage` setting for the database `db` (as `postgres_database` gives it)."""
+    return {
         "postgres": {
             "postgres_db": {
                 "username": db["user"],
@@ -118,6 +116,12 @@ def dagster_instance(pipeline_env: dict, postgres_database: dict) -> Iterator[dg
             }
         }
     }
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(pipeline_env: dict, postgres_database: dict) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance whose run and event storage is the session's Postgres database."""
+    storage = postgres_storage(postgres_database)
     with dg.instance_for_test(overrides={"storage": storage}) as instance:
         yield instance
 

@@ -29,6 +29,7 @@ from report_pipeline_tests.orchestration.conftest import (
     STEP_STATEMENTS,
     STEP_TIMEOUT_SECONDS,
     launch,
+    postgres_storage,
     report_rows,
     saga_of,
     scratch_tables,
@@ -140,19 +141,7 @@ def test_a_chain_writes_its_saga_state_tag_only_when_the_state_changes(
 def test_a_run_keeps_its_storage_connections_instead_of_one_per_event(
     postgres_database, pipeline_env
 ) -> None:
-    db = postgres_database
-    storage = {
-        "postgres": {
-            "postgres_db": {
-                "username": db["user"],
-                "password": db["password"],
-                "hostname": db["host"],
-                "db_name": db["dbname"],
-                "port": db["port"],
-                "scheme": "postgresql+psycopg2",
-            }
-        }
-    }
+    storage = postgres_storage(postgres_database)
     opened: list[object] = []
 
     def count(*_: object) -> None:
