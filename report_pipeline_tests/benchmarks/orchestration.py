@@ -362,17 +362,55 @@ def _arrived(proxy: FaultProxy, pattern: str, since: float, timeout: float = 120
     return min(found)
 
 
-def b7_launch_latency(stack, proxy: FaultProxy, repeats: int) -> dict[str, Any]:
+# B7's phases: where the time from the launch to the first statement goes, from the run's own
+# events; each phase ends at its event (the last ends at the statement's arrival)
+B7_PHASES = {
+    "queued (webserver)": dg.DagsterEventType.RUN_ENQUEUED,
+    "in the run queue": dg.DagsterEventType.RUN_DEQUEUED,
+    "launching": dg.DagsterEventType.RUN_STARTING,
+    "run worker process start (Python, dagster, the code location)": dg.DagsterEventType.RUN_START,
+    "start op, up to the first step": dg.DagsterEventType.STEP_START,
+}
+
+
+def _phases(
+    instance: dg.DagsterInstance, run_id: str, launched: float, arrived: float, first_step: str
+) -> dict[str, float]:
+    times: dict[dg.DagsterEventType, float] = {}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event_type
+        if kind is None or kind in times:
+            continue
+        if kind == dg.DagsterEventType.STEP_START and entry.step_key != first_step:
+            continue
+        times[kind] = entry.timestamp
+    phases, since = {}, launched
+    for name, kind in B7_PHASES.items():
+        phases[name], since = times[kind] - since, times[kind]
+    phases["first step, up to its statement at Trino"] = arrived - since
+    return phases
+
+
+def b7_launch_latency(
+    stack, proxy: FaultProxy, instance: dg.DagsterInstance, repeats: int
+) -> dict[str, Any]:
     """From the launch over GraphQL (what the Launchpad sends) to the report's first statement
     reaching the engine: webserver, run queue, daemon, run worker and the start op, all real."""
     first_step = load_reports()[REPORT].saga_definition().order()[0]
-    figures = []
+    figures, phases = [], []
     for _ in range(repeats):
         launched = time.time()
         run_id = stack.launch(REPORT, start_saga_config(PARAMETERS[REPORT]))
-        figures.append(_arrived(proxy, STATEMENT[first_step], since=launched) - launched)
+        arrived = _arrived(proxy, STATEMENT[first_step], since=launched)
+        figures.append(arrived - launched)
         assert stack.wait_for_run(run_id, timeout=180) == "SUCCESS"
-    return {"median": statistics.median(figures), "max": max(figures), "all": figures}
+        phases.append(_phases(instance, run_id, launched, arrived, first_step))
+    return {
+        "median": statistics.median(figures),
+        "max": max(figures),
+        "all": figures,
+        "phases": {name: statistics.median(p[name] for p in phases) for name in phases[0]},
+    }
 
 
 def b5_load(
@@ -441,7 +479,7 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
         stack = DagsterStack(setup["home"], {}).start()
         try:
             print(f"B7: launch to the first statement, {repeats} runs ...", flush=True)
-            results["b7"] = b7_launch_latency(stack, proxy, repeats)
+            results["b7"] = b7_launch_latency(stack, proxy, setup["instance"], repeats)
             print(f"B3: terminate to statement stopped, {repeats} runs ...", flush=True)
             results["b3"] = b3_terminate_to_stopped(stack, setup["engine"], repeats)
             kills = max(repeats, B4_MIN_KILLS)
@@ -451,7 +489,7 @@ def main(repeats: int, load_runs: int, events: int) -> tuple[list[list[str]], di
             results["b5"] = b5_load(stack, setup["engine"], setup["ledger"], load_runs, 3, 1.0)
             proxy.upstream_url = setup["trino"].url
             print(f"B7 on the real Trino {version}, {repeats} runs ...", flush=True)
-            results["b7_trino"] = b7_launch_latency(stack, proxy, repeats)
+            results["b7_trino"] = b7_launch_latency(stack, proxy, setup["instance"], repeats)
             proxy.upstream_url = setup["engine"].url
         finally:
             stack.stop()
@@ -510,6 +548,18 @@ def _table(results: dict[str, Any], version: str) -> list[list[str]]:
                 _verdict(b7["median"] <= 3),
             ]
         )
+    phases = results["b7"]["phases"]
+    rows.append(
+        [
+            "B7 where the time goes (local engine, medians)",
+            "",
+            "",
+            "",
+            "; ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()),
+            "",
+            "",
+        ]
+    )
     b5 = results["b5"]
     rows.append(
         [
