@@ -42,7 +42,7 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
         required_resource_keys={"trino", "ledger"},
         description="Undo a saga its run left unfinished (terminated, killed, timed out).",
     )
-    def compensate_saga(context: dg.OpExecutionContext, config: CompensateSagaConfig) -> None:
+    def compensate_saga(context: dg.OpExecutionContext, config: CompensateSagaConfig):
         ledger = context.resources.ledger.ledger
         saga = ledger.get_saga(config.saga_id)
         if saga is None:
@@ -59,13 +59,21 @@ def build_compensation_job(specs: dict[str, ReportSpec]) -> dg.JobDefinition:
         with scope.log_context(saga.failed_step):
             state = scope.saga().compensate_unfinished(config.reason)
         scope.tag_state(context, *([saga.run_id] if saga.run_id else []))
+        run_log = scope.run_log
+        assert run_log is not None  # SagaScope.of gives every op one
+        summary = run_log.compensation_summary(saga.saga_id, state)
+        original = context.instance.get_run_by_id(saga.run_id) if saga.run_id else None
+        if original is not None:
+            run_log.link_compensated_run(original, state)
+            summary["compensated_run"] = dg.MetadataValue.dagster_run(original.run_id)
         if state == SagaState.FAILED_NEEDS_MANUAL:
             raise dg.Failure(
                 f"saga {saga.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
-                f"see the ledger for the failed undo",
+                f"see the failed undo events above",
+                metadata=summary,
                 allow_retries=False,
             )
-        context.log.info(f"saga {saga.saga_id} is {state.value}")
+        yield dg.Output(None, metadata=summary)
 
     @dg.job(
         name=COMPENSATE_JOB,

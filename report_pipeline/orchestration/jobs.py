@@ -26,6 +26,7 @@ from report_pipeline.orchestration.names import (
     TRIGGER_TAG,
 )
 from report_pipeline.orchestration.resources import LedgerResource, TrinoResource
+from report_pipeline.orchestration.run_log import RunLog
 from report_pipeline.orchestration.triggers import partitioned_config, trigger_of
 from report_pipeline.reporting.runner import ReportStepRunner, StepDetails
 from report_pipeline.reporting.spec import ParameterError, ReportSpec, StepSpec, parameters_to_json
@@ -81,6 +82,7 @@ class SagaScope:
         trino: TrinoResource,
         ledger: LedgerResource,
         log: Any,
+        run_log: RunLog | None = None,
     ):
         self.spec = spec
         self.saga_id = saga_id
@@ -89,6 +91,7 @@ class SagaScope:
         self.coordinator = SagaCoordinator(self.ledger, spec.saga_definition())
         self.trino = trino
         self.log = log
+        self.run_log = run_log  # where undo attempts are shown; None: only the JSON logs
         self._last_progress: dict[str, tuple[float, str]] = {}
 
     @classmethod
@@ -97,7 +100,16 @@ class SagaScope:
     ) -> Self:
         """The scope of the run `context` belongs to, with its resources and its Dagster log."""
         resources = context.resources
-        return cls(spec, saga_id, context.run_id, resources.trino, resources.ledger, context.log)
+        trino_ui = resources.trino.settings().ui_url
+        return cls(
+            spec,
+            saga_id,
+            context.run_id,
+            resources.trino,
+            resources.ledger,
+            context.log,
+            RunLog.of(context, trino_ui),
+        )
 
     def saga(self, parameters: dict[str, Any] | None = None) -> SagaHandle:
         """The saga as this run drives it, its steps run with `parameters` (parsed; by default,
@@ -113,7 +125,12 @@ class SagaScope:
             recorded_tables=lambda: set(self.ledger.created_tables(self.saga_id)),
             on_progress=self._report_progress,
         )
-        return self.coordinator.saga(self.saga_id, run_id=self.run_id, runner=runner)
+        return self.coordinator.saga(
+            self.saga_id,
+            run_id=self.run_id,
+            runner=runner,
+            on_undo=self.run_log.undo if self.run_log else None,
+        )
 
     def log_context(self, step: str | None = None) -> AbstractContextManager[None]:
         """Every JSON log line written meanwhile carries the saga, run and step (the client adds
@@ -369,13 +386,8 @@ def _compensation_hook(spec: ReportSpec) -> dg.HookDefinition:
         with scope.log_context(context.op.name):
             state = scope.saga().compensate(kind, failed_step=context.op.name, error=message)
         scope.tag_state(context)
-        if state == SagaState.FAILED_NEEDS_MANUAL:
-            context.log.error(
-                f"saga {scope.saga_id} is FAILED_NEEDS_MANUAL: a compensation kept failing; "
-                f"see the ledger for the failed undo"
-            )
-        else:
-            context.log.info(f"saga {scope.saga_id} is {state.value}")
+        if scope.run_log:
+            scope.run_log.compensation_summary(scope.saga_id, state)
 
     return compensate
 

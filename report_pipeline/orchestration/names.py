@@ -10,6 +10,8 @@ SAGA_STATE_TAG = "saga/state"  # the saga's state as the run last saw it
 TRIGGER_TAG = (
     "report_pipeline/trigger"  # who started the run: schedule, sensor, backfill, manual...
 )
+# on a run whose saga a compensate_saga run undid: that run's id (the run's log links to it)
+COMPENSATION_RUN_TAG = "saga/compensation_run"
 PARTITION_TAG = "report_pipeline/partition"  # the day or week a partitioned report's run covers
 
 START_OP = "start_saga"  # every report job's first op; its config holds the launch parameters

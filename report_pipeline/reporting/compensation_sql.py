@@ -14,6 +14,8 @@ ledger recorded for the saga.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlglot import exp
 
@@ -24,6 +26,19 @@ TableKey = tuple[str, str, str]  # catalog, schema, table; lower-case ('' for a 
 
 RULE = "a compensation is DROP TABLE IF EXISTS ${table} or DELETE ... WHERE saga_id = :saga_id"
 _PLAIN_TABLE = {"this", "db", "catalog"}  # a table name alone: no alias, sample, version, join...
+
+
+class UndoKind(StrEnum):
+    DROP_TABLE = "DROP TABLE"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True)
+class UndoTarget:
+    """What an allowed undo statement does, and to which table (catalog.schema.table)."""
+
+    kind: UndoKind
+    table: str
 
 
 class RefusedCompensation(PermanentStepError):
@@ -181,10 +196,11 @@ def guard_rendered(
     scratch: Iterable[QualifiedName],
     recorded: Collection[str],
     targets: Collection[TableKey],
-) -> bool:
-    """Whether to send a rendered undo statement of one step. False: it drops a scratch table of the
-    step the ledger never recorded (never created, so nothing to undo). RefusedCompensation for
-    anything but a drop of a recorded scratch table of the step or a delete of this saga's rows."""
+) -> UndoTarget | None:
+    """What a rendered undo statement of one step does, or None when it must not be sent: it drops
+    a scratch table of the step the ledger never recorded (never created, so nothing to undo).
+    RefusedCompensation for anything but a drop of a recorded scratch table of the step or a delete
+    of this saga's rows."""
     try:
         tree = parse_statement(sql)
     except SqlRenderError as error:
@@ -200,4 +216,11 @@ def guard_rendered(
     if problem:
         raise RefusedCompensation(f"{where}: undo statement refused: {problem}")
     dropped = dropped_table(tree)
-    return dropped is None or own[dropped]
+    if dropped is not None:
+        return UndoTarget(UndoKind.DROP_TABLE, _dotted(dropped)) if own[dropped] else None
+    assert isinstance(tree, exp.Delete)  # compensation_problem allows nothing else
+    return UndoTarget(UndoKind.DELETE, _dotted(table_key(tree.this)))
+
+
+def _dotted(key: TableKey | None) -> str:
+    return ".".join(part for part in key or () if part)

@@ -15,13 +15,18 @@ from typing import Any
 
 import structlog
 
-from report_pipeline.reporting.compensation_sql import guard_rendered, insert_targets
+from report_pipeline.reporting.compensation_sql import (
+    UndoKind,
+    guard_rendered,
+    insert_targets,
+)
 from report_pipeline.reporting.spec import ReportSpec
 from report_pipeline.saga import (
     AttemptStatus,
     StatementFate,
     StatementListener,
     StepDefinition,
+    StepError,
     StepResult,
 )
 from report_pipeline.trino.client import QueryOutcome, QueryProgress, TrinoClient
@@ -47,6 +52,33 @@ class StepDetails:
     processed_rows: int = 0  # over every statement of the action
     info_uri: str | None = None  # the last statement's page in the Trino UI
     preview: ReportPreview | None = None
+
+
+@dataclass(frozen=True)
+class UndoStatement:
+    """One statement of a step's undo, as Trino ran it (or failed it)."""
+
+    sql_file: str
+    kind: UndoKind
+    table: str  # catalog.schema.table
+    rows: int | None = None  # rows the statement removed (a DELETE's count; None for a DROP)
+    query_id: str | None = None
+    info_uri: str | None = None  # its page in the Trino UI
+    elapsed_seconds: float = 0.0
+    error: str | None = None
+    error_name: str | None = None
+
+
+@dataclass(frozen=True)
+class UndoDetails:
+    """What a step's undo did, statement by statement: StepResult.details of a compensation, and
+    StepError.details when it failed part way (the failing statement last)."""
+
+    statements: tuple[UndoStatement, ...] = ()
+
+    @property
+    def rows_removed(self) -> int:
+        return sum(s.rows or 0 for s in self.statements if s.kind == UndoKind.DELETE)
 
 
 class ReportStepRunner:
@@ -100,7 +132,7 @@ class ReportStepRunner:
 
     def run_compensation(
         self, step: StepDefinition, on_statement: StatementListener | None = None
-    ) -> StepResult[None]:
+    ) -> StepResult[UndoDetails]:
         spec = self.spec.steps[step.name]
         recorded = self._recorded()
         # what an undo may touch, in this saga's rendered names: the step's scratch tables, and the
@@ -110,19 +142,46 @@ class ReportStepRunner:
             parse_statement(render(self.spec.sql_text(file), self.tables, self.values).sql)
             for file in spec.action
         )
-        outcomes = []
+        outcomes: list[QueryOutcome] = []
+        done: list[UndoStatement] = []
         for file in spec.compensation:
             statement = render(self.spec.sql_text(file), self.tables, self.values)
-            if not guard_rendered(
+            target = guard_rendered(
                 statement.sql,
                 where=f"{self.spec.name}: step {step.name}: {file}",
                 scratch=scratch,
                 recorded=recorded,
                 targets=targets,
-            ):
+            )
+            if target is None:
                 continue  # a scratch table never recorded was never created here: nothing to drop
-            outcomes.append(
-                self._run(step.name, file, spec.timeout_seconds, on_statement, statement=statement)
+            table = self._qualified(target.table)
+            try:
+                outcome = self._run(
+                    step.name, file, spec.timeout_seconds, on_statement, statement=statement
+                )
+            except StepError as error:
+                failed = UndoStatement(
+                    file,
+                    target.kind,
+                    table,
+                    query_id=error.query_id,
+                    error=error.message,
+                    error_name=error.error_name,
+                )
+                error.details = UndoDetails((*done, failed))
+                raise
+            outcomes.append(outcome)
+            done.append(
+                UndoStatement(
+                    file,
+                    target.kind,
+                    table,
+                    rows=outcome.row_count if target.kind == UndoKind.DELETE else None,
+                    query_id=outcome.query_id,
+                    info_uri=outcome.info_uri,
+                    elapsed_seconds=outcome.elapsed_seconds,
+                )
             )
         last = outcomes[-1] if outcomes else None
         return StepResult(
@@ -130,7 +189,14 @@ class ReportStepRunner:
             rows=last.row_count if last else None,
             elapsed_seconds=sum(o.elapsed_seconds for o in outcomes),
             queued_seconds=_total_queued(outcomes),
+            details=UndoDetails(tuple(done)),
         )
+
+    def _qualified(self, table: str) -> str:
+        """A table name as written, completed with the session's catalog and schema."""
+        session = (self.client.settings.catalog, self.client.settings.schema)
+        parts = table.split(".")
+        return ".".join([*session[: 3 - len(parts)], *parts])
 
     def _run(
         self,

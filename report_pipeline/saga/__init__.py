@@ -9,6 +9,7 @@ from report_pipeline.saga.coordinator import (
     SagaHandle,
     StatementListener,
     StepRunner,
+    UndoListener,
     give_up,
 )
 from report_pipeline.saga.errors import (
@@ -32,6 +33,7 @@ from report_pipeline.saga.model import (
     StepDefinition,
     StepProgress,
     StepResult,
+    UndoAttempt,
 )
 
 __all__ = [
@@ -57,5 +59,7 @@ __all__ = [
     "StepRunner",
     "StepTimedOut",
     "TransientStepError",
+    "UndoAttempt",
+    "UndoListener",
     "give_up",
 ]

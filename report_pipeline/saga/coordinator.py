@@ -42,6 +42,7 @@ from report_pipeline.saga.model import (
     StepAttempt,
     StepDefinition,
     StepResult,
+    UndoAttempt,
 )
 
 log = structlog.get_logger("report_pipeline.saga")  # bound to the report in each coordinator
@@ -51,6 +52,7 @@ COMPENSATION_RETRY = RetryPolicy()  # of each undo, and each stop of a statement
 
 
 StatementListener = Callable[[str], None]  # told each statement id as soon as the engine assigns it
+UndoListener = Callable[[UndoAttempt], None]  # told how each undo attempt ended, as it ends
 
 
 def give_up(
@@ -124,9 +126,17 @@ class SagaCoordinator:
         self.log = log.bind(report=definition.name)
         self._position = {name: index for index, name in enumerate(definition.order())}
 
-    def saga(self, saga_id: str, *, run_id: str | None = None, runner: StepRunner) -> SagaHandle:
-        """The saga as run `run_id` drives it (None: outside any run); `runner` does its work."""
-        return SagaHandle(self, saga_id, run_id, runner)
+    def saga(
+        self,
+        saga_id: str,
+        *,
+        run_id: str | None = None,
+        runner: StepRunner,
+        on_undo: UndoListener | None = None,
+    ) -> SagaHandle:
+        """The saga as run `run_id` drives it (None: outside any run); `runner` does its work,
+        `on_undo` hears how each undo attempt ended (say, to show it in the run's log)."""
+        return SagaHandle(self, saga_id, run_id, runner, on_undo)
 
     def rank(self, step: str) -> int:
         """The step's position in the report's order."""
@@ -154,10 +164,12 @@ class SagaHandle:
         saga_id: str,
         run_id: str | None,
         runner: StepRunner,
+        on_undo: UndoListener | None = None,
     ):
         self.saga_id = saga_id
         self.run_id = run_id
         self.runner = runner
+        self._on_undo = on_undo
         self.ledger = coordinator.ledger
         self.definition = coordinator.definition
         self.log = coordinator.log.bind(saga_id=saga_id, run_id=run_id)
@@ -501,6 +513,7 @@ class SagaHandle:
                 attempt,
                 require_running=False,
             )
+            started = time.monotonic()
             try:
                 result = self.runner.run_compensation(step, self._statement_recorder(attempt_id))
             except Exception as error:
@@ -509,19 +522,65 @@ class SagaHandle:
                 )
                 # an error the runner did not classify may well pass: worth another try
                 transient = error.transient if isinstance(error, StepError) else True
+                will_retry = transient and attempt < retry.max_attempts
                 bound.error(
-                    "compensation failed", attempt=attempt, error=str(error), transient=transient
+                    "compensation failed",
+                    attempt=attempt,
+                    error=str(error),
+                    error_name=getattr(error, "error_name", None),
+                    query_id=getattr(error, "query_id", None),
+                    transient=transient,
+                    will_retry=will_retry,
                 )
-                if not transient or attempt == retry.max_attempts:
+                self._tell_undo(
+                    UndoAttempt(
+                        step.name,
+                        attempt,
+                        retry.max_attempts,
+                        time.monotonic() - started,
+                        error=str(error),
+                        error_name=getattr(error, "error_name", None),
+                        query_id=getattr(error, "query_id", None),
+                        will_retry=will_retry,
+                        details=getattr(error, "details", None),
+                    )
+                )
+                if not will_retry:
                     return False
                 self._coordinator.sleep(retry.delay(attempt))
                 continue
             self.ledger.finish_attempt(
                 self.saga_id, attempt_id, AttemptStatus.SUCCEEDED, result=result
             )
-            bound.info("compensation succeeded", attempt=attempt, query_id=result.query_id)
+            bound.info(
+                "compensation succeeded",
+                attempt=attempt,
+                query_id=result.query_id,
+                rows=result.rows,
+            )
+            self._tell_undo(
+                UndoAttempt(
+                    step.name,
+                    attempt,
+                    retry.max_attempts,
+                    time.monotonic() - started,
+                    result=result,
+                )
+            )
             return True
         return False
+
+    def _tell_undo(self, outcome: UndoAttempt) -> None:
+        # the ledger holds the record; whoever watches is told as a courtesy, never a reason to
+        # stop undoing
+        if self._on_undo is None:
+            return
+        try:
+            self._on_undo(outcome)
+        except Exception as error:
+            self.log.warning(
+                "could not report an undo attempt", step=outcome.step, error=str(error)
+            )
 
     # --- derived state --------------------------------------------------------------------------
     def effects(self) -> dict[str, Effect | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StepError(Exception):
     """A step's action or compensation failed. `transient` failures are worth retrying."""
@@ -13,6 +15,8 @@ class StepError(Exception):
         self.message = message
         self.error_name = error_name
         self.query_id = query_id
+        # the runner's own account of what it did before failing (as StepResult.details)
+        self.details: Any = None
 
 
 class TransientStepError(StepError):

@@ -189,6 +189,27 @@ class StepResult(Generic[Details]):
 
 
 @dataclass(frozen=True)
+class UndoAttempt:
+    """One try at undoing a step, as it ended: what a compensation tells whoever watches it (the
+    run's log), beside what it records in the ledger."""
+
+    step: str
+    attempt: int  # 1, 2, ... up to max_attempts
+    max_attempts: int
+    elapsed_seconds: float
+    result: StepResult[Any] | None = None  # the undo succeeded
+    error: str | None = None  # the undo failed
+    error_name: str | None = None  # the engine's name for the error
+    query_id: str | None = None  # the failing statement's id
+    will_retry: bool = False  # the failure is transient and attempts remain
+    details: Any = None  # the runner's own account of a failed undo (StepError.details)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class StatementFate:
     """How an abandoned attempt's statement ended, once it was stopped and looked up."""
 
