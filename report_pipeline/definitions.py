@@ -44,6 +44,7 @@ def build_definitions() -> dg.Definitions:
             "alerts": AlertsResource(
                 format=settings.ALERT_FORMAT.value(),
                 dagster_ui_url=settings.DAGSTER_UI_URL.value(),
+                grafana_url=settings.GRAFANA_URL.value(),
             ),
         },
     )

@@ -283,6 +283,13 @@ DAGSTER_UI_URL = Setting(
     "the Dagster UI, for the run links in alerts",
     CODE_LOCATION,
 )
+GRAFANA_URL = Setting(
+    "REPORT_PIPELINE_GRAFANA_URL",
+    _text,
+    "http://127.0.0.1:3001",
+    "Grafana (the compose stack's), for the dashboard and log links in alerts",
+    CODE_LOCATION,
+)
 STUCK_AFTER_SECONDS = Setting(
     "REPORT_PIPELINE_STUCK_AFTER_SECONDS",
     _positive_seconds,
@@ -347,6 +354,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ALERT_WEBHOOK_URL,
     ALERT_FORMAT,
     DAGSTER_UI_URL,
+    GRAFANA_URL,
     STUCK_AFTER_SECONDS,
     LOG_FORMAT,
     PGHOST,

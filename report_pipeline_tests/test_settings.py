@@ -146,6 +146,7 @@ def test_no_other_module_reads_the_environment() -> None:
         (settings.ALERT_WEBHOOK_URL, None),
         (settings.ALERT_FORMAT, "slack"),
         (settings.DAGSTER_UI_URL, "http://127.0.0.1:3000"),
+        (settings.GRAFANA_URL, "http://127.0.0.1:3001"),
         (settings.STUCK_AFTER_SECONDS, 900.0),
         (settings.LOG_FORMAT, None),
         (settings.PGHOST, "127.0.0.1"),

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from report_pipeline.observability import links
 from report_pipeline.orchestration.names import START_OP
-from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, SagaState
+from report_pipeline.saga import AttemptKind, AttemptStatus, FailureKind, RunKind, SagaState
 from report_pipeline.saga.model import SagaRecord, StepAttempt
 
 
@@ -53,6 +55,59 @@ _KIND_BY_FAILURE: dict[str, AlertKind] = {  # SagaRecord.failure_kind -> kind
 
 
 @dataclass(frozen=True)
+class AlertLinks:
+    """Where the engineer on call goes from an alert; None where there is no such place."""
+
+    run: str | None = None  # the saga's run (or the run that failed) in the Dagster UI
+    compensation_run: str | None = None  # the compensate_saga run that undid the saga, if any
+    dashboard: str | None = None  # the Grafana dashboard, filtered to the saga and its report
+    logs: str | None = None  # the saga's log lines: Grafana Explore on Loki
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> AlertLinks:
+        return cls(**{name: document.get(name) for name in _LINK_NAMES})
+
+
+_LINK_NAMES = tuple(field.name for field in dataclasses.fields(AlertLinks))
+
+
+@dataclass(frozen=True)
+class LinkTargets:
+    """The UIs an alert links into, as base URLs: the Dagster UI and Grafana (with Loki)."""
+
+    dagster_ui_url: str
+    grafana_url: str
+
+    def for_run(self, run_id: str | None) -> AlertLinks:
+        """A run that failed before its saga started: there is only the run to see."""
+        return AlertLinks(run=self._run(run_id))
+
+    def for_saga(self, saga: SagaRecord, runs: Iterable[Mapping[str, Any]]) -> AlertLinks:
+        """A saga's links; `runs` are the runs the ledger tied to it, oldest first
+        (SqlLedger.runs_of)."""
+        return AlertLinks(
+            run=self._run(saga.run_id),
+            compensation_run=self._run(compensation_run_id(runs)),
+            dashboard=links.dashboard_url(
+                self.grafana_url, saga_id=saga.saga_id, report=saga.saga_name
+            ),
+            logs=links.saga_logs_url(self.grafana_url, saga.saga_id, saga.created_at),
+        )
+
+    def _run(self, run_id: str | None) -> str | None:
+        return links.run_url(self.dagster_ui_url, run_id) if run_id else None
+
+
+def compensation_run_id(runs: Iterable[Mapping[str, Any]]) -> str | None:
+    """The compensate_saga run of the saga's latest execution: the last one tied to the saga after
+    its run or re-execution, if any (`runs` oldest first)."""
+    found = None
+    for run in runs:
+        found = run["run_id"] if run["kind"] == RunKind.COMPENSATION else None
+    return found
+
+
+@dataclass(frozen=True)
 class Alert:
     key: str  # one alert per key, ever: the deduplication key
     kind: AlertKind
@@ -61,7 +116,6 @@ class Alert:
     title: str
     saga_id: str | None
     run_id: str | None
-    run_url: str | None
     saga_state: str | None
     parameters: dict[str, Any]
     trigger: str | None
@@ -72,21 +126,37 @@ class Alert:
     at: str
     # the steps a stop from outside cut off (see SagaCoordinator.stop)
     interrupted_steps: tuple[str, ...] = ()
+    links: AlertLinks = AlertLinks()
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": self.kind.value, "severity": self.severity.value}
+        return {
+            **asdict(self),
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            # the run's link as the format had it before `links`: receivers written then still work
+            "run_url": self.links.run,
+        }
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Alert:
         kind = _RENAMED_KINDS.get(document["kind"], document["kind"])
+        fields = {k: v for k, v in document.items() if k not in _FORMER_FIELDS}
         return cls(
             **{
-                **document,
+                **fields,
                 "kind": AlertKind(kind),
                 "severity": Severity(document["severity"]),
                 "interrupted_steps": tuple(document.get("interrupted_steps") or ()),
+                # alerts queued before links existed had the run's link alone, as run_url
+                "links": AlertLinks.from_json(
+                    document.get("links") or {"run": document.get("run_url")}
+                ),
             }
         )
+
+
+# fields of alerts queued by earlier versions, read into today's (see Alert.from_json)
+_FORMER_FIELDS = {"run_url"}
 
 
 # A saga alert's key is `<saga_id>:<generation>:<tail>`, the tail being the saga's state or
@@ -97,7 +167,7 @@ OVERDUE_ALERT_TAIL = "STUCK"
 
 
 def outcome_alert(
-    saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None
+    saga: SagaRecord, attempts: list[StepAttempt], alert_links: AlertLinks
 ) -> Alert | None:
     """The alert for a saga that ended badly; None if its outcome needs none (SUCCEEDED, live)."""
     if saga.state == SagaState.FAILED_NEEDS_MANUAL:
@@ -115,12 +185,12 @@ def outcome_alert(
         severity,
         saga,
         attempts,
-        run_url,
+        alert_links,
     )
 
 
 def overdue_alert(
-    saga: SagaRecord, attempts: list[StepAttempt], run_url: str | None, sla_minutes: int
+    saga: SagaRecord, attempts: list[StepAttempt], alert_links: AlertLinks, sla_minutes: int
 ) -> Alert:
     """The alert for a saga still RUNNING more than its report's sla_minutes after its last move."""
     alert = _alert(
@@ -129,7 +199,7 @@ def overdue_alert(
         Severity.WARNING,
         saga,
         attempts,
-        run_url,
+        alert_links,
     )
     running = [
         a.step
@@ -147,7 +217,7 @@ def run_failure_alert(
     run_id: str,
     status: str,
     error: str | None,
-    run_url: str | None,
+    alert_links: AlertLinks,
     parameters: dict[str, Any],
     trigger: str | None,
 ) -> Alert:
@@ -159,7 +229,6 @@ def run_failure_alert(
         title=f"{report}: {_TITLES[AlertKind.RUN_FAILED_BEFORE_SAGA]} ({status})",
         saga_id=None,
         run_id=run_id,
-        run_url=run_url,
         saga_state=None,
         parameters=parameters,
         trigger=trigger,
@@ -168,6 +237,7 @@ def run_failure_alert(
         error=error,
         compensation="nothing to compensate",
         at=_now(),
+        links=alert_links,
     )
 
 
@@ -177,7 +247,7 @@ def _alert(
     severity: Severity,
     saga: SagaRecord,
     attempts: list[StepAttempt],
-    run_url: str | None,
+    alert_links: AlertLinks,
 ) -> Alert:
     return Alert(
         key=key,
@@ -187,7 +257,6 @@ def _alert(
         title=f"{saga.saga_name}: {_TITLES[kind]}",
         saga_id=saga.saga_id,
         run_id=saga.run_id,
-        run_url=run_url,
         saga_state=saga.state.value,
         parameters=saga.parameters,
         trigger=saga.trigger,
@@ -197,6 +266,7 @@ def _alert(
         compensation=compensation_summary(attempts),
         at=_now(),
         interrupted_steps=saga.interrupted_steps,
+        links=alert_links,
     )
 
 

@@ -21,6 +21,7 @@ import structlog
 from report_pipeline.alerting.alerts import (
     OVERDUE_ALERT_TAIL,
     Alert,
+    LinkTargets,
     outcome_alert,
     overdue_alert,
     run_failure_alert,
@@ -41,8 +42,6 @@ DELIVERY_RETRY = RetryPolicy(
 # deadline).
 DELIVERY_BUDGET_SECONDS = 40
 log = structlog.get_logger("report_pipeline.alerts")
-
-RunUrl = Callable[[str | None], str | None]  # a run id -> its page in the Dagster UI
 
 
 @dataclass(frozen=True)
@@ -67,18 +66,20 @@ def queue_saga_alerts(
     ledger: SqlLedger,
     outbox: AlertOutbox,
     sla_minutes: Mapping[str, int],
-    run_url: RunUrl,
+    targets: LinkTargets,
     now: dt.datetime,
 ) -> int:
     """Queue an alert for each saga that ended badly, and for each saga of a report in `sla_minutes`
-    RUNNING past its SLA; how many were new. The outbox selects only the sagas still owed an alert,
-    page by page, so no backlog is ever cut off."""
+    RUNNING past its SLA, each with its links into `targets`; how many were new. The outbox selects
+    only the sagas still owed an alert, page by page, so no backlog is ever cut off."""
     queued = 0
     for page in outbox.sagas_without_alert(
         (SagaState.COMPENSATED, SagaState.FAILED_NEEDS_MANUAL), updated_after=now - LOOKBACK
     ):
+        runs = ledger.runs_of([saga.saga_id for saga in page])  # one query a page
         for saga in page:
-            alert = outcome_alert(saga, ledger.attempts(saga.saga_id), run_url(saga.run_id))
+            alert_links = targets.for_saga(saga, runs[saga.saga_id])
+            alert = outcome_alert(saga, ledger.attempts(saga.saga_id), alert_links)
             queued += _queue(outbox, alert)
     shortest_sla = min(sla_minutes.values(), default=None)
     if shortest_sla is None:
@@ -88,11 +89,18 @@ def queue_saga_alerts(
         alert_tail=OVERDUE_ALERT_TAIL,
         updated_before=now - dt.timedelta(minutes=shortest_sla),
     ):
-        for saga in page:
-            sla = sla_minutes.get(saga.saga_name)
-            if sla is not None and as_utc(saga.updated_at) < now - dt.timedelta(minutes=sla):
-                attempts = ledger.attempts(saga.saga_id)
-                queued += _queue(outbox, overdue_alert(saga, attempts, run_url(saga.run_id), sla))
+        overdue = [
+            saga
+            for saga in page
+            if (sla := sla_minutes.get(saga.saga_name)) is not None
+            and as_utc(saga.updated_at) < now - dt.timedelta(minutes=sla)
+        ]
+        runs = ledger.runs_of([saga.saga_id for saga in overdue]) if overdue else {}
+        for saga in overdue:
+            attempts = ledger.attempts(saga.saga_id)
+            alert_links = targets.for_saga(saga, runs[saga.saga_id])
+            alert = overdue_alert(saga, attempts, alert_links, sla_minutes[saga.saga_name])
+            queued += _queue(outbox, alert)
     return queued
 
 
@@ -101,10 +109,10 @@ def queue_run_failure_alerts(
     outbox: AlertOutbox,
     runs: Iterable[FailedRun],
     failure_message: Callable[[str], str | None],
-    run_url: RunUrl,
+    targets: LinkTargets,
 ) -> int:
-    """Queue an alert for each failed run whose saga never started; how many were new.
-    `failure_message` reads a run's error (asked only for those runs)."""
+    """Queue an alert for each failed run whose saga never started (its only link: the run); how
+    many were new. `failure_message` reads a run's error (asked only for those runs)."""
     queued = 0
     for run in runs:
         if ledger.get_saga(run.saga_id) is not None:
@@ -114,7 +122,7 @@ def queue_run_failure_alerts(
             run.run_id,
             run.status,
             failure_message(run.run_id),
-            run_url(run.run_id),
+            targets.for_run(run.run_id),
             run.parameters,
             run.trigger,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from report_pipeline.alerting.alerts import Alert, Severity
+from report_pipeline.alerting.alerts import Alert, AlertLinks, Severity
 
 # Slack's limits on a section's text and on one of its fields (a longer one gets the message
 # refused), less room for our own formatting around the value
@@ -13,12 +13,22 @@ _SECTION_CHARS, _FIELD_CHARS = 3000 - 40, 2000 - 40
 # errors, names) can become a mention (<!channel>, <@U123>) or a link (<http://evil|click>) in the
 # channel.
 _SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# An alert's links as Slack shows them, in this order
+_LINK_LABELS = {
+    "run": "Run",
+    "compensation_run": "Compensation run",
+    "dashboard": "Dashboard",
+    "logs": "Logs",
+}
 
 
 def slack_payload(alert: Alert) -> dict[str, Any]:
-    """A Slack incoming-webhook message: a summary line, the facts as fields, a button to the run.
+    """A Slack incoming-webhook message: a summary line, the facts as fields, the links, a button
+    to the run.
 
-    Every value from the saga is escaped for mrkdwn; only the formatting around it is ours.
+    Every value from the saga is escaped for mrkdwn; only the formatting around it is ours. The
+    links are ours too, every saga value in them percent-encoded (observability/links.py): none can
+    end a link early or add one.
     """
     icon = ":rotating_light:" if alert.severity == Severity.CRITICAL else ":warning:"
     title = _slack_text(alert.title, _SECTION_CHARS)
@@ -48,7 +58,9 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}}
         )
-    if alert.run_url:
+    if links := slack_links(alert.links):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Links*\n{links}"}})
+    if alert.links.run:
         # a button's url is a plain URL, not mrkdwn: it cannot mention anyone and is left as it is
         blocks.append(
             {
@@ -57,7 +69,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
                     {
                         "type": "button",
                         "text": {"type": "plain_text", "text": "Open the run"},
-                        "url": alert.run_url,
+                        "url": alert.links.run,
                     }
                 ],
             }
@@ -66,6 +78,16 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         "text": f"{icon} {title} (saga {_slack_text(alert.saga_id or '-', _FIELD_CHARS)})",
         "blocks": blocks,
     }
+
+
+def slack_links(alert_links: AlertLinks) -> str:
+    """The links that exist, as mrkdwn links (`<url|label>`). Slack reads `&`, `<` and `>` in a
+    link's URL escaped, like everywhere else in mrkdwn."""
+    return " · ".join(
+        f"<{''.join(_SLACK_ESCAPES.get(char, char) for char in url)}|{label}>"
+        for name, label in _LINK_LABELS.items()
+        if (url := getattr(alert_links, name))
+    )
 
 
 def _slack_text(value: str, limit: int) -> str:

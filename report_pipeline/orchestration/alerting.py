@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from report_pipeline import settings
+from report_pipeline.alerting.alerts import LinkTargets
 from report_pipeline.alerting.delivery import (
     LOOKBACK,
     FailedRun,
@@ -31,17 +32,19 @@ RUN_PAGE_SIZE = 200  # failed runs read per query; every page is read each tick
 
 
 class AlertsResource(dg.ConfigurableResource):
-    """Where alerts go. The webhook URL is a secret, read at run time from the settings."""
+    """Where alerts go, and the UIs their links lead to. The webhook URL is a secret, read at run
+    time from the settings."""
 
     format: str = "slack"  # slack or json
-    dagster_ui_url: str = "http://127.0.0.1:3000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"  # DAGSTER_UI_URL
+    grafana_url: str = "http://127.0.0.1:3001"  # REPORT_PIPELINE_GRAFANA_URL
 
     def webhook(self) -> Webhook | None:
         url = settings.ALERT_WEBHOOK_URL.read()
         return Webhook(url, self.format) if url else None
 
-    def run_url(self, run_id: str | None) -> str | None:
-        return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}" if run_id else None
+    def link_targets(self) -> LinkTargets:
+        return LinkTargets(self.dagster_ui_url, self.grafana_url)
 
 
 def queue_alerts(
@@ -51,8 +54,8 @@ def queue_alerts(
     alerts: AlertsResource,
     now: dt.datetime,
 ) -> int:
-    """Queue the alerts this tick has found (sagas, and report runs that failed before their saga);
-    returns how many were new."""
+    """Queue the alerts this tick has found (sagas, and report runs that failed before their saga),
+    each with its links (run, compensation run, dashboard, logs); returns how many were new."""
     outbox = AlertOutbox(ledger.engine)
     sla_minutes = {name: spec.sla_minutes for name, spec in specs.items()}
     report_runs = (
@@ -60,13 +63,14 @@ def queue_alerts(
         for run in _runs_failed_since(context, now - LOOKBACK)
         if run.job_name in specs
     )
-    return queue_saga_alerts(ledger, outbox, sla_minutes, alerts.run_url, now) + (
+    targets = alerts.link_targets()
+    return queue_saga_alerts(ledger, outbox, sla_minutes, targets, now) + (
         queue_run_failure_alerts(
             ledger,
             outbox,
             report_runs,
             functools.partial(_failure_message, context),
-            alerts.run_url,
+            targets,
         )
     )
 

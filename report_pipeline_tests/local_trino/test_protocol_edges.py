@@ -1,13 +1,14 @@
-"""Polls at the edges of a statement's life answer as Trino 476 does (checked against a real
-coordinator): a token other than the current or next one, or a query id nobody knows, on the
-statement path is 404; an unknown id on /v1/query is 410; a poll racing a cancel gets a page or the
-USER_CANCELED document."""
+"""Polls at the edges of a statement's life answer as Trino 476 does: each answer below is asserted
+on the local engine and on the real Trino alike. A token other than the current or next one, or a
+query id nobody knows, on the statement path is 404; an unknown id on /v1/query is 410; a poll
+racing a cancel gets a page or the USER_CANCELED document."""
 
 from __future__ import annotations
 
 import re
 import threading
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 import requests
@@ -21,7 +22,18 @@ UNKNOWN_ID = "20260101_000000_99999_zzzzz"
 MULTI_PAGE = "SELECT sequential_number AS n FROM TABLE(sequence(0, 199999))"
 
 
-def submit(engine: LocalTrino, sql: str) -> dict:
+class Server(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+@pytest.fixture(params=["local", pytest.param("trino", marks=pytest.mark.real_trino)])
+def server(request: pytest.FixtureRequest, local_trino: LocalTrino) -> Server:
+    """The local engine, then the real Trino: each edge must answer the same on both."""
+    return local_trino if request.param == "local" else request.getfixturevalue("real_trino")
+
+
+def submit(engine: Server, sql: str) -> dict:
     return requests.post(f"{engine.url}/v1/statement", data=sql, headers=HEADERS, timeout=10).json()
 
 
@@ -33,7 +45,7 @@ def token_of(uri: str) -> int:
     return int(uri.rsplit("/", 1)[1])
 
 
-def first_data_page(engine: LocalTrino, sql: str) -> tuple[str, dict]:
+def first_data_page(engine: Server, sql: str) -> tuple[str, dict]:
     """Poll a statement up to its first page of rows: that page's URI and document."""
     document = submit(engine, sql)
     while True:
@@ -44,26 +56,25 @@ def first_data_page(engine: LocalTrino, sql: str) -> tuple[str, dict]:
 
 
 @pytest.fixture
-def paging(local_trino: LocalTrino) -> Iterator[tuple[str, dict]]:
+def paging(server: Server) -> Iterator[tuple[str, dict]]:
     """A multi-page statement polled up to its first page of rows (URI, document); cancelled
     afterwards."""
-    uri, page = first_data_page(local_trino, MULTI_PAGE)
+    uri, page = first_data_page(server, MULTI_PAGE)
     yield uri, page
     requests.delete(page["nextUri"], timeout=10)
 
 
-def test_poll_past_the_last_page_is_not_found(local_trino: LocalTrino) -> None:
-    document = submit(local_trino, "SELECT 1")
+def test_poll_past_the_last_page_is_not_found(server: Server) -> None:
+    document = submit(server, "SELECT 1")
     while "nextUri" in document:
         last_uri = document["nextUri"]
         document = requests.get(last_uri, timeout=10).json()
     beyond = requests.get(with_token(last_uri, token_of(last_uri) + 1), timeout=10)
     assert beyond.status_code == 404
-    assert beyond.json()["error"]["errorName"] == "NOT_FOUND"
 
 
-def test_repeated_poll_of_the_last_page_still_answers_it(local_trino: LocalTrino) -> None:
-    document = submit(local_trino, "SELECT 1")
+def test_repeated_poll_of_the_last_page_still_answers_it(server: Server) -> None:
+    document = submit(server, "SELECT 1")
     while "nextUri" in document:
         last_uri = document["nextUri"]
         document = requests.get(last_uri, timeout=10).json()
@@ -84,29 +95,35 @@ def test_poll_skipping_a_token_is_not_found(paging: tuple[str, dict]) -> None:
     assert ahead.status_code == 404
 
 
-def test_poll_of_an_unknown_query_in_the_queued_phase_is_not_found(local_trino: LocalTrino) -> None:
+def test_poll_of_an_unknown_query_in_the_queued_phase_is_not_found(server: Server) -> None:
+    response = requests.get(f"{server.url}/v1/statement/queued/{UNKNOWN_ID}/abcd/1", timeout=10)
+    assert response.status_code == 404
+
+
+def test_the_local_engines_not_found_is_a_trino_style_json_error(local_trino: LocalTrino) -> None:
+    # (Trino's own 404 here has no JSON body; the local engine answers every error in JSON)
     response = requests.get(
         f"{local_trino.url}/v1/statement/queued/{UNKNOWN_ID}/abcd/1", timeout=10
     )
-    assert response.status_code == 404
     assert response.json()["error"]["errorName"] == "NOT_FOUND"
 
 
-def test_cancel_of_an_unknown_statement_is_not_found(local_trino: LocalTrino) -> None:
+def test_cancel_of_an_unknown_statement_is_not_found(server: Server) -> None:
     response = requests.delete(
-        f"{local_trino.url}/v1/statement/executing/{UNKNOWN_ID}/abcd/1", timeout=10
+        f"{server.url}/v1/statement/executing/{UNKNOWN_ID}/abcd/1", timeout=10
     )
     assert response.status_code == 404
 
 
 def test_poll_with_a_wrong_slug_is_not_found(paging: tuple[str, dict]) -> None:
     uri, _ = paging
-    wrong = re.sub(r"/[0-9a-f]+/(\d+)$", r"/0000/\1", uri)
+    wrong = re.sub(r"/[^/]+/(\d+)$", r"/y0000/\1", uri)
+    assert wrong != uri
     assert requests.get(wrong, timeout=10).status_code == 404
 
 
-def test_delete_of_an_unknown_query_id_is_no_content(local_trino: LocalTrino) -> None:
-    response = requests.delete(f"{local_trino.url}/v1/query/{UNKNOWN_ID}", timeout=10)
+def test_delete_of_an_unknown_query_id_is_no_content(server: Server) -> None:
+    response = requests.delete(f"{server.url}/v1/query/{UNKNOWN_ID}", headers=HEADERS, timeout=10)
     assert response.status_code == 204
 
 

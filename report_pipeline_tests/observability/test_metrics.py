@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from prometheus_client import CollectorRegistry
 
-from report_pipeline.alerting.alerts import AlertKind, run_failure_alert
+from report_pipeline.alerting.alerts import AlertKind, AlertLinks, run_failure_alert
 from report_pipeline.alerting.outbox import AlertOutbox
 from report_pipeline.observability import metrics
 from report_pipeline.observability.metrics import FOLDING_VERSION, LedgerCollector, fold, history
@@ -303,7 +303,7 @@ def test_alerts_are_counted_once_settled_and_pending_until_then(ledger) -> None:
         ("a2", AlertKind.RUN_FAILED),
         ("a3", AlertKind.FAILED_NEEDS_MANUAL),
     ):
-        alert = run_failure_alert(CHAIN, key, "FAILURE", None, None, {}, None)
+        alert = run_failure_alert(CHAIN, key, "FAILURE", None, AlertLinks(), {}, None)
         outbox.queue(dataclasses.replace(alert, key=key, kind=kind))
     outbox.mark_delivered("a1", attempts=2)
     outbox.mark_failed_attempt(

@@ -77,7 +77,15 @@ def test_compensated_saga_alerts_once_with_its_context(
     assert message["failed_step"] == "write_report" and "Access Denied" in message["error"]
     assert message["parameters"] == DAILY_PARAMETERS and message["trigger"] == "manual"
     assert message["compensation"] == "undone: write_report, create_summary"
-    assert message["run_url"].endswith(f"/runs/{compensated_run}")
+    # the saga's id is its root run's id; its own run compensated it: no compensation run
+    assert message["links"] == {
+        "run": f"http://127.0.0.1:3000/runs/{compensated_run}",
+        "compensation_run": None,
+        "dashboard": "http://127.0.0.1:3001/d/report-pipeline/"
+        f"?var-saga_id={compensated_run}&var-report=daily_country_report",
+        "logs": message["links"]["logs"],
+    }
+    assert message["links"]["logs"].startswith("http://127.0.0.1:3001/explore?schemaVersion=1&")
     evaluate(dagster_instance, pipeline_env)  # a later tick, and a "restarted" sensor: nothing new
     assert len(receiver.about(compensated_run)) == 1
 
@@ -162,6 +170,12 @@ def test_run_that_failed_before_its_saga_alerts(dagster_instance, pipeline_env, 
     evaluate(dagster_instance, pipeline_env)
     [message] = receiver.about(run.run_id)
     assert message["kind"] == AlertKind.RUN_FAILED_BEFORE_SAGA and "min_events" in message["error"]
+    assert message["links"] == {
+        "run": f"http://127.0.0.1:3000/runs/{run.run_id}",
+        "compensation_run": None,
+        "dashboard": None,
+        "logs": None,
+    }
 
 
 def test_without_a_webhook_the_alert_is_logged(

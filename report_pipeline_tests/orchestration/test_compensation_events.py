@@ -47,6 +47,7 @@ def undo_events(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogEn
 
 
 def metadata(entry: dg.EventLogEntry) -> dict:
+    assert entry.dagster_event is not None
     data = entry.dagster_event.engine_event_data.metadata
     return {key: value.value for key, value in data.items()}
 
@@ -74,9 +75,7 @@ def test_the_failure_hook_logs_each_undo_with_its_statement_table_rows_and_query
     )
     run = launch(dagster_instance, DAILY)
     saga_id = saga_of(run)
-    written = next(
-        a.rows for a in ledger.attempts(saga_id) if a.step == "write_report" and a.rows
-    )
+    written = next(a.rows for a in ledger.attempts(saga_id) if a.step == "write_report" and a.rows)
     events = undo_events(dagster_instance, run.run_id)
     assert [metadata(e)["step"] for e in events] == ["write_report", "create_summary"]
     delete, drop = (metadata(e) for e in events)

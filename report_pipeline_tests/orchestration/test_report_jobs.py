@@ -276,7 +276,7 @@ def test_compensation_that_always_fails_ends_failed_needs_manual(
     ]
     assert len(failed) == 4 and all(a.error_name == "HIVE_METASTORE_ERROR" for a in failed)
     errors = [
-        r.event_log_entry.user_message
+        r.event_log_entry.message
         for r in dagster_instance.get_records_for_run(run.run_id).records
         if r.event_log_entry.level >= 40
     ]
