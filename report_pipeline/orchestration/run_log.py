@@ -125,8 +125,10 @@ def _undo_message(outcome: UndoAttempt) -> str:
     if outcome.succeeded:
         return f"undo of {outcome.step} succeeded ({attempt}): {what}"
     retry = ", will retry" if outcome.will_retry else ""
-    error = f"{outcome.error_name}: " if outcome.error_name else ""
-    return f"undo of {outcome.step} FAILED ({attempt}{retry}): {what}: {error}{outcome.error}"
+    error = outcome.error or ""
+    if outcome.error_name and not error.startswith(outcome.error_name):
+        error = f"{outcome.error_name}: {error}"
+    return f"undo of {outcome.step} FAILED ({attempt}{retry}): {what}: {error}"
 
 
 def _statement_text(statement: UndoStatement) -> str:

@@ -59,6 +59,8 @@ def test_the_stack_has_every_part() -> None:
         "metrics",
         "prometheus",
         "grafana",
+        "loki",
+        "alloy",
     }
 
 
@@ -312,7 +314,8 @@ def test_prometheus_scrapes_the_metrics_service_and_grafana_reads_that_prometheu
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"][0]
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "report_pipeline.json").read_text())
-    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+    metric_panels = [p for p in dashboard["panels"] if p["datasource"]["type"] == "prometheus"]
+    assert {p["datasource"]["uid"] for p in metric_panels} == {datasource["uid"]}
     provider = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "dashboards" / "report_pipeline.yml").read_text()
     )["providers"][0]

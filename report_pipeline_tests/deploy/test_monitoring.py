@@ -7,17 +7,24 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from report_pipeline import settings
+from report_pipeline.observability import links
 from report_pipeline.observability.metrics import LedgerCollector
 from report_pipeline.saga.ledger import SqlLedger
 
-DEPLOY = Path(__file__).resolve().parents[2] / "report_pipeline" / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "report_pipeline" / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
+RULE_TESTS = RULES.parent / "alerts_test.yml"
+PROMETHEUS_CONFIG = RULES.parent / "prometheus.yml"
+README = ROOT / "README.md"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "report_pipeline.json"
 # Grafana's variables, replaced by what they stand for when a panel is drawn
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$report": ".*"}
@@ -67,8 +74,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 
 def dashboard_queries() -> list[str]:
+    """The dashboard's PromQL (its Loki queries are checked in test_logs_stack.py)."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == "prometheus"
+    ]
 
 
 def rule_queries() -> list[str]:
@@ -202,3 +215,109 @@ def test_dashboard_has_the_views_engineers_need() -> None:
         for p in panels
     )
     assert len({p["id"] for p in panels}) == len(panels)
+
+
+# --- where each alert leads -----------------------------------------------------------------------
+
+
+def alert_rules() -> list[dict]:
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
+
+
+def about_one_report(rule: dict) -> bool:
+    """Whether the rule's alerts carry the report (`saga_name`) they are about."""
+    return re.search(r"\bby \(saga_name\)", rule["expr"]) is not None
+
+
+def expected_alerts() -> list[tuple[dict, str, dict, dict]]:
+    """Each alert alerts_test.yml expects: its test group, name, labels and annotations."""
+    return [
+        (test, case["alertname"], expected["exp_labels"], expected["exp_annotations"])
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test["alert_rule_test"]
+        for expected in case["exp_alerts"]
+    ]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a markdown file's headings: the text in lower case, characters
+    other than letters, digits, `_`, `-` and spaces dropped, spaces as `-`; a repeated anchor gets
+    `-1`, `-2`... Lines in fenced code blocks are not headings."""
+    anchors: set[str] = set()
+    seen: Counter[str] = Counter()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        heading = None if fenced else re.match(r"#{1,6}\s+(.+?)\s*#*\s*$", line)
+        if heading:
+            anchor = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(f"{anchor}-{seen[anchor]}" if seen[anchor] else anchor)
+            seen[anchor] += 1
+    return anchors
+
+
+def test_the_anchor_reader_follows_githubs_rules() -> None:
+    markdown = "# Runbook\n## A `x` / b?\n```sh\n# not a heading\n```\n### Runbook\n"
+    assert github_anchors(markdown) == {"runbook", "a-x--b", "runbook-1"}
+
+
+def test_every_alert_rule_links_its_runbook_and_the_dashboard() -> None:
+    for rule in alert_rules():
+        links_of = rule["annotations"]
+        assert links_of["runbook_url"] == (
+            "{{ $externalLabels.runbook_base }}#" + rule["alert"].lower()
+        ), rule["alert"]
+        assert links_of["dashboard_url"].startswith(
+            "{{ $externalLabels.grafana_url }}" + f"/d/{links.DASHBOARD_UID}/"
+        ), rule["alert"]
+
+
+def test_every_runbook_anchor_is_a_heading_of_the_readme() -> None:
+    anchors = {rule["annotations"]["runbook_url"].split("#", 1)[1] for rule in alert_rules()}
+    assert anchors - github_anchors(README.read_text()) == set(), (
+        "README.md needs a heading per alert in its Runbook (`### <alert name>`)"
+    )
+
+
+def test_alerts_about_one_report_filter_the_dashboard_to_it() -> None:
+    for rule in alert_rules():
+        filtered = (
+            "var-report={{ $labels.saga_name | urlquery }}" in rule["annotations"]["dashboard_url"]
+        )
+        assert filtered == about_one_report(rule), rule["alert"]
+
+
+def test_the_rule_tests_expect_the_links_the_alerts_code_builds() -> None:
+    """promtool checks the rules render these; they are what observability/links.py builds from
+    the same base URLs, so a Prometheus alert and a webhook alert lead to the same places."""
+    for test, name, labels, expected in expected_alerts():
+        bases = test["external_labels"]
+        report = labels.get("saga_name")
+        assert expected["dashboard_url"] == links.dashboard_url(
+            bases["grafana_url"], report=report
+        ), name
+        assert expected["runbook_url"] == f"{bases['runbook_base']}#{name.lower()}", name
+
+
+def test_prometheus_sets_every_external_label_the_rules_read() -> None:
+    read = set(re.findall(r"\$externalLabels\.(\w+)", RULES.read_text()))
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert read == {"grafana_url", "runbook_base"}
+    assert read <= set(config["global"]["external_labels"])
+    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        assert read <= set(test["external_labels"]), test["name"]
+
+
+def test_prometheus_links_to_the_grafana_the_webhook_alerts_link_to() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["global"]["external_labels"]["grafana_url"] == settings.GRAFANA_URL.default
+
+
+def test_the_dashboard_the_links_open_has_their_uid_and_report_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == links.DASHBOARD_UID
+    assert links.REPORT_VARIABLE in {v["name"] for v in dashboard["templating"]["list"]}
