@@ -21,6 +21,7 @@ binds them to one saga as one run drives it (a `SagaHandle`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -514,6 +515,7 @@ class SagaHandle:
                 require_running=False,
             )
             started = time.monotonic()
+            ended = functools.partial(UndoAttempt, step.name, attempt, retry.max_attempts)
             try:
                 result = self.runner.run_compensation(step, self._statement_recorder(attempt_id))
             except Exception as error:
@@ -522,30 +524,25 @@ class SagaHandle:
                 )
                 # an error the runner did not classify may well pass: worth another try
                 transient = error.transient if isinstance(error, StepError) else True
-                will_retry = transient and attempt < retry.max_attempts
-                bound.error(
-                    "compensation failed",
-                    attempt=attempt,
+                outcome = ended(
+                    time.monotonic() - started,
                     error=str(error),
                     error_name=getattr(error, "error_name", None),
                     query_id=getattr(error, "query_id", None),
+                    will_retry=transient and attempt < retry.max_attempts,
+                    details=getattr(error, "details", None),
+                )
+                bound.error(
+                    "compensation failed",
+                    attempt=attempt,
+                    error=outcome.error,
+                    error_name=outcome.error_name,
+                    query_id=outcome.query_id,
                     transient=transient,
-                    will_retry=will_retry,
+                    will_retry=outcome.will_retry,
                 )
-                self._tell_undo(
-                    UndoAttempt(
-                        step.name,
-                        attempt,
-                        retry.max_attempts,
-                        time.monotonic() - started,
-                        error=str(error),
-                        error_name=getattr(error, "error_name", None),
-                        query_id=getattr(error, "query_id", None),
-                        will_retry=will_retry,
-                        details=getattr(error, "details", None),
-                    )
-                )
-                if not will_retry:
+                self._tell_undo(outcome)
+                if not outcome.will_retry:
                     return False
                 self._coordinator.sleep(retry.delay(attempt))
                 continue
@@ -558,15 +555,7 @@ class SagaHandle:
                 query_id=result.query_id,
                 rows=result.rows,
             )
-            self._tell_undo(
-                UndoAttempt(
-                    step.name,
-                    attempt,
-                    retry.max_attempts,
-                    time.monotonic() - started,
-                    result=result,
-                )
-            )
+            self._tell_undo(ended(time.monotonic() - started, result=result))
             return True
         return False
 

@@ -65,6 +65,23 @@ def undo_attempts(ledger, saga_id: str):
     return [a for a in ledger.attempts(saga_id) if a.kind == AttemptKind.COMPENSATION]
 
 
+def fail_write_report_and_every_undo_of_the_summary(backend) -> None:
+    """write_report fails, and so does every DROP of the summary (until the faults are cleared):
+    the saga ends FAILED_NEEDS_MANUAL with the summary table left."""
+    backend.inject(
+        Fault(pattern=STEPS["write_report"], action="error", error_name="PERMISSION_DENIED")
+    )
+    backend.inject(
+        Fault(
+            pattern=STEPS["drop_summary"],
+            action="error",
+            error_name="HIVE_METASTORE_ERROR",
+            error_type="EXTERNAL",
+            times=None,
+        )
+    )
+
+
 @LOCAL_ONLY
 def test_the_failure_hook_logs_each_undo_with_its_statement_table_rows_and_query(
     dagster_instance, backend, ledger
@@ -139,18 +156,7 @@ def test_a_failed_undo_is_an_error_event_with_the_trino_error_and_its_retry_foll
 def test_an_undo_that_keeps_failing_ends_with_an_error_summary_naming_the_step(
     dagster_instance, backend, ledger
 ) -> None:
-    backend.inject(
-        Fault(pattern=STEPS["write_report"], action="error", error_name="PERMISSION_DENIED")
-    )
-    backend.inject(
-        Fault(
-            pattern=STEPS["drop_summary"],
-            action="error",
-            error_name="HIVE_METASTORE_ERROR",
-            error_type="EXTERNAL",
-            times=None,
-        )
-    )
+    fail_write_report_and_every_undo_of_the_summary(backend)
     run = launch(dagster_instance, DAILY)
     backend.proxy.faults.clear()
     saga_id = saga_of(run)
@@ -173,18 +179,7 @@ def test_a_compensate_saga_run_logs_its_undos_carries_the_summary_and_is_linked_
 ) -> None:
     # a saga whose undo kept failing (FAILED_NEEDS_MANUAL), compensated by hand once the cause is
     # gone, as the runbook says
-    backend.inject(
-        Fault(pattern=STEPS["write_report"], action="error", error_name="PERMISSION_DENIED")
-    )
-    backend.inject(
-        Fault(
-            pattern=STEPS["drop_summary"],
-            action="error",
-            error_name="HIVE_METASTORE_ERROR",
-            error_type="EXTERNAL",
-            times=None,
-        )
-    )
+    fail_write_report_and_every_undo_of_the_summary(backend)
     original = launch(dagster_instance, DAILY)
     backend.proxy.faults.clear()
     saga_id = saga_of(original)
